@@ -1,0 +1,26 @@
+//! Compiles `hazardwatch/v1/*.proto` with protox (pure Rust: no system
+//! `protoc`) and generates prost messages and tonic services, plus the file
+//! descriptor set the gRPC reflection service serves.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "hazardwatch/v1/telemetry.proto",
+        "hazardwatch/v1/alarms.proto",
+    ];
+    for f in &files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let descriptors = protox::compile(files, ["."])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("hazardwatch_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! What the rule engine emits: alarm condition changes on points.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{PointIdx, pb};
+
+/// The condition an alarm stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AlarmKind {
+    /// Above the high-high limit.
+    HighHigh,
+    /// Above the high limit.
+    High,
+    /// Below the low limit.
+    Low,
+    /// Below the low-low limit.
+    LowLow,
+}
+
+impl AlarmKind {
+    /// Short tag used in alarm ids and on screen: `HH`, `H`, `L`, `LL`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            AlarmKind::HighHigh => "HH",
+            AlarmKind::High => "H",
+            AlarmKind::Low => "L",
+            AlarmKind::LowLow => "LL",
+        }
+    }
+
+    /// Parses a tag as produced by [`AlarmKind::tag`].
+    pub fn from_tag(tag: &str) -> Option<AlarmKind> {
+        match tag {
+            "HH" => Some(AlarmKind::HighHigh),
+            "H" => Some(AlarmKind::High),
+            "L" => Some(AlarmKind::Low),
+            "LL" => Some(AlarmKind::LowLow),
+            _ => None,
+        }
+    }
+}
+
+impl From<AlarmKind> for pb::AlarmKind {
+    fn from(k: AlarmKind) -> Self {
+        match k {
+            AlarmKind::HighHigh => pb::AlarmKind::HighHigh,
+            AlarmKind::High => pb::AlarmKind::High,
+            AlarmKind::Low => pb::AlarmKind::Low,
+            AlarmKind::LowLow => pb::AlarmKind::LowLow,
+        }
+    }
+}
+
+/// Alarm priority (ISA-18.2): what response the operator owes.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Advisory; respond within the shift.
+    Low,
+    /// Respond within minutes.
+    #[default]
+    Medium,
+    /// Respond at once.
+    High,
+    /// Immediate danger to life or plant.
+    Critical,
+}
+
+impl Priority {
+    /// Lower-case name, as in config files and on screen.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Medium => "medium",
+            Priority::High => "high",
+            Priority::Critical => "critical",
+        }
+    }
+}
+
+impl From<Priority> for pb::Priority {
+    fn from(p: Priority) -> Self {
+        match p {
+            Priority::Low => pb::Priority::Low,
+            Priority::Medium => pb::Priority::Medium,
+            Priority::High => pb::Priority::High,
+            Priority::Critical => pb::Priority::Critical,
+        }
+    }
+}
+
+impl From<pb::Priority> for Option<Priority> {
+    /// `Unspecified` maps to `None` (no minimum).
+    fn from(p: pb::Priority) -> Self {
+        match p {
+            pb::Priority::Unspecified => None,
+            pb::Priority::Low => Some(Priority::Low),
+            pb::Priority::Medium => Some(Priority::Medium),
+            pb::Priority::High => Some(Priority::High),
+            pb::Priority::Critical => Some(Priority::Critical),
+        }
+    }
+}
+
+/// A change of an alarm condition, decided by the rule engine in event time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RuleEvent {
+    /// The point whose condition changed.
+    pub point: PointIdx,
+    /// Which condition.
+    pub kind: AlarmKind,
+    /// True when the condition became active, false when it returned to normal.
+    pub active: bool,
+    /// Event time of the change, Unix ms (the reading's time, or the time an
+    /// on/off delay ran out).
+    pub ts_ms: i64,
+    /// The value that decided the change.
+    pub value: f64,
+    /// The limit involved.
+    pub limit: f64,
+    /// Priority configured for this condition.
+    pub priority: Priority,
+}
+
+impl RuleEvent {
+    /// A total order for deterministic output: event time, point, kind, then
+    /// raise before clear.
+    pub fn order_key(&self) -> (i64, PointIdx, AlarmKind, bool) {
+        (self.ts_ms, self.point, self.kind, !self.active)
+    }
+}

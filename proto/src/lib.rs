@@ -1,0 +1,39 @@
+//! The contract every hazardwatch crate shares.
+//!
+//! - [`pb`]: the wire types generated from `hazardwatch/v1/*.proto` (prost
+//!   messages, tonic clients and servers) and the descriptor set that the
+//!   gRPC reflection service serves.
+//! - [`reading`]: [`Reading`] and [`Quality`], the unit of telemetry inside the
+//!   service. A reading names its point by a dense [`PointIdx`], not a string.
+//! - [`catalog`]: [`Catalog`], the table from point name to [`PointIdx`] and
+//!   to the point's place in the site (enterprise, hazard source, unit, kind).
+//! - [`alarm`]: [`RuleEvent`], what the rule engine emits, with [`AlarmKind`]
+//!   and [`Priority`].
+//!
+//! ```
+//! use hazardwatch_proto::{Catalog, PointKind, PointMeta, Quality, Reading};
+//!
+//! let mut catalog = Catalog::default();
+//! let idx = catalog.insert(PointMeta::new("T101.LT", "E01", "E01-HS1", "T101", PointKind::Level, "m"));
+//! assert_eq!(catalog.lookup("T101.LT"), Some(idx));
+//! let r = Reading { point: idx, ts_ms: 1_732_262_400_123, value: 12.34, quality: Quality::Good };
+//! assert_eq!(catalog.meta(r.point).enterprise.as_ref(), "E01");
+//! ```
+
+pub mod alarm;
+pub mod catalog;
+pub mod reading;
+
+pub use alarm::{AlarmKind, Priority, RuleEvent};
+pub use catalog::{Catalog, PointKind, PointMeta};
+pub use reading::{PointIdx, Quality, Reading};
+
+/// Generated protobuf and gRPC types of package `hazardwatch.v1`.
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("hazardwatch.v1");
+
+    /// Encoded `FileDescriptorSet` of every `.proto` file, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/hazardwatch_descriptor.bin"));
+}

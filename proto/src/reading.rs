@@ -1,0 +1,89 @@
+//! Readings: one measured value of one point at one event time.
+
+use serde::{Deserialize, Serialize};
+
+use crate::pb;
+
+/// Dense index of a point in the [`crate::Catalog`]. Readings carry this
+/// instead of the point's name so the dataflow moves 24-byte `Copy` records.
+pub type PointIdx = u32;
+
+/// Quality of a measurement, as the gateway judged it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+pub enum Quality {
+    /// A valid measurement.
+    #[default]
+    Good,
+    /// Usable with caution (e.g. sensor in calibration drift).
+    Uncertain,
+    /// Not a measurement of the process (sensor fault, wire break).
+    Bad,
+}
+
+impl Quality {
+    /// The lower-case name used in JSON payloads and the archive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Good => "good",
+            Quality::Uncertain => "uncertain",
+            Quality::Bad => "bad",
+        }
+    }
+
+    /// Parses the JSON name (`good`, `uncertain`, `bad`), case-insensitively.
+    pub fn parse(s: &str) -> Option<Quality> {
+        if s.eq_ignore_ascii_case("good") {
+            Some(Quality::Good)
+        } else if s.eq_ignore_ascii_case("uncertain") {
+            Some(Quality::Uncertain)
+        } else if s.eq_ignore_ascii_case("bad") {
+            Some(Quality::Bad)
+        } else {
+            None
+        }
+    }
+}
+
+impl From<pb::Quality> for Quality {
+    fn from(q: pb::Quality) -> Self {
+        match q {
+            pb::Quality::Unspecified | pb::Quality::Good => Quality::Good,
+            pb::Quality::Uncertain => Quality::Uncertain,
+            pb::Quality::Bad => Quality::Bad,
+        }
+    }
+}
+
+impl From<Quality> for pb::Quality {
+    fn from(q: Quality) -> Self {
+        match q {
+            Quality::Good => pb::Quality::Good,
+            Quality::Uncertain => pb::Quality::Uncertain,
+            Quality::Bad => pb::Quality::Bad,
+        }
+    }
+}
+
+/// One validated measurement inside the service.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    /// The point, as an index into the catalog.
+    pub point: PointIdx,
+    /// Event time: the gateway's timestamp, Unix milliseconds.
+    pub ts_ms: i64,
+    /// Value in the point's engineering unit; always finite.
+    pub value: f64,
+    /// The gateway's quality flag.
+    pub quality: Quality,
+}
+
+impl Reading {
+    /// A total order used wherever readings must be processed in a
+    /// deterministic order: point, event time, then value bits and quality
+    /// (so even two readings of one point at one millisecond have one order).
+    pub fn order_key(&self) -> (PointIdx, i64, u64, Quality) {
+        (self.point, self.ts_ms, self.value.to_bits(), self.quality)
+    }
+}

@@ -1,0 +1,361 @@
+//! The timely dataflow that runs the rules, and the handle that feeds it.
+//!
+//! ```text
+//! EngineInput --(one bounded channel per worker)--> unordered input
+//!   --exchange by point--> per-point rules --exchange to worker 0-->
+//!   gather: one epoch at a time, events sorted --> sink
+//! ```
+//!
+//! The feeder decides lateness: it keeps the watermark (the event time up to
+//! which input is complete), routes each reading to its worker, and turns
+//! away readings older than the watermark's epoch (they are late: the caller
+//! archives them flagged, they never reach the rules). Advancing the
+//! watermark downgrades every worker's input capability, which is what
+//! lets the rules' timers fire. Live, the caller advances it on a steady tick
+//! to wall clock minus lateness; in replay it follows the data.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::Thread;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
+use hazardwatch_proto::{PointIdx, Reading, RuleEvent};
+use serde::Deserialize;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::core::UnorderedInput;
+use timely::dataflow::operators::generic::Operator;
+
+use crate::error::{Error, Result};
+use crate::operators::event_time::{EndOfInput, Epochs, PerPoint, point_hash};
+use crate::operators::threshold::Threshold;
+use crate::site::SiteModel;
+
+/// Messages waiting for one worker. Each carries a batch, so this bounds
+/// memory at about `WORKER_QUEUE_BATCHES` x batch size per worker; a full
+/// queue blocks the feeder, which stops acknowledging MQTT.
+pub const WORKER_QUEUE_BATCHES: usize = 64;
+
+/// How long an idle worker parks before looking at its queue again (the
+/// feeder also unparks it after every message).
+const IDLE_PARK: Duration = Duration::from_millis(100);
+
+/// `[engine]` settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Timely worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Length of one timely epoch in ms of event time. Coarse epochs keep
+    /// progress tracking cheap; the exact time stays inside each reading.
+    pub epoch_ms: u64,
+    /// How late (behind the newest time known) a reading may arrive and still
+    /// be judged by the rules, in ms.
+    pub lateness_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 0,
+            epoch_ms: 100,
+            lateness_ms: 2_000,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the settings, naming the field that is wrong.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.workers > 256 {
+            return Err(format!("engine.workers: {} is more than 256", self.workers));
+        }
+        if !(1..=60_000).contains(&self.epoch_ms) {
+            return Err(format!(
+                "engine.epoch_ms: {} must be from 1 to 60000",
+                self.epoch_ms
+            ));
+        }
+        if self.lateness_ms > 86_400_000 {
+            return Err(format!(
+                "engine.lateness_ms: {} is more than a day",
+                self.lateness_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// Worker count with 0 resolved to the number of cores.
+    pub fn worker_count(&self) -> usize {
+        if self.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.workers
+        }
+    }
+}
+
+enum WorkerMsg {
+    Readings(Vec<Reading>),
+    Advance(u64),
+    /// The input ends; the epoch is the last one the input reached.
+    Finish(u64),
+}
+
+/// Where the engine delivers events: called on worker 0 once per completed
+/// epoch that has events, sorted by [`RuleEvent::order_key`].
+pub type EventSink = Arc<dyn Fn(Vec<RuleEvent>) + Send + Sync>;
+
+/// A running rule engine.
+pub struct Engine {
+    input: EngineInput,
+    guards: timely::communication::WorkerGuards<()>,
+}
+
+/// The feeding side of the engine (see the module docs).
+pub struct EngineInput {
+    senders: Vec<Sender<WorkerMsg>>,
+    threads: Vec<Thread>,
+    epochs: Epochs,
+    lateness_ms: i64,
+    /// Event time up to which input is complete; starts at 0.
+    watermark_ms: i64,
+    late_total: u64,
+    per_worker: Vec<Vec<Reading>>,
+}
+
+/// The worker a point's readings are sent to: the same choice timely's
+/// exchange makes, so the exchange after the input moves nothing.
+fn worker_of(point: PointIdx, peers: usize) -> usize {
+    let h = point_hash(point);
+    if peers.is_power_of_two() {
+        (h & (peers as u64 - 1)) as usize
+    } else {
+        (h % peers as u64) as usize
+    }
+}
+
+impl Engine {
+    /// Starts the workers on the site model's rules.
+    pub fn start(model: &SiteModel, config: &EngineConfig, sink: EventSink) -> Result<Engine> {
+        config.validate().map_err(Error::Engine)?;
+        let workers = config.worker_count();
+        let epochs = Epochs {
+            epoch_ms: config.epoch_ms as i64,
+        };
+        let rules = Arc::new(model.rules.clone());
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..workers).map(|_| bounded(WORKER_QUEUE_BATCHES)).unzip();
+        let receivers: Arc<Vec<Receiver<WorkerMsg>>> = Arc::new(receivers);
+        let (thread_tx, thread_rx) = std::sync::mpsc::channel::<(usize, Thread)>();
+        let thread_tx = std::sync::Mutex::new(thread_tx);
+        let timely_config = if workers == 1 {
+            timely::Config::thread()
+        } else {
+            timely::Config::process(workers)
+        };
+        let guards = timely::execute(timely_config, move |worker| {
+            let index = worker.index();
+            let rx = receivers[index].clone();
+            let end: EndOfInput = Rc::new(Cell::new(None));
+            let sink = sink.clone();
+            let (mut handle, cap) = worker.dataflow::<u64, _, _>(|scope| {
+                let ((handle, cap), readings) =
+                    scope.new_unordered_input::<CapacityContainerBuilder<Vec<Reading>>>();
+                readings
+                    .per_point(epochs, Threshold::new(rules.clone()), Some(end.clone()))
+                    .sink(Exchange::new(|_: &RuleEvent| 0), "Gather", {
+                        let mut stash: BTreeMap<u64, Vec<RuleEvent>> = BTreeMap::new();
+                        move |(input, frontier)| {
+                            input.for_each(|cap, data| {
+                                if let Some(&time) = cap.least() {
+                                    stash.entry(time).or_default().append(data);
+                                }
+                            });
+                            while let Some(entry) = stash.first_entry() {
+                                if frontier.less_equal(entry.key()) {
+                                    break;
+                                }
+                                let mut events = entry.remove();
+                                events.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+                                sink(events);
+                            }
+                        }
+                    });
+                (handle, cap)
+            });
+            if let Ok(tx) = thread_tx.lock() {
+                // The engine waits for every worker's thread handle; a send
+                // can only fail if it gave up already.
+                let _ = tx.send((index, std::thread::current()));
+            }
+            let mut cap = Some(cap);
+            let mut run: Vec<Reading> = Vec::new();
+            loop {
+                loop {
+                    match rx.try_recv() {
+                        Ok(WorkerMsg::Readings(mut batch)) => {
+                            let Some(c) = cap.as_ref() else { continue };
+                            // Send runs of one epoch under one capability.
+                            batch.sort_unstable_by_key(|r| r.ts_ms);
+                            let mut i = 0;
+                            while i < batch.len() {
+                                let e = epochs.of(batch[i].ts_ms);
+                                let j = batch[i..]
+                                    .iter()
+                                    .position(|r| epochs.of(r.ts_ms) != e)
+                                    .map_or(batch.len(), |k| i + k);
+                                run.extend_from_slice(&batch[i..j]);
+                                let at = c.delayed(&e.max(*c.time()));
+                                handle.activate().session(&at).give_iterator(run.drain(..));
+                                i = j;
+                            }
+                        }
+                        Ok(WorkerMsg::Advance(e)) => {
+                            if let Some(c) = cap.as_mut()
+                                && e > *c.time()
+                            {
+                                c.downgrade(&e);
+                            }
+                        }
+                        Ok(WorkerMsg::Finish(last)) => {
+                            end.set(Some(last));
+                            cap = None;
+                            break;
+                        }
+                        Err(TryRecvError::Disconnected) => {
+                            // The feeder went away without finishing: end at
+                            // what the input had reached.
+                            end.set(cap.as_ref().map(|c| *c.time()));
+                            cap = None;
+                            break;
+                        }
+                        Err(TryRecvError::Empty) => break,
+                    }
+                }
+                if cap.is_none() {
+                    while worker.step_or_park(None) {}
+                    return;
+                }
+                worker.step_or_park(Some(IDLE_PARK));
+            }
+        })
+        .map_err(Error::Engine)?;
+        let mut threads: Vec<Option<Thread>> = vec![None; workers];
+        for _ in 0..workers {
+            let (i, t) = thread_rx
+                .recv()
+                .map_err(|_| Error::Engine("a worker died while starting".into()))?;
+            threads[i] = Some(t);
+        }
+        let threads = threads.into_iter().flatten().collect();
+        Ok(Engine {
+            input: EngineInput {
+                senders,
+                threads,
+                epochs,
+                lateness_ms: config.lateness_ms as i64,
+                watermark_ms: 0,
+                late_total: 0,
+                per_worker: vec![Vec::new(); workers],
+            },
+            guards,
+        })
+    }
+
+    /// The feeding handle.
+    pub fn input(&mut self) -> &mut EngineInput {
+        &mut self.input
+    }
+
+    /// Ends the input at the current watermark and waits until every event
+    /// up to it has reached the sink. Timers beyond the watermark do not
+    /// fire.
+    pub fn finish(mut self) -> Result<u64> {
+        self.input.finish();
+        let late = self.input.late_total;
+        drop(self.input);
+        for r in self.guards.join() {
+            r.map_err(Error::Engine)?;
+        }
+        Ok(late)
+    }
+}
+
+impl EngineInput {
+    /// The configured lateness, ms.
+    pub fn lateness_ms(&self) -> i64 {
+        self.lateness_ms
+    }
+
+    /// The current watermark, ms.
+    pub fn watermark_ms(&self) -> i64 {
+        self.watermark_ms
+    }
+
+    /// Readings turned away as late so far.
+    pub fn late_total(&self) -> u64 {
+        self.late_total
+    }
+
+    /// True when a reading is too late for the rules: its epoch is complete.
+    pub fn is_late(&self, r: &Reading) -> bool {
+        self.epochs.of(r.ts_ms) < self.epochs.of(self.watermark_ms)
+    }
+
+    /// Sends the readings that are not late to their workers and sets
+    /// `late[i]` for each reading (cleared first). Blocks while a worker's
+    /// queue is full.
+    pub fn send(&mut self, readings: &[Reading], late: &mut Vec<bool>) {
+        late.clear();
+        let peers = self.senders.len();
+        for r in readings {
+            let is_late = self.is_late(r);
+            late.push(is_late);
+            if is_late {
+                self.late_total += 1;
+            } else {
+                self.per_worker[worker_of(r.point, peers)].push(*r);
+            }
+        }
+        for w in 0..peers {
+            if !self.per_worker[w].is_empty() {
+                let batch = std::mem::take(&mut self.per_worker[w]);
+                self.deliver(w, WorkerMsg::Readings(batch));
+            }
+        }
+    }
+
+    /// Moves the watermark forward to `watermark_ms` (never back); workers'
+    /// timers up to it fire.
+    pub fn advance_to(&mut self, watermark_ms: i64) {
+        if watermark_ms <= self.watermark_ms {
+            return;
+        }
+        let before = self.epochs.of(self.watermark_ms);
+        self.watermark_ms = watermark_ms;
+        let now = self.epochs.of(watermark_ms);
+        if now > before {
+            for w in 0..self.senders.len() {
+                self.deliver(w, WorkerMsg::Advance(now));
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        let last = self.epochs.of(self.watermark_ms);
+        for w in 0..self.senders.len() {
+            self.deliver(w, WorkerMsg::Finish(last));
+        }
+    }
+
+    fn deliver(&self, worker: usize, msg: WorkerMsg) {
+        // A send fails only if the worker has exited, which happens after
+        // Finish or a panic; either way there is nobody left to give it to.
+        let _ = self.senders[worker].send(msg);
+        self.threads[worker].unpark();
+    }
+}

@@ -1,0 +1,58 @@
+//! The rule engine: the site model, the timely dataflow and its operators,
+//! and the alarm table.
+//!
+//! - [`site`]: the TOML site model (park > enterprise > hazard source > unit >
+//!   point) and its validation, with errors that name file, line and field.
+//! - [`engine`]: starts timely workers and feeds them readings in event time.
+//! - [`operators`]: the rules, each a [`operators::PointLogic`] run by the
+//!   shared event-time mechanics.
+//! - [`alarms`]: the table of active alarms and their ISA-18.2 states.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use hazardwatch_proto::{Quality, Reading};
+//! use hazardwatch_rules::{Engine, EngineConfig, SiteModel, SiteSpec, Source};
+//!
+//! let text = r#"
+//! park = { id = "P" }
+//! [[enterprise]]
+//! id = "E01"
+//! [[enterprise.hazard_source]]
+//! id = "HS1"
+//! grade = 2
+//! [[enterprise.hazard_source.unit]]
+//! id = "T101"
+//! [[enterprise.hazard_source.unit.point]]
+//! id = "T101.LT"
+//! kind = "level"
+//! eng_unit = "m"
+//! range = [0.0, 20.0]
+//! h = 18.0
+//! on_delay_s = 0
+//! "#;
+//! let src = Source { path: "park.toml".into(), text: text.into() };
+//! let model = SiteModel::from_spec(&src.parse::<SiteSpec>().unwrap(), &src).unwrap();
+//! let seen = Arc::new(Mutex::new(Vec::new()));
+//! let sink = { let seen = seen.clone(); Arc::new(move |ev| seen.lock().unwrap().extend(ev)) };
+//! let config = EngineConfig { workers: 1, ..EngineConfig::default() };
+//! let mut engine = Engine::start(&model, &config, sink).unwrap();
+//! let point = model.catalog.lookup("T101.LT").unwrap();
+//! let readings = [17.0, 18.5].map(|v| Reading { point, ts_ms: 1_000, value: v, quality: Quality::Good });
+//! engine.input().send(&readings[..1], &mut Vec::new());
+//! engine.input().send(&[Reading { ts_ms: 2_000, ..readings[1] }], &mut Vec::new());
+//! engine.input().advance_to(10_000);
+//! engine.finish().unwrap();
+//! let events = seen.lock().unwrap();
+//! assert_eq!(events.len(), 1);
+//! assert!(events[0].active && events[0].ts_ms == 2_000);
+//! ```
+
+pub mod alarms;
+pub mod engine;
+pub mod error;
+pub mod operators;
+pub mod site;
+
+pub use engine::{Engine, EngineConfig, EngineInput, EventSink};
+pub use error::{Error, Result};
+pub use site::{Invalid, SiteModel, SiteSpec, Source};

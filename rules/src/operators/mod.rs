@@ -1,0 +1,9 @@
+//! Rule operators. [`event_time`] holds the mechanics every per-point rule
+//! shares (stash by epoch, ordered processing once the frontier passes,
+//! event-time timers); each rule is a [`PointLogic`] in a file of its own.
+
+pub mod event_time;
+pub mod threshold;
+
+pub use event_time::{EndOfInput, Epochs, PerPoint, PointLogic, Scheduled};
+pub use threshold::Threshold;

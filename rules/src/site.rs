@@ -1,0 +1,607 @@
+//! The site model: park > enterprise > hazard source > unit > point, with
+//! each point's instrument range, alarm limits and rule parameters.
+//!
+//! Two layers: the `*Spec` structs are the TOML file as written (serde,
+//! `deny_unknown_fields`, spans kept for error messages); [`SiteModel`] is the
+//! validated model the engine runs on, with every default filled in.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use hazardwatch_proto::{AlarmKind, Catalog, PointIdx, PointKind, PointMeta, Priority};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Error, Result};
+
+/// The park: the top of the site model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParkSpec {
+    /// Park id, e.g. `NJCP`.
+    pub id: Spanned<String>,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// One enterprise of the park. Its id is the `{enterprise}` topic segment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnterpriseSpec {
+    /// Enterprise id; letters, digits, `_` and `-`.
+    pub id: Spanned<String>,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// The enterprise's major hazard sources.
+    #[serde(default)]
+    pub hazard_source: Vec<HazardSourceSpec>,
+}
+
+/// A major hazard source (GB 18218), graded 1 (most severe) to 4.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HazardSourceSpec {
+    /// Hazard source id, unique in the park.
+    pub id: Spanned<String>,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// GB 18218 grade, 1 to 4.
+    pub grade: Spanned<u8>,
+    /// Tanks, tank farms and process units of this hazard source.
+    #[serde(default)]
+    pub unit: Vec<UnitSpec>,
+}
+
+/// A unit: a tank, a tank farm or a process unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitSpec {
+    /// Unit id, unique in the park, e.g. `T101`.
+    pub id: Spanned<String>,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// The unit's measured points.
+    #[serde(default)]
+    pub point: Vec<PointSpec>,
+}
+
+/// One measured point and its alarm configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointSpec {
+    /// Point id, unique in the park, e.g. `T101.LT`.
+    pub id: Spanned<String>,
+    /// What is measured.
+    pub kind: PointKind,
+    /// Engineering unit, e.g. `m`, `degC`, `kPa`, `%LEL`, `ppm`.
+    pub eng_unit: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Instrument range `[low, high]`; readings outside are sensor faults.
+    pub range: Spanned<[f64; 2]>,
+    /// High-high limit.
+    pub hh: Option<Spanned<f64>>,
+    /// High limit.
+    pub h: Option<Spanned<f64>>,
+    /// Low limit.
+    pub l: Option<Spanned<f64>>,
+    /// Low-low limit.
+    pub ll: Option<Spanned<f64>>,
+    /// Deadband in engineering units (overrides `deadband_pct`).
+    pub deadband: Option<Spanned<f64>>,
+    /// Deadband in percent of the instrument span.
+    pub deadband_pct: Option<Spanned<f64>>,
+    /// Seconds a limit must be exceeded before the alarm is raised.
+    pub on_delay_s: Option<Spanned<f64>>,
+    /// Seconds a limit must be clear before the alarm returns to normal.
+    pub off_delay_s: Option<Spanned<f64>>,
+}
+
+/// Per-kind defaults, overridable in the `[defaults.KIND]` tables.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsSpec {
+    /// Deadband in percent of the instrument span.
+    pub deadband_pct: Option<f64>,
+    /// On-delay in seconds.
+    pub on_delay_s: Option<f64>,
+    /// Off-delay in seconds.
+    pub off_delay_s: Option<f64>,
+}
+
+/// The site-model part of a configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSpec {
+    /// The park.
+    pub park: ParkSpec,
+    /// Per-kind defaults.
+    #[serde(default)]
+    pub defaults: BTreeMap<String, Spanned<DefaultsSpec>>,
+    /// The enterprises.
+    #[serde(default)]
+    pub enterprise: Vec<EnterpriseSpec>,
+}
+
+/// Defaults used when neither the point nor `[defaults.KIND]` says otherwise.
+///
+/// Deadbands follow EEMUA 191's guidance (temperature 1 %, level and pressure
+/// 2 % of span); delays follow ISA-18.2's typical values (15 s for
+/// temperature, 5 s for level and pressure). Gas detection must annunciate at
+/// once (GB/T 50493), so gas points have no on-delay.
+pub fn builtin_defaults(kind: PointKind) -> KindDefaults {
+    match kind {
+        PointKind::Temperature => KindDefaults {
+            deadband_pct: 1.0,
+            on_delay_s: 15.0,
+            off_delay_s: 15.0,
+        },
+        PointKind::Level | PointKind::Pressure => KindDefaults {
+            deadband_pct: 2.0,
+            on_delay_s: 5.0,
+            off_delay_s: 5.0,
+        },
+        PointKind::CombustibleGas | PointKind::ToxicGas => KindDefaults {
+            deadband_pct: 2.0,
+            on_delay_s: 0.0,
+            off_delay_s: 5.0,
+        },
+    }
+}
+
+/// Resolved per-kind defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KindDefaults {
+    /// Deadband, percent of span.
+    pub deadband_pct: f64,
+    /// On-delay, seconds.
+    pub on_delay_s: f64,
+    /// Off-delay, seconds.
+    pub off_delay_s: f64,
+}
+
+/// One alarm limit of a point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    /// Which limit.
+    pub kind: AlarmKind,
+    /// The limit value, engineering units.
+    pub value: f64,
+    /// Priority of the alarm it raises.
+    pub priority: Priority,
+}
+
+impl Limit {
+    /// True for HH and H: the alarm is raised above the limit.
+    pub fn is_high(&self) -> bool {
+        matches!(self.kind, AlarmKind::HighHigh | AlarmKind::High)
+    }
+}
+
+/// The validated rule parameters of one point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointRules {
+    /// Instrument range.
+    pub range: (f64, f64),
+    /// Configured limits (HH, H, L, LL order; absent ones omitted).
+    pub limits: Vec<Limit>,
+    /// Deadband in engineering units.
+    pub deadband: f64,
+    /// On-delay, ms of event time.
+    pub on_delay_ms: i64,
+    /// Off-delay, ms of event time.
+    pub off_delay_ms: i64,
+}
+
+/// A unit in the validated model.
+#[derive(Debug, Clone)]
+pub struct UnitInfo {
+    /// Unit id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Its points.
+    pub points: Vec<PointIdx>,
+}
+
+/// A hazard source in the validated model.
+#[derive(Debug, Clone)]
+pub struct HazardSourceInfo {
+    /// Hazard source id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// GB 18218 grade, 1 to 4.
+    pub grade: u8,
+    /// Its units.
+    pub units: Vec<UnitInfo>,
+}
+
+/// An enterprise in the validated model.
+#[derive(Debug, Clone)]
+pub struct EnterpriseInfo {
+    /// Enterprise id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Its hazard sources.
+    pub hazard_sources: Vec<HazardSourceInfo>,
+}
+
+/// The validated site model.
+#[derive(Debug, Clone)]
+pub struct SiteModel {
+    /// Park id.
+    pub park_id: String,
+    /// Park name.
+    pub park_name: String,
+    /// Enterprises, in file order.
+    pub enterprises: Vec<EnterpriseInfo>,
+    /// Every point, by name and index.
+    pub catalog: Catalog,
+    /// Rule parameters, indexed by [`PointIdx`].
+    pub rules: Vec<PointRules>,
+}
+
+/// A configuration file's text and path, for turning byte spans into
+/// `file:line:column` positions.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Where the text came from.
+    pub path: PathBuf,
+    /// The whole file.
+    pub text: String,
+}
+
+impl Source {
+    /// Reads a file.
+    pub fn read(path: &Path) -> Result<Source> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Source {
+            path: path.to_owned(),
+            text,
+        })
+    }
+
+    /// 1-based line and column of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text.as_bytes()[..offset];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let column = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
+        (line, column)
+    }
+
+    /// Parses the text as `T`, turning a TOML or schema error into
+    /// [`Error::Parse`] with the position it names.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        toml::from_str(&self.text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| self.line_col(s.start));
+            Error::Parse {
+                path: self.path.clone(),
+                line,
+                column,
+                message: e.message().trim().to_owned(),
+            }
+        })
+    }
+
+    fn invalid(&self, span: Range<usize>, field: String, message: String) -> Error {
+        let (line, column) = self.line_col(span.start);
+        Error::Invalid {
+            path: self.path.clone(),
+            line,
+            column,
+            field,
+            message,
+        }
+    }
+}
+
+/// All validation problems of one file, reported together.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct Invalid(pub Vec<Error>);
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+struct Checker<'a> {
+    src: &'a Source,
+    errors: Vec<Error>,
+    ids: HashSet<String>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, span: Range<usize>, field: String, message: String) {
+        self.errors.push(self.src.invalid(span, field, message));
+    }
+
+    /// Checks an id's spelling and park-wide uniqueness (`what` says which
+    /// namespace: enterprise, hazard source, unit, point).
+    fn id(&mut self, what: &str, id: &Spanned<String>, allow_dot: bool) {
+        let s = id.get_ref();
+        let ok = valid_id(s) && (allow_dot || !s.contains('.'));
+        if !ok {
+            self.err(
+                id.span(),
+                format!("{what} id"),
+                format!(
+                    "`{s}` must be 1-64 characters of letters, digits, `_`, `-`{}",
+                    if allow_dot { " or `.`" } else { "" }
+                ),
+            );
+        }
+        if !self.ids.insert(format!("{what}\u{0}{s}")) {
+            self.err(
+                id.span(),
+                format!("{what} id"),
+                format!("duplicate {what} id `{s}`"),
+            );
+        }
+    }
+
+    fn finite_non_negative(&mut self, v: &Spanned<f64>, field: String, max: f64) -> f64 {
+        let x = *v.get_ref();
+        if !x.is_finite() || x < 0.0 || x > max {
+            self.err(
+                v.span(),
+                field,
+                format!("{x} must be a number from 0 to {max}"),
+            );
+        }
+        x
+    }
+
+    fn point(&mut self, p: &PointSpec, defaults: &BTreeMap<PointKind, KindDefaults>) -> PointRules {
+        self.id("point", &p.id, true);
+        let name = p.id.get_ref().clone();
+        let field = |f: &str| format!("point {name}: {f}");
+        let [lo, hi] = *p.range.get_ref();
+        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+            self.err(
+                p.range.span(),
+                field("range"),
+                format!("[{lo}, {hi}] must be two finite numbers, low below high"),
+            );
+        }
+        let span = (hi - lo).abs();
+        let mut limits = Vec::new();
+        let present: Vec<(AlarmKind, &Spanned<f64>)> = [
+            (AlarmKind::HighHigh, &p.hh),
+            (AlarmKind::High, &p.h),
+            (AlarmKind::Low, &p.l),
+            (AlarmKind::LowLow, &p.ll),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect();
+        for (kind, v) in &present {
+            let x = *v.get_ref();
+            let tag = kind.tag().to_ascii_lowercase();
+            if !x.is_finite() {
+                self.err(v.span(), field(&tag), format!("{x} is not a finite number"));
+            } else if x < lo || x > hi {
+                self.err(
+                    v.span(),
+                    field(&tag),
+                    format!(
+                        "{} limit {x} is outside the instrument range [{lo}, {hi}]",
+                        kind.tag()
+                    ),
+                );
+            }
+            limits.push(Limit {
+                kind: *kind,
+                value: x,
+                priority: default_priority(p.kind, *kind),
+            });
+        }
+        // Limits must be ordered LL < L < H < HH; check each adjacent pair
+        // that is present (present is in HH, H, L, LL order).
+        for pair in present.windows(2) {
+            let (k_hi, v_hi) = pair[0];
+            let (k_lo, v_lo) = pair[1];
+            if v_hi.get_ref() <= v_lo.get_ref() {
+                self.err(
+                    v_lo.span(),
+                    field(&k_lo.tag().to_ascii_lowercase()),
+                    format!(
+                        "{} ({}) must be below {} ({})",
+                        k_lo.tag(),
+                        v_lo.get_ref(),
+                        k_hi.tag(),
+                        v_hi.get_ref()
+                    ),
+                );
+            }
+        }
+        let d = defaults
+            .get(&p.kind)
+            .copied()
+            .unwrap_or_else(|| builtin_defaults(p.kind));
+        let deadband = match (&p.deadband, &p.deadband_pct) {
+            (Some(abs), Some(_)) => {
+                self.err(
+                    abs.span(),
+                    field("deadband"),
+                    "give either deadband or deadband_pct, not both".into(),
+                );
+                *abs.get_ref()
+            }
+            (Some(abs), None) => self.finite_non_negative(abs, field("deadband"), span / 2.0),
+            (None, Some(pct)) => {
+                self.finite_non_negative(pct, field("deadband_pct"), 50.0) / 100.0 * span
+            }
+            (None, None) => d.deadband_pct / 100.0 * span,
+        };
+        let secs = |c: &mut Self, v: &Option<Spanned<f64>>, f: &str, default: f64| match v {
+            Some(v) => c.finite_non_negative(v, field(f), 86_400.0),
+            None => default,
+        };
+        let on_delay_s = secs(self, &p.on_delay_s, "on_delay_s", d.on_delay_s);
+        let off_delay_s = secs(self, &p.off_delay_s, "off_delay_s", d.off_delay_s);
+        PointRules {
+            range: (lo, hi),
+            limits,
+            deadband,
+            on_delay_ms: (on_delay_s * 1000.0).round() as i64,
+            off_delay_ms: (off_delay_s * 1000.0).round() as i64,
+        }
+    }
+}
+
+/// Priority of a limit alarm when the config does not set one: gas
+/// detection's second level is critical and its first high; process HH/LL
+/// are high and H/L medium.
+pub fn default_priority(point: PointKind, kind: AlarmKind) -> Priority {
+    let gas = matches!(point, PointKind::CombustibleGas | PointKind::ToxicGas);
+    match (gas, kind) {
+        (true, AlarmKind::HighHigh) => Priority::Critical,
+        (true, _) => Priority::High,
+        (false, AlarmKind::HighHigh | AlarmKind::LowLow) => Priority::High,
+        (false, _) => Priority::Medium,
+    }
+}
+
+impl SiteModel {
+    /// Validates a parsed spec. Every problem is reported, each with the
+    /// file, line, column and field it concerns.
+    pub fn from_spec(spec: &SiteSpec, src: &Source) -> std::result::Result<SiteModel, Invalid> {
+        let mut c = Checker {
+            src,
+            errors: Vec::new(),
+            ids: HashSet::new(),
+        };
+        let mut defaults = BTreeMap::new();
+        for (kind_name, d) in &spec.defaults {
+            let kind = PointKind::ALL.into_iter().find(|k| k.as_str() == kind_name);
+            let Some(kind) = kind else {
+                c.err(
+                    d.span(),
+                    format!("defaults.{kind_name}"),
+                    format!(
+                        "unknown point kind `{kind_name}`; expected one of {}",
+                        PointKind::ALL.map(|k| k.as_str()).join(", ")
+                    ),
+                );
+                continue;
+            };
+            let b = builtin_defaults(kind);
+            let v = d.get_ref();
+            defaults.insert(
+                kind,
+                KindDefaults {
+                    deadband_pct: v.deadband_pct.unwrap_or(b.deadband_pct),
+                    on_delay_s: v.on_delay_s.unwrap_or(b.on_delay_s),
+                    off_delay_s: v.off_delay_s.unwrap_or(b.off_delay_s),
+                },
+            );
+        }
+        if !valid_id(spec.park.id.get_ref()) {
+            c.err(
+                spec.park.id.span(),
+                "park id".into(),
+                format!(
+                    "`{}` must be 1-64 letters, digits, `_`, `-` or `.`",
+                    spec.park.id.get_ref()
+                ),
+            );
+        }
+        let mut metas = Vec::new();
+        let mut rules = Vec::new();
+        let mut enterprises = Vec::new();
+        for e in &spec.enterprise {
+            c.id("enterprise", &e.id, false);
+            let mut hazard_sources = Vec::new();
+            for hs in &e.hazard_source {
+                c.id("hazard source", &hs.id, true);
+                let grade = *hs.grade.get_ref();
+                if !(1..=4).contains(&grade) {
+                    c.err(
+                        hs.grade.span(),
+                        format!("hazard source {}: grade", hs.id.get_ref()),
+                        format!("{grade} must be 1, 2, 3 or 4 (GB 18218)"),
+                    );
+                }
+                let mut units = Vec::new();
+                for u in &hs.unit {
+                    c.id("unit", &u.id, true);
+                    let mut points = Vec::new();
+                    for p in &u.point {
+                        let r = c.point(p, &defaults);
+                        points.push(metas.len() as PointIdx);
+                        metas.push(PointMeta::new(
+                            p.id.get_ref(),
+                            e.id.get_ref(),
+                            hs.id.get_ref(),
+                            u.id.get_ref(),
+                            p.kind,
+                            &p.eng_unit,
+                        ));
+                        rules.push(r);
+                    }
+                    units.push(UnitInfo {
+                        id: u.id.get_ref().clone(),
+                        name: u.name.clone(),
+                        points,
+                    });
+                }
+                hazard_sources.push(HazardSourceInfo {
+                    id: hs.id.get_ref().clone(),
+                    name: hs.name.clone(),
+                    grade,
+                    units,
+                });
+            }
+            enterprises.push(EnterpriseInfo {
+                id: e.id.get_ref().clone(),
+                name: e.name.clone(),
+                hazard_sources,
+            });
+        }
+        if !c.errors.is_empty() {
+            return Err(Invalid(c.errors));
+        }
+        let mut catalog = Catalog::default();
+        catalog.extend(metas);
+        Ok(SiteModel {
+            park_id: spec.park.id.get_ref().clone(),
+            park_name: spec.park.name.clone(),
+            enterprises,
+            catalog,
+            rules,
+        })
+    }
+
+    /// Rule parameters of a point.
+    pub fn point_rules(&self, idx: PointIdx) -> &PointRules {
+        &self.rules[idx as usize]
+    }
+
+    /// Number of points.
+    pub fn point_count(&self) -> usize {
+        self.rules.len()
+    }
+}
