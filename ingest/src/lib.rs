@@ -1,1 +1,37 @@
-//! placeholder
+//! Telemetry in: the MQTT side of hazardwatch.
+//!
+//! - [`broker`]: the embedded rumqttd broker.
+//! - [`client`]: the QoS 1 subscriber with manual acks; hands validated
+//!   readings to the pipeline and acknowledges only after.
+//! - [`decode`]: JSON and protobuf payloads to validated readings, with a
+//!   [`decode::Rejection`] for everything refused.
+//! - [`quarantine`]: the JSON-lines record of rejections.
+//! - [`topic`]: the topic scheme.
+//! - [`config`]: `[mqtt]` settings.
+//!
+//! ```
+//! use hazardwatch_ingest::decode::{check, Limits};
+//! use hazardwatch_proto::{Catalog, PointKind, PointMeta};
+//!
+//! let mut catalog = Catalog::default();
+//! catalog.insert(PointMeta::new("T101.LT", "E01", "HS1", "T101", PointKind::Level, "m"));
+//! let limits = Limits { topic_prefix: "hw/v1".into(), max_payload_bytes: 4096,
+//!     max_clock_skew_ms: 300_000, min_timestamp_ms: 0 };
+//! let payload = br#"{"gateway":"GW01","seq":1,"readings":[{"point":"T101.LT","ts":1732262400123,"value":12.34}]}"#;
+//! let checked = check(&catalog, &limits, "hw/v1/E01/GW01/telemetry", payload, 1_732_262_400_200);
+//! assert_eq!(checked.readings.len(), 1);
+//! assert!(checked.rejections.is_empty());
+//! ```
+
+pub mod broker;
+pub mod client;
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod quarantine;
+pub mod topic;
+
+pub use client::{IngestBatch, Subscriber};
+pub use config::MqttConfig;
+pub use error::{Error, Result};
+pub use quarantine::Quarantine;

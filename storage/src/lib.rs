@@ -1,1 +1,33 @@
-//! placeholder
+//! The Parquet archive of readings.
+//!
+//! - [`archive`]: [`ArchiveWriter`] buffers readings per partition (event
+//!   date and enterprise), and seals each buffer as one Parquet file sorted
+//!   by (point, time), zstd-compressed, statistics on, written aside and
+//!   renamed into place so a reader never sees half a file.
+//! - [`schema`]: the archive's Arrow schema, documented column by column.
+//!
+//! Layout (Hive partitions, read as is by DuckDB, pyarrow, Polars, Spark):
+//! `ROOT/readings/date=YYYY-MM-DD/enterprise=E/part-*.parquet`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use hazardwatch_proto::{Catalog, PointKind, PointMeta, Quality, Reading};
+//! use hazardwatch_storage::{ArchiveConfig, ArchiveWriter};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut catalog = Catalog::default();
+//! let p = catalog.insert(PointMeta::new("T101.LT", "E01", "HS1", "T101", PointKind::Level, "m"));
+//! let mut w = ArchiveWriter::new(dir.path(), Arc::new(catalog), ArchiveConfig::default()).unwrap();
+//! let r = Reading { point: p, ts_ms: 1_732_262_400_123, value: 12.5, quality: Quality::Good };
+//! w.append(&[r], 1_732_262_400_200, &[false]).unwrap();
+//! let sealed = w.seal_all().unwrap();
+//! assert_eq!(sealed[0].rows, 1);
+//! assert!(sealed[0].path.to_string_lossy().contains("date=2024-11-22/enterprise=E01/part-"));
+//! ```
+
+pub mod archive;
+pub mod error;
+pub mod schema;
+
+pub use archive::{ArchiveConfig, ArchiveWriter, SealedFile};
+pub use error::{Error, Result};

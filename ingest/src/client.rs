@@ -1,0 +1,192 @@
+//! The MQTT subscriber: QoS 1, manual acks, persistent session.
+//!
+//! Two tasks. The event loop task only polls rumqttc and forwards publishes
+//! into a bounded queue, so keep-alives and acks keep flowing. The ingest
+//! task checks each message, quarantines what is bad, hands the good
+//! readings to the pipeline (waiting while it is full) and only then
+//! acknowledges the message. A full pipeline therefore stops the acks, the
+//! broker stops sending (its in-flight window is full) and holds the backlog:
+//! nothing is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hazardwatch_proto::{Catalog, Reading};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::MqttConfig;
+use crate::decode::{self, Limits};
+use crate::error::{Error, Result};
+use crate::quarantine::Quarantine;
+use crate::topic;
+
+/// Publishes waiting between the event loop and the ingest task.
+pub const PUBLISH_QUEUE: usize = 256;
+
+/// Requests (acks, subscribes) waiting for the event loop. Must exceed the
+/// broker's in-flight window so an ack never waits on a full queue while the
+/// event loop waits on the publish queue.
+const REQUEST_QUEUE: usize = 1024;
+
+/// Pause before reconnecting after a connection error.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// Validated readings of one MQTT message, on their way to the pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestBatch {
+    /// The readings, in payload order.
+    pub readings: Vec<Reading>,
+    /// When the message was received, Unix ms (archived as `ingest_ts`).
+    pub received_ms: i64,
+}
+
+/// Where the subscriber connects and what it accepts.
+pub struct Subscriber {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Settings.
+    pub config: MqttConfig,
+    /// The current site catalog (replaced on reload).
+    pub catalog: watch::Receiver<Arc<Catalog>>,
+}
+
+/// Wall clock, Unix ms.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Subscriber {
+    /// Runs until `shutdown` is cancelled or the pipeline closes.
+    pub async fn run(
+        self,
+        mut quarantine: Quarantine,
+        pipeline: mpsc::Sender<IngestBatch>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        let mut options = MqttOptions::new(&self.config.client_id, &self.host, self.port);
+        options
+            .set_manual_acks(true)
+            .set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(30))
+            .set_request_channel_capacity(REQUEST_QUEUE)
+            // Let oversize messages in so they are quarantined with a reason.
+            .set_max_packet_size(self.config.max_payload_bytes * 4 + 1024, 64 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+        let mut net = NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        eventloop.set_network_options(net);
+
+        let (tx, mut rx) = mpsc::channel::<Publish>(PUBLISH_QUEUE);
+        let poller = tokio::spawn(poll(
+            eventloop,
+            client.clone(),
+            self.config.topic_prefix.clone(),
+            tx,
+            shutdown.clone(),
+        ));
+
+        let limits = Limits {
+            topic_prefix: self.config.topic_prefix.clone(),
+            max_payload_bytes: self.config.max_payload_bytes,
+            max_clock_skew_ms: self.config.max_clock_skew_s as i64 * 1000,
+            min_timestamp_ms: self.config.min_timestamp_s.saturating_mul(1000),
+        };
+        let result = loop {
+            let publish = tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                p = rx.recv() => match p {
+                    Some(p) => p,
+                    None => break Ok(()),
+                },
+            };
+            let received_ms = now_ms();
+            let checked = {
+                let catalog = self.catalog.borrow();
+                decode::check(
+                    &catalog,
+                    &limits,
+                    &publish.topic,
+                    &publish.payload,
+                    received_ms,
+                )
+            };
+            if let Some(t) = topic::parse(&limits.topic_prefix, &publish.topic) {
+                metrics::counter!("hazardwatch_mqtt_messages_total", "format" => t.format.as_str())
+                    .increment(1);
+            }
+            if let Err(e) = quarantine.record(&publish.topic, &publish.payload, &checked.rejections)
+            {
+                // Without a record of the rejection the message must not be
+                // acknowledged: the broker redelivers it after a reconnect.
+                tracing::error!(error = %e, topic = %publish.topic, "cannot quarantine; not acknowledging");
+                continue;
+            }
+            if !checked.readings.is_empty() {
+                metrics::counter!("hazardwatch_readings_in_total")
+                    .increment(checked.readings.len() as u64);
+                let batch = IngestBatch {
+                    readings: checked.readings,
+                    received_ms,
+                };
+                if pipeline.send(batch).await.is_err() {
+                    break Ok(());
+                }
+            }
+            if let Err(e) = client.ack(&publish).await {
+                break Err(Error::Client(format!("ack: {e}")));
+            }
+        };
+        let _ = client.disconnect().await;
+        shutdown.cancel();
+        let _ = poller.await;
+        result
+    }
+}
+
+/// Polls the event loop, (re)subscribes on every connect, forwards publishes.
+async fn poll(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    prefix: String,
+    tx: mpsc::Sender<Publish>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let sent = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    s = tx.send(p) => s,
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                tracing::info!("connected to MQTT broker; subscribing");
+                for filter in topic::filters(&prefix) {
+                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        tracing::error!(error = %e, "cannot subscribe");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "MQTT connection error; reconnecting");
+                metrics::counter!("hazardwatch_mqtt_reconnects_total").increment(1);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(RECONNECT_DELAY) => {}
+                }
+            }
+        }
+    }
+}

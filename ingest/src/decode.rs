@@ -1,0 +1,536 @@
+//! Payload decoding and validation: bytes from MQTT in, validated
+//! [`Reading`]s and reasoned rejections out. Nothing here panics on any
+//! input, and every reading that is not accepted is returned as a
+//! [`Rejection`], so nothing vanishes unrecorded.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use hazardwatch_proto::{Catalog, Quality, Reading, pb};
+use prost::Message;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use crate::topic::{self, Format};
+
+/// Why a message or a reading was rejected: a low-cardinality label for
+/// metrics, with the detail in [`Rejection::reason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectKind {
+    /// Topic is not a telemetry topic under the prefix.
+    BadTopic,
+    /// Payload larger than `max_payload_bytes`.
+    TooLarge,
+    /// Not valid JSON / protobuf, or not of the payload's schema.
+    Malformed,
+    /// The payload's gateway differs from the topic's.
+    GatewayMismatch,
+    /// Point not in the site model.
+    UnknownPoint,
+    /// Point of another enterprise than the topic's.
+    WrongEnterprise,
+    /// Value not a finite number.
+    BadValue,
+    /// Timestamp too old or too far ahead of the clock.
+    BadTimestamp,
+    /// Quality not `good`, `uncertain` or `bad`.
+    BadQuality,
+}
+
+impl RejectKind {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectKind::BadTopic => "bad_topic",
+            RejectKind::TooLarge => "too_large",
+            RejectKind::Malformed => "malformed",
+            RejectKind::GatewayMismatch => "gateway_mismatch",
+            RejectKind::UnknownPoint => "unknown_point",
+            RejectKind::WrongEnterprise => "wrong_enterprise",
+            RejectKind::BadValue => "bad_value",
+            RejectKind::BadTimestamp => "bad_timestamp",
+            RejectKind::BadQuality => "bad_quality",
+        }
+    }
+}
+
+/// A rejected message or reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Category.
+    pub kind: RejectKind,
+    /// Human-readable detail naming the reading and point where there is one.
+    pub reason: String,
+}
+
+/// The result of checking one MQTT message.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Checked {
+    /// Readings that passed every check.
+    pub readings: Vec<Reading>,
+    /// Everything that did not: one entry for a rejected message, or one per
+    /// rejected reading.
+    pub rejections: Vec<Rejection>,
+    /// Gateway's message sequence number, when it sent one.
+    pub seq: Option<u64>,
+}
+
+/// A reading as decoded, before validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawReading<'a> {
+    /// Point name.
+    pub point: Cow<'a, str>,
+    /// Event time, Unix ms.
+    pub ts_ms: i64,
+    /// Value.
+    pub value: f64,
+    /// Quality as sent (`None`: good).
+    pub quality: Option<Cow<'a, str>>,
+}
+
+/// A decoded message.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decoded<'a> {
+    /// Gateway id from the payload.
+    pub gateway: Option<Cow<'a, str>>,
+    /// Message sequence number.
+    pub seq: Option<u64>,
+    /// The readings.
+    pub readings: Vec<RawReading<'a>>,
+}
+
+/// Event time in JSON: Unix ms as a number, or an RFC 3339 string.
+struct JsonTs(i64);
+
+impl<'de> Deserialize<'de> for JsonTs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = JsonTs;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("Unix milliseconds or an RFC 3339 timestamp")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<JsonTs, E> {
+                Ok(JsonTs(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<JsonTs, E> {
+                i64::try_from(v)
+                    .map(JsonTs)
+                    .map_err(|_| E::custom(format!("timestamp {v} out of range")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<JsonTs, E> {
+                if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
+                    Ok(JsonTs(v as i64))
+                } else {
+                    Err(E::custom(format!(
+                        "timestamp {v} is not whole milliseconds"
+                    )))
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<JsonTs, E> {
+                chrono::DateTime::parse_from_rfc3339(v)
+                    .map(|t| JsonTs(t.timestamp_millis()))
+                    .map_err(|e| E::custom(format!("timestamp `{v}`: {e}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonReading<'a> {
+    #[serde(borrow)]
+    point: Cow<'a, str>,
+    ts: JsonTs,
+    value: f64,
+    #[serde(borrow, default)]
+    quality: Option<Cow<'a, str>>,
+}
+
+/// The JSON payload: a batch (`readings`) or a single reading at top level.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonMessage<'a> {
+    #[serde(borrow, default)]
+    gateway: Option<Cow<'a, str>>,
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(borrow, default)]
+    readings: Option<Vec<JsonReading<'a>>>,
+    #[serde(borrow, default)]
+    point: Option<Cow<'a, str>>,
+    #[serde(default)]
+    ts: Option<JsonTs>,
+    #[serde(default)]
+    value: Option<f64>,
+    #[serde(borrow, default)]
+    quality: Option<Cow<'a, str>>,
+}
+
+/// Decodes a JSON payload (see the README for the schema).
+pub fn decode_json(payload: &[u8]) -> Result<Decoded<'_>, String> {
+    let m: JsonMessage<'_> = serde_json::from_slice(payload).map_err(|e| format!("JSON: {e}"))?;
+    let single = m.point.is_some() || m.ts.is_some() || m.value.is_some();
+    let readings = match (m.readings, single) {
+        (Some(_), true) => {
+            return Err(
+                "JSON: give either `readings` or one reading's `point`/`ts`/`value`, not both"
+                    .into(),
+            );
+        }
+        (Some(rs), false) => rs
+            .into_iter()
+            .map(|r| RawReading {
+                point: r.point,
+                ts_ms: r.ts.0,
+                value: r.value,
+                quality: r.quality,
+            })
+            .collect(),
+        (None, true) => {
+            let (Some(point), Some(ts), Some(value)) = (m.point, m.ts, m.value) else {
+                return Err("JSON: a single reading needs `point`, `ts` and `value`".into());
+            };
+            vec![RawReading {
+                point,
+                ts_ms: ts.0,
+                value,
+                quality: m.quality,
+            }]
+        }
+        (None, false) => return Err("JSON: no `readings` and no single reading".into()),
+    };
+    Ok(Decoded {
+        gateway: m.gateway,
+        seq: m.seq,
+        readings,
+    })
+}
+
+/// Decodes a protobuf `ReadingBatch` payload.
+pub fn decode_protobuf(payload: &[u8]) -> Result<Decoded<'static>, String> {
+    let b = pb::ReadingBatch::decode(payload).map_err(|e| format!("protobuf: {e}"))?;
+    let readings = b
+        .readings
+        .into_iter()
+        .map(|r| {
+            let quality = match pb::Quality::try_from(r.quality) {
+                Ok(q) => Quality::from(q).as_str().into(),
+                Err(_) => format!("<unknown enum {}>", r.quality).into(),
+            };
+            RawReading {
+                point: r.point.into(),
+                ts_ms: r.ts_ms,
+                value: r.value,
+                quality: Some(quality),
+            }
+        })
+        .collect();
+    Ok(Decoded {
+        gateway: Some(b.gateway).filter(|g| !g.is_empty()).map(Cow::Owned),
+        seq: Some(b.seq).filter(|&s| s != 0),
+        readings,
+    })
+}
+
+/// Limits a [`Validator`] enforces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Topic prefix.
+    pub topic_prefix: String,
+    /// Largest payload accepted.
+    pub max_payload_bytes: usize,
+    /// How far ahead of the clock a timestamp may be, ms.
+    pub max_clock_skew_ms: i64,
+    /// Oldest timestamp accepted, Unix ms.
+    pub min_timestamp_ms: i64,
+}
+
+fn reject(kind: RejectKind, reason: impl Into<String>) -> Rejection {
+    Rejection {
+        kind,
+        reason: reason.into(),
+    }
+}
+
+/// Checks a message against topic rules, the payload limit, the schema and
+/// the site model.
+pub fn check(
+    catalog: &Catalog,
+    limits: &Limits,
+    topic: &str,
+    payload: &[u8],
+    now_ms: i64,
+) -> Checked {
+    let whole = |r: Rejection| Checked {
+        rejections: vec![r],
+        ..Checked::default()
+    };
+    let Some(t) = topic::parse(&limits.topic_prefix, topic) else {
+        return whole(reject(
+            RejectKind::BadTopic,
+            format!("`{topic}` is not a telemetry topic"),
+        ));
+    };
+    if payload.len() > limits.max_payload_bytes {
+        return whole(reject(
+            RejectKind::TooLarge,
+            format!(
+                "payload of {} bytes is over the limit of {} bytes",
+                payload.len(),
+                limits.max_payload_bytes
+            ),
+        ));
+    }
+    let decoded = match t.format {
+        Format::Json => decode_json(payload),
+        Format::Protobuf => decode_protobuf(payload),
+    };
+    let decoded = match decoded {
+        Ok(d) => d,
+        Err(e) => return whole(reject(RejectKind::Malformed, e)),
+    };
+    if let Some(g) = decoded.gateway.as_deref()
+        && g != t.gateway
+    {
+        return whole(reject(
+            RejectKind::GatewayMismatch,
+            format!(
+                "payload gateway `{g}` is not the topic's gateway `{}`",
+                t.gateway
+            ),
+        ));
+    }
+    let mut out = Checked {
+        readings: Vec::with_capacity(decoded.readings.len()),
+        rejections: Vec::new(),
+        seq: decoded.seq,
+    };
+    let latest_ms = now_ms.saturating_add(limits.max_clock_skew_ms);
+    for (i, r) in decoded.readings.iter().enumerate() {
+        let name = &r.point;
+        let fail = |kind, why: String| reject(kind, format!("reading {i} (point `{name}`): {why}"));
+        let Some(point) = catalog.lookup(name) else {
+            out.rejections
+                .push(fail(RejectKind::UnknownPoint, "unknown point".into()));
+            continue;
+        };
+        let owner = &catalog.meta(point).enterprise;
+        if **owner != *t.enterprise {
+            out.rejections.push(fail(
+                RejectKind::WrongEnterprise,
+                format!(
+                    "point belongs to enterprise `{owner}`, not the topic's `{}`",
+                    t.enterprise
+                ),
+            ));
+            continue;
+        }
+        if !r.value.is_finite() {
+            out.rejections.push(fail(
+                RejectKind::BadValue,
+                format!("value {} is not a finite number", r.value),
+            ));
+            continue;
+        }
+        if r.ts_ms < limits.min_timestamp_ms {
+            out.rejections.push(fail(
+                RejectKind::BadTimestamp,
+                format!(
+                    "timestamp {} ms is before the oldest accepted ({} ms)",
+                    r.ts_ms, limits.min_timestamp_ms
+                ),
+            ));
+            continue;
+        }
+        if r.ts_ms > latest_ms {
+            out.rejections.push(fail(
+                RejectKind::BadTimestamp,
+                format!(
+                    "timestamp {} ms is {} s ahead of the service clock (gateway clock wrong?)",
+                    r.ts_ms,
+                    (r.ts_ms - now_ms) / 1000
+                ),
+            ));
+            continue;
+        }
+        let quality = match r.quality.as_deref() {
+            None => Quality::Good,
+            Some(q) => match Quality::parse(q) {
+                Some(q) => q,
+                None => {
+                    out.rejections.push(fail(
+                        RejectKind::BadQuality,
+                        format!("quality `{q}` is not good, uncertain or bad"),
+                    ));
+                    continue;
+                }
+            },
+        };
+        out.readings.push(Reading {
+            point,
+            ts_ms: r.ts_ms,
+            value: r.value,
+            quality,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hazardwatch_proto::{PointKind, PointMeta};
+
+    const NOW: i64 = 1_732_262_400_000;
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog::default();
+        c.insert(PointMeta::new(
+            "T101.LT",
+            "E01",
+            "HS1",
+            "T101",
+            PointKind::Level,
+            "m",
+        ));
+        c.insert(PointMeta::new(
+            "T201.TE",
+            "E02",
+            "HS2",
+            "T201",
+            PointKind::Temperature,
+            "degC",
+        ));
+        c
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            topic_prefix: "hw/v1".into(),
+            max_payload_bytes: 1024,
+            max_clock_skew_ms: 300_000,
+            min_timestamp_ms: 946_684_800_000,
+        }
+    }
+
+    fn run(topic: &str, payload: &[u8]) -> Checked {
+        check(&catalog(), &limits(), topic, payload, NOW)
+    }
+
+    #[test]
+    fn json_batch_single_reading_and_rfc3339_are_accepted() {
+        let c = run(
+            "hw/v1/E01/GW1/telemetry",
+            br#"{"gateway":"GW1","seq":7,"readings":[{"point":"T101.LT","ts":1732262400123,"value":12.34,"quality":"uncertain"},{"point":"T101.LT","ts":"2024-11-22T08:00:00.5Z","value":1}]}"#,
+        );
+        assert!(c.rejections.is_empty(), "{:?}", c.rejections);
+        assert_eq!(c.seq, Some(7));
+        assert_eq!(c.readings.len(), 2);
+        assert_eq!(c.readings[0].quality, Quality::Uncertain);
+        assert_eq!(c.readings[1].ts_ms, 1_732_262_400_500);
+        let c = run(
+            "hw/v1/E01/GW1/telemetry",
+            br#"{"point":"T101.LT","ts":1732262400000,"value":3}"#,
+        );
+        assert_eq!((c.readings.len(), c.rejections.len()), (1, 0));
+    }
+
+    #[test]
+    fn protobuf_batch_is_accepted() {
+        let b = pb::ReadingBatch {
+            gateway: "GW1".into(),
+            seq: 3,
+            readings: vec![pb::Reading {
+                point: "T101.LT".into(),
+                ts_ms: NOW,
+                value: 5.0,
+                quality: pb::Quality::Bad as i32,
+            }],
+        };
+        let c = run("hw/v1/E01/GW1/telemetry/pb", &b.encode_to_vec());
+        assert_eq!(c.readings.len(), 1);
+        assert_eq!(c.readings[0].quality, Quality::Bad);
+    }
+
+    #[test]
+    fn bad_readings_are_rejected_one_by_one_with_reasons() {
+        let c = run(
+            "hw/v1/E01/GW1/telemetry",
+            br#"{"readings":[
+                {"point":"NOPE","ts":1732262400000,"value":1},
+                {"point":"T201.TE","ts":1732262400000,"value":1},
+                {"point":"T101.LT","ts":1,"value":1},
+                {"point":"T101.LT","ts":1832262400000,"value":1},
+                {"point":"T101.LT","ts":1732262400000,"value":1,"quality":"meh"},
+                {"point":"T101.LT","ts":1732262400000,"value":2}]}"#,
+        );
+        let kinds: Vec<_> = c.rejections.iter().map(|r| r.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                RejectKind::UnknownPoint,
+                RejectKind::WrongEnterprise,
+                RejectKind::BadTimestamp,
+                RejectKind::BadTimestamp,
+                RejectKind::BadQuality
+            ]
+        );
+        assert!(c.rejections[1].reason.contains("enterprise `E02`"));
+        assert_eq!(c.readings.len(), 1);
+    }
+
+    #[test]
+    fn malformed_oversize_nan_and_mismatched_messages_are_rejected_whole() {
+        for (topic, payload, kind) in [
+            (
+                "hw/v1/E01/GW1/telemetry",
+                &b"{not json"[..],
+                RejectKind::Malformed,
+            ),
+            (
+                "hw/v1/E01/GW1/telemetry",
+                br#"{"readings":[{"point":"T101.LT","ts":1,"value":NaN}]}"#,
+                RejectKind::Malformed,
+            ),
+            (
+                "hw/v1/E01/GW1/telemetry",
+                br#"{"readings":[],"extra":1}"#,
+                RejectKind::Malformed,
+            ),
+            (
+                "hw/v1/E01/GW1/telemetry",
+                br#"{"gateway":"GW9","readings":[]}"#,
+                RejectKind::GatewayMismatch,
+            ),
+            (
+                "hw/v1/E01/GW1/telemetry/pb",
+                &b"\xff\xff\xff"[..],
+                RejectKind::Malformed,
+            ),
+            ("hw/v1/E01/telemetry", &b"{}"[..], RejectKind::BadTopic),
+        ] {
+            let c = run(topic, payload);
+            assert_eq!(c.rejections.len(), 1, "{payload:?}");
+            assert_eq!(c.rejections[0].kind, kind, "{payload:?}");
+            assert!(c.readings.is_empty());
+        }
+        let big = vec![b' '; 1025];
+        assert_eq!(
+            run("hw/v1/E01/GW1/telemetry", &big).rejections[0].kind,
+            RejectKind::TooLarge
+        );
+        let nan = pb::ReadingBatch {
+            readings: vec![pb::Reading {
+                point: "T101.LT".into(),
+                ts_ms: NOW,
+                value: f64::NAN,
+                quality: 0,
+            }],
+            ..Default::default()
+        };
+        let c = run("hw/v1/E01/GW1/telemetry/pb", &nan.encode_to_vec());
+        assert_eq!(c.rejections[0].kind, RejectKind::BadValue);
+    }
+}

@@ -1,0 +1,102 @@
+//! Telemetry topics: `{prefix}/{enterprise}/{gateway}/telemetry[/pb]`.
+
+/// How a telemetry payload is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON (`.../telemetry`).
+    Json,
+    /// Protobuf `ReadingBatch` (`.../telemetry/pb`).
+    Protobuf,
+}
+
+impl Format {
+    /// Label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Protobuf => "protobuf",
+        }
+    }
+}
+
+/// The parts of a telemetry topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryTopic<'a> {
+    /// Enterprise segment: the only enterprise whose points this message
+    /// may carry.
+    pub enterprise: &'a str,
+    /// Gateway segment.
+    pub gateway: &'a str,
+    /// Payload encoding.
+    pub format: Format,
+}
+
+/// Parses a telemetry topic under `prefix`; `None` for anything else.
+pub fn parse<'a>(prefix: &str, topic: &'a str) -> Option<TelemetryTopic<'a>> {
+    let rest = topic.strip_prefix(prefix)?.strip_prefix('/')?;
+    let mut parts = rest.split('/');
+    let enterprise = parts.next().filter(|s| !s.is_empty())?;
+    let gateway = parts.next().filter(|s| !s.is_empty())?;
+    if parts.next()? != "telemetry" {
+        return None;
+    }
+    let format = match parts.next() {
+        None => Format::Json,
+        Some("pb") => Format::Protobuf,
+        Some(_) => return None,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(TelemetryTopic {
+        enterprise,
+        gateway,
+        format,
+    })
+}
+
+/// The subscription filters for telemetry under `prefix`.
+pub fn filters(prefix: &str) -> [String; 2] {
+    [
+        format!("{prefix}/+/+/telemetry"),
+        format!("{prefix}/+/+/telemetry/pb"),
+    ]
+}
+
+/// The topic a gateway publishes JSON telemetry to.
+pub fn telemetry(prefix: &str, enterprise: &str, gateway: &str, format: Format) -> String {
+    match format {
+        Format::Json => format!("{prefix}/{enterprise}/{gateway}/telemetry"),
+        Format::Protobuf => format!("{prefix}/{enterprise}/{gateway}/telemetry/pb"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_json_and_protobuf_topics_and_rejects_others() {
+        let t = parse("hw/v1", "hw/v1/E01/GW1/telemetry").unwrap();
+        assert_eq!(
+            (t.enterprise, t.gateway, t.format),
+            ("E01", "GW1", Format::Json)
+        );
+        let t = parse("hw/v1", "hw/v1/E01/GW1/telemetry/pb").unwrap();
+        assert_eq!(t.format, Format::Protobuf);
+        for bad in [
+            "hw/v1/E01/telemetry",
+            "hw/v2/E01/GW1/telemetry",
+            "hw/v1//GW1/telemetry",
+            "hw/v1/E01/GW1/telemetry/xml",
+            "hw/v1/E01/GW1/telemetry/pb/x",
+            "hw/v1/E01/GW1/status",
+        ] {
+            assert!(parse("hw/v1", bad).is_none(), "{bad}");
+        }
+        assert_eq!(
+            telemetry("hw/v1", "E01", "GW1", Format::Protobuf),
+            "hw/v1/E01/GW1/telemetry/pb"
+        );
+    }
+}

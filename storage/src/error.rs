@@ -1,0 +1,38 @@
+//! Errors of the storage crate.
+
+use std::path::PathBuf;
+
+/// What can go wrong writing or reading the archive.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file-system operation failed on the named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Parquet encoding or decoding failed for the named file.
+    #[error("{path}: parquet: {source}")]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The parquet error.
+        source: parquet::errors::ParquetError,
+    },
+    /// Building an Arrow batch failed (a bug: the schema is ours).
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// A setting is out of range.
+    #[error("archive config: {0}")]
+    Config(String),
+}
+
+/// Result alias of the storage crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
+}
