@@ -1,1 +1,251 @@
-fn main() {}
+//! The `hazardwatch` command line. Parses arguments and calls the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use hazardwatch::config::{Config, EXAMPLE_CONFIG};
+use hazardwatch::sim::{PayloadFormat, SimOptions};
+use tokio_util::sync::CancellationToken;
+
+/// Telemetry and early warning for major hazard sources in chemical parks.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Embedded broker + simulated park + rules + archive + gRPC, alarms on screen.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Seed of the simulated noise.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Site model and settings (default: the built-in example park).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Run the service with a configuration file.
+    Run {
+        /// The configuration file.
+        #[arg(long, env = "HAZARDWATCH_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Publish a simulated park to an MQTT broker, as its gateways would.
+    Simulate {
+        /// Broker `host:port`.
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        broker: String,
+        /// Site model to simulate (default: the built-in example park).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Payload encoding.
+        #[arg(long, value_enum, default_value_t = PayloadFormat::Json)]
+        format: PayloadFormat,
+        /// Normal operation only: no incidents.
+        #[arg(long)]
+        no_incidents: bool,
+        /// Seconds before the first incident.
+        #[arg(long, default_value_t = 10.0)]
+        incident_start: f64,
+        /// Seed of the simulated noise.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Validate a configuration file; errors name file, line and field.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print the documented example configuration.
+    GenerateConfig,
+}
+
+/// Settings a command line (or container environment) can override.
+#[derive(Args)]
+struct Overrides {
+    /// Directory for archive, quarantine and state.
+    #[arg(long = "data", env = "HAZARDWATCH_DATA")]
+    data: Option<PathBuf>,
+    /// gRPC listen address (port 0: any free port).
+    #[arg(long, env = "HAZARDWATCH_GRPC")]
+    grpc: Option<SocketAddr>,
+    /// Embedded MQTT broker listen address (port 0: any free port).
+    #[arg(long, env = "HAZARDWATCH_MQTT")]
+    mqtt: Option<SocketAddr>,
+    /// External MQTT broker `host:port` instead of the embedded one.
+    #[arg(long, env = "HAZARDWATCH_BROKER")]
+    broker: Option<String>,
+    /// Prometheus listen address.
+    #[arg(long, env = "HAZARDWATCH_METRICS")]
+    metrics: Option<SocketAddr>,
+    /// Turn the Prometheus endpoint off.
+    #[arg(long)]
+    no_metrics: bool,
+    /// Timely worker threads (0: one per core).
+    #[arg(long, env = "HAZARDWATCH_WORKERS")]
+    workers: Option<usize>,
+}
+
+impl Overrides {
+    fn apply(self, config: &mut Config) {
+        let s = &mut config.settings;
+        if let Some(d) = self.data {
+            s.data_dir = d;
+        }
+        if let Some(a) = self.grpc {
+            s.grpc.listen = a;
+        }
+        if let Some(a) = self.mqtt {
+            s.mqtt.listen = a;
+        }
+        if self.broker.is_some() {
+            s.mqtt.broker = self.broker;
+        }
+        if let Some(a) = self.metrics {
+            s.metrics.listen = a;
+        }
+        if self.no_metrics {
+            s.metrics.enabled = false;
+        }
+        if let Some(w) = self.workers {
+            s.engine.workers = w;
+        }
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::example(),
+    })
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hazardwatch-io")
+        .build()?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(c) => {
+                println!(
+                    "{}: OK: park {}, {} enterprises, {} points",
+                    file.display(),
+                    c.site.park_id,
+                    c.site.enterprises.len(),
+                    c.site.point_count()
+                );
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        Command::GenerateConfig => {
+            print!("{EXAMPLE_CONFIG}");
+            Ok(())
+        }
+        Command::Demo {
+            duration,
+            seed,
+            config,
+            overrides,
+        } => {
+            init_tracing("warn,rumqttd=off");
+            load(config.as_ref()).and_then(|mut c| {
+                overrides.apply(&mut c);
+                runtime()?.block_on(hazardwatch::demo::demo(
+                    c,
+                    duration.map(Duration::from_secs),
+                    seed,
+                ))
+            })
+        }
+        Command::Run { config, overrides } => {
+            init_tracing("info,rumqttd=off");
+            load(Some(&config)).and_then(|mut c| {
+                overrides.apply(&mut c);
+                runtime()?.block_on(hazardwatch::demo::run(c))
+            })
+        }
+        Command::Simulate {
+            broker,
+            config,
+            duration,
+            format,
+            no_incidents,
+            incident_start,
+            seed,
+        } => {
+            init_tracing("info");
+            load(config.as_ref()).and_then(|c| {
+                let (host, port) = hazardwatch_ingest::config::broker_host_port(&broker)?;
+                let options = SimOptions {
+                    seed,
+                    incidents: !no_incidents,
+                    incident_start_s: incident_start,
+                    format,
+                    topic_prefix: c.settings.mqtt.topic_prefix.clone(),
+                };
+                runtime()?.block_on(async move {
+                    let stop = CancellationToken::new();
+                    let signal = tokio::spawn({
+                        let stop = stop.clone();
+                        async move {
+                            hazardwatch::demo::shutdown_signal().await;
+                            stop.cancel();
+                        }
+                    });
+                    let n = hazardwatch::sim::publish(
+                        &c.site,
+                        &options,
+                        &host,
+                        port,
+                        duration.map(Duration::from_secs),
+                        stop,
+                    )
+                    .await?;
+                    signal.abort();
+                    println!("published {n} readings");
+                    Ok(())
+                })
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -12,7 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hazardwatch_proto::{Catalog, Reading};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS,
+    SubscribeFilter, SubscribeReasonCode,
+};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -60,12 +63,15 @@ pub fn now_ms() -> i64 {
 }
 
 impl Subscriber {
-    /// Runs until `shutdown` is cancelled or the pipeline closes.
+    /// Runs until `shutdown` is cancelled or the pipeline closes. `ready`
+    /// turns true each time the broker has confirmed the subscription (so a
+    /// caller can wait before telling gateways to publish).
     pub async fn run(
         self,
         mut quarantine: Quarantine,
         pipeline: mpsc::Sender<IngestBatch>,
         shutdown: CancellationToken,
+        ready: watch::Sender<bool>,
     ) -> Result<()> {
         let mut options = MqttOptions::new(&self.config.client_id, &self.host, self.port);
         options
@@ -87,6 +93,7 @@ impl Subscriber {
             self.config.topic_prefix.clone(),
             tx,
             shutdown.clone(),
+            ready,
         ));
 
         let limits = Limits {
@@ -154,6 +161,7 @@ async fn poll(
     prefix: String,
     tx: mpsc::Sender<Publish>,
     shutdown: CancellationToken,
+    ready: watch::Sender<bool>,
 ) {
     loop {
         let event = tokio::select! {
@@ -172,14 +180,26 @@ async fn poll(
             }
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 tracing::info!("connected to MQTT broker; subscribing");
-                for filter in topic::filters(&prefix) {
-                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
-                        tracing::error!(error = %e, "cannot subscribe");
-                    }
+                let filters =
+                    topic::filters(&prefix).map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
+                if let Err(e) = client.try_subscribe_many(filters) {
+                    tracing::error!(error = %e, "cannot subscribe");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                let refused = ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure));
+                if refused {
+                    tracing::error!("broker refused the telemetry subscription");
+                } else {
+                    ready.send_replace(true);
                 }
             }
             Ok(_) => {}
             Err(e) => {
+                ready.send_replace(false);
                 tracing::warn!(error = %e, "MQTT connection error; reconnecting");
                 metrics::counter!("hazardwatch_mqtt_reconnects_total").increment(1);
                 tokio::select! {

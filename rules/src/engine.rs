@@ -180,7 +180,7 @@ impl Engine {
                                     break;
                                 }
                                 let mut events = entry.remove();
-                                events.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+                                events.sort_by_key(RuleEvent::order_key);
                                 sink(events);
                             }
                         }

@@ -1,1 +1,318 @@
-//! placeholder
+//! Shared fixtures of the end-to-end tests: a service started on free ports
+//! in a temporary data directory, a gateway that publishes over real MQTT,
+//! a real tonic client, and an independent reader of the Parquet archive.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use arrow_array::{Array, BooleanArray, Float64Array, StringArray, TimestampMillisecondArray};
+use hazardwatch::config::Config;
+use hazardwatch::service::{self, Running};
+use hazardwatch_proto::pb;
+use hazardwatch_proto::pb::alarm_service_client::AlarmServiceClient;
+use hazardwatch_rules::Source;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// A small park for tests: no on-delays, a short lateness, so alarms come
+/// within a few hundred milliseconds of the readings.
+pub const TEST_PARK: &str = r#"
+[mqtt]
+listen = "127.0.0.1:0"
+max_payload_bytes = 4096
+
+[grpc]
+listen = "127.0.0.1:0"
+
+[metrics]
+enabled = false
+
+[engine]
+workers = 2
+lateness_ms = 300
+epoch_ms = 50
+
+[archive]
+roll_secs = 3600
+
+[park]
+id = "TEST"
+
+[[enterprise]]
+id = "E01"
+[[enterprise.hazard_source]]
+id = "E01-HS1"
+grade = 2
+[[enterprise.hazard_source.unit]]
+id = "T101"
+[[enterprise.hazard_source.unit.point]]
+id = "T101.LT"
+kind = "level"
+eng_unit = "m"
+range = [0.0, 20.0]
+l = 2.0
+h = 18.0
+hh = 19.0
+on_delay_s = 0
+off_delay_s = 0
+[[enterprise.hazard_source.unit.point]]
+id = "T101.PT"
+kind = "pressure"
+eng_unit = "kPa"
+range = [0.0, 1000.0]
+h = 600.0
+on_delay_s = 0
+
+[[enterprise]]
+id = "E02"
+[[enterprise.hazard_source]]
+id = "E02-HS1"
+grade = 3
+[[enterprise.hazard_source.unit]]
+id = "T201"
+[[enterprise.hazard_source.unit.point]]
+id = "T201.TE"
+kind = "temperature"
+eng_unit = "degC"
+range = [-20.0, 200.0]
+h = 45.0
+on_delay_s = 0
+off_delay_s = 0
+"#;
+
+/// A running service in its own temporary data directory.
+pub struct TestService {
+    /// The service.
+    pub running: Running,
+    /// Its data directory (deleted on drop).
+    pub data: tempfile::TempDir,
+}
+
+impl TestService {
+    /// Starts the service on [`TEST_PARK`].
+    pub async fn start() -> anyhow::Result<TestService> {
+        let data = tempfile::tempdir()?;
+        let src = Source {
+            path: "test-park.toml".into(),
+            text: TEST_PARK.into(),
+        };
+        let mut config = Config::from_source(&src)?;
+        config.settings.data_dir = data.path().to_owned();
+        let running = service::start(config).await?;
+        Ok(TestService { running, data })
+    }
+
+    /// The broker's host and port.
+    pub fn broker(&self) -> (String, u16) {
+        let (h, p) = self
+            .running
+            .mqtt_addr
+            .rsplit_once(':')
+            .expect("an address the service resolved");
+        (
+            h.to_owned(),
+            p.parse().expect("a port the service resolved"),
+        )
+    }
+
+    /// A tonic client of the alarm service.
+    pub async fn alarms(&self) -> anyhow::Result<AlarmServiceClient<Channel>> {
+        Ok(AlarmServiceClient::connect(format!("http://{}", self.running.grpc_addr)).await?)
+    }
+
+    /// Waits until the service has accepted at least `n` readings.
+    pub async fn wait_for_readings(&self, n: u64) -> anyhow::Result<()> {
+        let stats = &self.running.stats;
+        wait_until(Duration::from_secs(20), || {
+            stats.readings_in.load(std::sync::atomic::Ordering::Relaxed) >= n
+        })
+        .await
+        .with_context(|| format!("waiting for {n} readings"))
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes.
+pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond() {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "timed out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// A gateway: a rumqttc client publishing at QoS 1.
+pub struct Gateway {
+    client: AsyncClient,
+    acked: tokio::sync::watch::Receiver<u64>,
+    poller: JoinHandle<()>,
+    sent: u64,
+}
+
+impl Gateway {
+    /// Connects to the broker.
+    pub async fn connect(host: &str, port: u16, id: &str) -> anyhow::Result<Gateway> {
+        let mut options = MqttOptions::new(id, host, port);
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let (tx, acked) = tokio::sync::watch::channel(0u64);
+        let poller = tokio::spawn(async move {
+            let mut n = 0;
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        n += 1;
+                        let _ = tx.send(n);
+                    }
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        Ok(Gateway {
+            client,
+            acked,
+            poller,
+            sent: 0,
+        })
+    }
+
+    /// Publishes and waits for the broker's PUBACK.
+    pub async fn publish(&mut self, topic: &str, payload: Vec<u8>) -> anyhow::Result<()> {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await?;
+        self.sent += 1;
+        let want = self.sent;
+        tokio::time::timeout(Duration::from_secs(10), self.acked.wait_for(|&n| n >= want))
+            .await
+            .context("no PUBACK from the broker")??;
+        Ok(())
+    }
+
+    /// Disconnects.
+    pub async fn close(self) {
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.poller).await;
+    }
+}
+
+/// Reads the next alarm event from a Subscribe stream, with a time limit.
+pub async fn next_event(
+    stream: &mut tonic::Streaming<pb::AlarmEvent>,
+) -> anyhow::Result<pb::AlarmEvent> {
+    tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .context("no alarm event in time")??
+        .context("stream ended")
+}
+
+/// One archived reading as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchivedRow {
+    /// Point id.
+    pub point: String,
+    /// Event time, ms.
+    pub ts: i64,
+    /// Value.
+    pub value: f64,
+    /// Late flag.
+    pub late: bool,
+    /// Path relative to the archive's readings directory (partition).
+    pub partition: String,
+}
+
+/// All `*.parquet` files under `dir`, sorted.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Reads every archived reading with the parquet crate's own reader.
+pub fn read_archive(archive: &Path) -> anyhow::Result<Vec<ArchivedRow>> {
+    let readings = archive.join("readings");
+    let mut rows = Vec::new();
+    for path in parquet_files(&readings) {
+        let partition = path
+            .parent()
+            .and_then(|p| p.strip_prefix(&readings).ok())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let file = std::fs::File::open(&path)?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+        for batch in reader {
+            let batch = batch?;
+            let col = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .with_context(|| format!("column {name} missing in {}", path.display()))
+            };
+            let point = col("point")?
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .context("point is utf8")?
+                .clone();
+            let ts = col("ts")?
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .context("ts is timestamp(ms)")?
+                .clone();
+            let value = col("value")?
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .context("value is float64")?
+                .clone();
+            let late = col("late")?
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .context("late is bool")?
+                .clone();
+            for i in 0..batch.num_rows() {
+                anyhow::ensure!(!point.is_null(i), "null point");
+                rows.push(ArchivedRow {
+                    point: point.value(i).to_owned(),
+                    ts: ts.value(i),
+                    value: value.value(i),
+                    late: late.value(i),
+                    partition: partition.clone(),
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Counts archived rows per (point, ts, value bits).
+pub fn row_counts(rows: &[ArchivedRow]) -> BTreeMap<(String, i64, u64), usize> {
+    let mut m = BTreeMap::new();
+    for r in rows {
+        *m.entry((r.point.clone(), r.ts, r.value.to_bits()))
+            .or_insert(0) += 1;
+    }
+    m
+}
+
+/// Wall clock, Unix ms.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

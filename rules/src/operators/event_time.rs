@@ -207,7 +207,7 @@ impl<'scope> PerPoint<'scope> for Stream<'scope, u64, Vec<Reading>> {
                             &mut events,
                         );
                         if !events.is_empty() {
-                            events.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+                            events.sort_by_key(RuleEvent::order_key);
                             output.session(&cap).give_container(&mut events);
                             events.clear();
                         }

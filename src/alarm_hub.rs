@@ -1,0 +1,307 @@
+//! The alarm hub: applies the rule engine's events to the alarm table,
+//! numbers every transition, keeps recent events for resuming subscribers,
+//! and fans them out live.
+//!
+//! One lock guards the table, the journal and the broadcast send, so a
+//! subscriber that takes its backlog and its live receiver under that lock
+//! sees every event exactly once.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hazardwatch_proto::{AlarmKind, Catalog, PointKind, Priority, RuleEvent, pb};
+use hazardwatch_rules::alarms::{AckError, AlarmRecord, AlarmState, AlarmTable, Transition};
+use tokio::sync::broadcast;
+
+/// Events kept in memory for subscribers that resume after a disconnect.
+pub const JOURNAL_CAPACITY: usize = 100_000;
+
+/// Events buffered per live subscriber before it counts as lagging (it then
+/// catches up from the journal).
+pub const BROADCAST_CAPACITY: usize = 4_096;
+
+/// Which alarms a caller wants.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// Enterprise ids; empty means all.
+    pub enterprises: Vec<String>,
+    /// Lowest priority to include.
+    pub min_priority: Option<Priority>,
+}
+
+impl Filter {
+    /// From the wire form.
+    pub fn from_pb(f: Option<pb::AlarmFilter>) -> Filter {
+        let f = f.unwrap_or_default();
+        let min = pb::Priority::try_from(f.min_priority).unwrap_or(pb::Priority::Unspecified);
+        Filter {
+            enterprises: f.enterprises,
+            min_priority: min.into(),
+        }
+    }
+
+    /// True when the event passes.
+    pub fn matches(&self, e: &pb::AlarmEvent) -> bool {
+        let enterprise_ok = self.enterprises.is_empty() || self.enterprises.contains(&e.enterprise);
+        let priority_ok = match self.min_priority {
+            None => true,
+            Some(min) => e.priority >= pb::Priority::from(min) as i32,
+        };
+        enterprise_ok && priority_ok
+    }
+}
+
+/// Why a resume point cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "events after {requested} are no longer held (oldest held: {oldest}); call ListActive and resume from its as_of_seq"
+)]
+pub struct Gone {
+    /// The resume point asked for.
+    pub requested: u64,
+    /// The oldest sequence number still held.
+    pub oldest: u64,
+}
+
+struct State {
+    table: AlarmTable,
+    journal: VecDeque<pb::AlarmEvent>,
+}
+
+/// Shared alarm state (see the module docs).
+pub struct AlarmHub {
+    catalog: Arc<Catalog>,
+    state: Mutex<State>,
+    live: broadcast::Sender<pb::AlarmEvent>,
+}
+
+/// Wire name of a transition.
+fn transition_pb(t: Transition) -> pb::Transition {
+    match t {
+        Transition::Raised => pb::Transition::Raised,
+        Transition::Cleared => pb::Transition::Cleared,
+        Transition::Acknowledged => pb::Transition::Acknowledged,
+    }
+}
+
+fn state_pb(s: AlarmState) -> pb::AlarmState {
+    match s {
+        AlarmState::Normal => pb::AlarmState::Normal,
+        AlarmState::UnackedActive => pb::AlarmState::UnackedActive,
+        AlarmState::AckedActive => pb::AlarmState::AckedActive,
+        AlarmState::UnackedRtn => pb::AlarmState::UnackedRtn,
+    }
+}
+
+fn kind_word(k: PointKind) -> &'static str {
+    match k {
+        PointKind::Temperature => "temperature",
+        PointKind::Level => "level",
+        PointKind::Pressure => "pressure",
+        PointKind::CombustibleGas => "combustible gas",
+        PointKind::ToxicGas => "toxic gas",
+    }
+}
+
+/// The stable id of an alarm: `{point}/{tag}`.
+pub fn alarm_id(point: &str, kind: AlarmKind) -> String {
+    format!("{point}/{}", kind.tag())
+}
+
+impl AlarmHub {
+    /// An empty hub over the site's catalog.
+    pub fn new(catalog: Arc<Catalog>) -> Arc<AlarmHub> {
+        let (live, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Arc::new(AlarmHub {
+            catalog,
+            state: Mutex::new(State {
+                table: AlarmTable::default(),
+                journal: VecDeque::new(),
+            }),
+            live,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind that is
+        // still consistent record by record; keep serving it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn to_pb(&self, r: &AlarmRecord) -> pb::AlarmEvent {
+        let m = self.catalog.meta(r.point);
+        let message = match r.transition {
+            Transition::Raised => format!(
+                "{} {} {} {:.3} {} (limit {:.3})",
+                m.id,
+                kind_word(m.kind),
+                r.kind.tag(),
+                r.value,
+                m.eng_unit,
+                r.limit
+            ),
+            Transition::Cleared => format!(
+                "{} {} back inside {} limit: {:.3} {}",
+                m.id,
+                kind_word(m.kind),
+                r.kind.tag(),
+                r.value,
+                m.eng_unit
+            ),
+            Transition::Acknowledged => {
+                format!("{} {} acknowledged by {}", m.id, r.kind.tag(), r.actor)
+            }
+        };
+        pb::AlarmEvent {
+            seq: r.seq,
+            alarm_id: alarm_id(&m.id, r.kind),
+            enterprise: m.enterprise.to_string(),
+            hazard_source: m.hazard_source.to_string(),
+            unit: m.unit.to_string(),
+            point: m.id.to_string(),
+            kind: pb::AlarmKind::from(r.kind) as i32,
+            priority: pb::Priority::from(r.priority) as i32,
+            transition: transition_pb(r.transition) as i32,
+            state: state_pb(r.state) as i32,
+            event_time_ms: r.ts_ms,
+            value: r.value,
+            limit: r.limit,
+            eng_unit: m.eng_unit.to_string(),
+            message,
+            actor: r.actor.clone(),
+            comment: r.comment.clone(),
+        }
+    }
+
+    fn publish(&self, state: &mut State, record: &AlarmRecord) -> pb::AlarmEvent {
+        let event = self.to_pb(record);
+        if state.journal.len() == JOURNAL_CAPACITY {
+            state.journal.pop_front();
+        }
+        state.journal.push_back(event.clone());
+        // No receivers is fine: nobody is subscribed.
+        let _ = self.live.send(event.clone());
+        metrics::counter!("hazardwatch_alarm_events_total",
+            "transition" => transition_pb(record.transition).as_str_name())
+        .increment(1);
+        event
+    }
+
+    /// Applies rule events (in the engine's order) and returns the alarm
+    /// events they caused.
+    pub fn apply(&self, events: &[RuleEvent]) -> Vec<pb::AlarmEvent> {
+        let mut state = self.lock();
+        let mut out = Vec::new();
+        for ev in events {
+            if let Some(record) = state.table.apply(ev) {
+                out.push(self.publish(&mut state, &record));
+            }
+        }
+        out
+    }
+
+    /// Acknowledges an alarm by id.
+    pub fn acknowledge(
+        &self,
+        alarm_id: &str,
+        actor: &str,
+        comment: &str,
+        now_ms: i64,
+    ) -> Result<pb::AlarmEvent, AckError> {
+        let (point, tag) = alarm_id.rsplit_once('/').ok_or(AckError::NotFound)?;
+        let point = self.catalog.lookup(point).ok_or(AckError::NotFound)?;
+        let kind = AlarmKind::from_tag(tag).ok_or(AckError::NotFound)?;
+        let mut state = self.lock();
+        let record = state
+            .table
+            .acknowledge(point, kind, actor, comment, now_ms)?;
+        Ok(self.publish(&mut state, &record))
+    }
+
+    /// Active and unacknowledged alarms matching the filter, and the
+    /// sequence number the list is consistent with.
+    pub fn list_active(&self, filter: &Filter) -> (Vec<pb::ActiveAlarm>, u64) {
+        let state = self.lock();
+        let alarms = state
+            .table
+            .active()
+            .map(|a| (a, self.to_pb(&a.last)))
+            .filter(|(_, e)| filter.matches(e))
+            .map(|(a, e)| pb::ActiveAlarm {
+                alarm_id: e.alarm_id,
+                enterprise: e.enterprise,
+                hazard_source: e.hazard_source,
+                unit: e.unit,
+                point: e.point,
+                kind: e.kind,
+                priority: e.priority,
+                state: state_pb(a.state) as i32,
+                raised_at_ms: a.raised_at_ms,
+                value: e.value,
+                limit: e.limit,
+                eng_unit: e.eng_unit,
+                message: e.message,
+                last_seq: e.seq,
+            })
+            .collect();
+        (alarms, state.table.last_seq())
+    }
+
+    /// What a new subscriber gets: the backlog (the latest event of every
+    /// active alarm when `resume_after` is 0, else every held event after
+    /// it) and a live receiver that starts right after the backlog.
+    pub fn subscribe(
+        &self,
+        filter: &Filter,
+        resume_after: u64,
+    ) -> Result<(Vec<pb::AlarmEvent>, broadcast::Receiver<pb::AlarmEvent>), Gone> {
+        let state = self.lock();
+        let backlog = if resume_after == 0 {
+            let mut latest: Vec<pb::AlarmEvent> = state
+                .table
+                .active()
+                .map(|a| self.to_pb(&a.last))
+                .filter(|e| filter.matches(e))
+                .collect();
+            latest.sort_by_key(|e| e.seq);
+            latest
+        } else {
+            Self::held_after(&state, filter, resume_after)?
+        };
+        Ok((backlog, self.live.subscribe()))
+    }
+
+    /// Held events after `seq` matching the filter (for a lagging subscriber).
+    pub fn since(&self, filter: &Filter, seq: u64) -> Result<Vec<pb::AlarmEvent>, Gone> {
+        Self::held_after(&self.lock(), filter, seq)
+    }
+
+    fn held_after(state: &State, filter: &Filter, seq: u64) -> Result<Vec<pb::AlarmEvent>, Gone> {
+        let oldest = state
+            .journal
+            .front()
+            .map_or(state.table.last_seq() + 1, |e| e.seq);
+        if seq + 1 < oldest {
+            return Err(Gone {
+                requested: seq,
+                oldest,
+            });
+        }
+        Ok(state
+            .journal
+            .iter()
+            .filter(|e| e.seq > seq && filter.matches(e))
+            .cloned()
+            .collect())
+    }
+
+    /// A live receiver of every event from now on (for the demo's screen).
+    pub fn watch(&self) -> broadcast::Receiver<pb::AlarmEvent> {
+        self.live.subscribe()
+    }
+
+    /// Sequence number of the newest event.
+    pub fn last_seq(&self) -> u64 {
+        self.lock().table.last_seq()
+    }
+}

@@ -1,0 +1,168 @@
+//! The configuration file: service settings and the site model in one TOML
+//! file (see `deploy/config/example-park.toml`, printed by
+//! `hazardwatch generate-config`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use hazardwatch_ingest::MqttConfig;
+use hazardwatch_rules::site::{DefaultsSpec, EnterpriseSpec, ParkSpec};
+use hazardwatch_rules::{EngineConfig, SiteModel, SiteSpec, Source};
+use hazardwatch_storage::ArchiveConfig;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The documented example configuration, embedded in the binary.
+pub const EXAMPLE_CONFIG: &str = include_str!("../deploy/config/example-park.toml");
+
+/// `[grpc]` settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Listen address of the gRPC server. Port 0 picks a free port.
+    pub listen: SocketAddr,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        }
+    }
+}
+
+/// `[metrics]` settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics.
+    pub enabled: bool,
+    /// Listen address of `/metrics`.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// The whole file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default = "default_data_dir")]
+    data_dir: PathBuf,
+    #[serde(default)]
+    mqtt: MqttConfig,
+    #[serde(default)]
+    grpc: GrpcConfig,
+    #[serde(default)]
+    metrics: MetricsConfig,
+    #[serde(default)]
+    engine: EngineConfig,
+    #[serde(default)]
+    archive: ArchiveConfig,
+    park: ParkSpec,
+    #[serde(default)]
+    defaults: BTreeMap<String, Spanned<DefaultsSpec>>,
+    #[serde(default)]
+    enterprise: Vec<EnterpriseSpec>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+/// Validated service settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Archive, quarantine and state live here.
+    pub data_dir: PathBuf,
+    /// MQTT side.
+    pub mqtt: MqttConfig,
+    /// gRPC server.
+    pub grpc: GrpcConfig,
+    /// Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// Rule engine.
+    pub engine: EngineConfig,
+    /// Parquet archive.
+    pub archive: ArchiveConfig,
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Service settings.
+    pub settings: Settings,
+    /// The site model.
+    pub site: SiteModel,
+}
+
+/// Why a configuration was refused: every message names the file and, where
+/// there is one, the line and field.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src = Source::read(path).map_err(|e| ConfigError(e.to_string()))?;
+        Config::from_source(&src)
+    }
+
+    /// The embedded example configuration.
+    pub fn example() -> Config {
+        let src = Source {
+            path: "<built-in example-park.toml>".into(),
+            text: EXAMPLE_CONFIG.into(),
+        };
+        Config::from_source(&src).expect("the embedded example configuration is valid (tested)")
+    }
+
+    /// Parses and validates configuration text.
+    pub fn from_source(src: &Source) -> Result<Config, ConfigError> {
+        let file: ConfigFile = src.parse().map_err(|e| ConfigError(e.to_string()))?;
+        let section = |r: Result<(), String>| {
+            r.map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))
+        };
+        section(file.mqtt.validate().map_err(|e| e.to_string()))?;
+        section(file.engine.validate())?;
+        section(file.archive.validate().map_err(|e| e.to_string()))?;
+        let spec = SiteSpec {
+            park: file.park,
+            defaults: file.defaults,
+            enterprise: file.enterprise,
+        };
+        let site = SiteModel::from_spec(&spec, src).map_err(|e| ConfigError(e.to_string()))?;
+        Ok(Config {
+            settings: Settings {
+                data_dir: file.data_dir,
+                mqtt: file.mqtt,
+                grpc: file.grpc,
+                metrics: file.metrics,
+                engine: file.engine,
+                archive: file.archive,
+            },
+            site,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_example_is_valid() {
+        let c = Config::example();
+        assert_eq!(c.site.enterprises.len(), 3);
+        assert!(c.site.point_count() >= 20);
+    }
+}

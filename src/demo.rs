@@ -1,0 +1,207 @@
+//! `hazardwatch demo` and `hazardwatch run`: the service in the foreground,
+//! with alarms printed as they happen (demo) until a signal or a duration.
+
+use std::time::Duration;
+
+use hazardwatch_proto::pb;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::service::{self, Running, Summary};
+use crate::sim::{self, SimOptions};
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// The column header of [`alarm_line`].
+pub const ALARM_HEADER: &str = "time (UTC)    enterprise  unit      point       alarm  priority  event          value  limit    message";
+
+/// One alarm event as a screen line.
+pub fn alarm_line(e: &pb::AlarmEvent) -> String {
+    let time = chrono::DateTime::from_timestamp_millis(e.event_time_ms)
+        .map(|t| t.format("%H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| e.event_time_ms.to_string());
+    let tag = e.alarm_id.rsplit('/').next().unwrap_or("");
+    let priority = pb::Priority::try_from(e.priority)
+        .map(|p| {
+            p.as_str_name()
+                .trim_start_matches("PRIORITY_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    let event = pb::Transition::try_from(e.transition)
+        .map(|t| {
+            t.as_str_name()
+                .trim_start_matches("TRANSITION_")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let value = if e.value.is_nan() {
+        String::from("-")
+    } else {
+        format!("{:.2} {}", e.value, e.eng_unit)
+    };
+    format!(
+        "{time:<13} {:<11} {:<9} {:<11} {tag:<6} {priority:<9} {event:<12} {value:>12}  {:<8} {}",
+        e.enterprise,
+        e.unit,
+        e.point,
+        format!("{:.2}", e.limit),
+        e.message
+    )
+}
+
+async fn print_alarms(mut rx: broadcast::Receiver<pb::AlarmEvent>, stop: CancellationToken) {
+    println!("{ALARM_HEADER}");
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            r = rx.recv() => match r {
+                Ok(e) => println!("{}", alarm_line(&e)),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    println!("... {n} alarm events not shown (screen fell behind; see gRPC History)");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+    // Show what arrived while shutting down.
+    while let Ok(e) = rx.try_recv() {
+        println!("{}", alarm_line(&e));
+    }
+}
+
+fn print_summary(s: &Summary, running_archive: &std::path::Path) {
+    let per_reading = if s.archive_rows > 0 {
+        s.archive_bytes as f64 / s.archive_rows as f64
+    } else {
+        0.0
+    };
+    println!();
+    println!(
+        "readings ingested {}  (late {}), alarms raised {}",
+        s.readings_in, s.readings_late, s.alarms_raised
+    );
+    println!(
+        "archive: {} rows in {} sealed Parquet files, {} bytes ({per_reading:.2} bytes/reading) under {}",
+        s.archive_rows,
+        s.archive_files,
+        s.archive_bytes,
+        running_archive.display()
+    );
+}
+
+fn print_banner(r: &Running, config: &Config, embedded: bool) {
+    let site = &config.site;
+    println!(
+        "hazardwatch: park {} ({}), {} enterprises, {} points",
+        site.park_id,
+        site.park_name,
+        site.enterprises.len(),
+        site.point_count()
+    );
+    println!(
+        "  MQTT {}{}   gRPC {}   metrics {}",
+        r.mqtt_addr,
+        if embedded { " (embedded broker)" } else { "" },
+        r.grpc_addr,
+        r.metrics_addr
+            .map_or("off".to_string(), |a| format!("http://{a}/metrics"))
+    );
+    println!(
+        "  archive {}   quarantine {}",
+        r.archive_dir.display(),
+        r.quarantine_file.display()
+    );
+}
+
+/// Runs the demo: the service, the simulated park publishing to it over
+/// MQTT, and alarms on screen, until `duration` or a signal.
+pub async fn demo(config: Config, duration: Option<Duration>, seed: u64) -> anyhow::Result<()> {
+    let running = service::start(config.clone()).await?;
+    print_banner(&running, &config, config.settings.mqtt.broker.is_none());
+    let options = SimOptions {
+        seed,
+        format: sim::PayloadFormat::Mixed,
+        topic_prefix: config.settings.mqtt.topic_prefix.clone(),
+        ..SimOptions::default()
+    };
+    let preview = sim::Simulator::new(&config.site, &options);
+    for i in preview.incidents() {
+        println!(
+            "  incident: {:<16} {:<10} from +{:>3.0} s, peak {:.2}",
+            i.name, i.point, i.start_s, i.peak
+        );
+    }
+    match duration {
+        Some(d) => println!("  running for {} s (Ctrl-C stops earlier)\n", d.as_secs()),
+        None => println!("  running until Ctrl-C\n"),
+    }
+    let stop = CancellationToken::new();
+    let printer_stop = CancellationToken::new();
+    let printer = tokio::spawn(print_alarms(running.hub.watch(), printer_stop.clone()));
+    let (host, port) = hazardwatch_ingest::config::broker_host_port(&running.mqtt_addr)?;
+    let simulator = tokio::spawn({
+        let model = config.site.clone();
+        let stop = stop.clone();
+        async move { sim::publish(&model, &options, &host, port, duration, stop).await }
+    });
+    tokio::pin!(simulator);
+    let published = tokio::select! {
+        r = &mut simulator => Some(r),
+        _ = shutdown_signal() => None,
+    };
+    stop.cancel();
+    let published = match published {
+        Some(r) => r,
+        None => simulator.await,
+    };
+    let published = published??;
+    // Let the last published messages through ingest before stopping it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let archive_dir = running.archive_dir.clone();
+    let summary = running.shutdown().await?;
+    printer_stop.cancel();
+    let _ = printer.await;
+    println!("\nsimulator published {published} readings");
+    print_summary(&summary, &archive_dir);
+    Ok(())
+}
+
+/// Runs the service until a signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let running = service::start(config.clone()).await?;
+    print_banner(&running, &config, config.settings.mqtt.broker.is_none());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let archive_dir = running.archive_dir.clone();
+    let summary = running.shutdown().await?;
+    print_summary(&summary, &archive_dir);
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! hazardwatch: telemetry and early warning for major hazard sources in
+//! chemical parks.
+//!
+//! The binary's library: everything `main.rs` wires together, so tests and
+//! benchmarks drive the same entry points as the command line.
+//!
+//! - [`config`]: the one configuration file (service settings + site model).
+//! - [`service`]: starts and stops a whole service ([`service::start`]).
+//! - [`alarm_hub`]: live alarm state, numbered events, fan-out.
+//! - [`grpc`]: the gRPC edge (`AlarmService`, health, reflection).
+//! - [`sim`]: the park simulator with scheduled incidents.
+//! - [`demo`]: `demo` and `run` in the foreground.
+//!
+//! ```no_run
+//! # async fn f() -> anyhow::Result<()> {
+//! let mut config = hazardwatch::config::Config::example();
+//! config.settings.grpc.listen = "127.0.0.1:0".parse()?;
+//! config.settings.mqtt.listen = "127.0.0.1:0".parse()?;
+//! config.settings.metrics.enabled = false;
+//! let running = hazardwatch::service::start(config).await?;
+//! println!("gRPC on {}", running.grpc_addr);
+//! let summary = running.shutdown().await?;
+//! println!("{} readings", summary.readings_in);
+//! # Ok(()) }
+//! ```
+
+pub mod alarm_hub;
+pub mod config;
+pub mod demo;
+pub mod grpc;
+pub mod service;
+pub mod sim;

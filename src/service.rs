@@ -1,0 +1,415 @@
+//! Wiring: one running hazardwatch service.
+//!
+//! ```text
+//! MQTT --> ingest task --IngestBatch--> merge task (+ clock ticks)
+//!      --> feeder thread --> rule engine (timely workers) --> alarm hub --> gRPC
+//!                        \-> archive thread (Parquet)
+//! ```
+//!
+//! [`start`] brings it up and returns a [`Running`] that knows its bound
+//! addresses (ports given as 0 are resolved), so tests and the demo drive
+//! the same entry point as `hazardwatch run`. [`Running::shutdown`] stops in
+//! order: stop taking MQTT, drain the engine, seal the Parquet files, then
+//! stop gRPC.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc as std_mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hazardwatch_ingest::client::now_ms;
+use hazardwatch_ingest::config::broker_host_port;
+use hazardwatch_ingest::{IngestBatch, Quarantine, Subscriber, broker};
+use hazardwatch_proto::Reading;
+use hazardwatch_rules::{Engine, EngineInput};
+use hazardwatch_storage::ArchiveWriter;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::alarm_hub::AlarmHub;
+use crate::config::Config;
+use crate::grpc;
+
+/// Batches between ingest and the merge task.
+pub const INGEST_QUEUE: usize = 256;
+/// Messages between the merge task and the feeder thread.
+pub const FEEDER_QUEUE: usize = 256;
+/// Batches between the feeder and the archive thread.
+pub const ARCHIVE_QUEUE: usize = 256;
+/// How long [`start`] waits for the telemetry subscription to be confirmed.
+pub const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often live event time advances (and the archive checks its roll age).
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// Counters of one service instance (also exported as Prometheus metrics).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Readings accepted from MQTT.
+    pub readings_in: AtomicU64,
+    /// Readings that arrived too late for the rules (archived, flagged).
+    pub readings_late: AtomicU64,
+    /// Alarm raise transitions.
+    pub alarms_raised: AtomicU64,
+    /// Rows in sealed Parquet files.
+    pub archive_rows: AtomicU64,
+    /// Bytes of sealed Parquet files.
+    pub archive_bytes: AtomicU64,
+    /// Sealed Parquet files.
+    pub archive_files: AtomicU64,
+}
+
+/// A snapshot of [`Stats`] at shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Readings accepted from MQTT.
+    pub readings_in: u64,
+    /// Late readings.
+    pub readings_late: u64,
+    /// Alarms raised.
+    pub alarms_raised: u64,
+    /// Archived rows.
+    pub archive_rows: u64,
+    /// Archived bytes.
+    pub archive_bytes: u64,
+    /// Archive files.
+    pub archive_files: u64,
+}
+
+impl Stats {
+    fn summary(&self) -> Summary {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Summary {
+            readings_in: g(&self.readings_in),
+            readings_late: g(&self.readings_late),
+            alarms_raised: g(&self.alarms_raised),
+            archive_rows: g(&self.archive_rows),
+            archive_bytes: g(&self.archive_bytes),
+            archive_files: g(&self.archive_files),
+        }
+    }
+}
+
+/// A running service.
+pub struct Running {
+    /// Where the MQTT broker listens (embedded) or is (external).
+    pub mqtt_addr: String,
+    /// Where gRPC listens.
+    pub grpc_addr: SocketAddr,
+    /// Where `/metrics` listens, when enabled and installed.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The archive root (`DATA/archive`).
+    pub archive_dir: PathBuf,
+    /// The quarantine file.
+    pub quarantine_file: PathBuf,
+    /// Live alarm state.
+    pub hub: Arc<AlarmHub>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    ingest_stop: CancellationToken,
+    grpc_stop: CancellationToken,
+    ingest: JoinHandle<hazardwatch_ingest::Result<()>>,
+    merge: JoinHandle<()>,
+    feeder: std::thread::JoinHandle<anyhow::Result<()>>,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+enum FeedMsg {
+    Batch(IngestBatch),
+    Tick(i64),
+}
+
+enum ArchiveMsg {
+    Rows {
+        readings: Vec<Reading>,
+        received_ms: i64,
+        late: Vec<bool>,
+    },
+    Tick,
+}
+
+/// Picks a free port for servers that cannot report the one they bound.
+fn resolve_port(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let l = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    Ok(l.local_addr()?)
+}
+
+fn install_metrics(addr: SocketAddr) -> Option<SocketAddr> {
+    let addr = match resolve_port(addr) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics endpoint disabled");
+            return None;
+        }
+    };
+    match metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+    {
+        Ok(()) => {
+            tracing::info!(%addr, "Prometheus metrics at http://{addr}/metrics");
+            Some(addr)
+        }
+        Err(e) => {
+            // Only one recorder per process: a second service in one test
+            // process keeps counting into the first one's.
+            tracing::warn!(error = %e, "metrics endpoint not installed");
+            None
+        }
+    }
+}
+
+/// Starts every part of the service.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let Config { settings, site } = config;
+    let data_dir = settings.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let stats = Arc::new(Stats::default());
+    let catalog = Arc::new(site.catalog.clone());
+
+    // MQTT broker (embedded unless an external one is configured).
+    let (host, port, mqtt_addr) = match &settings.mqtt.broker {
+        Some(b) => {
+            let (h, p) = broker_host_port(b)?;
+            (h, p, b.clone())
+        }
+        None => {
+            let limit = settings.mqtt.max_payload_bytes * 4 + 1024;
+            let addr = tokio::task::spawn_blocking({
+                let listen = settings.mqtt.listen;
+                move || broker::start_embedded(listen, limit)
+            })
+            .await??;
+            (addr.ip().to_string(), addr.port(), addr.to_string())
+        }
+    };
+
+    let metrics_addr = if settings.metrics.enabled {
+        install_metrics(settings.metrics.listen)
+    } else {
+        None
+    };
+
+    // gRPC first, so a taken port fails before anything else runs.
+    let listener = grpc::bind(settings.grpc.listen)
+        .await
+        .with_context(|| format!("binding gRPC on {}", settings.grpc.listen))?;
+    let grpc_addr = listener.local_addr()?;
+    let hub = AlarmHub::new(catalog.clone());
+    let grpc_stop = CancellationToken::new();
+    let grpc = tokio::spawn(grpc::serve(listener, hub.clone(), grpc_stop.clone()));
+    tracing::info!(%grpc_addr, "gRPC listening");
+
+    // Rule engine; its events go straight into the hub.
+    let sink = {
+        let hub = hub.clone();
+        let stats = stats.clone();
+        Arc::new(move |events: Vec<hazardwatch_proto::RuleEvent>| {
+            let out = hub.apply(&events);
+            let raised = out
+                .iter()
+                .filter(|e| e.transition == hazardwatch_proto::pb::Transition::Raised as i32)
+                .count();
+            stats
+                .alarms_raised
+                .fetch_add(raised as u64, Ordering::Relaxed);
+        })
+    };
+    let engine = Engine::start(&site, &settings.engine, sink)?;
+
+    // Archive thread.
+    let archive_dir = data_dir.join("archive");
+    let writer = ArchiveWriter::new(&archive_dir, catalog.clone(), settings.archive.clone())?;
+    let (archive_tx, archive_rx) = std_mpsc::sync_channel::<ArchiveMsg>(ARCHIVE_QUEUE);
+    let archive = std::thread::Builder::new().name("archive".into()).spawn({
+        let stats = stats.clone();
+        move || archive_loop(archive_rx, writer, &stats)
+    })?;
+
+    // Feeder thread: owns the engine input and the archive sender.
+    let (feed_tx, feed_rx) = mpsc::channel::<FeedMsg>(FEEDER_QUEUE);
+    let feeder = std::thread::Builder::new().name("feeder".into()).spawn({
+        let stats = stats.clone();
+        move || feeder_loop(feed_rx, engine, archive_tx, archive, &stats)
+    })?;
+
+    // Merge task: ingest batches plus the clock tick.
+    let (ingest_tx, ingest_rx) = mpsc::channel::<IngestBatch>(INGEST_QUEUE);
+    let merge = tokio::spawn(merge(ingest_rx, feed_tx));
+
+    // Ingest.
+    let quarantine_dir = data_dir.join("quarantine");
+    let quarantine = Quarantine::open(&quarantine_dir)?;
+    let quarantine_file = quarantine.path().to_owned();
+    let (_catalog_tx, catalog_rx) = watch::channel(catalog);
+    let ingest_stop = CancellationToken::new();
+    let subscriber = Subscriber {
+        host,
+        port,
+        config: settings.mqtt.clone(),
+        catalog: catalog_rx,
+    };
+    let (ready_tx, mut ready_rx) = watch::channel(false);
+    let ingest = tokio::spawn(subscriber.run(quarantine, ingest_tx, ingest_stop.clone(), ready_tx));
+    // Ready means subscribed: what gateways publish from now on is ours.
+    match tokio::time::timeout(SUBSCRIBE_TIMEOUT, ready_rx.wait_for(|&r| r)).await {
+        Ok(Ok(_)) => tracing::info!("subscribed to telemetry"),
+        _ => tracing::warn!(
+            broker = %mqtt_addr,
+            "not subscribed to the broker yet; ingest keeps retrying in the background"
+        ),
+    }
+
+    Ok(Running {
+        mqtt_addr,
+        grpc_addr,
+        metrics_addr,
+        archive_dir,
+        quarantine_file,
+        hub,
+        stats,
+        ingest_stop,
+        grpc_stop,
+        ingest,
+        merge,
+        feeder,
+        grpc,
+    })
+}
+
+async fn merge(mut batches: mpsc::Receiver<IngestBatch>, out: mpsc::Sender<FeedMsg>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let msg = tokio::select! {
+            b = batches.recv() => match b {
+                Some(b) => FeedMsg::Batch(b),
+                None => return,
+            },
+            _ = tick.tick() => FeedMsg::Tick(now_ms()),
+        };
+        if out.send(msg).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn feeder_loop(
+    mut rx: mpsc::Receiver<FeedMsg>,
+    mut engine: Engine,
+    archive_tx: std_mpsc::SyncSender<ArchiveMsg>,
+    archive: std::thread::JoinHandle<anyhow::Result<()>>,
+    stats: &Stats,
+) -> anyhow::Result<()> {
+    let mut late = Vec::new();
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            FeedMsg::Batch(b) => {
+                let input: &mut EngineInput = engine.input();
+                input.send(&b.readings, &mut late);
+                let n_late = late.iter().filter(|&&l| l).count() as u64;
+                stats
+                    .readings_in
+                    .fetch_add(b.readings.len() as u64, Ordering::Relaxed);
+                if n_late > 0 {
+                    stats.readings_late.fetch_add(n_late, Ordering::Relaxed);
+                    metrics::counter!("hazardwatch_readings_late_total").increment(n_late);
+                }
+                let rows = ArchiveMsg::Rows {
+                    readings: b.readings,
+                    received_ms: b.received_ms,
+                    late: std::mem::take(&mut late),
+                };
+                if archive_tx.send(rows).is_err() {
+                    anyhow::bail!("archive thread stopped");
+                }
+            }
+            FeedMsg::Tick(now) => {
+                let input = engine.input();
+                let lateness = input.lateness_ms();
+                input.advance_to(now - lateness);
+                // A full archive queue is fine to skip a tick on.
+                let _ = archive_tx.try_send(ArchiveMsg::Tick);
+            }
+        }
+    }
+    // Input has ended: nothing more can arrive, so event time up to now is
+    // complete. Judge what is left, then stop the engine.
+    engine.input().advance_to(now_ms());
+    engine.finish()?;
+    drop(archive_tx);
+    archive
+        .join()
+        .map_err(|_| anyhow::anyhow!("archive thread panicked"))?
+}
+
+fn archive_loop(
+    rx: std_mpsc::Receiver<ArchiveMsg>,
+    mut writer: ArchiveWriter,
+    stats: &Stats,
+) -> anyhow::Result<()> {
+    let record = |sealed: Vec<hazardwatch_storage::SealedFile>| {
+        for f in sealed {
+            stats.archive_files.fetch_add(1, Ordering::Relaxed);
+            stats
+                .archive_rows
+                .fetch_add(f.rows as u64, Ordering::Relaxed);
+            stats.archive_bytes.fetch_add(f.bytes, Ordering::Relaxed);
+            metrics::counter!("hazardwatch_archive_rows_total").increment(f.rows as u64);
+            metrics::counter!("hazardwatch_archive_bytes_total").increment(f.bytes);
+            metrics::counter!("hazardwatch_archive_files_total").increment(1);
+            tracing::debug!(path = %f.path.display(), rows = f.rows, bytes = f.bytes, "sealed");
+        }
+    };
+    let report = |e: &hazardwatch_storage::Error| {
+        // The writer keeps the readings and retries at the next roll.
+        metrics::counter!("hazardwatch_archive_errors_total").increment(1);
+        tracing::error!(error = %e, "archive write failed; will retry");
+    };
+    while let Ok(msg) = rx.recv() {
+        let result = match msg {
+            ArchiveMsg::Rows {
+                readings,
+                received_ms,
+                late,
+            } => writer.append(&readings, received_ms, &late),
+            ArchiveMsg::Tick => writer.roll_due(Instant::now()),
+        };
+        match result {
+            Ok(sealed) => record(sealed),
+            Err(e) => report(&e),
+        }
+    }
+    let sealed = writer
+        .seal_all()
+        .context("sealing the archive at shutdown")?;
+    record(sealed);
+    Ok(())
+}
+
+impl Running {
+    /// Stops in order (MQTT, engine drain, archive seal, gRPC) and returns
+    /// the final counters.
+    pub async fn shutdown(self) -> anyhow::Result<Summary> {
+        self.ingest_stop.cancel();
+        let ingest = self.ingest.await.context("ingest task")?;
+        self.merge.await.context("merge task")?;
+        let feeder = self.feeder;
+        let drained = tokio::task::spawn_blocking(move || feeder.join())
+            .await
+            .context("joining the feeder")?
+            .map_err(|_| anyhow::anyhow!("feeder thread panicked"))?;
+        self.grpc_stop.cancel();
+        let served = self.grpc.await.context("gRPC task")?;
+        ingest.context("ingest")?;
+        drained.context("draining the engine and archive")?;
+        served.context("gRPC server")?;
+        Ok(self.stats.summary())
+    }
+}

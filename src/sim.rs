@@ -1,0 +1,529 @@
+//! The park simulator: plausible telemetry for every point of a site model,
+//! with scheduled incidents, published as a gateway would.
+//!
+//! Normal operation: each point wanders around a set point inside its
+//! limits (a mean-reverting random walk, so no nuisance alarms), quantised
+//! to an instrument resolution, one reading per point per second. Each
+//! enterprise has one gateway that publishes all its points in one batch.
+//!
+//! Incidents (times after the start, shifted by `--incident-start`):
+//! - **overfill**: the first level point of the first enterprise rises past
+//!   H and HH during a transfer, holds, then is drained back;
+//! - **runaway heating**: the first unit with temperature and pressure in the
+//!   second enterprise heats up, pressure following;
+//! - **gas leak**: the gas detectors of the first gas unit of the third
+//!   enterprise rise one after another, the first past both levels.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hazardwatch_ingest::topic::{self, Format};
+use hazardwatch_proto::{PointKind, pb};
+use hazardwatch_rules::SiteModel;
+use prost::Message;
+use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
+use tokio_util::sync::CancellationToken;
+
+/// How gateways encode their batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PayloadFormat {
+    /// JSON on `.../telemetry`.
+    Json,
+    /// Protobuf `ReadingBatch` on `.../telemetry/pb`.
+    Protobuf,
+    /// Alternate by gateway: both encodings in one run.
+    Mixed,
+}
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Seed of the noise (same seed, same values).
+    pub seed: u64,
+    /// Schedule the incidents.
+    pub incidents: bool,
+    /// Seconds after the start at which the first incident begins.
+    pub incident_start_s: f64,
+    /// Encoding.
+    pub format: PayloadFormat,
+    /// MQTT topic prefix.
+    pub topic_prefix: String,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            seed: 42,
+            incidents: true,
+            incident_start_s: 10.0,
+            format: PayloadFormat::Json,
+            topic_prefix: "hw/v1".into(),
+        }
+    }
+}
+
+/// SplitMix64: small, fast and deterministic; good enough for noise.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box-Muller).
+    fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(f64::MIN_POSITIVE);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SimPoint {
+    name: Arc<str>,
+    set_point: f64,
+    /// Deviation from the set point (the random walk).
+    dev: f64,
+    sigma: f64,
+    lo: f64,
+    hi: f64,
+    /// Decimal places of the instrument resolution.
+    decimals: i32,
+}
+
+/// An excursion of one point: ramp up to `peak`, hold, ramp back.
+#[derive(Debug, Clone)]
+pub struct Incident {
+    /// What it simulates.
+    pub name: &'static str,
+    /// The point.
+    pub point: Arc<str>,
+    /// Start, seconds after the simulation start.
+    pub start_s: f64,
+    /// Seconds to reach the peak.
+    pub rise_s: f64,
+    /// Seconds at the peak.
+    pub hold_s: f64,
+    /// Seconds back to normal.
+    pub fall_s: f64,
+    /// Value at the peak.
+    pub peak: f64,
+    index: usize,
+}
+
+impl Incident {
+    /// Fraction of the way to the peak at `t_s` (0 outside the incident).
+    fn envelope(&self, t_s: f64) -> f64 {
+        let t = t_s - self.start_s;
+        if t <= 0.0 {
+            0.0
+        } else if t < self.rise_s {
+            t / self.rise_s
+        } else if t < self.rise_s + self.hold_s {
+            1.0
+        } else if t < self.rise_s + self.hold_s + self.fall_s {
+            1.0 - (t - self.rise_s - self.hold_s) / self.fall_s
+        } else {
+            0.0
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Gateway {
+    enterprise: String,
+    id: String,
+    format: Format,
+    points: Vec<usize>,
+    seq: u64,
+}
+
+/// One MQTT message a gateway would publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayMessage {
+    /// Topic.
+    pub topic: String,
+    /// Encoded payload.
+    pub payload: Vec<u8>,
+    /// Readings in it.
+    pub readings: usize,
+}
+
+/// A simulated park (see the module docs).
+pub struct Simulator {
+    points: Vec<SimPoint>,
+    gateways: Vec<Gateway>,
+    incidents: Vec<Incident>,
+    rng: Rng,
+    start_ms: Option<i64>,
+    prefix: String,
+}
+
+fn decimals_for(span: f64) -> i32 {
+    // About 1/1000 of the span, as a power of ten (20 m -> 0.01 m).
+    (3.0 - span.log10()).round().clamp(0.0, 6.0) as i32
+}
+
+fn quantise(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
+}
+
+impl Simulator {
+    /// A simulator for every point of the model.
+    pub fn new(model: &SiteModel, options: &SimOptions) -> Simulator {
+        let mut points = Vec::with_capacity(model.point_count());
+        for (idx, meta) in model.catalog.iter() {
+            let rules = model.point_rules(idx);
+            let (lo, hi) = rules.range;
+            let span = hi - lo;
+            let limit = |tag: &str| {
+                rules
+                    .limits
+                    .iter()
+                    .find(|l| l.kind.tag() == tag)
+                    .map(|l| l.value)
+            };
+            let gas = matches!(meta.kind, PointKind::CombustibleGas | PointKind::ToxicGas);
+            let set_point = if gas {
+                lo + 0.01 * span
+            } else {
+                let top = limit("H").or(limit("HH")).unwrap_or(hi);
+                let bottom = limit("L").or(limit("LL")).unwrap_or(lo);
+                bottom + 0.45 * (top - bottom)
+            };
+            points.push(SimPoint {
+                name: meta.id.clone(),
+                set_point,
+                dev: 0.0,
+                sigma: if gas { 0.002 } else { 0.001 } * span,
+                lo,
+                hi,
+                decimals: decimals_for(span),
+            });
+        }
+        let mut gateways = Vec::new();
+        for (i, e) in model.enterprises.iter().enumerate() {
+            let format = match options.format {
+                PayloadFormat::Json => Format::Json,
+                PayloadFormat::Protobuf => Format::Protobuf,
+                PayloadFormat::Mixed if i % 2 == 0 => Format::Json,
+                PayloadFormat::Mixed => Format::Protobuf,
+            };
+            let pts = e
+                .hazard_sources
+                .iter()
+                .flat_map(|h| h.units.iter())
+                .flat_map(|u| u.points.iter().map(|&p| p as usize))
+                .collect();
+            gateways.push(Gateway {
+                enterprise: e.id.clone(),
+                id: format!("GW-{}", e.id),
+                format,
+                points: pts,
+                seq: 0,
+            });
+        }
+        let incidents = if options.incidents {
+            schedule(model, &points, options.incident_start_s)
+        } else {
+            Vec::new()
+        };
+        Simulator {
+            points,
+            gateways,
+            incidents,
+            rng: Rng(options.seed),
+            start_ms: None,
+            prefix: options.topic_prefix.clone(),
+        }
+    }
+
+    /// The scheduled incidents.
+    pub fn incidents(&self) -> &[Incident] {
+        &self.incidents
+    }
+
+    /// Values of every point at `now_ms` (advancing the noise one step), as
+    /// (point index, value).
+    pub fn step(&mut self, now_ms: i64) -> Vec<f64> {
+        let start = *self.start_ms.get_or_insert(now_ms);
+        let t_s = (now_ms - start) as f64 / 1000.0;
+        let mut values = Vec::with_capacity(self.points.len());
+        for p in &mut self.points {
+            p.dev += -0.1 * p.dev + p.sigma * self.rng.normal();
+            values.push(p.set_point + p.dev);
+        }
+        for inc in &self.incidents {
+            let p = &self.points[inc.index];
+            let f = inc.envelope(t_s);
+            values[inc.index] += f * (inc.peak - p.set_point);
+        }
+        for (v, p) in values.iter_mut().zip(&self.points) {
+            *v = quantise(v.clamp(p.lo, p.hi), p.decimals);
+        }
+        values
+    }
+
+    /// The messages every gateway publishes at `now_ms`.
+    pub fn messages(&mut self, now_ms: i64) -> Vec<GatewayMessage> {
+        let values = self.step(now_ms);
+        let mut out = Vec::with_capacity(self.gateways.len());
+        for g in &mut self.gateways {
+            g.seq += 1;
+            let payload = match g.format {
+                Format::Json => {
+                    let readings: Vec<serde_json::Value> = g
+                        .points
+                        .iter()
+                        .map(|&i| {
+                            serde_json::json!({
+                                "point": &*self.points[i].name,
+                                "ts": now_ms,
+                                "value": values[i],
+                            })
+                        })
+                        .collect();
+                    serde_json::to_vec(&serde_json::json!({
+                        "gateway": g.id, "seq": g.seq, "readings": readings,
+                    }))
+                    .expect("JSON of strings and finite numbers always serialises")
+                }
+                Format::Protobuf => pb::ReadingBatch {
+                    gateway: g.id.clone(),
+                    seq: g.seq,
+                    readings: g
+                        .points
+                        .iter()
+                        .map(|&i| pb::Reading {
+                            point: self.points[i].name.to_string(),
+                            ts_ms: now_ms,
+                            value: values[i],
+                            quality: pb::Quality::Good as i32,
+                        })
+                        .collect(),
+                }
+                .encode_to_vec(),
+            };
+            out.push(GatewayMessage {
+                topic: topic::telemetry(&self.prefix, &g.enterprise, &g.id, g.format),
+                payload,
+                readings: g.points.len(),
+            });
+        }
+        out
+    }
+}
+
+/// Picks the incident points from the model (see the module docs).
+fn schedule(model: &SiteModel, points: &[SimPoint], t0: f64) -> Vec<Incident> {
+    let mut out = Vec::new();
+    let limit = |idx: u32, tag: &str| {
+        model
+            .point_rules(idx)
+            .limits
+            .iter()
+            .find(|l| l.kind.tag() == tag)
+            .map(|l| l.value)
+    };
+    let kind = |idx: u32| model.catalog.meta(idx).kind;
+    let units = |e: usize| {
+        model
+            .enterprises
+            .get(e)
+            .into_iter()
+            .flat_map(|e| e.hazard_sources.iter())
+            .flat_map(|h| h.units.iter())
+    };
+    let mut add = |name, idx: u32, start_s, rise_s, hold_s, fall_s, peak: f64| {
+        let p = &points[idx as usize];
+        out.push(Incident {
+            name,
+            point: p.name.clone(),
+            start_s: t0 + start_s,
+            rise_s,
+            hold_s,
+            fall_s,
+            peak: peak.clamp(p.lo, p.hi),
+            index: idx as usize,
+        });
+    };
+    // Overfill: past HH by a quarter of the headroom above it.
+    if let Some(&lt) = units(0)
+        .flat_map(|u| u.points.iter())
+        .find(|&&p| kind(p) == PointKind::Level && limit(p, "HH").is_some())
+    {
+        let hh = limit(lt, "HH").unwrap_or(points[lt as usize].hi);
+        let peak = hh + 0.25 * (points[lt as usize].hi - hh);
+        add("overfill", lt, 0.0, 40.0, 15.0, 20.0, peak);
+    }
+    // Runaway heating: temperature and pressure of one unit together.
+    if let Some(u) = units(1).find(|u| {
+        u.points.iter().any(|&p| kind(p) == PointKind::Temperature)
+            && u.points.iter().any(|&p| kind(p) == PointKind::Pressure)
+    }) {
+        for &p in &u.points {
+            if matches!(kind(p), PointKind::Temperature | PointKind::Pressure) {
+                let span = points[p as usize].hi - points[p as usize].lo;
+                let top = limit(p, "HH")
+                    .or(limit(p, "H"))
+                    .unwrap_or(points[p as usize].hi);
+                add(
+                    "runaway heating",
+                    p,
+                    10.0,
+                    25.0,
+                    15.0,
+                    20.0,
+                    top + 0.05 * span,
+                );
+            }
+        }
+    }
+    // Gas leak spreading: detector i starts 6 s after detector i-1, each
+    // reaching less far.
+    if let Some(u) = units(2).find(|u| {
+        u.points
+            .iter()
+            .filter(|&&p| matches!(kind(p), PointKind::CombustibleGas | PointKind::ToxicGas))
+            .count()
+            >= 2
+    }) {
+        let gas: Vec<u32> = u
+            .points
+            .iter()
+            .copied()
+            .filter(|&p| matches!(kind(p), PointKind::CombustibleGas | PointKind::ToxicGas))
+            .collect();
+        for (i, &p) in gas.iter().enumerate() {
+            let span = points[p as usize].hi - points[p as usize].lo;
+            let h = limit(p, "H").unwrap_or(0.25 * span);
+            let hh = limit(p, "HH").unwrap_or(0.5 * span);
+            let peak = match i {
+                0 => hh + 0.1 * span,
+                1 => (h + hh) / 2.0,
+                2 => h + 0.05 * span,
+                _ => h / 2.0,
+            };
+            let i = i as f64;
+            add(
+                "gas leak",
+                p,
+                20.0 + 6.0 * i,
+                8.0,
+                25.0 - 6.0 * i,
+                15.0,
+                peak,
+            );
+        }
+    }
+    out
+}
+
+/// Publishes the simulated park to an MQTT broker once a second (event time
+/// = wall clock) until `duration` has passed or `stop` is cancelled.
+/// Returns the readings published.
+pub async fn publish(
+    model: &SiteModel,
+    options: &SimOptions,
+    host: &str,
+    port: u16,
+    duration: Option<Duration>,
+    stop: CancellationToken,
+) -> anyhow::Result<u64> {
+    let mut sim = Simulator::new(model, options);
+    for inc in sim.incidents() {
+        tracing::info!(incident = inc.name, point = %inc.point, start_s = inc.start_s, peak = inc.peak, "scheduled");
+    }
+    let mut mqtt = MqttOptions::new(
+        format!("hazardwatch-sim-{}", std::process::id()),
+        host,
+        port,
+    );
+    mqtt.set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(mqtt, 1024);
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
+    let poll_stop = stop.child_token();
+    let poller = tokio::spawn({
+        let poll_stop = poll_stop.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    _ = poll_stop.cancelled() => return,
+                    ev = eventloop.poll() => match ev {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => tracing::info!("simulator connected"),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "simulator: MQTT connection error");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut published = 0u64;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        for m in sim.messages(now) {
+            client
+                .publish(m.topic, QoS::AtLeastOnce, false, m.payload)
+                .await?;
+            published += m.readings as u64;
+        }
+    }
+    // Give the last publishes a moment to be acknowledged.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = client.disconnect().await;
+    poll_stop.cancel();
+    let _ = poller.await;
+    Ok(published)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn example_park_schedules_all_three_incidents_and_stays_in_range() {
+        let model = Config::example().site;
+        let mut sim = Simulator::new(&model, &SimOptions::default());
+        let names: std::collections::BTreeSet<_> = sim.incidents().iter().map(|i| i.name).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        for t in 0..120 {
+            for m in sim.messages(1_700_000_000_000 + t * 1000) {
+                assert!(m.readings > 0);
+            }
+        }
+    }
+
+    #[test]
+    fn quantise_gives_short_decimals() {
+        assert_eq!(quantise(9.2000001, 2), 9.2);
+        assert_eq!(decimals_for(20.0), 2);
+        assert_eq!(decimals_for(220.0), 1);
+    }
+}
