@@ -1,0 +1,222 @@
+//! Limit alarms in event time: on/off delays, deadband, sensor faults, and
+//! the same events whatever the arrival order and worker count.
+
+use std::sync::{Arc, Mutex};
+
+use hazardwatch_proto::{AlarmKind, Quality, Reading, RuleEvent};
+use hazardwatch_rules::{Engine, EngineConfig, SiteModel, SiteSpec, Source};
+use proptest::prelude::*;
+
+fn model(point_extra: &str) -> SiteModel {
+    let text = format!(
+        r#"
+park = {{ id = "P" }}
+[[enterprise]]
+id = "E"
+[[enterprise.hazard_source]]
+id = "HS"
+grade = 2
+[[enterprise.hazard_source.unit]]
+id = "T1"
+[[enterprise.hazard_source.unit.point]]
+id = "T1.LT"
+kind = "level"
+eng_unit = "m"
+range = [0.0, 20.0]
+h = 18.0
+hh = 19.0
+deadband = 0.4
+{point_extra}
+[[enterprise.hazard_source.unit.point]]
+id = "T1.TE"
+kind = "temperature"
+eng_unit = "degC"
+range = [0.0, 100.0]
+l = 5.0
+h = 60.0
+on_delay_s = 2
+off_delay_s = 2
+"#
+    );
+    let src = Source {
+        path: "t.toml".into(),
+        text,
+    };
+    SiteModel::from_spec(&src.parse::<SiteSpec>().unwrap(), &src).unwrap()
+}
+
+/// Feeds the batches (in the order given), then advances to `end_ms` and
+/// collects every event.
+fn run(model: &SiteModel, workers: usize, batches: &[Vec<Reading>], end_ms: i64) -> Vec<RuleEvent> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = {
+        let seen = seen.clone();
+        Arc::new(move |ev: Vec<RuleEvent>| seen.lock().unwrap().extend(ev))
+    };
+    let config = EngineConfig {
+        workers,
+        epoch_ms: 100,
+        lateness_ms: 0,
+    };
+    let mut engine = Engine::start(model, &config, sink).unwrap();
+    let mut late = Vec::new();
+    for b in batches {
+        engine.input().send(b, &mut late);
+        assert!(
+            late.iter().all(|l| !l),
+            "nothing is late before the watermark moves"
+        );
+    }
+    engine.input().advance_to(end_ms);
+    engine.finish().unwrap();
+    let v = seen.lock().unwrap().clone();
+    v
+}
+
+fn series(
+    model: &SiteModel,
+    point: &str,
+    start_ms: i64,
+    step_ms: i64,
+    values: &[f64],
+) -> Vec<Reading> {
+    let point = model.catalog.lookup(point).unwrap();
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &value)| Reading {
+            point,
+            ts_ms: start_ms + i as i64 * step_ms,
+            value,
+            quality: Quality::Good,
+        })
+        .collect()
+}
+
+fn summary(events: &[RuleEvent]) -> Vec<(AlarmKind, bool, i64)> {
+    events.iter().map(|e| (e.kind, e.active, e.ts_ms)).collect()
+}
+
+#[test]
+fn on_delay_raises_only_after_the_condition_held_and_fires_on_its_timer() {
+    let m = model("on_delay_s = 3\noff_delay_s = 0");
+    // Above H for 2 s only: nothing.
+    let short = series(&m, "T1.LT", 10_000, 1_000, &[17.0, 18.5, 18.6, 17.0]);
+    assert!(run(&m, 1, &[short], 60_000).is_empty());
+    // Above H from 10 s on, one last reading at 11 s: the timer raises at
+    // 13 s although no reading arrives then.
+    let held = series(&m, "T1.LT", 10_000, 1_000, &[18.5, 18.7]);
+    assert_eq!(
+        summary(&run(&m, 1, &[held], 60_000)),
+        [(AlarmKind::High, true, 13_000)]
+    );
+}
+
+#[test]
+fn a_timer_beyond_the_end_of_input_does_not_fire() {
+    let m = model("on_delay_s = 30");
+    let held = series(&m, "T1.LT", 10_000, 1_000, &[18.5, 18.7]);
+    assert!(run(&m, 1, &[held], 20_000).is_empty());
+}
+
+#[test]
+fn deadband_keeps_a_value_hovering_at_the_limit_from_chattering() {
+    let m = model("on_delay_s = 0\noff_delay_s = 0");
+    let hover = [17.9, 18.1, 17.8, 18.2, 17.7, 18.05, 17.65, 18.1, 17.5, 17.9];
+    let events = run(&m, 1, &[series(&m, "T1.LT", 0, 1_000, &hover)], 60_000);
+    // Raised at the first excursion, cleared only below 18 - 0.4.
+    assert_eq!(
+        summary(&events),
+        [
+            (AlarmKind::High, true, 1_000),
+            (AlarmKind::High, false, 8_000)
+        ]
+    );
+}
+
+#[test]
+fn off_delay_and_low_limits_mirror_high_ones() {
+    let m = model("");
+    let te = series(
+        &m,
+        "T1.TE",
+        0,
+        1_000,
+        &[10.0, 4.0, 4.5, 4.0, 6.0, 4.0, 7.0, 7.0, 7.0],
+    );
+    // Low from 1 s, held 2 s -> raised at 3 s. Back above L+deadband (6 > 5+1?
+    // deadband is 1 % of 100 = 1, so > 6 is needed): 7 at 6 s, held 2 s ->
+    // cleared at 8 s. The 6.0 at 4 s is inside the deadband.
+    assert_eq!(
+        summary(&run(&m, 1, &[te], 60_000)),
+        [
+            (AlarmKind::Low, true, 3_000),
+            (AlarmKind::Low, false, 8_000)
+        ]
+    );
+}
+
+#[test]
+fn bad_quality_and_out_of_range_readings_neither_raise_nor_clear() {
+    let m = model("on_delay_s = 0\noff_delay_s = 0");
+    let p = m.catalog.lookup("T1.LT").unwrap();
+    let r = |ts_ms, value, quality| Reading {
+        point: p,
+        ts_ms,
+        value,
+        quality,
+    };
+    let readings = vec![
+        r(1_000, 19.5, Quality::Bad),
+        r(2_000, 25.0, Quality::Good), // above the instrument range: a fault
+        r(3_000, 18.5, Quality::Good),
+        r(4_000, 1.0, Quality::Bad),
+        r(5_000, -3.0, Quality::Good),
+    ];
+    assert_eq!(
+        summary(&run(&m, 1, &[readings], 60_000)),
+        [(AlarmKind::High, true, 3_000)]
+    );
+}
+
+fn arb_case() -> impl Strategy<Value = (Vec<(u8, i64, f64)>, Vec<usize>, usize)> {
+    let reading = (
+        0u8..2,
+        0i64..30_000,
+        prop_oneof![0.0..20.0f64, 17.0..19.5f64],
+    );
+    prop::collection::vec(reading, 1..120).prop_flat_map(|rs| {
+        let n = rs.len();
+        (
+            Just(rs),
+            Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
+            prop_oneof![Just(1usize), Just(2), Just(4)],
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Same readings, same alarms: whatever order they arrive in (within
+    /// the lateness bound) and however many workers run the rules.
+    #[test]
+    fn events_do_not_depend_on_arrival_order_or_worker_count((rs, order, workers) in arb_case()) {
+        let m = model("on_delay_s = 1\noff_delay_s = 1");
+        let points = [m.catalog.lookup("T1.LT").unwrap(), m.catalog.lookup("T1.TE").unwrap()];
+        let readings: Vec<Reading> = rs.iter().map(|&(p, ts, v)| Reading {
+            point: points[p as usize],
+            // Whole hundredths, as an instrument would report.
+            value: (v * 100.0).round() / 100.0,
+            ts_ms: ts,
+            quality: Quality::Good,
+        }).collect();
+        let mut sorted = readings.clone();
+        sorted.sort_by_key(Reading::order_key);
+        let reference = run(&m, 1, &[sorted], 100_000);
+        let shuffled: Vec<Reading> = order.iter().map(|&i| readings[i]).collect();
+        let batches: Vec<Vec<Reading>> = shuffled.chunks(7).map(<[Reading]>::to_vec).collect();
+        let got = run(&m, workers, &batches, 100_000);
+        prop_assert_eq!(got, reference);
+    }
+}

@@ -1,0 +1,91 @@
+//! The archive as other tools see it: pyarrow reads it as a Hive-partitioned
+//! dataset. Runs when the test command has installed pyarrow
+//! (`HAZARDWATCH_REQUIRE_PYARROW=1` makes its absence a failure).
+
+use std::process::Command;
+
+use hazardwatch_tests::{Gateway, TestService, now_ms};
+
+const READ_DATASET: &str = r#"
+import json, sys
+import pyarrow.dataset as ds
+t = ds.dataset(sys.argv[1], format="parquet", partitioning="hive").to_table()
+print(json.dumps({
+    "rows": t.num_rows,
+    "columns": sorted(t.column_names),
+    "enterprises": sorted(set(t.column("enterprise").to_pylist())),
+    "sum": sum(t.column("value").to_pylist()),
+}))
+"#;
+
+fn pyarrow_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import pyarrow.dataset"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyarrow_reads_the_archive_as_a_hive_partitioned_dataset() {
+    if !pyarrow_available() {
+        assert!(
+            std::env::var_os("HAZARDWATCH_REQUIRE_PYARROW").is_none(),
+            "pyarrow is required here but `python3 -c 'import pyarrow'` fails"
+        );
+        eprintln!("skipped: pyarrow not installed (the README's test command installs it)");
+        return;
+    }
+    let svc = TestService::start().await.unwrap();
+    let (host, port) = svc.broker();
+    let mut gw = Gateway::connect(&host, port, "gw-pyarrow").await.unwrap();
+    let t0 = now_ms();
+    for (enterprise, point) in [("E01", "T101.LT"), ("E02", "T201.TE")] {
+        let readings: Vec<_> = (0..10)
+            .map(|i| serde_json::json!({"point": point, "ts": t0 + i, "value": i as f64}))
+            .collect();
+        let payload = serde_json::to_vec(&serde_json::json!({ "readings": readings })).unwrap();
+        gw.publish(&format!("hw/v1/{enterprise}/GW/telemetry"), payload)
+            .await
+            .unwrap();
+    }
+    svc.wait_for_readings(20).await.unwrap();
+    gw.close().await;
+    let readings_dir = svc.running.archive_dir.join("readings");
+    svc.running.shutdown().await.unwrap();
+
+    let out = Command::new("python3")
+        .args(["-c", READ_DATASET])
+        .arg(&readings_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["rows"], 20);
+    assert_eq!(got["enterprises"], serde_json::json!(["E01", "E02"]));
+    assert_eq!(got["sum"], 90.0);
+    let columns: Vec<&str> = got["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    for c in [
+        "date",
+        "enterprise",
+        "point",
+        "hazard_source",
+        "unit",
+        "kind",
+        "ts",
+        "ingest_ts",
+        "value",
+        "quality",
+        "late",
+    ] {
+        assert!(columns.contains(&c), "{c} missing from {columns:?}");
+    }
+}
