@@ -342,11 +342,14 @@ fn feeder_loop(
     // Input has ended: nothing more can arrive, so event time up to now is
     // complete. Judge what is left, then stop the engine.
     engine.input().advance_to(now_ms());
-    engine.finish()?;
+    let drained = engine.finish();
+    // Seal the archive whatever happened to the engine.
     drop(archive_tx);
-    archive
+    let sealed = archive
         .join()
-        .map_err(|_| anyhow::anyhow!("archive thread panicked"))?
+        .map_err(|_| anyhow::anyhow!("archive thread panicked"))?;
+    drained.context("rule engine")?;
+    sealed
 }
 
 fn archive_loop(

@@ -1,1 +1,116 @@
-//! placeholder
+//! Shared pieces of the benchmarks: synthetic parks and readings, and the
+//! report format (a Markdown row per figure plus the command to reproduce).
+//!
+//! Scenarios are binaries in `src/bin/`, one per scenario:
+//! `cargo run --release -p hazardwatch-bench --bin decode` and `--bin archive`.
+//!
+//! ```
+//! let (catalog, points) = hazardwatch_bench::synthetic_catalog(2, 3);
+//! assert_eq!(catalog.len(), 6);
+//! assert_eq!(points[0].1, "E00");
+//! ```
+
+use std::time::{Duration, Instant};
+
+use hazardwatch_proto::{Catalog, PointKind, PointMeta};
+
+/// A catalog of `enterprises` x `per_enterprise` level points, with (name,
+/// enterprise) of each point in index order.
+pub fn synthetic_catalog(
+    enterprises: usize,
+    per_enterprise: usize,
+) -> (Catalog, Vec<(String, String)>) {
+    let mut catalog = Catalog::default();
+    let mut names = Vec::new();
+    let mut metas = Vec::new();
+    for e in 0..enterprises {
+        let ent = format!("E{e:02}");
+        for p in 0..per_enterprise {
+            let unit = format!("T{e:02}{:03}", p / 4);
+            let id = format!("{unit}.P{}", p % 4);
+            metas.push(PointMeta::new(
+                &id,
+                &ent,
+                &format!("{ent}-HS1"),
+                &unit,
+                PointKind::Level,
+                "m",
+            ));
+            names.push((id, ent.clone()));
+        }
+    }
+    catalog.extend(metas);
+    (catalog, names)
+}
+
+/// A quantised random walk, as an instrument with 0.01 resolution reports.
+pub struct Walk {
+    state: u64,
+    value: f64,
+}
+
+impl Walk {
+    /// A walk starting at `value`.
+    pub fn new(seed: u64, value: f64) -> Walk {
+        Walk {
+            state: seed | 1,
+            value,
+        }
+    }
+
+    /// The next value.
+    pub fn next_value(&mut self) -> f64 {
+        // xorshift64*
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        let r = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        let step = ((r >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.04;
+        self.value = ((self.value + step) * 100.0).round() / 100.0;
+        self.value
+    }
+}
+
+/// Runs `f` repeatedly for at least `min`, returning (iterations, elapsed).
+pub fn time_for(min: Duration, mut f: impl FnMut()) -> (u64, Duration) {
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < min {
+        f();
+        n += 1;
+    }
+    (n, start.elapsed())
+}
+
+/// Prints the header of a figures table.
+pub fn header(title: &str, command: &str) {
+    println!("## {title}\n");
+    println!("reproduce: `{command}`\n");
+    println!("| figure | value | ratio to baseline |");
+    println!("| --- | --- | --- |");
+}
+
+/// Prints the baseline figure that later rows are compared with.
+pub fn baseline(name: &str, value: &str) {
+    println!("| {name} | {value} | baseline |");
+}
+
+/// Prints one figure; `ratio` is against the baseline measured in the same
+/// run, `None` where there is nothing to compare with.
+pub fn row(name: &str, value: &str, ratio: Option<f64>) {
+    let r = ratio.map_or("-".into(), |r| format!("{r:.2}"));
+    println!("| {name} | {value} | {r} |");
+}
+
+/// Formats a rate with thousands separators.
+pub fn per_sec(n: f64) -> String {
+    let s = format!("{:.0}", n);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out + "/s"
+}

@@ -1,0 +1,133 @@
+//! Archive: bytes per reading, write and read rows/s for readings shaped
+//! like a park's (points at 1 Hz, quantised random walks), against writing
+//! the same rows with the parquet crate's default settings in the same run.
+//!
+//! `cargo run --release -p hazardwatch-bench --bin archive [POINTS] [SECONDS_OF_DATA]`
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
+use hazardwatch_bench::{Walk, baseline, header, per_sec, row, synthetic_catalog};
+use hazardwatch_proto::{Quality, Reading};
+use hazardwatch_storage::{ArchiveConfig, ArchiveWriter};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let points: usize = args.next().map_or(Ok(5_000), |s| s.parse())?;
+    let seconds: i64 = args.next().map_or(Ok(400), |s| s.parse())?;
+    let (catalog, _) = synthetic_catalog(1, points);
+    let catalog = Arc::new(catalog);
+    let ts0 = 1_732_262_400_000i64;
+    let mut walks: Vec<Walk> = (0..points).map(|i| Walk::new(i as u64 + 1, 10.0)).collect();
+    // One batch per second of data, all points, as gateways deliver them.
+    let batches: Vec<Vec<Reading>> = (0..seconds)
+        .map(|s| {
+            walks
+                .iter_mut()
+                .enumerate()
+                .map(|(p, w)| Reading {
+                    point: p as u32,
+                    ts_ms: ts0 + s * 1000,
+                    value: w.next_value(),
+                    quality: Quality::Good,
+                })
+                .collect()
+        })
+        .collect();
+    let total = (points as i64 * seconds) as usize;
+
+    // Baseline: the same rows, unsorted, default parquet writer settings.
+    let dir = tempfile::tempdir()?;
+    let t = Instant::now();
+    let names: Vec<&str> = (0..points).map(|p| &*catalog.meta(p as u32).id).collect();
+    let base_batch = RecordBatch::try_from_iter([
+        (
+            "point",
+            Arc::new(StringArray::from_iter_values(
+                batches.iter().flatten().map(|r| names[r.point as usize]),
+            )) as _,
+        ),
+        (
+            "ts",
+            Arc::new(Int64Array::from_iter_values(
+                batches.iter().flatten().map(|r| r.ts_ms),
+            )) as _,
+        ),
+        (
+            "value",
+            Arc::new(Float64Array::from_iter_values(
+                batches.iter().flatten().map(|r| r.value),
+            )) as _,
+        ),
+    ])?;
+    let base_path = dir.path().join("baseline.parquet");
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(&base_path)?,
+        base_batch.schema(),
+        None,
+    )?;
+    w.write(&base_batch)?;
+    w.close()?;
+    let base_write = total as f64 / t.elapsed().as_secs_f64();
+    let base_bytes = std::fs::metadata(&base_path)?.len() as f64 / total as f64;
+
+    // hazardwatch's writer: partitioned, sorted, zstd, statistics, sealed.
+    let config = ArchiveConfig {
+        roll_rows: total.max(1),
+        ..ArchiveConfig::default()
+    };
+    let mut writer = ArchiveWriter::new(dir.path(), catalog.clone(), config)?;
+    let late = vec![false; points];
+    let t = Instant::now();
+    let mut sealed = Vec::new();
+    for b in &batches {
+        sealed.extend(writer.append(b, ts0, &late)?);
+    }
+    sealed.extend(writer.seal_all()?);
+    let write_rate = total as f64 / t.elapsed().as_secs_f64();
+    let bytes: u64 = sealed.iter().map(|f| f.bytes).sum();
+    let rows: usize = sealed.iter().map(|f| f.rows).sum();
+    anyhow::ensure!(rows == total, "sealed {rows} of {total} rows");
+
+    let t = Instant::now();
+    let mut read = 0;
+    for f in &sealed {
+        for b in ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f.path)?)?.build()? {
+            read += b?.num_rows();
+        }
+    }
+    let read_rate = read as f64 / t.elapsed().as_secs_f64();
+
+    header(
+        &format!("archive: {points} points x {seconds} s at 1 Hz = {total} readings"),
+        &format!("cargo run --release -p hazardwatch-bench --bin archive {points} {seconds}"),
+    );
+    baseline(
+        "parquet defaults, 3 columns, unsorted: write",
+        &per_sec(base_write),
+    );
+    baseline(
+        "parquet defaults: bytes/reading",
+        &format!("{base_bytes:.3}"),
+    );
+    row(
+        "hazardwatch archive: write (sort, 9 columns, zstd, fsync)",
+        &per_sec(write_rate),
+        Some(write_rate / base_write),
+    );
+    row(
+        "hazardwatch archive: bytes/reading",
+        &format!("{:.3}", bytes as f64 / total as f64),
+        Some(bytes as f64 / total as f64 / base_bytes),
+    );
+    row(
+        "hazardwatch archive: read (parquet crate, all columns)",
+        &per_sec(read_rate),
+        None,
+    );
+    println!("\n{} file(s), {bytes} bytes", sealed.len());
+    Ok(())
+}
