@@ -30,14 +30,15 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// From the wire form.
-    pub fn from_pb(f: Option<pb::AlarmFilter>) -> Filter {
+    /// From the wire form; an unknown priority value is refused.
+    pub fn from_pb(f: Option<pb::AlarmFilter>) -> Result<Filter, String> {
         let f = f.unwrap_or_default();
-        let min = pb::Priority::try_from(f.min_priority).unwrap_or(pb::Priority::Unspecified);
-        Filter {
+        let min = pb::Priority::try_from(f.min_priority)
+            .map_err(|_| format!("filter.min_priority: unknown value {}", f.min_priority))?;
+        Ok(Filter {
             enterprises: f.enterprises,
             min_priority: min.into(),
-        }
+        })
     }
 
     /// True when the event passes.
@@ -51,16 +52,32 @@ impl Filter {
     }
 }
 
-/// Why a resume point cannot be served.
+/// Why a resume point cannot be served. Either way the subscriber must
+/// resynchronise (ListActive, then subscribe from its `as_of_seq`) rather
+/// than be served a stream with a hole in it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "events after {requested} are no longer held (oldest held: {oldest}); call ListActive and resume from its as_of_seq"
-)]
-pub struct Gone {
-    /// The resume point asked for.
-    pub requested: u64,
-    /// The oldest sequence number still held.
-    pub oldest: u64,
+pub enum Gone {
+    /// The events after the resume point have left the in-memory journal.
+    #[error(
+        "events after {requested} are no longer held (oldest held: {oldest}); call ListActive and resume from its as_of_seq"
+    )]
+    Evicted {
+        /// The resume point asked for.
+        requested: u64,
+        /// The oldest sequence number still held.
+        oldest: u64,
+    },
+    /// The resume point is ahead of every event this service has numbered
+    /// (it restarted since the subscriber's last event).
+    #[error(
+        "resume point {requested} is ahead of the newest event {newest} (the service restarted?); call ListActive and resume from its as_of_seq"
+    )]
+    Ahead {
+        /// The resume point asked for.
+        requested: u64,
+        /// The newest sequence number.
+        newest: u64,
+    },
 }
 
 struct State {
@@ -277,12 +294,16 @@ impl AlarmHub {
     }
 
     fn held_after(state: &State, filter: &Filter, seq: u64) -> Result<Vec<pb::AlarmEvent>, Gone> {
-        let oldest = state
-            .journal
-            .front()
-            .map_or(state.table.last_seq() + 1, |e| e.seq);
+        let newest = state.table.last_seq();
+        if seq > newest {
+            return Err(Gone::Ahead {
+                requested: seq,
+                newest,
+            });
+        }
+        let oldest = state.journal.front().map_or(newest + 1, |e| e.seq);
         if seq + 1 < oldest {
-            return Err(Gone {
+            return Err(Gone::Evicted {
                 requested: seq,
                 oldest,
             });

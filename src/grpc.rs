@@ -51,7 +51,7 @@ impl AlarmService for Alarms {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let req = request.into_inner();
-        let filter = Filter::from_pb(req.filter);
+        let filter = Filter::from_pb(req.filter).map_err(Status::invalid_argument)?;
         let (backlog, live) = self
             .hub
             .subscribe(&filter, req.resume_after)
@@ -79,7 +79,8 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::ListActiveRequest>,
     ) -> Result<Response<pb::ListActiveResponse>, Status> {
-        let filter = Filter::from_pb(request.into_inner().filter);
+        let filter =
+            Filter::from_pb(request.into_inner().filter).map_err(Status::invalid_argument)?;
         let (alarms, as_of_seq) = self.hub.list_active(&filter);
         Ok(Response::new(pb::ListActiveResponse { alarms, as_of_seq }))
     }

@@ -146,7 +146,8 @@ async fn gateway_readings_raise_alarms_on_grpc_and_land_in_parquet_exactly_once(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscriber_resuming_after_a_sequence_number_gets_only_later_events() {
+async fn subscriber_resuming_after_a_sequence_number_gets_only_later_events_and_bad_cursors_are_refused()
+ {
     let svc = TestService::start().await.unwrap();
     let (host, port) = svc.broker();
     let mut gw = Gateway::connect(&host, port, "gw-resume").await.unwrap();
@@ -192,6 +193,32 @@ async fn subscriber_resuming_after_a_sequence_number_gets_only_later_events() {
     assert_eq!((a.seq, b.seq), (2, 3));
     assert_eq!(a.transition, pb::Transition::Cleared as i32);
     assert_eq!(b.transition, pb::Transition::Raised as i32);
+
+    // A cursor from before a restart (ahead of this journal) must not be
+    // served as if nothing happened since: the client is told to resync.
+    let ahead = alarms
+        .subscribe(pb::SubscribeRequest {
+            filter: None,
+            resume_after: 1_000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(ahead.code(), tonic::Code::OutOfRange);
+    assert!(
+        ahead.message().contains("ListActive"),
+        "{}",
+        ahead.message()
+    );
+    let bad_filter = alarms
+        .list_active(pb::ListActiveRequest {
+            filter: Some(pb::AlarmFilter {
+                enterprises: vec![],
+                min_priority: 99,
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_filter.code(), tonic::Code::InvalidArgument);
     gw.close().await;
     svc.running.shutdown().await.unwrap();
 }
