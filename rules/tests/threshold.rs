@@ -1,6 +1,9 @@
 //! Limit alarms in event time: on/off delays, deadband, sensor faults, and
 //! the same events whatever the arrival order and worker count.
 
+// Test helpers panic on a broken fixture; that is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::{Arc, Mutex};
 
 use hazardwatch_proto::{AlarmKind, Quality, Reading, RuleEvent};
@@ -69,8 +72,7 @@ fn run(model: &SiteModel, workers: usize, batches: &[Vec<Reading>], end_ms: i64)
     }
     engine.input().advance_to(end_ms);
     engine.finish().unwrap();
-    let v = seen.lock().unwrap().clone();
-    v
+    seen.lock().unwrap().clone()
 }
 
 fn series(
