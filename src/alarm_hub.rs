@@ -120,6 +120,55 @@ fn kind_word(k: PointKind) -> &'static str {
     }
 }
 
+/// The human-readable text of an alarm event.
+fn describe(r: &AlarmRecord, m: &hazardwatch_proto::PointMeta) -> String {
+    let (id, what, unit, tag) = (&m.id, kind_word(m.kind), &m.eng_unit, r.kind.tag());
+    match (r.transition, r.kind) {
+        (Transition::Acknowledged, _) => format!("{id} {tag} acknowledged by {}", r.actor),
+        (Transition::Raised, AlarmKind::RateOfChange) => format!(
+            "{id} {what} changing at {:+.3} {unit}/min (limit {:.3} {unit}/min)",
+            r.value, r.limit
+        ),
+        (Transition::Cleared, AlarmKind::RateOfChange) => {
+            format!(
+                "{id} {what} rate back under the limit: {:+.3} {unit}/min",
+                r.value
+            )
+        }
+        (Transition::Raised, AlarmKind::PredictedHighHigh | AlarmKind::PredictedLowLow) => {
+            let limit_tag = if r.kind == AlarmKind::PredictedHighHigh {
+                "HH"
+            } else {
+                "LL"
+            };
+            let eta = r.predicted_ms.map_or(String::from("soon"), |at| {
+                let mins = (at - r.ts_ms) as f64 / 60_000.0;
+                let clock = chrono::DateTime::from_timestamp_millis(at)
+                    .map(|t| t.format("%H:%M:%S").to_string())
+                    .unwrap_or_default();
+                format!("at {clock} UTC, in {mins:.1} min")
+            });
+            format!(
+                "{id} {what} trend reaches {limit_tag} {:.3} {unit} {eta} (now {:.3} {unit})",
+                r.limit, r.value
+            )
+        }
+        (Transition::Cleared, AlarmKind::PredictedHighHigh | AlarmKind::PredictedLowLow) => {
+            format!(
+                "{id} {what} trend no longer heading for the limit: {:.3} {unit}",
+                r.value
+            )
+        }
+        (Transition::Raised, _) => format!(
+            "{id} {what} {tag} {:.3} {unit} (limit {:.3})",
+            r.value, r.limit
+        ),
+        (Transition::Cleared, _) => {
+            format!("{id} {what} back inside {tag} limit: {:.3} {unit}", r.value)
+        }
+    }
+}
+
 /// The stable id of an alarm: `{point}/{tag}`.
 pub fn alarm_id(point: &str, kind: AlarmKind) -> String {
     format!("{point}/{}", kind.tag())
@@ -147,28 +196,7 @@ impl AlarmHub {
 
     fn to_pb(&self, r: &AlarmRecord) -> pb::AlarmEvent {
         let m = self.catalog.meta(r.point);
-        let message = match r.transition {
-            Transition::Raised => format!(
-                "{} {} {} {:.3} {} (limit {:.3})",
-                m.id,
-                kind_word(m.kind),
-                r.kind.tag(),
-                r.value,
-                m.eng_unit,
-                r.limit
-            ),
-            Transition::Cleared => format!(
-                "{} {} back inside {} limit: {:.3} {}",
-                m.id,
-                kind_word(m.kind),
-                r.kind.tag(),
-                r.value,
-                m.eng_unit
-            ),
-            Transition::Acknowledged => {
-                format!("{} {} acknowledged by {}", m.id, r.kind.tag(), r.actor)
-            }
-        };
+        let message = describe(r, m);
         pb::AlarmEvent {
             seq: r.seq,
             alarm_id: alarm_id(&m.id, r.kind),
@@ -187,6 +215,7 @@ impl AlarmHub {
             message,
             actor: r.actor.clone(),
             comment: r.comment.clone(),
+            predicted_time_ms: r.predicted_ms.unwrap_or(0),
         }
     }
 
@@ -259,6 +288,7 @@ impl AlarmHub {
                 eng_unit: e.eng_unit,
                 message: e.message,
                 last_seq: e.seq,
+                predicted_time_ms: e.predicted_time_ms,
             })
             .collect();
         (alarms, state.table.last_seq())

@@ -15,16 +15,26 @@ pub enum AlarmKind {
     Low,
     /// Below the low-low limit.
     LowLow,
+    /// Changing faster than the configured rate.
+    RateOfChange,
+    /// Early warning: the trend reaches HH within the horizon.
+    PredictedHighHigh,
+    /// Early warning: the trend reaches LL within the horizon.
+    PredictedLowLow,
 }
 
 impl AlarmKind {
-    /// Short tag used in alarm ids and on screen: `HH`, `H`, `L`, `LL`.
+    /// Short tag used in alarm ids and on screen: `HH`, `H`, `L`, `LL`,
+    /// `ROC` (rate of change), `PHH`/`PLL` (predicted HH/LL).
     pub fn tag(self) -> &'static str {
         match self {
             AlarmKind::HighHigh => "HH",
             AlarmKind::High => "H",
             AlarmKind::Low => "L",
             AlarmKind::LowLow => "LL",
+            AlarmKind::RateOfChange => "ROC",
+            AlarmKind::PredictedHighHigh => "PHH",
+            AlarmKind::PredictedLowLow => "PLL",
         }
     }
 
@@ -35,6 +45,9 @@ impl AlarmKind {
             "H" => Some(AlarmKind::High),
             "L" => Some(AlarmKind::Low),
             "LL" => Some(AlarmKind::LowLow),
+            "ROC" => Some(AlarmKind::RateOfChange),
+            "PHH" => Some(AlarmKind::PredictedHighHigh),
+            "PLL" => Some(AlarmKind::PredictedLowLow),
             _ => None,
         }
     }
@@ -47,6 +60,9 @@ impl From<AlarmKind> for pb::AlarmKind {
             AlarmKind::High => pb::AlarmKind::High,
             AlarmKind::Low => pb::AlarmKind::Low,
             AlarmKind::LowLow => pb::AlarmKind::LowLow,
+            AlarmKind::RateOfChange => pb::AlarmKind::RateOfChange,
+            AlarmKind::PredictedHighHigh => pb::AlarmKind::PredictedHighHigh,
+            AlarmKind::PredictedLowLow => pb::AlarmKind::PredictedLowLow,
         }
     }
 }
@@ -122,6 +138,8 @@ pub struct RuleEvent {
     pub limit: f64,
     /// Priority configured for this condition.
     pub priority: Priority,
+    /// For predicted-limit warnings: when the trend reaches the limit (ms).
+    pub predicted_ms: Option<i64>,
 }
 
 impl RuleEvent {

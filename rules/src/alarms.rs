@@ -59,6 +59,8 @@ pub struct AlarmRecord {
     pub value: f64,
     /// Limit involved.
     pub limit: f64,
+    /// For predicted-limit warnings: when the trend reaches the limit (ms).
+    pub predicted_ms: Option<i64>,
     /// Operator, for operator actions.
     pub actor: String,
     /// Operator's comment.
@@ -134,6 +136,7 @@ impl AlarmTable {
             ts_ms: ev.ts_ms,
             value: ev.value,
             limit: ev.limit,
+            predicted_ms: ev.predicted_ms,
             actor: String::new(),
             comment: String::new(),
         };
@@ -222,6 +225,7 @@ mod tests {
             value: 1.0,
             limit: 0.5,
             priority: Priority::Medium,
+            predicted_ms: None,
         }
     }
 

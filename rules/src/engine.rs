@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! EngineInput --(one bounded channel per worker)--> unordered input
-//!   --exchange by point--> per-point rules --exchange to worker 0-->
+//!   --exchange by point--> per-point rules (limits; rate of change and
+//!   predicted limit where configured) --concatenate, exchange to worker 0-->
 //!   gather: one epoch at a time, events sorted --> sink
 //! ```
 //!
@@ -26,12 +27,12 @@ use hazardwatch_proto::{PointIdx, Reading, RuleEvent};
 use serde::Deserialize;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::core::UnorderedInput;
+use timely::dataflow::operators::core::{Concatenate, UnorderedInput};
 use timely::dataflow::operators::generic::Operator;
 
 use crate::error::{Error, Result};
 use crate::operators::event_time::{EndOfInput, Epochs, PerPoint, point_hash};
-use crate::operators::threshold::Threshold;
+use crate::operators::{Predict, RateOfChange, Threshold};
 use crate::site::SiteModel;
 
 /// Messages waiting for one worker. Each carries a batch, so this bounds
@@ -147,6 +148,10 @@ impl Engine {
             epoch_ms: config.epoch_ms as i64,
         };
         let rules = Arc::new(model.rules.clone());
+        let kinds: Arc<Vec<_>> = Arc::new(model.catalog.iter().map(|(_, m)| m.kind).collect());
+        // Trend operators only run where some point asks for them.
+        let has_roc = model.rules.iter().any(|r| r.roc.is_some());
+        let has_predict = model.rules.iter().any(|r| r.predict.is_some());
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| bounded(WORKER_QUEUE_BATCHES)).unzip();
         let receivers: Arc<Vec<Receiver<WorkerMsg>>> = Arc::new(receivers);
@@ -165,8 +170,27 @@ impl Engine {
             let (mut handle, cap) = worker.dataflow::<u64, _, _>(|scope| {
                 let ((handle, cap), readings) =
                     scope.new_unordered_input::<CapacityContainerBuilder<Vec<Reading>>>();
-                readings
-                    .per_point(epochs, Threshold::new(rules.clone()), Some(end.clone()))
+                let mut events = vec![readings.clone().per_point(
+                    epochs,
+                    Threshold::new(rules.clone()),
+                    Some(end.clone()),
+                )];
+                if has_roc {
+                    events.push(readings.clone().per_point(
+                        epochs,
+                        RateOfChange::new(rules.clone(), kinds.clone()),
+                        Some(end.clone()),
+                    ));
+                }
+                if has_predict {
+                    events.push(readings.per_point(
+                        epochs,
+                        Predict::new(rules.clone(), kinds.clone()),
+                        Some(end.clone()),
+                    ));
+                }
+                scope
+                    .concatenate(events)
                     .sink(Exchange::new(|_: &RuleEvent| 0), "Gather", {
                         let mut stash: BTreeMap<u64, Vec<RuleEvent>> = BTreeMap::new();
                         move |(input, frontier)| {

@@ -101,6 +101,59 @@ pub struct PointSpec {
     pub on_delay_s: Option<Spanned<f64>>,
     /// Seconds a limit must be clear before the alarm returns to normal.
     pub off_delay_s: Option<Spanned<f64>>,
+    /// Rate-of-change alarm, e.g. `roc = { limit_per_min = 0.5, window_s = 60 }`.
+    pub roc: Option<Spanned<RocSpec>>,
+    /// Predicted-limit early warning, e.g. `predict = { horizon_s = 600 }`.
+    pub predict: Option<Spanned<PredictSpec>>,
+}
+
+/// `roc = { ... }` on a point.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RocSpec {
+    /// Alarm when the value changes faster than this, engineering units per
+    /// minute (rising or falling).
+    pub limit_per_min: f64,
+    /// Window of the least-squares slope, seconds (default 60).
+    #[serde(default = "default_roc_window")]
+    pub window_s: f64,
+}
+
+fn default_roc_window() -> f64 {
+    60.0
+}
+
+/// `predict = { ... }` on a point.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictSpec {
+    /// Warn when the trend reaches HH (or LL) within this many seconds.
+    pub horizon_s: f64,
+    /// Window of the least-squares slope, seconds (default 120).
+    #[serde(default = "default_predict_window")]
+    pub window_s: f64,
+}
+
+fn default_predict_window() -> f64 {
+    120.0
+}
+
+/// Validated rate-of-change parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RocRules {
+    /// Limit, engineering units per second.
+    pub limit_per_s: f64,
+    /// Slope window, ms.
+    pub window_ms: i64,
+}
+
+/// Validated predicted-limit parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PredictRules {
+    /// Horizon, ms.
+    pub horizon_ms: i64,
+    /// Slope window, ms.
+    pub window_ms: i64,
 }
 
 /// Per-kind defaults, overridable in the `[defaults.KIND]` tables.
@@ -197,6 +250,10 @@ pub struct PointRules {
     pub on_delay_ms: i64,
     /// Off-delay, ms of event time.
     pub off_delay_ms: i64,
+    /// Rate-of-change alarm, when configured.
+    pub roc: Option<RocRules>,
+    /// Predicted HH/LL early warning, when configured.
+    pub predict: Option<PredictRules>,
 }
 
 /// A unit in the validated model.
@@ -462,22 +519,88 @@ impl Checker<'_> {
         };
         let on_delay_s = secs(self, &p.on_delay_s, "on_delay_s", d.on_delay_s);
         let off_delay_s = secs(self, &p.off_delay_s, "off_delay_s", d.off_delay_s);
+        let ms = |s: f64| (s * 1000.0).round() as i64;
+        let window_ok = |w: f64| w.is_finite() && (2.0..=3_600.0).contains(&w);
+        let roc = p.roc.as_ref().and_then(|r| {
+            let v = r.get_ref();
+            if !(v.limit_per_min.is_finite() && v.limit_per_min > 0.0) {
+                self.err(
+                    r.span(),
+                    field("roc.limit_per_min"),
+                    format!("{} must be a positive number", v.limit_per_min),
+                );
+                return None;
+            }
+            if !window_ok(v.window_s) {
+                self.err(
+                    r.span(),
+                    field("roc.window_s"),
+                    format!("{} must be from 2 to 3600 seconds", v.window_s),
+                );
+                return None;
+            }
+            Some(RocRules {
+                limit_per_s: v.limit_per_min / 60.0,
+                window_ms: ms(v.window_s),
+            })
+        });
+        let predict = p.predict.as_ref().and_then(|r| {
+            let v = r.get_ref();
+            if !(v.horizon_s.is_finite() && v.horizon_s > 0.0 && v.horizon_s <= 86_400.0) {
+                self.err(
+                    r.span(),
+                    field("predict.horizon_s"),
+                    format!(
+                        "{} must be more than 0 and at most 86400 seconds",
+                        v.horizon_s
+                    ),
+                );
+                return None;
+            }
+            if !window_ok(v.window_s) {
+                self.err(
+                    r.span(),
+                    field("predict.window_s"),
+                    format!("{} must be from 2 to 3600 seconds", v.window_s),
+                );
+                return None;
+            }
+            if p.hh.is_none() && p.ll.is_none() {
+                self.err(
+                    r.span(),
+                    field("predict"),
+                    "needs an hh or ll limit to predict".into(),
+                );
+                return None;
+            }
+            Some(PredictRules {
+                horizon_ms: ms(v.horizon_s),
+                window_ms: ms(v.window_s),
+            })
+        });
         PointRules {
             range: (lo, hi),
             limits,
             deadband,
-            on_delay_ms: (on_delay_s * 1000.0).round() as i64,
-            off_delay_ms: (off_delay_s * 1000.0).round() as i64,
+            on_delay_ms: ms(on_delay_s),
+            off_delay_ms: ms(off_delay_s),
+            roc,
+            predict,
         }
     }
 }
 
-/// Priority of a limit alarm when the config does not set one: gas
-/// detection's second level is critical and its first high; process HH/LL
-/// are high and H/L medium.
+/// Priority of an alarm when the config does not set one: gas detection's
+/// second level is critical and its first high; process HH/LL are high and
+/// H/L medium; rate-of-change alarms and predicted-limit early warnings are
+/// medium (they come before a limit, with time to act).
 pub fn default_priority(point: PointKind, kind: AlarmKind) -> Priority {
     let gas = matches!(point, PointKind::CombustibleGas | PointKind::ToxicGas);
     match (gas, kind) {
+        (
+            _,
+            AlarmKind::RateOfChange | AlarmKind::PredictedHighHigh | AlarmKind::PredictedLowLow,
+        ) => Priority::Medium,
         (true, AlarmKind::HighHigh) => Priority::Critical,
         (true, _) => Priority::High,
         (false, AlarmKind::HighHigh | AlarmKind::LowLow) => Priority::High,

@@ -109,7 +109,7 @@ pub trait PerPoint<'scope> {
     ///         if r.value > 10.0 && !*seen {
     ///             *seen = true;
     ///             out.push(RuleEvent { point: r.point, kind: AlarmKind::High, active: true,
-    ///                 ts_ms: r.ts_ms, value: r.value, limit: 10.0, priority: Priority::Medium });
+    ///                 ts_ms: r.ts_ms, value: r.value, limit: 10.0, priority: Priority::Medium, predicted_ms: None });
     ///         }
     ///     }
     ///     fn on_timer(&self, _: &mut bool, _: PointIdx, _: i64, _: &mut Scheduled, _: &mut Vec<RuleEvent>) {}

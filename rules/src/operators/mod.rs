@@ -3,7 +3,12 @@
 //! event-time timers); each rule is a [`PointLogic`] in a file of its own.
 
 pub mod event_time;
+pub mod predict;
+pub mod rate_of_change;
+pub mod slope;
 pub mod threshold;
 
 pub use event_time::{EndOfInput, Epochs, PerPoint, PointLogic, Scheduled};
+pub use predict::Predict;
+pub use rate_of_change::RateOfChange;
 pub use threshold::Threshold;

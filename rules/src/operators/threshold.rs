@@ -70,6 +70,7 @@ fn event(point: PointIdx, limit: &Limit, active: bool, ts_ms: i64, value: f64) -
         value,
         limit: limit.value,
         priority: limit.priority,
+        predicted_ms: None,
     }
 }
 

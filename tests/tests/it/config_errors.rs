@@ -94,3 +94,24 @@ fn bad_service_settings_are_named() {
     let e = error_of(&text);
     assert!(e.contains("park.toml: engine.epoch_ms: 0"), "{e}");
 }
+
+#[test]
+fn trend_rules_are_validated_with_their_line() {
+    let text = TEST_PARK.replace(
+        "h = 600.0\n",
+        "h = 600.0\npredict = { horizon_s = 60 }\nroc = { limit_per_min = -1 }\n",
+    );
+    let e = error_of(&text);
+    assert!(
+        e.contains("point T101.PT: predict: needs an hh or ll limit"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("park.toml:{}:", line_of(&text, "predict ="))),
+        "{e}"
+    );
+    assert!(
+        e.contains("point T101.PT: roc.limit_per_min: -1 must be a positive number"),
+        "{e}"
+    );
+}

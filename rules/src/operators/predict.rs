@@ -1,0 +1,126 @@
+//! Predicted time to limit, the early warning: from the least-squares
+//! trend over a window, the time at which the value would reach HH (rising)
+//! or LL (falling). A pre-alarm is raised when that time is within the
+//! horizon, carrying the predicted crossing time, and withdrawn when the
+//! trend turns away from the limit or the crossing moves beyond
+//! [`WITHDRAW_FACTOR`] times the horizon (so a wavering trend does not
+//! chatter). Once the value is at the limit the pre-alarm stays until the
+//! trend turns: the HH/LL alarm itself then carries the urgency.
+
+use std::sync::Arc;
+
+use hazardwatch_proto::{AlarmKind, PointIdx, PointKind, Quality, Reading, RuleEvent};
+
+use crate::operators::event_time::{PointLogic, Scheduled};
+use crate::operators::slope::SlopeWindow;
+use crate::site::{PointRules, default_priority};
+
+/// A pre-alarm is withdrawn when the predicted crossing is further away than
+/// this many horizons.
+pub const WITHDRAW_FACTOR: f64 = 1.5;
+
+/// The predicted-limit rule over every point that configures `predict`.
+#[derive(Debug, Clone)]
+pub struct Predict {
+    rules: Arc<Vec<PointRules>>,
+    kinds: Arc<Vec<PointKind>>,
+}
+
+impl Predict {
+    /// The rule over per-point parameters and kinds (both indexed by point).
+    pub fn new(rules: Arc<Vec<PointRules>>, kinds: Arc<Vec<PointKind>>) -> Self {
+        Predict { rules, kinds }
+    }
+}
+
+/// Per-point state.
+#[derive(Debug, Default)]
+pub struct PredictState {
+    window: SlopeWindow,
+    /// The pre-alarm that is active, if any.
+    active: Option<AlarmKind>,
+}
+
+impl PointLogic for Predict {
+    type State = PredictState;
+
+    fn on_reading(
+        &self,
+        state: &mut PredictState,
+        r: &Reading,
+        _timers: &mut Scheduled,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        let Some(rules) = self.rules.get(r.point as usize) else {
+            return;
+        };
+        let Some(p) = rules.predict else { return };
+        let (lo, hi) = rules.range;
+        if r.quality == Quality::Bad || r.value < lo || r.value > hi {
+            return;
+        }
+        state.window.push(r.ts_ms, r.value, p.window_ms);
+        let Some(fit) = state.window.fit(p.window_ms) else {
+            return;
+        };
+        let limit_of = |k: AlarmKind| rules.limits.iter().find(|l| l.kind == k).map(|l| l.value);
+        // Which limit the trend heads for, and how far it is (ms, 0 if there).
+        let heading = if fit.per_s > 0.0 {
+            limit_of(AlarmKind::HighHigh).map(|l| (AlarmKind::PredictedHighHigh, l))
+        } else if fit.per_s < 0.0 {
+            limit_of(AlarmKind::LowLow).map(|l| (AlarmKind::PredictedLowLow, l))
+        } else {
+            None
+        };
+        let eta = heading.map(|(kind, limit)| {
+            let ms = ((limit - fit.value_now) / fit.per_s * 1000.0).max(0.0);
+            (kind, limit, ms)
+        });
+        let horizon = p.horizon_ms as f64;
+        let kind_of_point = self
+            .kinds
+            .get(r.point as usize)
+            .copied()
+            .unwrap_or(PointKind::Level);
+        let event = |kind, active, limit, predicted_ms| RuleEvent {
+            point: r.point,
+            kind,
+            active,
+            ts_ms: r.ts_ms,
+            value: r.value,
+            limit,
+            priority: default_priority(kind_of_point, kind),
+            predicted_ms,
+        };
+        // Withdraw an active pre-alarm whose trend turned or moved away.
+        if let Some(active) = state.active {
+            let keep =
+                matches!(eta, Some((k, _, ms)) if k == active && ms <= horizon * WITHDRAW_FACTOR);
+            if !keep {
+                let limit = match active {
+                    AlarmKind::PredictedLowLow => limit_of(AlarmKind::LowLow),
+                    _ => limit_of(AlarmKind::HighHigh),
+                };
+                out.push(event(active, false, limit.unwrap_or(f64::NAN), None));
+                state.active = None;
+            }
+        }
+        if state.active.is_none()
+            && let Some((kind, limit, ms)) = eta
+            && ms <= horizon
+        {
+            state.active = Some(kind);
+            out.push(event(kind, true, limit, Some(r.ts_ms + ms.round() as i64)));
+        }
+    }
+
+    fn on_timer(
+        &self,
+        _state: &mut PredictState,
+        _point: PointIdx,
+        _due_ms: i64,
+        _timers: &mut Scheduled,
+        _out: &mut Vec<RuleEvent>,
+    ) {
+    }
+}

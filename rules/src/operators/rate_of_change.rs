@@ -1,0 +1,100 @@
+//! Rate-of-change alarm: the least-squares slope over a window, in either
+//! direction, faster than the configured rate (e.g. a level rising faster
+//! than a transfer should fill it).
+//!
+//! The alarm is raised when |slope| exceeds the limit and returns to normal
+//! when it falls below [`CLEAR_FRACTION`] of it, so a rate hovering at the
+//! limit does not chatter. Bad-quality and out-of-range readings are left
+//! out of the window.
+
+use std::sync::Arc;
+
+use hazardwatch_proto::{AlarmKind, PointIdx, PointKind, Quality, Reading, RuleEvent};
+
+use crate::operators::event_time::{PointLogic, Scheduled};
+use crate::operators::slope::SlopeWindow;
+use crate::site::{PointRules, default_priority};
+
+/// The alarm clears below this fraction of the limit (hysteresis).
+pub const CLEAR_FRACTION: f64 = 0.8;
+
+/// The rate-of-change rule over every point that configures `roc`.
+#[derive(Debug, Clone)]
+pub struct RateOfChange {
+    rules: Arc<Vec<PointRules>>,
+    kinds: Arc<Vec<PointKind>>,
+}
+
+impl RateOfChange {
+    /// The rule over per-point parameters and kinds (both indexed by point).
+    pub fn new(rules: Arc<Vec<PointRules>>, kinds: Arc<Vec<PointKind>>) -> Self {
+        RateOfChange { rules, kinds }
+    }
+}
+
+/// Per-point state.
+#[derive(Debug, Default)]
+pub struct RocState {
+    window: SlopeWindow,
+    active: bool,
+}
+
+impl PointLogic for RateOfChange {
+    type State = RocState;
+
+    fn on_reading(
+        &self,
+        state: &mut RocState,
+        r: &Reading,
+        _timers: &mut Scheduled,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        let Some(rules) = self.rules.get(r.point as usize) else {
+            return;
+        };
+        let Some(roc) = rules.roc else { return };
+        let (lo, hi) = rules.range;
+        if r.quality == Quality::Bad || r.value < lo || r.value > hi {
+            return;
+        }
+        state.window.push(r.ts_ms, r.value, roc.window_ms);
+        let Some(fit) = state.window.fit(roc.window_ms) else {
+            return;
+        };
+        let rate = fit.per_s.abs();
+        let change = if state.active {
+            rate < roc.limit_per_s * CLEAR_FRACTION
+        } else {
+            rate > roc.limit_per_s
+        };
+        if change {
+            state.active = !state.active;
+            let kind = self
+                .kinds
+                .get(r.point as usize)
+                .copied()
+                .unwrap_or(PointKind::Level);
+            out.push(RuleEvent {
+                point: r.point,
+                kind: AlarmKind::RateOfChange,
+                active: state.active,
+                ts_ms: r.ts_ms,
+                // Per minute, as the limit is configured.
+                value: fit.per_s * 60.0,
+                limit: roc.limit_per_s * 60.0,
+                priority: default_priority(kind, AlarmKind::RateOfChange),
+                predicted_ms: None,
+            });
+        }
+    }
+
+    fn on_timer(
+        &self,
+        _state: &mut RocState,
+        _point: PointIdx,
+        _due_ms: i64,
+        _timers: &mut Scheduled,
+        _out: &mut Vec<RuleEvent>,
+    ) {
+    }
+}
