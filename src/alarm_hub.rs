@@ -159,6 +159,33 @@ fn describe(r: &AlarmRecord, m: &hazardwatch_proto::PointMeta) -> String {
                 r.value
             )
         }
+        (Transition::Raised, AlarmKind::Fault) if r.limit.is_nan() => {
+            format!(
+                "{id} sensor fault: reading of bad quality ({:.3} {unit})",
+                r.value
+            )
+        }
+        (Transition::Raised, AlarmKind::Fault) => format!(
+            "{id} sensor fault: {:.3} {unit} is outside the instrument range (bound {:.3})",
+            r.value, r.limit
+        ),
+        (Transition::Cleared, AlarmKind::Fault) => {
+            format!("{id} sensor healthy again: {:.3} {unit}", r.value)
+        }
+        (Transition::Raised, AlarmKind::Stale) => format!(
+            "{id} no reading for {:.0} s: communication loss (last {:.3} {unit})",
+            r.limit, r.value
+        ),
+        (Transition::Cleared, AlarmKind::Stale) => {
+            format!("{id} readings again: {:.3} {unit}", r.value)
+        }
+        (Transition::Raised, AlarmKind::Flatline) => format!(
+            "{id} {what} stuck at {:.3} {unit} for {:.0} s: frozen sensor?",
+            r.value, r.limit
+        ),
+        (Transition::Cleared, AlarmKind::Flatline) => {
+            format!("{id} {what} moving again: {:.3} {unit}", r.value)
+        }
         (Transition::Raised, _) => format!(
             "{id} {what} {tag} {:.3} {unit} (limit {:.3})",
             r.value, r.limit

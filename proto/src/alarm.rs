@@ -21,11 +21,18 @@ pub enum AlarmKind {
     PredictedHighHigh,
     /// Early warning: the trend reaches LL within the horizon.
     PredictedLowLow,
+    /// Sensor fault: bad quality or outside the instrument range.
+    Fault,
+    /// Communication loss: no reading for the configured time.
+    Stale,
+    /// Frozen sensor: value unchanged for the configured time.
+    Flatline,
 }
 
 impl AlarmKind {
     /// Short tag used in alarm ids and on screen: `HH`, `H`, `L`, `LL`,
-    /// `ROC` (rate of change), `PHH`/`PLL` (predicted HH/LL).
+    /// `ROC` (rate of change), `PHH`/`PLL` (predicted HH/LL), `FAULT`,
+    /// `STALE`, `FLAT`.
     pub fn tag(self) -> &'static str {
         match self {
             AlarmKind::HighHigh => "HH",
@@ -35,6 +42,9 @@ impl AlarmKind {
             AlarmKind::RateOfChange => "ROC",
             AlarmKind::PredictedHighHigh => "PHH",
             AlarmKind::PredictedLowLow => "PLL",
+            AlarmKind::Fault => "FAULT",
+            AlarmKind::Stale => "STALE",
+            AlarmKind::Flatline => "FLAT",
         }
     }
 
@@ -48,6 +58,9 @@ impl AlarmKind {
             "ROC" => Some(AlarmKind::RateOfChange),
             "PHH" => Some(AlarmKind::PredictedHighHigh),
             "PLL" => Some(AlarmKind::PredictedLowLow),
+            "FAULT" => Some(AlarmKind::Fault),
+            "STALE" => Some(AlarmKind::Stale),
+            "FLAT" => Some(AlarmKind::Flatline),
             _ => None,
         }
     }
@@ -63,6 +76,9 @@ impl From<AlarmKind> for pb::AlarmKind {
             AlarmKind::RateOfChange => pb::AlarmKind::RateOfChange,
             AlarmKind::PredictedHighHigh => pb::AlarmKind::PredictedHighHigh,
             AlarmKind::PredictedLowLow => pb::AlarmKind::PredictedLowLow,
+            AlarmKind::Fault => pb::AlarmKind::Fault,
+            AlarmKind::Stale => pb::AlarmKind::Stale,
+            AlarmKind::Flatline => pb::AlarmKind::Flatline,
         }
     }
 }

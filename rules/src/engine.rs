@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! EngineInput --(one bounded channel per worker)--> unordered input
-//!   --exchange by point--> per-point rules (limits; rate of change and
-//!   predicted limit where configured) --concatenate, exchange to worker 0-->
+//!   --exchange by point--> per-point rules (limits, sensor fault; stale,
+//!   flatline, rate of change and predicted limit where configured) --concatenate, exchange to worker 0-->
 //!   gather: one epoch at a time, events sorted --> sink
 //! ```
 //!
@@ -32,7 +32,7 @@ use timely::dataflow::operators::generic::Operator;
 
 use crate::error::{Error, Result};
 use crate::operators::event_time::{EndOfInput, Epochs, PerPoint, point_hash};
-use crate::operators::{Predict, RateOfChange, Threshold};
+use crate::operators::{Fault, Flatline, PointTable, Predict, RateOfChange, Stale, Threshold};
 use crate::site::SiteModel;
 
 /// Messages waiting for one worker. Each carries a batch, so this bounds
@@ -152,6 +152,8 @@ impl Engine {
         // Trend operators only run where some point asks for them.
         let has_roc = model.rules.iter().any(|r| r.roc.is_some());
         let has_predict = model.rules.iter().any(|r| r.predict.is_some());
+        let has_stale = model.rules.iter().any(|r| r.stale_ms.is_some());
+        let has_flatline = model.rules.iter().any(|r| r.flatline.is_some());
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| bounded(WORKER_QUEUE_BATCHES)).unzip();
         let receivers: Arc<Vec<Receiver<WorkerMsg>>> = Arc::new(receivers);
@@ -175,17 +177,40 @@ impl Engine {
                     Threshold::new(rules.clone()),
                     Some(end.clone()),
                 )];
+                let table = PointTable {
+                    rules: rules.clone(),
+                    kinds: kinds.clone(),
+                };
+                events.push(readings.clone().per_point(
+                    epochs,
+                    Fault::new(table.clone()),
+                    Some(end.clone()),
+                ));
+                if has_stale {
+                    events.push(readings.clone().per_point(
+                        epochs,
+                        Stale::new(table.clone()),
+                        Some(end.clone()),
+                    ));
+                }
+                if has_flatline {
+                    events.push(readings.clone().per_point(
+                        epochs,
+                        Flatline::new(table.clone()),
+                        Some(end.clone()),
+                    ));
+                }
                 if has_roc {
                     events.push(readings.clone().per_point(
                         epochs,
-                        RateOfChange::new(rules.clone(), kinds.clone()),
+                        RateOfChange::new(table.clone()),
                         Some(end.clone()),
                     ));
                 }
                 if has_predict {
                     events.push(readings.per_point(
                         epochs,
-                        Predict::new(rules.clone(), kinds.clone()),
+                        Predict::new(table.clone()),
                         Some(end.clone()),
                     ));
                 }

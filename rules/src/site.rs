@@ -101,6 +101,15 @@ pub struct PointSpec {
     pub on_delay_s: Option<Spanned<f64>>,
     /// Seconds a limit must be clear before the alarm returns to normal.
     pub off_delay_s: Option<Spanned<f64>>,
+    /// Communication loss: seconds without a reading before the point is
+    /// stale (0 turns it off).
+    pub stale_s: Option<Spanned<f64>>,
+    /// Frozen sensor: seconds the value may stay within `flatline_band`
+    /// before a flatline alarm (absent: no flatline check).
+    pub flatline_s: Option<Spanned<f64>>,
+    /// Largest change that still counts as "unchanged", engineering units
+    /// (default 0: exactly the same value).
+    pub flatline_band: Option<Spanned<f64>>,
     /// Rate-of-change alarm, e.g. `roc = { limit_per_min = 0.5, window_s = 60 }`.
     pub roc: Option<Spanned<RocSpec>>,
     /// Predicted-limit early warning, e.g. `predict = { horizon_s = 600 }`.
@@ -138,6 +147,15 @@ fn default_predict_window() -> f64 {
     120.0
 }
 
+/// Validated flatline parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlatlineRules {
+    /// How long the value may stay unchanged, ms.
+    pub after_ms: i64,
+    /// Largest change that counts as unchanged.
+    pub band: f64,
+}
+
 /// Validated rate-of-change parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RocRules {
@@ -166,6 +184,8 @@ pub struct DefaultsSpec {
     pub on_delay_s: Option<f64>,
     /// Off-delay in seconds.
     pub off_delay_s: Option<f64>,
+    /// Seconds without a reading before a point is stale (0: off).
+    pub stale_s: Option<f64>,
 }
 
 /// The site-model part of a configuration file.
@@ -187,26 +207,33 @@ pub struct SiteSpec {
 /// Deadbands follow EEMUA 191's guidance (temperature 1 %, level and pressure
 /// 2 % of span); delays follow ISA-18.2's typical values (15 s for
 /// temperature, 5 s for level and pressure). Gas detection must annunciate at
-/// once (GB/T 50493), so gas points have no on-delay.
+/// once (GB/T 50493), so gas points have no on-delay. Every point is stale
+/// after 60 s without a reading.
 pub fn builtin_defaults(kind: PointKind) -> KindDefaults {
     match kind {
         PointKind::Temperature => KindDefaults {
             deadband_pct: 1.0,
             on_delay_s: 15.0,
             off_delay_s: 15.0,
+            stale_s: DEFAULT_STALE_S,
         },
         PointKind::Level | PointKind::Pressure => KindDefaults {
             deadband_pct: 2.0,
             on_delay_s: 5.0,
             off_delay_s: 5.0,
+            stale_s: DEFAULT_STALE_S,
         },
         PointKind::CombustibleGas | PointKind::ToxicGas => KindDefaults {
             deadband_pct: 2.0,
             on_delay_s: 0.0,
             off_delay_s: 5.0,
+            stale_s: DEFAULT_STALE_S,
         },
     }
 }
+
+/// Seconds without a reading before a point is stale, unless configured.
+pub const DEFAULT_STALE_S: f64 = 60.0;
 
 /// Resolved per-kind defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -217,6 +244,8 @@ pub struct KindDefaults {
     pub on_delay_s: f64,
     /// Off-delay, seconds.
     pub off_delay_s: f64,
+    /// Stale after this many seconds without a reading (0: off).
+    pub stale_s: f64,
 }
 
 /// One alarm limit of a point.
@@ -250,6 +279,10 @@ pub struct PointRules {
     pub on_delay_ms: i64,
     /// Off-delay, ms of event time.
     pub off_delay_ms: i64,
+    /// Stale after this long without a reading, ms (None: off).
+    pub stale_ms: Option<i64>,
+    /// Flatline check, when configured.
+    pub flatline: Option<FlatlineRules>,
     /// Rate-of-change alarm, when configured.
     pub roc: Option<RocRules>,
     /// Predicted HH/LL early warning, when configured.
@@ -520,6 +553,32 @@ impl Checker<'_> {
         let on_delay_s = secs(self, &p.on_delay_s, "on_delay_s", d.on_delay_s);
         let off_delay_s = secs(self, &p.off_delay_s, "off_delay_s", d.off_delay_s);
         let ms = |s: f64| (s * 1000.0).round() as i64;
+        let stale_s = secs(self, &p.stale_s, "stale_s", d.stale_s);
+        let stale_ms = Some(ms(stale_s)).filter(|&m| m > 0);
+        let flatline = match &p.flatline_s {
+            None => {
+                if let Some(b) = &p.flatline_band {
+                    self.err(
+                        b.span(),
+                        field("flatline_band"),
+                        "has no effect without flatline_s".into(),
+                    );
+                }
+                None
+            }
+            Some(f) => {
+                let after = self.finite_non_negative(f, field("flatline_s"), 7.0 * 86_400.0);
+                let band = match &p.flatline_band {
+                    Some(b) => self.finite_non_negative(b, field("flatline_band"), span),
+                    None => 0.0,
+                };
+                Some(FlatlineRules {
+                    after_ms: ms(after),
+                    band,
+                })
+                .filter(|f| f.after_ms > 0)
+            }
+        };
         let window_ok = |w: f64| w.is_finite() && (2.0..=3_600.0).contains(&w);
         let roc = p.roc.as_ref().and_then(|r| {
             let v = r.get_ref();
@@ -584,6 +643,8 @@ impl Checker<'_> {
             deadband,
             on_delay_ms: ms(on_delay_s),
             off_delay_ms: ms(off_delay_s),
+            stale_ms,
+            flatline,
             roc,
             predict,
         }
@@ -593,7 +654,9 @@ impl Checker<'_> {
 /// Priority of an alarm when the config does not set one: gas detection's
 /// second level is critical and its first high; process HH/LL are high and
 /// H/L medium; rate-of-change alarms and predicted-limit early warnings are
-/// medium (they come before a limit, with time to act).
+/// medium (they come before a limit, with time to act); sensor health
+/// (fault, stale, flatline) is high on gas detectors and low (stale:
+/// medium) elsewhere.
 pub fn default_priority(point: PointKind, kind: AlarmKind) -> Priority {
     let gas = matches!(point, PointKind::CombustibleGas | PointKind::ToxicGas);
     match (gas, kind) {
@@ -601,6 +664,10 @@ pub fn default_priority(point: PointKind, kind: AlarmKind) -> Priority {
             _,
             AlarmKind::RateOfChange | AlarmKind::PredictedHighHigh | AlarmKind::PredictedLowLow,
         ) => Priority::Medium,
+        // A gas detector that cannot be trusted is lost protection.
+        (true, AlarmKind::Fault | AlarmKind::Stale | AlarmKind::Flatline) => Priority::High,
+        (false, AlarmKind::Stale) => Priority::Medium,
+        (false, AlarmKind::Fault | AlarmKind::Flatline) => Priority::Low,
         (true, AlarmKind::HighHigh) => Priority::Critical,
         (true, _) => Priority::High,
         (false, AlarmKind::HighHigh | AlarmKind::LowLow) => Priority::High,
@@ -639,6 +706,7 @@ impl SiteModel {
                     deadband_pct: v.deadband_pct.unwrap_or(b.deadband_pct),
                     on_delay_s: v.on_delay_s.unwrap_or(b.on_delay_s),
                     off_delay_s: v.off_delay_s.unwrap_or(b.off_delay_s),
+                    stale_s: v.stale_s.unwrap_or(b.stale_s),
                 },
             );
         }

@@ -159,7 +159,7 @@ fn off_delay_and_low_limits_mirror_high_ones() {
 }
 
 #[test]
-fn bad_quality_and_out_of_range_readings_neither_raise_nor_clear() {
+fn bad_quality_and_out_of_range_readings_raise_a_fault_not_a_process_alarm() {
     let m = model("on_delay_s = 0\noff_delay_s = 0");
     let p = m.catalog.lookup("T1.LT").unwrap();
     let r = |ts_ms, value, quality| Reading {
@@ -175,9 +175,16 @@ fn bad_quality_and_out_of_range_readings_neither_raise_nor_clear() {
         r(4_000, 1.0, Quality::Bad),
         r(5_000, -3.0, Quality::Good),
     ];
+    // The limit alarm sees only the good in-range reading at 3 s; the
+    // others are sensor faults, and the fault alarm follows them.
     assert_eq!(
         summary(&run(&m, 1, &[readings], 60_000)),
-        [(AlarmKind::High, true, 3_000)]
+        [
+            (AlarmKind::Fault, true, 1_000),
+            (AlarmKind::High, true, 3_000),
+            (AlarmKind::Fault, false, 3_000),
+            (AlarmKind::Fault, true, 4_000),
+        ]
     );
 }
 

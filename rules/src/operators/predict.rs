@@ -7,13 +7,11 @@
 //! chatter). Once the value is at the limit the pre-alarm stays until the
 //! trend turns: the HH/LL alarm itself then carries the urgency.
 
-use std::sync::Arc;
-
-use hazardwatch_proto::{AlarmKind, PointIdx, PointKind, Quality, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, PointIdx, Quality, Reading, RuleEvent};
 
 use crate::operators::event_time::{PointLogic, Scheduled};
+use crate::operators::health::PointTable;
 use crate::operators::slope::SlopeWindow;
-use crate::site::{PointRules, default_priority};
 
 /// A pre-alarm is withdrawn when the predicted crossing is further away than
 /// this many horizons.
@@ -22,14 +20,13 @@ pub const WITHDRAW_FACTOR: f64 = 1.5;
 /// The predicted-limit rule over every point that configures `predict`.
 #[derive(Debug, Clone)]
 pub struct Predict {
-    rules: Arc<Vec<PointRules>>,
-    kinds: Arc<Vec<PointKind>>,
+    table: PointTable,
 }
 
 impl Predict {
-    /// The rule over per-point parameters and kinds (both indexed by point).
-    pub fn new(rules: Arc<Vec<PointRules>>, kinds: Arc<Vec<PointKind>>) -> Self {
-        Predict { rules, kinds }
+    /// The rule over the point table.
+    pub fn new(table: PointTable) -> Self {
+        Predict { table }
     }
 }
 
@@ -51,7 +48,7 @@ impl PointLogic for Predict {
         _timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let Some(rules) = self.rules.get(r.point as usize) else {
+        let Some(rules) = self.table.rules(r.point) else {
             return;
         };
         let Some(p) = rules.predict else { return };
@@ -77,20 +74,11 @@ impl PointLogic for Predict {
             (kind, limit, ms)
         });
         let horizon = p.horizon_ms as f64;
-        let kind_of_point = self
-            .kinds
-            .get(r.point as usize)
-            .copied()
-            .unwrap_or(PointKind::Level);
         let event = |kind, active, limit, predicted_ms| RuleEvent {
-            point: r.point,
-            kind,
-            active,
-            ts_ms: r.ts_ms,
-            value: r.value,
-            limit,
-            priority: default_priority(kind_of_point, kind),
             predicted_ms,
+            ..self
+                .table
+                .event(r.point, kind, active, r.ts_ms, r.value, limit)
         };
         // Withdraw an active pre-alarm whose trend turned or moved away.
         if let Some(active) = state.active {

@@ -7,13 +7,11 @@
 //! limit does not chatter. Bad-quality and out-of-range readings are left
 //! out of the window.
 
-use std::sync::Arc;
-
-use hazardwatch_proto::{AlarmKind, PointIdx, PointKind, Quality, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, PointIdx, Quality, Reading, RuleEvent};
 
 use crate::operators::event_time::{PointLogic, Scheduled};
+use crate::operators::health::PointTable;
 use crate::operators::slope::SlopeWindow;
-use crate::site::{PointRules, default_priority};
 
 /// The alarm clears below this fraction of the limit (hysteresis).
 pub const CLEAR_FRACTION: f64 = 0.8;
@@ -21,14 +19,13 @@ pub const CLEAR_FRACTION: f64 = 0.8;
 /// The rate-of-change rule over every point that configures `roc`.
 #[derive(Debug, Clone)]
 pub struct RateOfChange {
-    rules: Arc<Vec<PointRules>>,
-    kinds: Arc<Vec<PointKind>>,
+    table: PointTable,
 }
 
 impl RateOfChange {
-    /// The rule over per-point parameters and kinds (both indexed by point).
-    pub fn new(rules: Arc<Vec<PointRules>>, kinds: Arc<Vec<PointKind>>) -> Self {
-        RateOfChange { rules, kinds }
+    /// The rule over the point table.
+    pub fn new(table: PointTable) -> Self {
+        RateOfChange { table }
     }
 }
 
@@ -49,7 +46,7 @@ impl PointLogic for RateOfChange {
         _timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let Some(rules) = self.rules.get(r.point as usize) else {
+        let Some(rules) = self.table.rules(r.point) else {
             return;
         };
         let Some(roc) = rules.roc else { return };
@@ -69,22 +66,15 @@ impl PointLogic for RateOfChange {
         };
         if change {
             state.active = !state.active;
-            let kind = self
-                .kinds
-                .get(r.point as usize)
-                .copied()
-                .unwrap_or(PointKind::Level);
-            out.push(RuleEvent {
-                point: r.point,
-                kind: AlarmKind::RateOfChange,
-                active: state.active,
-                ts_ms: r.ts_ms,
-                // Per minute, as the limit is configured.
-                value: fit.per_s * 60.0,
-                limit: roc.limit_per_s * 60.0,
-                priority: default_priority(kind, AlarmKind::RateOfChange),
-                predicted_ms: None,
-            });
+            // Per minute, as the limit is configured.
+            out.push(self.table.event(
+                r.point,
+                AlarmKind::RateOfChange,
+                state.active,
+                r.ts_ms,
+                fit.per_s * 60.0,
+                roc.limit_per_s * 60.0,
+            ));
         }
     }
 

@@ -1,0 +1,154 @@
+//! Sensor health: communication loss (stale) and frozen sensors (flatline)
+//! on event-time timers, so they fire without any reading arriving.
+
+// Test helpers panic on a broken fixture; that is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+
+use hazardwatch_proto::{AlarmKind, Priority, Quality, Reading, RuleEvent};
+use hazardwatch_rules::{Engine, EngineConfig, SiteModel, SiteSpec, Source};
+
+fn model() -> SiteModel {
+    let text = r#"
+park = { id = "P" }
+[defaults.temperature]
+stale_s = 0
+[[enterprise]]
+id = "E"
+[[enterprise.hazard_source]]
+id = "HS"
+grade = 2
+[[enterprise.hazard_source.unit]]
+id = "T1"
+[[enterprise.hazard_source.unit.point]]
+id = "T1.LT"
+kind = "level"
+eng_unit = "m"
+range = [0.0, 20.0]
+stale_s = 30
+flatline_s = 120
+flatline_band = 0.005
+[[enterprise.hazard_source.unit.point]]
+id = "T1.GT"
+kind = "combustible_gas"
+eng_unit = "%LEL"
+range = [0.0, 100.0]
+h = 20.0
+[[enterprise.hazard_source.unit.point]]
+id = "T1.TE"
+kind = "temperature"
+eng_unit = "degC"
+range = [0.0, 100.0]
+"#;
+    let src = Source {
+        path: "health.toml".into(),
+        text: text.into(),
+    };
+    SiteModel::from_spec(&src.parse::<SiteSpec>().unwrap(), &src).unwrap()
+}
+
+fn run(model: &SiteModel, readings: &[Reading], end_ms: i64) -> Vec<RuleEvent> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = {
+        let seen = seen.clone();
+        Arc::new(move |ev: Vec<RuleEvent>| seen.lock().unwrap().extend(ev))
+    };
+    let config = EngineConfig {
+        workers: 2,
+        epoch_ms: 1000,
+        lateness_ms: 0,
+    };
+    let mut engine = Engine::start(model, &config, sink).unwrap();
+    engine.input().send(readings, &mut Vec::new());
+    engine.input().advance_to(end_ms);
+    engine.finish().unwrap();
+    seen.lock().unwrap().clone()
+}
+
+fn reading(model: &SiteModel, point: &str, ts_ms: i64, value: f64) -> Reading {
+    Reading {
+        point: model.catalog.lookup(point).unwrap(),
+        ts_ms,
+        value,
+        quality: Quality::Good,
+    }
+}
+
+fn of(events: &[RuleEvent], point: u32, kind: AlarmKind) -> Vec<(bool, i64)> {
+    events
+        .iter()
+        .filter(|e| e.point == point && e.kind == kind)
+        .map(|e| (e.active, e.ts_ms))
+        .collect()
+}
+
+#[test]
+fn a_silent_gateway_makes_its_points_stale_without_any_reading_arriving() {
+    let m = model();
+    let lt = m.catalog.lookup("T1.LT").unwrap();
+    let gt = m.catalog.lookup("T1.GT").unwrap();
+    let te = m.catalog.lookup("T1.TE").unwrap();
+    let mut readings = Vec::new();
+    // Every point reports each second for 10 s, then the gateway goes
+    // silent until 200 s, then reports once more.
+    for s in 0..10 {
+        for p in ["T1.LT", "T1.GT", "T1.TE"] {
+            readings.push(reading(&m, p, s * 1000, 5.0 + (s % 2) as f64));
+        }
+    }
+    readings.push(reading(&m, "T1.LT", 200_000, 6.0));
+    readings.push(reading(&m, "T1.GT", 200_000, 6.0));
+    let events = run(&m, &readings, 300_000);
+    // Level: stale 30 s after its last reading (9 s), back at 200 s, and
+    // stale again 30 s after that single reading.
+    assert_eq!(
+        of(&events, lt, AlarmKind::Stale),
+        [(true, 39_000), (false, 200_000), (true, 230_000)]
+    );
+    // Gas: the default 60 s, at high priority (lost protection).
+    assert_eq!(
+        of(&events, gt, AlarmKind::Stale),
+        [(true, 69_000), (false, 200_000), (true, 260_000)]
+    );
+    let gas_stale = events
+        .iter()
+        .find(|e| e.point == gt && e.kind == AlarmKind::Stale)
+        .unwrap();
+    assert_eq!(gas_stale.priority, Priority::High);
+    // Temperature: stale turned off in [defaults.temperature].
+    assert!(of(&events, te, AlarmKind::Stale).is_empty());
+}
+
+#[test]
+fn a_frozen_sensor_raises_flatline_and_moving_again_clears_it() {
+    let m = model();
+    let lt = m.catalog.lookup("T1.LT").unwrap();
+    let mut readings = Vec::new();
+    // Moving for 60 s, then stuck at 7.40 (within the 0.005 band) for 200 s,
+    // then moving again.
+    for s in 0..60 {
+        readings.push(reading(&m, "T1.LT", s * 1000, 5.0 + s as f64 * 0.01));
+    }
+    for s in 60..260 {
+        let jitter = if s % 2 == 0 { 0.0 } else { 0.004 };
+        readings.push(reading(&m, "T1.LT", s * 1000, 7.40 + jitter));
+    }
+    for s in 260..300 {
+        readings.push(reading(&m, "T1.LT", s * 1000, 7.5 + s as f64 * 0.01));
+    }
+    let events = run(&m, &readings, 300_000);
+    assert_eq!(
+        of(&events, lt, AlarmKind::Flatline),
+        [(true, 180_000), (false, 260_000)]
+    );
+    assert!(of(&events, lt, AlarmKind::Stale).is_empty());
+}
+
+#[test]
+fn stale_does_not_fire_beyond_the_end_of_the_input() {
+    let m = model();
+    let readings = [reading(&m, "T1.LT", 0, 5.0)];
+    // The input ends at 20 s: nothing is known after that, so no stale at 30 s.
+    assert!(run(&m, &readings, 20_000).is_empty());
+}
