@@ -110,6 +110,9 @@ pub struct PointSpec {
     /// Largest change that still counts as "unchanged", engineering units
     /// (default 0: exactly the same value).
     pub flatline_band: Option<Spanned<f64>>,
+    /// Toxic gas: the occupational exposure limit in the point's unit; its
+    /// alarm levels are checked against it (GB/T 50493).
+    pub oel: Option<Spanned<f64>>,
     /// Rate-of-change alarm, e.g. `roc = { limit_per_min = 0.5, window_s = 60 }`.
     pub roc: Option<Spanned<RocSpec>>,
     /// Predicted-limit early warning, e.g. `predict = { horizon_s = 600 }`.
@@ -527,6 +530,7 @@ impl Checker<'_> {
                 );
             }
         }
+        self.gas_levels(p, &field);
         let d = defaults
             .get(&p.kind)
             .copied()
@@ -647,6 +651,90 @@ impl Checker<'_> {
             flatline,
             roc,
             predict,
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// GB/T 50493-2019 alarm levels: combustible gas first level (H) at most
+    /// 25 %LEL and second level (HH) at most 50 %LEL; toxic gas first level
+    /// at most 100 % and second at most 200 % of the occupational exposure
+    /// limit (`oel`).
+    fn gas_levels(&mut self, p: &PointSpec, field: &dyn Fn(&str) -> String) {
+        let check = |c: &mut Self, v: &Option<Spanned<f64>>, f: &str, max: f64, what: &str| {
+            if let Some(v) = v
+                && *v.get_ref() > max
+            {
+                c.err(
+                    v.span(),
+                    field(f),
+                    format!("{} is above {what} (GB/T 50493)", v.get_ref()),
+                );
+            }
+        };
+        match p.kind {
+            PointKind::CombustibleGas => {
+                if !p.eng_unit.eq_ignore_ascii_case("%LEL") {
+                    self.err(
+                        p.id.span(),
+                        field("eng_unit"),
+                        format!("combustible gas is measured in %LEL, not `{}`", p.eng_unit),
+                    );
+                    return;
+                }
+                check(
+                    self,
+                    &p.h,
+                    "h",
+                    25.0,
+                    "25 %LEL, the highest first alarm level",
+                );
+                check(
+                    self,
+                    &p.hh,
+                    "hh",
+                    50.0,
+                    "50 %LEL, the highest second alarm level",
+                );
+            }
+            PointKind::ToxicGas => {
+                let Some(oel) = &p.oel else {
+                    if p.h.is_some() || p.hh.is_some() {
+                        self.err(
+                            p.id.span(),
+                            field("oel"),
+                            "toxic gas alarm levels need the occupational exposure limit `oel` to be checked against".into(),
+                        );
+                    }
+                    return;
+                };
+                let o = *oel.get_ref();
+                if !(o.is_finite() && o > 0.0) {
+                    self.err(
+                        oel.span(),
+                        field("oel"),
+                        format!("{o} must be a positive number"),
+                    );
+                    return;
+                }
+                check(self, &p.h, "h", o, &format!("100 % of the OEL ({o})"));
+                check(
+                    self,
+                    &p.hh,
+                    "hh",
+                    2.0 * o,
+                    &format!("200 % of the OEL ({o})"),
+                );
+            }
+            _ => {
+                if let Some(oel) = &p.oel {
+                    self.err(
+                        oel.span(),
+                        field("oel"),
+                        "only toxic_gas points have an occupational exposure limit".into(),
+                    );
+                }
+            }
         }
     }
 }

@@ -115,3 +115,58 @@ fn trend_rules_are_validated_with_their_line() {
         "{e}"
     );
 }
+
+#[test]
+fn gas_alarm_levels_above_gbt_50493_are_refused() {
+    let gas = r#"
+[[enterprise.hazard_source.unit.point]]
+id = "T201.GT1"
+kind = "combustible_gas"
+eng_unit = "%LEL"
+range = [0.0, 100.0]
+h = 30.0
+hh = 60.0
+[[enterprise.hazard_source.unit.point]]
+id = "T201.AT1"
+kind = "toxic_gas"
+eng_unit = "ppm"
+range = [0.0, 50.0]
+h = 10.0
+[[enterprise.hazard_source.unit.point]]
+id = "T201.AT2"
+kind = "toxic_gas"
+eng_unit = "ppm"
+range = [0.0, 50.0]
+oel = 5.0
+h = 5.0
+hh = 12.0
+"#;
+    let text = format!("{TEST_PARK}{gas}");
+    let e = error_of(&text);
+    assert!(e.contains("point T201.GT1: h: 30 is above 25 %LEL"), "{e}");
+    assert!(
+        e.contains(&format!(":{}:", line_of(&text, "h = 30.0"))),
+        "{e}"
+    );
+    assert!(e.contains("point T201.GT1: hh: 60 is above 50 %LEL"), "{e}");
+    assert!(
+        e.contains("point T201.AT1: oel: toxic gas alarm levels need"),
+        "{e}"
+    );
+    assert!(
+        e.contains("point T201.AT2: hh: 12 is above 200 % of the OEL (5)"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 4, "{e}");
+    // Within the limits, it passes.
+    let ok = gas
+        .replace("h = 30.0", "h = 20.0")
+        .replace("hh = 60.0", "hh = 40.0")
+        .replace("h = 10.0", "oel = 10.0\nh = 10.0")
+        .replace("hh = 12.0", "hh = 10.0");
+    let src = hazardwatch_rules::Source {
+        path: "park.toml".into(),
+        text: format!("{TEST_PARK}{ok}"),
+    };
+    Config::from_source(&src).unwrap();
+}
