@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hazardwatch_ingest::topic::{self, Format};
-use hazardwatch_proto::{PointKind, pb};
+use hazardwatch_proto::{PointIdx, PointKind, Quality, Reading, pb};
 use hazardwatch_rules::SiteModel;
 use prost::Message;
 use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
@@ -253,8 +253,8 @@ impl Simulator {
         &self.incidents
     }
 
-    /// Values of every point at `now_ms` (advancing the noise one step), as
-    /// (point index, value).
+    /// Values of every point at `now_ms` (advancing the noise one step),
+    /// indexed by point.
     pub fn step(&mut self, now_ms: i64) -> Vec<f64> {
         let start = *self.start_ms.get_or_insert(now_ms);
         let t_s = (now_ms - start) as f64 / 1000.0;
@@ -272,6 +272,21 @@ impl Simulator {
             *v = quantise(v.clamp(p.lo, p.hi), p.decimals);
         }
         values
+    }
+
+    /// Every point's reading at `now_ms`, as the service would decode them
+    /// (for driving the rule engine without MQTT).
+    pub fn readings(&mut self, now_ms: i64) -> Vec<Reading> {
+        self.step(now_ms)
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| Reading {
+                point: i as PointIdx,
+                ts_ms: now_ms,
+                value,
+                quality: Quality::Good,
+            })
+            .collect()
     }
 
     /// The messages every gateway publishes at `now_ms`.

@@ -110,6 +110,36 @@ enum WorkerMsg {
 /// epoch that has events, sorted by [`RuleEvent::order_key`].
 pub type EventSink = Arc<dyn Fn(Vec<RuleEvent>) + Send + Sync>;
 
+/// A sink that keeps every event in order: for replay, what-if runs and
+/// tests.
+#[derive(Clone, Default)]
+pub struct Collector(Arc<std::sync::Mutex<Vec<RuleEvent>>>);
+
+impl Collector {
+    /// A new, empty collector.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The sink to give [`Engine::start`].
+    pub fn sink(&self) -> EventSink {
+        let events = self.0.clone();
+        Arc::new(move |mut batch: Vec<RuleEvent>| {
+            // The data stays consistent event by event even if a holder
+            // panicked, so keep collecting.
+            events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .append(&mut batch);
+        })
+    }
+
+    /// Everything collected so far (and empties the collector).
+    pub fn take(&self) -> Vec<RuleEvent> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// A running rule engine.
 pub struct Engine {
     input: EngineInput,

@@ -9,9 +9,8 @@
 //! - [`alarms`]: the table of active alarms and their ISA-18.2 states.
 //!
 //! ```
-//! use std::sync::{Arc, Mutex};
 //! use hazardwatch_proto::{Quality, Reading};
-//! use hazardwatch_rules::{Engine, EngineConfig, SiteModel, SiteSpec, Source};
+//! use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, SiteSpec, Source};
 //!
 //! let text = r#"
 //! park = { id = "P" }
@@ -32,17 +31,16 @@
 //! "#;
 //! let src = Source { path: "park.toml".into(), text: text.into() };
 //! let model = SiteModel::from_spec(&src.parse::<SiteSpec>().unwrap(), &src).unwrap();
-//! let seen = Arc::new(Mutex::new(Vec::new()));
-//! let sink = { let seen = seen.clone(); Arc::new(move |ev| seen.lock().unwrap().extend(ev)) };
+//! let events = Collector::new();
 //! let config = EngineConfig { workers: 1, ..EngineConfig::default() };
-//! let mut engine = Engine::start(&model, &config, sink).unwrap();
+//! let mut engine = Engine::start(&model, &config, events.sink()).unwrap();
 //! let point = model.catalog.lookup("T101.LT").unwrap();
 //! let readings = [17.0, 18.5].map(|v| Reading { point, ts_ms: 1_000, value: v, quality: Quality::Good });
 //! engine.input().send(&readings[..1], &mut Vec::new());
 //! engine.input().send(&[Reading { ts_ms: 2_000, ..readings[1] }], &mut Vec::new());
 //! engine.input().advance_to(10_000);
 //! engine.finish().unwrap();
-//! let events = seen.lock().unwrap();
+//! let events = events.take();
 //! assert_eq!(events.len(), 1);
 //! assert!(events[0].active && events[0].ts_ms == 2_000);
 //! ```
@@ -53,6 +51,6 @@ pub mod error;
 pub mod operators;
 pub mod site;
 
-pub use engine::{Engine, EngineConfig, EngineInput, EventSink};
+pub use engine::{Collector, Engine, EngineConfig, EngineInput, EventSink};
 pub use error::{Error, Result};
 pub use site::{Invalid, SiteModel, SiteSpec, Source};

@@ -4,10 +4,8 @@
 // Test helpers panic on a broken fixture; that is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
-
 use hazardwatch_proto::{AlarmKind, Priority, Quality, Reading, RuleEvent};
-use hazardwatch_rules::{Engine, EngineConfig, SiteModel, SiteSpec, Source};
+use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, SiteSpec, Source};
 
 fn model() -> SiteModel {
     let text = r#"
@@ -49,21 +47,17 @@ range = [0.0, 100.0]
 }
 
 fn run(model: &SiteModel, readings: &[Reading], end_ms: i64) -> Vec<RuleEvent> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = {
-        let seen = seen.clone();
-        Arc::new(move |ev: Vec<RuleEvent>| seen.lock().unwrap().extend(ev))
-    };
+    let events = Collector::new();
     let config = EngineConfig {
         workers: 2,
         epoch_ms: 1000,
         lateness_ms: 0,
     };
-    let mut engine = Engine::start(model, &config, sink).unwrap();
+    let mut engine = Engine::start(model, &config, events.sink()).unwrap();
     engine.input().send(readings, &mut Vec::new());
     engine.input().advance_to(end_ms);
     engine.finish().unwrap();
-    seen.lock().unwrap().clone()
+    events.take()
 }
 
 fn reading(model: &SiteModel, point: &str, ts_ms: i64, value: f64) -> Reading {

@@ -4,10 +4,8 @@
 // Test helpers panic on a broken fixture; that is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
-
 use hazardwatch_proto::{AlarmKind, Quality, Reading, RuleEvent};
-use hazardwatch_rules::{Engine, EngineConfig, SiteModel, SiteSpec, Source};
+use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, SiteSpec, Source};
 use proptest::prelude::*;
 
 fn model(point_extra: &str) -> SiteModel {
@@ -51,17 +49,13 @@ off_delay_s = 2
 /// Feeds the batches (in the order given), then advances to `end_ms` and
 /// collects every event.
 fn run(model: &SiteModel, workers: usize, batches: &[Vec<Reading>], end_ms: i64) -> Vec<RuleEvent> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = {
-        let seen = seen.clone();
-        Arc::new(move |ev: Vec<RuleEvent>| seen.lock().unwrap().extend(ev))
-    };
+    let events = Collector::new();
     let config = EngineConfig {
         workers,
         epoch_ms: 100,
         lateness_ms: 0,
     };
-    let mut engine = Engine::start(model, &config, sink).unwrap();
+    let mut engine = Engine::start(model, &config, events.sink()).unwrap();
     let mut late = Vec::new();
     for b in batches {
         engine.input().send(b, &mut late);
@@ -72,7 +66,7 @@ fn run(model: &SiteModel, workers: usize, batches: &[Vec<Reading>], end_ms: i64)
     }
     engine.input().advance_to(end_ms);
     engine.finish().unwrap();
-    seen.lock().unwrap().clone()
+    events.take()
 }
 
 fn series(

@@ -4,10 +4,8 @@
 // Test helpers panic on a broken fixture; that is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
-
 use hazardwatch_proto::{AlarmKind, Quality, Reading, RuleEvent};
-use hazardwatch_rules::{Engine, EngineConfig, SiteModel, SiteSpec, Source};
+use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, SiteSpec, Source};
 
 fn model() -> SiteModel {
     let text = r#"
@@ -45,23 +43,19 @@ predict = { horizon_s = 900 }
 }
 
 fn run(model: &SiteModel, readings: &[Reading], end_ms: i64) -> Vec<RuleEvent> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = {
-        let seen = seen.clone();
-        Arc::new(move |ev: Vec<RuleEvent>| seen.lock().unwrap().extend(ev))
-    };
+    let events = Collector::new();
     let config = EngineConfig {
         workers: 2,
         epoch_ms: 1000,
         lateness_ms: 0,
     };
-    let mut engine = Engine::start(model, &config, sink).unwrap();
+    let mut engine = Engine::start(model, &config, events.sink()).unwrap();
     for chunk in readings.chunks(100) {
         engine.input().send(chunk, &mut Vec::new());
     }
     engine.input().advance_to(end_ms);
     engine.finish().unwrap();
-    seen.lock().unwrap().clone()
+    events.take()
 }
 
 /// 1 Hz readings of `f(t_s)` with a small deterministic ripple, quantised to

@@ -1,7 +1,11 @@
 //! End-to-end tests, all in one test binary (one link, shared fixtures in
 //! `hazardwatch_tests`).
 
+// Test helpers panic on a broken fixture; that is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod bad_input;
 mod config_errors;
 mod end_to_end;
 mod independent_reader;
+mod scenarios;
