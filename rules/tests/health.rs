@@ -5,20 +5,13 @@
 #![allow(clippy::unwrap_used)]
 
 use hazardwatch_proto::{AlarmKind, Priority, Quality, Reading, RuleEvent};
-use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, SiteSpec, Source};
+use hazardwatch_rules::SiteModel;
+
+mod common;
 
 fn model() -> SiteModel {
-    let text = r#"
-park = { id = "P" }
-[defaults.temperature]
-stale_s = 0
-[[enterprise]]
-id = "E"
-[[enterprise.hazard_source]]
-id = "HS"
-grade = 2
-[[enterprise.hazard_source.unit]]
-id = "T1"
+    common::model(
+        r#"
 [[enterprise.hazard_source.unit.point]]
 id = "T1.LT"
 kind = "level"
@@ -38,26 +31,15 @@ id = "T1.TE"
 kind = "temperature"
 eng_unit = "degC"
 range = [0.0, 100.0]
-"#;
-    let src = Source {
-        path: "health.toml".into(),
-        text: text.into(),
-    };
-    SiteModel::from_spec(&src.parse::<SiteSpec>().unwrap(), &src).unwrap()
+
+[defaults.temperature]
+stale_s = 0
+"#,
+    )
 }
 
 fn run(model: &SiteModel, readings: &[Reading], end_ms: i64) -> Vec<RuleEvent> {
-    let events = Collector::new();
-    let config = EngineConfig {
-        workers: 2,
-        epoch_ms: 1000,
-        lateness_ms: 0,
-    };
-    let mut engine = Engine::start(model, &config, events.sink()).unwrap();
-    engine.input().send(readings, &mut Vec::new());
-    engine.input().advance_to(end_ms);
-    engine.finish().unwrap();
-    events.take()
+    common::run(model, 2, 1000, &[readings.to_vec()], end_ms)
 }
 
 fn reading(model: &SiteModel, point: &str, ts_ms: i64, value: f64) -> Reading {

@@ -5,20 +5,14 @@
 #![allow(clippy::unwrap_used)]
 
 use hazardwatch_proto::{AlarmKind, Quality, Reading, RuleEvent};
-use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, SiteSpec, Source};
+use hazardwatch_rules::SiteModel;
 use proptest::prelude::*;
 
+mod common;
+
 fn model(point_extra: &str) -> SiteModel {
-    let text = format!(
+    common::model(&format!(
         r#"
-park = {{ id = "P" }}
-[[enterprise]]
-id = "E"
-[[enterprise.hazard_source]]
-id = "HS"
-grade = 2
-[[enterprise.hazard_source.unit]]
-id = "T1"
 [[enterprise.hazard_source.unit.point]]
 id = "T1.LT"
 kind = "level"
@@ -38,35 +32,11 @@ h = 60.0
 on_delay_s = 2
 off_delay_s = 2
 "#
-    );
-    let src = Source {
-        path: "t.toml".into(),
-        text,
-    };
-    SiteModel::from_spec(&src.parse::<SiteSpec>().unwrap(), &src).unwrap()
+    ))
 }
 
-/// Feeds the batches (in the order given), then advances to `end_ms` and
-/// collects every event.
 fn run(model: &SiteModel, workers: usize, batches: &[Vec<Reading>], end_ms: i64) -> Vec<RuleEvent> {
-    let events = Collector::new();
-    let config = EngineConfig {
-        workers,
-        epoch_ms: 100,
-        lateness_ms: 0,
-    };
-    let mut engine = Engine::start(model, &config, events.sink()).unwrap();
-    let mut late = Vec::new();
-    for b in batches {
-        engine.input().send(b, &mut late);
-        assert!(
-            late.iter().all(|l| !l),
-            "nothing is late before the watermark moves"
-        );
-    }
-    engine.input().advance_to(end_ms);
-    engine.finish().unwrap();
-    events.take()
+    common::run(model, workers, 100, batches, end_ms)
 }
 
 fn series(

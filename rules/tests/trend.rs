@@ -5,18 +5,13 @@
 #![allow(clippy::unwrap_used)]
 
 use hazardwatch_proto::{AlarmKind, Quality, Reading, RuleEvent};
-use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, SiteSpec, Source};
+use hazardwatch_rules::SiteModel;
+
+mod common;
 
 fn model() -> SiteModel {
-    let text = r#"
-park = { id = "P" }
-[[enterprise]]
-id = "E"
-[[enterprise.hazard_source]]
-id = "HS"
-grade = 2
-[[enterprise.hazard_source.unit]]
-id = "T1"
+    common::model(
+        r#"
 [[enterprise.hazard_source.unit.point]]
 id = "T1.LT"
 kind = "level"
@@ -34,28 +29,13 @@ range = [0.0, 200.0]
 h = 80.0
 hh = 90.0
 predict = { horizon_s = 900 }
-"#;
-    let src = Source {
-        path: "trend.toml".into(),
-        text: text.into(),
-    };
-    SiteModel::from_spec(&src.parse::<SiteSpec>().unwrap(), &src).unwrap()
+"#,
+    )
 }
 
 fn run(model: &SiteModel, readings: &[Reading], end_ms: i64) -> Vec<RuleEvent> {
-    let events = Collector::new();
-    let config = EngineConfig {
-        workers: 2,
-        epoch_ms: 1000,
-        lateness_ms: 0,
-    };
-    let mut engine = Engine::start(model, &config, events.sink()).unwrap();
-    for chunk in readings.chunks(100) {
-        engine.input().send(chunk, &mut Vec::new());
-    }
-    engine.input().advance_to(end_ms);
-    engine.finish().unwrap();
-    events.take()
+    let batches: Vec<Vec<Reading>> = readings.chunks(100).map(<[Reading]>::to_vec).collect();
+    common::run(model, 2, 1000, &batches, end_ms)
 }
 
 /// 1 Hz readings of `f(t_s)` with a small deterministic ripple, quantised to

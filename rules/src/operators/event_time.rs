@@ -59,6 +59,41 @@ impl Scheduled {
     }
 }
 
+/// A deadline that moves (stale: last reading + N; flatline: last change +
+/// N) with at most one timer pending for it: the timer is set once, and when
+/// it fires before the deadline (the deadline moved meanwhile) it is set
+/// again for the new one. This keeps timer traffic at one per deadline
+/// period instead of one per reading.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Deadline {
+    pending: Option<i64>,
+}
+
+impl Deadline {
+    /// Makes sure a timer is pending for `deadline_ms` or earlier.
+    pub fn arm(&mut self, deadline_ms: i64, timers: &mut Scheduled) {
+        if self.pending.is_none() {
+            self.pending = Some(deadline_ms);
+            timers.at(deadline_ms);
+        }
+    }
+
+    /// Handles a timer at `due_ms`: true when the deadline, now
+    /// `deadline_ms`, has been reached; re-arms for it when it moved later.
+    /// False for a timer that is not this deadline's.
+    pub fn fired(&mut self, due_ms: i64, deadline_ms: i64, timers: &mut Scheduled) -> bool {
+        if self.pending != Some(due_ms) {
+            return false;
+        }
+        self.pending = None;
+        if deadline_ms > due_ms {
+            self.arm(deadline_ms, timers);
+            return false;
+        }
+        true
+    }
+}
+
 /// A rule on one point, driven in event time.
 pub trait PointLogic: 'static {
     /// What the rule remembers about a point between readings.

@@ -8,7 +8,7 @@
 
 use hazardwatch_proto::{AlarmKind, PointIdx, Quality, Reading, RuleEvent};
 
-use crate::operators::event_time::{PointLogic, Scheduled};
+use crate::operators::event_time::{Deadline, PointLogic, Scheduled};
 use crate::operators::health::PointTable;
 
 /// The flatline rule over every point with `flatline_s`.
@@ -29,7 +29,7 @@ impl Flatline {
 pub struct FlatlineState {
     /// The value the point is stuck at, and since when.
     reference: Option<(f64, i64)>,
-    pending: Option<i64>,
+    deadline: Deadline,
     active: bool,
 }
 
@@ -66,12 +66,8 @@ impl PointLogic for Flatline {
                 }
             }
         }
-        if st.pending.is_none()
-            && let Some((_, since)) = st.reference
-        {
-            let due = since + f.after_ms;
-            st.pending = Some(due);
-            timers.at(due);
+        if let Some((_, since)) = st.reference {
+            st.deadline.arm(since + f.after_ms, timers);
         }
     }
 
@@ -83,21 +79,13 @@ impl PointLogic for Flatline {
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        if st.pending != Some(due_ms) {
-            return;
-        }
-        st.pending = None;
         let (Some(f), Some((value, since))) = (
             self.table.rules(point).and_then(|p| p.flatline),
             st.reference,
         ) else {
             return;
         };
-        let deadline = since + f.after_ms;
-        if deadline > due_ms {
-            st.pending = Some(deadline);
-            timers.at(deadline);
-        } else if !st.active {
+        if st.deadline.fired(due_ms, since + f.after_ms, timers) && !st.active {
             st.active = true;
             out.push(self.table.event(
                 point,

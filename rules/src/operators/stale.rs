@@ -9,7 +9,7 @@
 
 use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
 
-use crate::operators::event_time::{PointLogic, Scheduled};
+use crate::operators::event_time::{Deadline, PointLogic, Scheduled};
 use crate::operators::health::PointTable;
 
 /// The stale rule over every point with `stale_s` above 0.
@@ -30,7 +30,7 @@ impl Stale {
 pub struct StaleState {
     last_ts: Option<i64>,
     last_value: f64,
-    pending: Option<i64>,
+    deadline: Deadline,
     active: bool,
 }
 
@@ -60,11 +60,7 @@ impl PointLogic for Stale {
         }
         st.last_ts = Some(st.last_ts.map_or(r.ts_ms, |t| t.max(r.ts_ms)));
         st.last_value = r.value;
-        if st.pending.is_none() {
-            let due = r.ts_ms + after;
-            st.pending = Some(due);
-            timers.at(due);
-        }
+        st.deadline.arm(r.ts_ms + after, timers);
     }
 
     fn on_timer(
@@ -75,20 +71,12 @@ impl PointLogic for Stale {
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        if st.pending != Some(due_ms) {
-            return;
-        }
-        st.pending = None;
         let (Some(after), Some(last)) =
             (self.table.rules(point).and_then(|p| p.stale_ms), st.last_ts)
         else {
             return;
         };
-        let deadline = last + after;
-        if deadline > due_ms {
-            st.pending = Some(deadline);
-            timers.at(deadline);
-        } else if !st.active {
+        if st.deadline.fired(due_ms, last + after, timers) && !st.active {
             st.active = true;
             // Value: the last one received; limit: the allowed silence in s.
             out.push(self.table.event(
