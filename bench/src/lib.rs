@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use hazardwatch_proto::{Catalog, PointKind, PointMeta};
+use hazardwatch_proto::{Catalog, PointIdx, PointKind, PointMeta, Quality, Reading};
 
 /// A catalog of `enterprises` x `per_enterprise` level points, with (name,
 /// enterprise) of each point in index order.
@@ -69,6 +69,27 @@ impl Walk {
         self.value = ((self.value + step) * 100.0).round() / 100.0;
         self.value
     }
+}
+
+/// Readings of `points` points at 1 Hz for `seconds`, from `ts0_ms`: one
+/// batch per second holding every point, as gateways deliver them. Each
+/// point is its own quantised random walk from 10.0 (seeded by its index).
+pub fn park_seconds(points: usize, seconds: i64, ts0_ms: i64) -> Vec<Vec<Reading>> {
+    let mut walks: Vec<Walk> = (0..points).map(|i| Walk::new(i as u64 + 1, 10.0)).collect();
+    (0..seconds)
+        .map(|s| {
+            walks
+                .iter_mut()
+                .enumerate()
+                .map(|(p, w)| Reading {
+                    point: p as PointIdx,
+                    ts_ms: ts0_ms + s * 1000,
+                    value: w.next_value(),
+                    quality: Quality::Good,
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Runs `f` repeatedly for at least `min`, returning (iterations, elapsed).

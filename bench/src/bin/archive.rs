@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
-use hazardwatch_bench::{Walk, baseline, header, per_sec, row, synthetic_catalog};
-use hazardwatch_proto::{Quality, Reading};
+use hazardwatch_bench::{baseline, header, park_seconds, per_sec, row, synthetic_catalog};
 use hazardwatch_storage::{ArchiveConfig, ArchiveWriter};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -21,22 +20,7 @@ fn main() -> anyhow::Result<()> {
     let (catalog, _) = synthetic_catalog(1, points);
     let catalog = Arc::new(catalog);
     let ts0 = 1_732_262_400_000i64;
-    let mut walks: Vec<Walk> = (0..points).map(|i| Walk::new(i as u64 + 1, 10.0)).collect();
-    // One batch per second of data, all points, as gateways deliver them.
-    let batches: Vec<Vec<Reading>> = (0..seconds)
-        .map(|s| {
-            walks
-                .iter_mut()
-                .enumerate()
-                .map(|(p, w)| Reading {
-                    point: p as u32,
-                    ts_ms: ts0 + s * 1000,
-                    value: w.next_value(),
-                    quality: Quality::Good,
-                })
-                .collect()
-        })
-        .collect();
+    let batches = park_seconds(points, seconds, ts0);
     let total = (points as i64 * seconds) as usize;
 
     // Baseline: the same rows, unsorted, default parquet writer settings.

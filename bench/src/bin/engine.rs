@@ -7,8 +7,8 @@
 
 use std::time::Instant;
 
-use hazardwatch_bench::{Walk, baseline, header, per_sec, row};
-use hazardwatch_proto::{Quality, Reading};
+use hazardwatch_bench::{baseline, header, park_seconds, per_sec, row};
+use hazardwatch_proto::Reading;
 use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, SiteSpec, Source};
 
 fn park(points: usize) -> anyhow::Result<SiteModel> {
@@ -33,21 +33,7 @@ fn main() -> anyhow::Result<()> {
     let seconds: i64 = args.next().map_or(Ok(200), |s| s.parse())?;
     let model = park(points)?;
     let ts0 = 1_767_225_600_000i64;
-    let mut walks: Vec<Walk> = (0..points).map(|i| Walk::new(i as u64 + 1, 10.0)).collect();
-    let batches: Vec<Vec<Reading>> = (0..seconds)
-        .map(|s| {
-            walks
-                .iter_mut()
-                .enumerate()
-                .map(|(p, w)| Reading {
-                    point: p as u32,
-                    ts_ms: ts0 + s * 1000,
-                    value: w.next_value(),
-                    quality: Quality::Good,
-                })
-                .collect()
-        })
-        .collect();
+    let batches = park_seconds(points, seconds, ts0);
     let total = points as f64 * seconds as f64;
 
     let mut all: Vec<Reading> = batches.iter().flatten().copied().collect();
