@@ -9,8 +9,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use hazardwatch_proto::{AlarmKind, Catalog, PointKind, Priority, RuleEvent, pb};
-use hazardwatch_rules::alarms::{AckError, AlarmRecord, AlarmState, AlarmTable, Transition};
+use hazardwatch_proto::{AlarmKind, AlarmSource, Catalog, PointKind, Priority, RuleEvent, pb};
+use hazardwatch_rules::alarms::{ActionError, AlarmRecord, AlarmState, AlarmTable, Transition};
 use tokio::sync::broadcast;
 
 /// Events kept in memory for subscribers that resume after a disconnect.
@@ -27,6 +27,8 @@ pub struct Filter {
     pub enterprises: Vec<String>,
     /// Lowest priority to include.
     pub min_priority: Option<Priority>,
+    /// Include alarms suppressed by design.
+    pub include_suppressed: bool,
 }
 
 impl Filter {
@@ -38,6 +40,7 @@ impl Filter {
         Ok(Filter {
             enterprises: f.enterprises,
             min_priority: min.into(),
+            include_suppressed: f.include_suppressed,
         })
     }
 
@@ -48,7 +51,7 @@ impl Filter {
             None => true,
             Some(min) => e.priority >= pb::Priority::from(min) as i32,
         };
-        enterprise_ok && priority_ok
+        enterprise_ok && priority_ok && (self.include_suppressed || !e.suppressed)
     }
 }
 
@@ -80,6 +83,15 @@ pub enum Gone {
     },
 }
 
+/// An operator action on one alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// ISA-18.2 acknowledgement.
+    Acknowledge,
+    /// Reset of a latched alarm.
+    Reset,
+}
+
 struct State {
     table: AlarmTable,
     journal: VecDeque<pb::AlarmEvent>,
@@ -98,6 +110,7 @@ fn transition_pb(t: Transition) -> pb::Transition {
         Transition::Raised => pb::Transition::Raised,
         Transition::Cleared => pb::Transition::Cleared,
         Transition::Acknowledged => pb::Transition::Acknowledged,
+        Transition::Reset => pb::Transition::Reset,
     }
 }
 
@@ -121,10 +134,72 @@ fn kind_word(k: PointKind) -> &'static str {
 }
 
 /// The human-readable text of an alarm event.
-fn describe(r: &AlarmRecord, m: &hazardwatch_proto::PointMeta) -> String {
+fn describe(r: &AlarmRecord, catalog: &Catalog) -> String {
+    let id = catalog.source_id(r.source);
+    let tag = r.kind.tag();
+    let mut text = match r.source {
+        _ if r.transition == Transition::Acknowledged => {
+            format!("{id} {tag} acknowledged by {}", r.actor)
+        }
+        _ if r.transition == Transition::Reset => format!("{id} {tag} reset by {}", r.actor),
+        AlarmSource::Point(p) if r.kind != AlarmKind::Chattering => {
+            describe_point(r, catalog.meta(p))
+        }
+        _ => describe_alarm_system(r, id),
+    };
+    if r.latched {
+        text.push_str(" [latched: reset when checked]");
+    }
+    if r.suppressed {
+        text.push_str(" [suppressed: unit stopped or in overhaul]");
+    }
+    text
+}
+
+/// Text of a condition change of a unit rule (voting, correlation) or of
+/// the alarm system (flood, chattering).
+fn describe_alarm_system(r: &AlarmRecord, id: &str) -> String {
+    let raised = r.transition == Transition::Raised;
+    match (raised, r.kind) {
+        (true, AlarmKind::Voting) => format!(
+            "{id} leak confirmed: {:.0} gas detectors at the first level (voting {:.0} of N)",
+            r.value, r.limit
+        ),
+        (false, AlarmKind::Voting) => format!(
+            "{id} fewer than {:.0} gas detectors at the first level ({:.0})",
+            r.limit, r.value
+        ),
+        (true, AlarmKind::Correlation) => format!(
+            "{id} runaway heating: temperature and pressure rising together ({:+.3}/min, limit {:.3}/min)",
+            r.value, r.limit
+        ),
+        (false, AlarmKind::Correlation) => {
+            format!("{id} temperature and pressure no longer rising together")
+        }
+        (true, AlarmKind::Flood) => format!(
+            "{id} console in alarm flood: {:.0} alarms in 10 min (more than {:.0})",
+            r.value, r.limit
+        ),
+        (false, AlarmKind::Flood) => format!(
+            "{id} alarm flood over: {:.0} alarms raised during it",
+            r.value
+        ),
+        (true, AlarmKind::Chattering) => {
+            format!("{id} alarms chattering: {:.0} raises in a minute", r.value)
+        }
+        (false, AlarmKind::Chattering) => {
+            format!("{id} chattering over after {:.0} raises", r.value)
+        }
+        (true, _) => format!("{id} {} raised", r.kind.tag()),
+        (false, _) => format!("{id} {} cleared", r.kind.tag()),
+    }
+}
+
+/// Text of a condition change on a point.
+fn describe_point(r: &AlarmRecord, m: &hazardwatch_proto::PointMeta) -> String {
     let (id, what, unit, tag) = (&m.id, kind_word(m.kind), &m.eng_unit, r.kind.tag());
     match (r.transition, r.kind) {
-        (Transition::Acknowledged, _) => format!("{id} {tag} acknowledged by {}", r.actor),
+        (Transition::Acknowledged | Transition::Reset, _) => String::new(),
         (Transition::Raised, AlarmKind::RateOfChange) => format!(
             "{id} {what} changing at {:+.3} {unit}/min (limit {:.3} {unit}/min)",
             r.value, r.limit
@@ -196,9 +271,10 @@ fn describe(r: &AlarmRecord, m: &hazardwatch_proto::PointMeta) -> String {
     }
 }
 
-/// The stable id of an alarm: `{point}/{tag}`.
-pub fn alarm_id(point: &str, kind: AlarmKind) -> String {
-    format!("{point}/{}", kind.tag())
+/// The stable id of an alarm: `{source}/{tag}`, the source being a point,
+/// unit or enterprise id.
+pub fn alarm_id(source: &str, kind: AlarmKind) -> String {
+    format!("{source}/{}", kind.tag())
 }
 
 impl AlarmHub {
@@ -222,15 +298,18 @@ impl AlarmHub {
     }
 
     fn to_pb(&self, r: &AlarmRecord) -> pb::AlarmEvent {
-        let m = self.catalog.meta(r.point);
-        let message = describe(r, m);
+        let [enterprise, hazard_source, unit, point] = self.catalog.source_place(r.source);
+        let eng_unit = match r.source {
+            AlarmSource::Point(p) => self.catalog.meta(p).eng_unit.to_string(),
+            _ => String::new(),
+        };
         pb::AlarmEvent {
             seq: r.seq,
-            alarm_id: alarm_id(&m.id, r.kind),
-            enterprise: m.enterprise.to_string(),
-            hazard_source: m.hazard_source.to_string(),
-            unit: m.unit.to_string(),
-            point: m.id.to_string(),
+            alarm_id: alarm_id(self.catalog.source_id(r.source), r.kind),
+            enterprise: enterprise.to_owned(),
+            hazard_source: hazard_source.to_owned(),
+            unit: unit.to_owned(),
+            point: point.to_owned(),
             kind: pb::AlarmKind::from(r.kind) as i32,
             priority: pb::Priority::from(r.priority) as i32,
             transition: transition_pb(r.transition) as i32,
@@ -238,11 +317,13 @@ impl AlarmHub {
             event_time_ms: r.ts_ms,
             value: r.value,
             limit: r.limit,
-            eng_unit: m.eng_unit.to_string(),
-            message,
+            eng_unit,
+            message: describe(r, &self.catalog),
             actor: r.actor.clone(),
             comment: r.comment.clone(),
             predicted_time_ms: r.predicted_ms.unwrap_or(0),
+            suppressed: r.suppressed,
+            latched: r.latched,
         }
     }
 
@@ -273,21 +354,28 @@ impl AlarmHub {
         out
     }
 
-    /// Acknowledges an alarm by id.
-    pub fn acknowledge(
+    /// Applies an operator action (acknowledge, reset) to an alarm by id.
+    pub fn act(
         &self,
+        action: Action,
         alarm_id: &str,
         actor: &str,
         comment: &str,
         now_ms: i64,
-    ) -> Result<pb::AlarmEvent, AckError> {
-        let (point, tag) = alarm_id.rsplit_once('/').ok_or(AckError::NotFound)?;
-        let point = self.catalog.lookup(point).ok_or(AckError::NotFound)?;
-        let kind = AlarmKind::from_tag(tag).ok_or(AckError::NotFound)?;
+    ) -> Result<pb::AlarmEvent, ActionError> {
+        let (source, tag) = alarm_id.rsplit_once('/').ok_or(ActionError::NotFound)?;
+        let source = self
+            .catalog
+            .source_lookup(source)
+            .ok_or(ActionError::NotFound)?;
+        let kind = AlarmKind::from_tag(tag).ok_or(ActionError::NotFound)?;
         let mut state = self.lock();
-        let record = state
-            .table
-            .acknowledge(point, kind, actor, comment, now_ms)?;
+        let record = match action {
+            Action::Acknowledge => state
+                .table
+                .acknowledge(source, kind, actor, comment, now_ms)?,
+            Action::Reset => state.table.reset(source, kind, actor, comment, now_ms)?,
+        };
         Ok(self.publish(&mut state, &record))
     }
 
@@ -316,6 +404,8 @@ impl AlarmHub {
                 message: e.message,
                 last_seq: e.seq,
                 predicted_time_ms: e.predicted_time_ms,
+                suppressed: e.suppressed,
+                latched: e.latched,
             })
             .collect();
         (alarms, state.table.last_seq())

@@ -83,6 +83,8 @@ async fn print_alarms(mut rx: broadcast::Receiver<pb::AlarmEvent>, stop: Cancell
         tokio::select! {
             _ = stop.cancelled() => break,
             r = rx.recv() => match r {
+                // Suppressed by design: recorded, not annunciated.
+                Ok(e) if e.suppressed => {}
                 Ok(e) => println!("{}", alarm_line(&e)),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     println!("... {n} alarm events not shown (screen fell behind; see gRPC History)");
@@ -93,7 +95,9 @@ async fn print_alarms(mut rx: broadcast::Receiver<pb::AlarmEvent>, stop: Cancell
     }
     // Show what arrived while shutting down.
     while let Ok(e) = rx.try_recv() {
-        println!("{}", alarm_line(&e));
+        if !e.suppressed {
+            println!("{}", alarm_line(&e));
+        }
     }
 }
 

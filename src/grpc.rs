@@ -8,14 +8,14 @@ use std::sync::Arc;
 use futures::Stream;
 use hazardwatch_proto::pb;
 use hazardwatch_proto::pb::alarm_service_server::{AlarmService, AlarmServiceServer};
-use hazardwatch_rules::alarms::AckError;
+use hazardwatch_rules::alarms::ActionError;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::alarm_hub::{AlarmHub, Filter};
+use crate::alarm_hub::{Action, AlarmHub, Filter};
 
 /// Events queued for one subscriber's connection; when full, the subscriber
 /// task waits, and if the live feed outruns it, it catches up from the
@@ -37,6 +37,38 @@ impl Alarms {
     /// A service over the hub.
     pub fn new(hub: Arc<AlarmHub>, shutdown: CancellationToken) -> Self {
         Alarms { hub, shutdown }
+    }
+}
+
+impl Alarms {
+    /// Validates and applies an operator action, mapping refusals to gRPC
+    /// status codes.
+    fn act(
+        &self,
+        action: Action,
+        alarm_id: &str,
+        operator: &str,
+        comment: &str,
+    ) -> Result<pb::AlarmEvent, Status> {
+        if operator.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "operator is required: operator actions record who acted",
+            ));
+        }
+        if operator.len() > MAX_TEXT || comment.len() > MAX_TEXT {
+            return Err(Status::invalid_argument(format!(
+                "operator and comment are limited to {MAX_TEXT} bytes"
+            )));
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        self.hub
+            .act(action, alarm_id, operator.trim(), comment, now)
+            .map_err(|e| match e {
+                ActionError::NotFound => {
+                    Status::not_found(format!("no active or unacknowledged alarm `{alarm_id}`"))
+                }
+                other => Status::failed_precondition(format!("alarm `{alarm_id}`: {other}")),
+            })
     }
 }
 
@@ -90,33 +122,24 @@ impl AlarmService for Alarms {
         request: Request<pb::AcknowledgeRequest>,
     ) -> Result<Response<pb::AcknowledgeResponse>, Status> {
         let req = request.into_inner();
-        if req.operator.trim().is_empty() {
-            return Err(Status::invalid_argument(
-                "operator is required: acknowledgements record who acted",
-            ));
-        }
-        if req.operator.len() > MAX_TEXT || req.comment.len() > MAX_TEXT {
-            return Err(Status::invalid_argument(format!(
-                "operator and comment are limited to {MAX_TEXT} bytes"
-            )));
-        }
-        let now = chrono::Utc::now().timestamp_millis();
-        match self
-            .hub
-            .acknowledge(&req.alarm_id, req.operator.trim(), &req.comment, now)
-        {
-            Ok(event) => Ok(Response::new(pb::AcknowledgeResponse {
-                event: Some(event),
-            })),
-            Err(AckError::NotFound) => Err(Status::not_found(format!(
-                "no active or unacknowledged alarm `{}`",
-                req.alarm_id
-            ))),
-            Err(AckError::AlreadyAcknowledged) => Err(Status::failed_precondition(format!(
-                "alarm `{}` is already acknowledged",
-                req.alarm_id
-            ))),
-        }
+        let event = self.act(
+            Action::Acknowledge,
+            &req.alarm_id,
+            &req.operator,
+            &req.comment,
+        )?;
+        Ok(Response::new(pb::AcknowledgeResponse {
+            event: Some(event),
+        }))
+    }
+
+    async fn reset(
+        &self,
+        request: Request<pb::ResetRequest>,
+    ) -> Result<Response<pb::ResetResponse>, Status> {
+        let req = request.into_inner();
+        let event = self.act(Action::Reset, &req.alarm_id, &req.operator, &req.comment)?;
+        Ok(Response::new(pb::ResetResponse { event: Some(event) }))
     }
 }
 

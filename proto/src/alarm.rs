@@ -1,8 +1,21 @@
-//! What the rule engine emits: alarm condition changes on points.
+//! What the rule engine emits: alarm condition changes on points, units and
+//! enterprise consoles.
 
 use serde::{Deserialize, Serialize};
 
-use crate::{PointIdx, pb};
+use crate::{ConsoleIdx, PointIdx, UnitIdx, pb};
+
+/// What an alarm is about: a point (limits, trends, sensor health), a unit
+/// (voting, correlation) or an enterprise's console (alarm flood).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AlarmSource {
+    /// One measured point.
+    Point(PointIdx),
+    /// A tank, tank farm or process unit.
+    Unit(UnitIdx),
+    /// An enterprise's control-room console.
+    Console(ConsoleIdx),
+}
 
 /// The condition an alarm stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -27,12 +40,25 @@ pub enum AlarmKind {
     Stale,
     /// Frozen sensor: value unchanged for the configured time.
     Flatline,
+    /// Unit: k of its N gas detectors are at the first alarm level (a
+    /// confirmed leak).
+    Voting,
+    /// Unit: temperature and pressure rising beyond their rate limits
+    /// together (runaway reaction or heating).
+    Correlation,
+    /// Console: an alarm flood (EEMUA 191: more than 10 alarms in 10
+    /// minutes, over when under 5).
+    Flood,
+    /// Point or unit: its alarms are chattering (3 or more raises in a
+    /// minute).
+    Chattering,
 }
 
 impl AlarmKind {
     /// Short tag used in alarm ids and on screen: `HH`, `H`, `L`, `LL`,
     /// `ROC` (rate of change), `PHH`/`PLL` (predicted HH/LL), `FAULT`,
-    /// `STALE`, `FLAT`.
+    /// `STALE`, `FLAT`, and on units and consoles `VOTE`, `CORR`, `FLOOD`,
+    /// `CHAT`.
     pub fn tag(self) -> &'static str {
         match self {
             AlarmKind::HighHigh => "HH",
@@ -45,7 +71,17 @@ impl AlarmKind {
             AlarmKind::Fault => "FAULT",
             AlarmKind::Stale => "STALE",
             AlarmKind::Flatline => "FLAT",
+            AlarmKind::Voting => "VOTE",
+            AlarmKind::Correlation => "CORR",
+            AlarmKind::Flood => "FLOOD",
+            AlarmKind::Chattering => "CHAT",
         }
+    }
+
+    /// False for the alarm-system conditions (flood, chattering) that are
+    /// reported for information and need no acknowledgement.
+    pub fn needs_ack(self) -> bool {
+        !matches!(self, AlarmKind::Flood | AlarmKind::Chattering)
     }
 
     /// Parses a tag as produced by [`AlarmKind::tag`].
@@ -61,6 +97,10 @@ impl AlarmKind {
             "FAULT" => Some(AlarmKind::Fault),
             "STALE" => Some(AlarmKind::Stale),
             "FLAT" => Some(AlarmKind::Flatline),
+            "VOTE" => Some(AlarmKind::Voting),
+            "CORR" => Some(AlarmKind::Correlation),
+            "FLOOD" => Some(AlarmKind::Flood),
+            "CHAT" => Some(AlarmKind::Chattering),
             _ => None,
         }
     }
@@ -79,6 +119,10 @@ impl From<AlarmKind> for pb::AlarmKind {
             AlarmKind::Fault => pb::AlarmKind::Fault,
             AlarmKind::Stale => pb::AlarmKind::Stale,
             AlarmKind::Flatline => pb::AlarmKind::Flatline,
+            AlarmKind::Voting => pb::AlarmKind::Voting,
+            AlarmKind::Correlation => pb::AlarmKind::Correlation,
+            AlarmKind::Flood => pb::AlarmKind::Flood,
+            AlarmKind::Chattering => pb::AlarmKind::Chattering,
         }
     }
 }
@@ -139,8 +183,8 @@ impl From<pb::Priority> for Option<Priority> {
 /// A change of an alarm condition, decided by the rule engine in event time.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RuleEvent {
-    /// The point whose condition changed.
-    pub point: PointIdx,
+    /// What the condition is about.
+    pub source: AlarmSource,
     /// Which condition.
     pub kind: AlarmKind,
     /// True when the condition became active, false when it returned to normal.
@@ -156,12 +200,50 @@ pub struct RuleEvent {
     pub priority: Priority,
     /// For predicted-limit warnings: when the trend reaches the limit (ms).
     pub predicted_ms: Option<i64>,
+    /// A latching alarm (gas detection): once raised it stays until an
+    /// operator resets it, even after the condition clears.
+    pub latch: bool,
+    /// Suppressed by design: the source's unit is stopped or under overhaul.
+    /// Evaluated and recorded, not annunciated.
+    pub suppressed: bool,
 }
 
 impl RuleEvent {
-    /// A total order for deterministic output: event time, point, kind, then
-    /// raise before clear.
-    pub fn order_key(&self) -> (i64, PointIdx, AlarmKind, bool) {
-        (self.ts_ms, self.point, self.kind, !self.active)
+    /// An event with no predicted time, not latching, not suppressed.
+    pub fn new(
+        source: AlarmSource,
+        kind: AlarmKind,
+        active: bool,
+        ts_ms: i64,
+        value: f64,
+        limit: f64,
+        priority: Priority,
+    ) -> Self {
+        RuleEvent {
+            source,
+            kind,
+            active,
+            ts_ms,
+            value,
+            limit,
+            priority,
+            predicted_ms: None,
+            latch: false,
+            suppressed: false,
+        }
+    }
+
+    /// A total order for deterministic output: event time, source, kind,
+    /// then raise before clear.
+    pub fn order_key(&self) -> (i64, AlarmSource, AlarmKind, bool) {
+        (self.ts_ms, self.source, self.kind, !self.active)
+    }
+
+    /// The point, for events about a point.
+    pub fn point(&self) -> Option<PointIdx> {
+        match self.source {
+            AlarmSource::Point(p) => Some(p),
+            _ => None,
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::PointIdx;
+use crate::{AlarmSource, ConsoleIdx, PointIdx, UnitIdx};
 
 /// What a point measures. Decides per-kind defaults (deadband, delays).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -83,16 +83,39 @@ impl PointMeta {
     }
 }
 
-/// Every known point, addressable by name or by dense index.
+/// A unit (tank, tank farm, process unit): the source of voting and
+/// correlation alarms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitMeta {
+    /// Unit id, unique in the park.
+    pub id: Arc<str>,
+    /// Owning enterprise.
+    pub enterprise: Arc<str>,
+    /// Hazard source it belongs to.
+    pub hazard_source: Arc<str>,
+    /// The enterprise's console.
+    pub console: ConsoleIdx,
+}
+
+/// Every known point, addressable by name or by dense index, with the units
+/// and enterprise consoles the points belong to.
 ///
 /// Indices are assigned in insertion order and never reused, so a reading's
-/// [`PointIdx`] stays meaningful for the catalog's whole life.
+/// [`PointIdx`] stays meaningful for the catalog's whole life. Units and
+/// consoles (one per enterprise) are numbered as their first point arrives.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     points: Vec<PointMeta>,
     by_name: HashMap<Arc<str>, PointIdx>,
     /// Rank of each point in name order, for sorting archive files by point.
     name_rank: Vec<u32>,
+    /// Unit of each point.
+    point_unit: Vec<UnitIdx>,
+    units: Vec<UnitMeta>,
+    unit_by_name: HashMap<Arc<str>, UnitIdx>,
+    /// Enterprise id of each console.
+    consoles: Vec<Arc<str>>,
+    console_by_name: HashMap<Arc<str>, ConsoleIdx>,
 }
 
 impl Catalog {
@@ -113,14 +136,49 @@ impl Catalog {
     }
 
     fn put(&mut self, meta: PointMeta) -> PointIdx {
+        let unit = self.unit_for(&meta);
         if let Some(&idx) = self.by_name.get(&meta.id) {
             self.points[idx as usize] = meta;
+            self.point_unit[idx as usize] = unit;
             return idx;
         }
         let idx = PointIdx::try_from(self.points.len()).expect("fewer than 2^32 points");
         self.by_name.insert(meta.id.clone(), idx);
         self.points.push(meta);
+        self.point_unit.push(unit);
         idx
+    }
+
+    /// The index of the point's unit (and of its enterprise's console),
+    /// numbering them when new.
+    fn unit_for(&mut self, meta: &PointMeta) -> UnitIdx {
+        let console = match self.console_by_name.get(&meta.enterprise) {
+            Some(&c) => c,
+            None => {
+                let c = self.consoles.len() as ConsoleIdx;
+                self.consoles.push(meta.enterprise.clone());
+                self.console_by_name.insert(meta.enterprise.clone(), c);
+                c
+            }
+        };
+        let unit = UnitMeta {
+            id: meta.unit.clone(),
+            enterprise: meta.enterprise.clone(),
+            hazard_source: meta.hazard_source.clone(),
+            console,
+        };
+        match self.unit_by_name.get(&meta.unit) {
+            Some(&u) => {
+                self.units[u as usize] = unit;
+                u
+            }
+            None => {
+                let u = self.units.len() as UnitIdx;
+                self.unit_by_name.insert(meta.unit.clone(), u);
+                self.units.push(unit);
+                u
+            }
+        }
     }
 
     fn rebuild_ranks(&mut self) {
@@ -165,6 +223,84 @@ impl Catalog {
     /// True when no point is known.
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
+    }
+
+    /// The unit a point belongs to.
+    pub fn unit_of(&self, idx: PointIdx) -> UnitIdx {
+        self.point_unit[idx as usize]
+    }
+
+    /// The index of a unit id.
+    pub fn unit_lookup(&self, id: &str) -> Option<UnitIdx> {
+        self.unit_by_name.get(id).copied()
+    }
+
+    /// The description of a unit. Panics on an index this catalog did not
+    /// hand out.
+    pub fn unit(&self, idx: UnitIdx) -> &UnitMeta {
+        &self.units[idx as usize]
+    }
+
+    /// Number of units.
+    pub fn unit_count(&self) -> usize {
+        self.units.len()
+    }
+
+    /// The console (enterprise) of a point's unit.
+    pub fn console_of(&self, idx: PointIdx) -> ConsoleIdx {
+        self.unit(self.unit_of(idx)).console
+    }
+
+    /// The index of an enterprise's console.
+    pub fn console_lookup(&self, enterprise: &str) -> Option<ConsoleIdx> {
+        self.console_by_name.get(enterprise).copied()
+    }
+
+    /// Number of consoles (enterprises with points).
+    pub fn console_count(&self) -> usize {
+        self.consoles.len()
+    }
+
+    /// The id of an alarm source: the point, unit or enterprise id.
+    pub fn source_id(&self, source: AlarmSource) -> &str {
+        match source {
+            AlarmSource::Point(p) => &self.meta(p).id,
+            AlarmSource::Unit(u) => &self.unit(u).id,
+            AlarmSource::Console(c) => &self.consoles[c as usize],
+        }
+    }
+
+    /// Where an alarm source sits: (enterprise, hazard source, unit, point),
+    /// empty strings for the levels below the source.
+    pub fn source_place(&self, source: AlarmSource) -> [&str; 4] {
+        match source {
+            AlarmSource::Point(p) => {
+                let m = self.meta(p);
+                [&m.enterprise, &m.hazard_source, &m.unit, &m.id]
+            }
+            AlarmSource::Unit(u) => {
+                let m = self.unit(u);
+                [&m.enterprise, &m.hazard_source, &m.id, ""]
+            }
+            AlarmSource::Console(c) => [&self.consoles[c as usize], "", "", ""],
+        }
+    }
+
+    /// The console an alarm source reports to.
+    pub fn source_console(&self, source: AlarmSource) -> ConsoleIdx {
+        match source {
+            AlarmSource::Point(p) => self.console_of(p),
+            AlarmSource::Unit(u) => self.unit(u).console,
+            AlarmSource::Console(c) => c,
+        }
+    }
+
+    /// Parses a source id: a point id, else a unit id, else an enterprise id.
+    pub fn source_lookup(&self, id: &str) -> Option<AlarmSource> {
+        self.lookup(id)
+            .map(AlarmSource::Point)
+            .or_else(|| self.unit_lookup(id).map(AlarmSource::Unit))
+            .or_else(|| self.console_lookup(id).map(AlarmSource::Console))
     }
 
     /// All points with their indices, in index order.

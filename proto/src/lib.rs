@@ -24,9 +24,9 @@ pub mod alarm;
 pub mod catalog;
 pub mod reading;
 
-pub use alarm::{AlarmKind, Priority, RuleEvent};
-pub use catalog::{Catalog, PointKind, PointMeta};
-pub use reading::{PointIdx, Quality, Reading};
+pub use alarm::{AlarmKind, AlarmSource, Priority, RuleEvent};
+pub use catalog::{Catalog, PointKind, PointMeta, UnitMeta};
+pub use reading::{ConsoleIdx, PointIdx, Quality, Reading, UnitIdx};
 
 /// Generated protobuf and gRPC types of package `hazardwatch.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

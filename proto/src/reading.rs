@@ -8,6 +8,12 @@ use crate::pb;
 /// instead of the point's name so the dataflow moves 24-byte `Copy` records.
 pub type PointIdx = u32;
 
+/// Dense index of a unit in the [`crate::Catalog`].
+pub type UnitIdx = u32;
+
+/// Dense index of an enterprise's console in the [`crate::Catalog`].
+pub type ConsoleIdx = u32;
+
 /// Quality of a measurement, as the gateway judged it.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
@@ -20,6 +26,11 @@ pub enum Quality {
     Uncertain,
     /// Not a measurement of the process (sensor fault, wire break).
     Bad,
+    /// Not a measurement at all: the point's gateway announced it went
+    /// offline (its MQTT `status` topic, usually the last will). Made by the
+    /// service, never accepted from a gateway; the value is NaN. Archived
+    /// like any reading so that replay sees the same communication loss.
+    Offline,
 }
 
 impl Quality {
@@ -29,10 +40,19 @@ impl Quality {
             Quality::Good => "good",
             Quality::Uncertain => "uncertain",
             Quality::Bad => "bad",
+            Quality::Offline => "offline",
         }
     }
 
+    /// True for a measurement of the process that the limit and trend rules
+    /// may judge (good or uncertain); false for bad quality and offline
+    /// markers.
+    pub fn is_process_value(self) -> bool {
+        matches!(self, Quality::Good | Quality::Uncertain)
+    }
+
     /// Parses the JSON name (`good`, `uncertain`, `bad`), case-insensitively.
+    /// `offline` is not accepted: only the service makes offline markers.
     pub fn parse(s: &str) -> Option<Quality> {
         if s.eq_ignore_ascii_case("good") {
             Some(Quality::Good)
@@ -61,7 +81,7 @@ impl From<Quality> for pb::Quality {
         match q {
             Quality::Good => pb::Quality::Good,
             Quality::Uncertain => pb::Quality::Uncertain,
-            Quality::Bad => pb::Quality::Bad,
+            Quality::Bad | Quality::Offline => pb::Quality::Bad,
         }
     }
 }
@@ -73,7 +93,8 @@ pub struct Reading {
     pub point: PointIdx,
     /// Event time: the gateway's timestamp, Unix milliseconds.
     pub ts_ms: i64,
-    /// Value in the point's engineering unit; always finite.
+    /// Value in the point's engineering unit; finite, except NaN in
+    /// [`Quality::Offline`] markers.
     pub value: f64,
     /// The gateway's quality flag.
     pub quality: Quality,

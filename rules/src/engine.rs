@@ -2,10 +2,17 @@
 //!
 //! ```text
 //! EngineInput --(one bounded channel per worker)--> unordered input
-//!   --exchange by point--> per-point rules (limits, sensor fault; stale,
-//!   flatline, rate of change and predicted limit where configured) --concatenate, exchange to worker 0-->
-//!   gather: one epoch at a time, events sorted --> sink
+//!   --exchange by point--> point rules (limits, sensor fault, stale,
+//!       flatline, rate of change, predicted limit: one operator)
+//!   --exchange by unit--> unit rules (voting, correlation)
+//!   point + unit events --> unit state (suppression by design)
+//!   --exchange by console--> console rules (flood, chattering)
+//!   all events --exchange to worker 0--> gather: one epoch at a time,
+//!       events sorted --> sink
 //! ```
+//!
+//! Every stage judges an epoch by the rules the [`RuleBook`] has in force
+//! at it; [`EngineInput::reload`] adds a new rule set at the watermark.
 //!
 //! The feeder decides lateness: it keeps the watermark (the event time up to
 //! which input is complete), routes each reading to its worker, and turns
@@ -31,8 +38,13 @@ use timely::dataflow::operators::core::{Concatenate, UnorderedInput};
 use timely::dataflow::operators::generic::Operator;
 
 use crate::error::{Error, Result};
-use crate::operators::event_time::{EndOfInput, Epochs, PerPoint, point_hash};
-use crate::operators::{Fault, Flatline, PointTable, Predict, RateOfChange, Stale, Threshold};
+use crate::operators::event_time::{EachEvent, EndOfInput, Epochs, PerKey, Routed, point_hash};
+use crate::operators::unit_state::mark_suppressed;
+use crate::operators::{
+    Chattering, Correlation, Fault, Flatline, Flood, Predict, RateOfChange, Stale, Threshold,
+    Voting,
+};
+use crate::rule_set::{RuleBook, RuleSet};
 use crate::site::SiteModel;
 
 /// Messages waiting for one worker. Each carries a batch, so this bounds
@@ -148,6 +160,7 @@ pub struct Engine {
 
 /// The feeding side of the engine (see the module docs).
 pub struct EngineInput {
+    book: RuleBook,
     senders: Vec<Sender<WorkerMsg>>,
     threads: Vec<Thread>,
     epochs: Epochs,
@@ -177,13 +190,7 @@ impl Engine {
         let epochs = Epochs {
             epoch_ms: config.epoch_ms as i64,
         };
-        let rules = Arc::new(model.rules.clone());
-        let kinds: Arc<Vec<_>> = Arc::new(model.catalog.iter().map(|(_, m)| m.kind).collect());
-        // Trend operators only run where some point asks for them.
-        let has_roc = model.rules.iter().any(|r| r.roc.is_some());
-        let has_predict = model.rules.iter().any(|r| r.predict.is_some());
-        let has_stale = model.rules.iter().any(|r| r.stale_ms.is_some());
-        let has_flatline = model.rules.iter().any(|r| r.flatline.is_some());
+        let book = RuleBook::new(RuleSet::from_model(model));
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| bounded(WORKER_QUEUE_BATCHES)).unzip();
         let receivers: Arc<Vec<Receiver<WorkerMsg>>> = Arc::new(receivers);
@@ -194,56 +201,53 @@ impl Engine {
         } else {
             timely::Config::process(workers)
         };
+        let worker_book = book.clone();
         let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
             let rx = receivers[index].clone();
             let end: EndOfInput = Rc::new(Cell::new(None));
             let sink = sink.clone();
+            let book = worker_book.clone();
             let (mut handle, cap) = worker.dataflow::<u64, _, _>(|scope| {
                 let ((handle, cap), readings) =
                     scope.new_unordered_input::<CapacityContainerBuilder<Vec<Reading>>>();
-                let mut events = vec![readings.clone().per_point(
-                    epochs,
-                    Threshold::new(rules.clone()),
-                    Some(end.clone()),
-                )];
-                let table = PointTable {
-                    rules: rules.clone(),
-                    kinds: kinds.clone(),
-                };
-                events.push(readings.clone().per_point(
-                    epochs,
-                    Fault::new(table.clone()),
-                    Some(end.clone()),
-                ));
-                if has_stale {
-                    events.push(readings.clone().per_point(
+                // Every rule runs, whether or not the current model uses it,
+                // so that a reloaded model can: a rule with nothing
+                // configured for a key returns at once.
+                let point_rules = (
+                    Threshold,
+                    (Fault, (Stale, (Flatline, (RateOfChange, Predict)))),
+                );
+                let point_events =
+                    readings.per_key(epochs, point_rules, book.clone(), Some(end.clone()));
+                let unit_events = point_events
+                    .clone()
+                    .each_event("ToUnit", book.clone(), |rules, e| {
+                        let unit = rules.unit_of(e.source)?;
+                        let u = rules.unit(unit)?;
+                        (u.voting.is_some() || u.correlation.is_some()).then_some(Routed {
+                            key: unit,
+                            event: *e,
+                        })
+                    })
+                    .per_key(
                         epochs,
-                        Stale::new(table.clone()),
+                        (Voting, Correlation),
+                        book.clone(),
                         Some(end.clone()),
-                    ));
-                }
-                if has_flatline {
-                    events.push(readings.clone().per_point(
-                        epochs,
-                        Flatline::new(table.clone()),
-                        Some(end.clone()),
-                    ));
-                }
-                if has_roc {
-                    events.push(readings.clone().per_point(
-                        epochs,
-                        RateOfChange::new(table.clone()),
-                        Some(end.clone()),
-                    ));
-                }
-                if has_predict {
-                    events.push(readings.per_point(
-                        epochs,
-                        Predict::new(table.clone()),
-                        Some(end.clone()),
-                    ));
-                }
+                    );
+                let marked =
+                    mark_suppressed(scope.concatenate([point_events, unit_events]), book.clone());
+                let console_events = marked
+                    .clone()
+                    .each_event("ToConsole", book.clone(), |rules, e| {
+                        Some(Routed {
+                            key: rules.console_of(e.source)?,
+                            event: *e,
+                        })
+                    })
+                    .per_key(epochs, (Flood, Chattering), book.clone(), Some(end.clone()));
+                let events = vec![marked, console_events];
                 scope
                     .concatenate(events)
                     .sink(Exchange::new(|_: &RuleEvent| 0), "Gather", {
@@ -333,6 +337,7 @@ impl Engine {
         let threads = threads.into_iter().flatten().collect();
         Ok(Engine {
             input: EngineInput {
+                book,
                 senders,
                 threads,
                 epochs,
@@ -406,6 +411,23 @@ impl EngineInput {
                 self.deliver(w, WorkerMsg::Readings(batch));
             }
         }
+    }
+
+    /// Makes a new site model's rules apply from the watermark's epoch on:
+    /// readings before it were judged by the old rules, readings from it on
+    /// are judged by the new. Per-point and per-unit state carries over (a
+    /// point whose limit moved is judged against the new limit at its next
+    /// reading; a limit that was removed returns to normal then), so
+    /// unchanged points keep their alarms exactly.
+    ///
+    /// The model must extend the one the engine started with: points and
+    /// units keep their indices (a [`hazardwatch_proto::Catalog`] never
+    /// reuses one), new ones are appended.
+    pub fn reload(&mut self, model: &SiteModel) {
+        self.book.publish(
+            self.epochs.of(self.watermark_ms),
+            RuleSet::from_model(model),
+        );
     }
 
     /// Moves the watermark forward to `watermark_ms` (never back); workers'

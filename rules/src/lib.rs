@@ -4,8 +4,9 @@
 //! - [`site`]: the TOML site model (park > enterprise > hazard source > unit >
 //!   point) and its validation, with errors that name file, line and field.
 //! - [`engine`]: starts timely workers and feeds them readings in event time.
-//! - [`operators`]: the rules, each a [`operators::PointLogic`] run by the
+//! - [`operators`]: the rules, each a [`operators::KeyedLogic`] run by the
 //!   shared event-time mechanics.
+//! - [`rule_set`]: the rules in force, by the epoch from which they apply.
 //! - [`alarms`]: the table of active alarms and their ISA-18.2 states.
 //!
 //! ```
@@ -49,6 +50,7 @@ pub mod alarms;
 pub mod engine;
 pub mod error;
 pub mod operators;
+pub mod rule_set;
 pub mod site;
 
 pub use engine::{Collector, Engine, EngineConfig, EngineInput, EventSink};

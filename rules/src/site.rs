@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use hazardwatch_proto::{AlarmKind, Catalog, PointIdx, PointKind, PointMeta, Priority};
+use hazardwatch_proto::{AlarmKind, Catalog, PointIdx, PointKind, PointMeta, Priority, UnitIdx};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -65,9 +65,81 @@ pub struct UnitSpec {
     /// Display name.
     #[serde(default)]
     pub name: String,
+    /// Operating state; a stopped unit or one under overhaul has its alarms
+    /// suppressed by design (default `running`).
+    #[serde(default)]
+    pub state: UnitState,
+    /// k-of-N voting of the unit's gas detectors, e.g.
+    /// `voting = { k = 2 }`.
+    pub voting: Option<Spanned<VotingSpec>>,
+    /// Temperature and pressure rising together, e.g.
+    /// `correlation = { window_s = 300 }`.
+    pub correlation: Option<Spanned<CorrelationSpec>>,
     /// The unit's measured points.
     #[serde(default)]
     pub point: Vec<PointSpec>,
+}
+
+/// Operating state of a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitState {
+    /// In operation: alarms annunciate.
+    #[default]
+    Running,
+    /// Shut down: alarms are suppressed by design.
+    Stopped,
+    /// Under maintenance: alarms are suppressed by design.
+    Overhaul,
+    /// Trial production: alarms annunciate.
+    Trial,
+}
+
+impl UnitState {
+    /// True when the unit's alarms are suppressed by design.
+    pub fn suppresses(self) -> bool {
+        matches!(self, UnitState::Stopped | UnitState::Overhaul)
+    }
+}
+
+/// `voting = { ... }` on a unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VotingSpec {
+    /// How many detectors at the first level confirm a leak (at least 2).
+    pub k: usize,
+    /// The voting detectors (default: every gas point of the unit with a
+    /// first level `h`).
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// Priority of the unit alarm (default `high`).
+    #[serde(default = "high")]
+    pub priority: Priority,
+}
+
+fn high() -> Priority {
+    Priority::High
+}
+
+/// `correlation = { ... }` on a unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrelationSpec {
+    /// The temperature point (default: the unit's only temperature point).
+    pub temperature: Option<String>,
+    /// The pressure point (default: the unit's only pressure point).
+    pub pressure: Option<String>,
+    /// Both must start rising within this many seconds of each other
+    /// (default 300).
+    #[serde(default = "default_correlation_window")]
+    pub window_s: f64,
+    /// Priority of the unit alarm (default `high`).
+    #[serde(default = "high")]
+    pub priority: Priority,
+}
+
+fn default_correlation_window() -> f64 {
+    300.0
 }
 
 /// One measured point and its alarm configuration.
@@ -113,6 +185,9 @@ pub struct PointSpec {
     /// Toxic gas: the occupational exposure limit in the point's unit; its
     /// alarm levels are checked against it (GB/T 50493).
     pub oel: Option<Spanned<f64>>,
+    /// Gas detectors: the H and HH alarms latch until an operator resets
+    /// them (default true for gas points; only gas points may latch).
+    pub latch: Option<Spanned<bool>>,
     /// Rate-of-change alarm, e.g. `roc = { limit_per_min = 0.5, window_s = 60 }`.
     pub roc: Option<Spanned<RocSpec>>,
     /// Predicted-limit early warning, e.g. `predict = { horizon_s = 600 }`.
@@ -290,6 +365,43 @@ pub struct PointRules {
     pub roc: Option<RocRules>,
     /// Predicted HH/LL early warning, when configured.
     pub predict: Option<PredictRules>,
+    /// The limit alarms latch until reset (gas detection).
+    pub latch: bool,
+}
+
+/// Validated voting parameters of a unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VotingRules {
+    /// Detectors at the first level that confirm a leak.
+    pub k: usize,
+    /// The voting detectors.
+    pub members: Vec<PointIdx>,
+    /// Priority of the unit alarm.
+    pub priority: Priority,
+}
+
+/// Validated correlation parameters of a unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorrelationRules {
+    /// The temperature point.
+    pub temperature: PointIdx,
+    /// The pressure point.
+    pub pressure: PointIdx,
+    /// Largest gap between the two rises, ms.
+    pub window_ms: i64,
+    /// Priority of the unit alarm.
+    pub priority: Priority,
+}
+
+/// The validated rules of one unit.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UnitRules {
+    /// Operating state.
+    pub state: UnitState,
+    /// Voting, when configured.
+    pub voting: Option<VotingRules>,
+    /// Correlation, when configured.
+    pub correlation: Option<CorrelationRules>,
 }
 
 /// A unit in the validated model.
@@ -340,6 +452,8 @@ pub struct SiteModel {
     pub catalog: Catalog,
     /// Rule parameters, indexed by [`PointIdx`].
     pub rules: Vec<PointRules>,
+    /// Unit rules, indexed by [`UnitIdx`] (the catalog's unit numbering).
+    pub units: Vec<UnitRules>,
 }
 
 /// A configuration file's text and path, for turning byte spans into
@@ -641,7 +755,21 @@ impl Checker<'_> {
                 window_ms: ms(v.window_s),
             })
         });
+        let gas = matches!(p.kind, PointKind::CombustibleGas | PointKind::ToxicGas);
+        let latch = match &p.latch {
+            Some(l) if *l.get_ref() && !gas => {
+                self.err(
+                    l.span(),
+                    field("latch"),
+                    "only gas detectors latch (GB/T 50493)".into(),
+                );
+                false
+            }
+            Some(l) => *l.get_ref(),
+            None => gas,
+        };
         PointRules {
+            latch,
             range: (lo, hi),
             limits,
             deadband,
@@ -656,6 +784,143 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// Checks a unit's voting and correlation against its points (`first`
+    /// is the index of its first point).
+    fn unit(&mut self, u: &UnitSpec, first: PointIdx, rules: &[PointRules]) -> UnitRules {
+        let unit = u.id.get_ref();
+        let field = |f: &str| format!("unit {unit}: {f}");
+        let idx_of = |name: &str| {
+            u.point
+                .iter()
+                .position(|p| p.id.get_ref() == name)
+                .map(|i| (first + i as PointIdx, &u.point[i]))
+        };
+        let has_h = |p: &PointSpec| p.h.is_some();
+        let gas = |p: &PointSpec| matches!(p.kind, PointKind::CombustibleGas | PointKind::ToxicGas);
+        let voting = u.voting.as_ref().and_then(|v| {
+            let spec = v.get_ref();
+            let mut members = Vec::new();
+            if spec.members.is_empty() {
+                for (i, p) in u.point.iter().enumerate() {
+                    if gas(p) && has_h(p) {
+                        members.push(first + i as PointIdx);
+                    }
+                }
+            } else {
+                for m in &spec.members {
+                    match idx_of(m) {
+                        Some((i, p)) if gas(p) && has_h(p) => members.push(i),
+                        Some(_) => self.err(
+                            v.span(),
+                            field("voting.members"),
+                            format!("`{m}` is not a gas detector with a first level `h`"),
+                        ),
+                        None => self.err(
+                            v.span(),
+                            field("voting.members"),
+                            format!("`{m}` is not a point of this unit"),
+                        ),
+                    }
+                }
+                let before = members.len();
+                members.sort_unstable();
+                members.dedup();
+                if members.len() != before {
+                    self.err(
+                        v.span(),
+                        field("voting.members"),
+                        "a detector is listed twice".into(),
+                    );
+                }
+            }
+            if members.len() < 2 || spec.k < 2 || spec.k > members.len() {
+                self.err(
+                    v.span(),
+                    field("voting.k"),
+                    format!(
+                        "k = {} must be from 2 to the number of voting gas detectors ({})",
+                        spec.k,
+                        members.len()
+                    ),
+                );
+                return None;
+            }
+            Some(VotingRules {
+                k: spec.k,
+                members,
+                priority: spec.priority,
+            })
+        });
+        let correlation = u.correlation.as_ref().and_then(|c| {
+            let spec = c.get_ref();
+            let mut pick = |named: &Option<String>, kind: PointKind, what: &str| {
+                let found = match named {
+                    Some(n) => idx_of(n).filter(|(_, p)| p.kind == kind),
+                    None => {
+                        let mut of_kind =
+                            u.point.iter().enumerate().filter(|(_, p)| p.kind == kind);
+                        match (of_kind.next(), of_kind.next()) {
+                            (Some((i, p)), None) => Some((first + i as PointIdx, p)),
+                            _ => None,
+                        }
+                    }
+                };
+                match found {
+                    Some((i, _)) if rules.get(i as usize).is_some_and(|r| r.roc.is_some()) => {
+                        Some(i)
+                    }
+                    Some((_, p)) => {
+                        self.err(
+                            c.span(),
+                            field(&format!("correlation.{what}")),
+                            format!("`{}` needs a rate-of-change rule (`roc`)", p.id.get_ref()),
+                        );
+                        None
+                    }
+                    None => {
+                        self.err(
+                            c.span(),
+                            field(&format!("correlation.{what}")),
+                            match named {
+                                Some(n) => {
+                                    format!("`{n}` is not a {} point of this unit", kind.as_str())
+                                }
+                                None => {
+                                    format!("name the {what} point: the unit has not exactly one")
+                                }
+                            },
+                        );
+                        None
+                    }
+                }
+            };
+            let t = pick(&spec.temperature, PointKind::Temperature, "temperature");
+            let p = pick(&spec.pressure, PointKind::Pressure, "pressure");
+            if !(spec.window_s.is_finite() && spec.window_s > 0.0 && spec.window_s <= 86_400.0) {
+                self.err(
+                    c.span(),
+                    field("correlation.window_s"),
+                    format!(
+                        "{} must be more than 0 and at most 86400 seconds",
+                        spec.window_s
+                    ),
+                );
+                return None;
+            }
+            Some(CorrelationRules {
+                temperature: t?,
+                pressure: p?,
+                window_ms: (spec.window_s * 1000.0).round() as i64,
+                priority: spec.priority,
+            })
+        });
+        UnitRules {
+            state: u.state,
+            voting,
+            correlation,
+        }
+    }
+
     /// GB/T 50493-2019 alarm levels: combustible gas first level (H) at most
     /// 25 %LEL and second level (HH) at most 50 %LEL; toxic gas first level
     /// at most 100 % and second at most 200 % of the occupational exposure
@@ -810,6 +1075,7 @@ impl SiteModel {
         }
         let mut metas = Vec::new();
         let mut rules = Vec::new();
+        let mut unit_rules = Vec::new();
         let mut enterprises = Vec::new();
         for e in &spec.enterprise {
             c.id("enterprise", &e.id, false);
@@ -827,6 +1093,7 @@ impl SiteModel {
                 let mut units = Vec::new();
                 for u in &hs.unit {
                     c.id("unit", &u.id, true);
+                    let first = metas.len() as PointIdx;
                     let mut points = Vec::new();
                     for p in &u.point {
                         let r = c.point(p, &defaults);
@@ -841,6 +1108,7 @@ impl SiteModel {
                         ));
                         rules.push(r);
                     }
+                    unit_rules.push((u.id.get_ref().clone(), c.unit(u, first, &rules)));
                     units.push(UnitInfo {
                         id: u.id.get_ref().clone(),
                         name: u.name.clone(),
@@ -865,12 +1133,20 @@ impl SiteModel {
         }
         let mut catalog = Catalog::default();
         catalog.extend(metas);
+        // Units without points have no index and no alarms.
+        let mut units = vec![UnitRules::default(); catalog.unit_count()];
+        for (id, r) in unit_rules {
+            if let Some(u) = catalog.unit_lookup(&id) {
+                units[u as usize] = r;
+            }
+        }
         Ok(SiteModel {
             park_id: spec.park.id.get_ref().clone(),
             park_name: spec.park.name.clone(),
             enterprises,
             catalog,
             rules,
+            units,
         })
     }
 
@@ -882,5 +1158,10 @@ impl SiteModel {
     /// Number of points.
     pub fn point_count(&self) -> usize {
         self.rules.len()
+    }
+
+    /// Rules of a unit.
+    pub fn unit_rules(&self, idx: UnitIdx) -> &UnitRules {
+        &self.units[idx as usize]
     }
 }

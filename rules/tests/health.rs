@@ -54,7 +54,7 @@ fn reading(model: &SiteModel, point: &str, ts_ms: i64, value: f64) -> Reading {
 fn of(events: &[RuleEvent], point: u32, kind: AlarmKind) -> Vec<(bool, i64)> {
     events
         .iter()
-        .filter(|e| e.point == point && e.kind == kind)
+        .filter(|e| e.point() == Some(point) && e.kind == kind)
         .map(|e| (e.active, e.ts_ms))
         .collect()
 }
@@ -89,7 +89,7 @@ fn a_silent_gateway_makes_its_points_stale_without_any_reading_arriving() {
     );
     let gas_stale = events
         .iter()
-        .find(|e| e.point == gt && e.kind == AlarmKind::Stale)
+        .find(|e| e.point() == Some(gt) && e.kind == AlarmKind::Stale)
         .unwrap();
     assert_eq!(gas_stale.priority, Priority::High);
     // Temperature: stale turned off in [defaults.temperature].

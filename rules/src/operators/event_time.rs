@@ -1,24 +1,29 @@
-//! The event-time mechanics shared by every per-point rule.
+//! The event-time mechanics shared by every rule.
 //!
 //! Timely's own time is a coarse *epoch* (`ts_ms / epoch_ms`); the exact
-//! millisecond stays inside each [`Reading`]. Readings are exchanged by point
-//! and stashed per epoch. Once the input frontier has passed an epoch, no
-//! more readings of it can arrive, so the operator sorts that epoch's
-//! readings by (point, time) and runs them through the rule's per-point
-//! state, firing event-time timers (on-delays, later stale and flatline
-//! checks) in their place between readings. The result therefore depends
-//! only on the readings, never on their arrival order or the worker count.
+//! millisecond stays inside each record. Records (readings keyed by point,
+//! or rule events keyed by unit or console) are exchanged by key and stashed
+//! per epoch. Once the input frontier has passed an epoch, no more records
+//! of it can arrive, so the operator sorts that epoch's records by (key,
+//! time) and runs them through the rule's per-key state, firing event-time
+//! timers (on-delays, stale and flatline checks, window ends) in their place
+//! between records. The result therefore depends only on the records, never
+//! on their arrival order or the worker count. Each epoch is judged by the
+//! rules the [`RuleBook`] has in force at it.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use hazardwatch_proto::{PointIdx, Reading, RuleEvent};
+use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
+
+use crate::rule_set::{RuleBook, RuleSet};
 
 /// Converts between event-time milliseconds and timely epochs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,9 +56,10 @@ pub struct Scheduled {
 }
 
 impl Scheduled {
-    /// Asks for [`PointLogic::on_timer`] at event time `due_ms` for the point
-    /// being handled. A rule that no longer wants a timer ignores it when it
-    /// fires (compare `due_ms` with what the state expects).
+    /// Asks for [`KeyedLogic::on_timer`] at event time `due_ms` for the key
+    /// being handled. A rule must ignore a timer it no longer wants or did
+    /// not set (compare `due_ms` with what its state expects): timers are
+    /// per key, shared by rules composed into one operator.
     pub fn at(&mut self, due_ms: i64) {
         self.dues.push(due_ms);
     }
@@ -94,60 +100,124 @@ impl Deadline {
     }
 }
 
-/// A rule on one point, driven in event time.
-pub trait PointLogic: 'static {
-    /// What the rule remembers about a point between readings.
+/// A record the event-time mechanics can route and order.
+pub trait Timed: timely::ExchangeData {
+    /// What per-key state is kept by.
+    type Key: Copy + Ord + std::hash::Hash + 'static;
+    /// The record's key.
+    fn key(&self) -> Self::Key;
+    /// Event time, Unix ms.
+    fn ts_ms(&self) -> i64;
+    /// The hash the exchange routes by (the same key, the same worker).
+    fn route(&self) -> u64;
+    /// Sorts records by key, then event time, then a tie-break that makes
+    /// the order total.
+    fn sort(records: &mut [Self]);
+}
+
+impl Timed for Reading {
+    type Key = PointIdx;
+    fn key(&self) -> PointIdx {
+        self.point
+    }
+    fn ts_ms(&self) -> i64 {
+        self.ts_ms
+    }
+    fn route(&self) -> u64 {
+        point_hash(self.point)
+    }
+    fn sort(records: &mut [Self]) {
+        records.sort_unstable_by_key(Reading::order_key);
+    }
+}
+
+/// A rule event on its way to the rule that judges a whole unit or console:
+/// `key` is the unit or console index.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Routed {
+    /// Unit or console index.
+    pub key: u32,
+    /// The event.
+    pub event: RuleEvent,
+}
+
+impl Timed for Routed {
+    type Key = u32;
+    fn key(&self) -> u32 {
+        self.key
+    }
+    fn ts_ms(&self) -> i64 {
+        self.event.ts_ms
+    }
+    fn route(&self) -> u64 {
+        point_hash(self.key)
+    }
+    fn sort(records: &mut [Self]) {
+        records.sort_unstable_by_key(|r| (r.key, r.event.order_key()));
+    }
+}
+
+/// A rule over keyed records (a point's readings, a unit's or a console's
+/// events), driven in event time.
+pub trait KeyedLogic: 'static {
+    /// What the rule consumes.
+    type Input: Timed;
+    /// What the rule remembers about a key between records.
     type State: Default + 'static;
 
-    /// Handles one reading of a point, in event-time order.
-    fn on_reading(
+    /// Handles one record, in event-time order, under the rules in force.
+    fn on_input(
         &self,
+        rules: &RuleSet,
         state: &mut Self::State,
-        reading: &Reading,
+        input: &Self::Input,
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     );
 
-    /// Handles a timer the rule scheduled for this point.
+    /// Handles a timer the rule scheduled for this key.
     fn on_timer(
         &self,
+        rules: &RuleSet,
         state: &mut Self::State,
-        point: PointIdx,
+        key: <Self::Input as Timed>::Key,
         due_ms: i64,
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     );
 }
 
-/// Mixes a point index so that the exchange spreads points evenly over
-/// workers whatever their numbering.
+/// Mixes a point (or unit, console) index so that the exchange spreads keys
+/// evenly over workers whatever their numbering.
 pub fn point_hash(point: PointIdx) -> u64 {
     (u64::from(point) ^ 0x5851_f42d_4c95_7f2d).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 17
 }
 
-/// Extension trait: run a [`PointLogic`] over a stream of readings.
-pub trait PerPoint<'scope> {
-    /// Exchanges readings by point and applies `logic` in event-time order,
+/// Extension trait: run a [`KeyedLogic`] over a stream of its records.
+pub trait PerKey<'scope, D: Timed> {
+    /// Exchanges records by key and applies `logic` in event-time order,
     /// emitting the rule's events at the epoch they belong to, sorted.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
-    /// use hazardwatch_proto::{AlarmKind, PointIdx, Priority, Quality, Reading, RuleEvent};
-    /// use hazardwatch_rules::operators::{Epochs, PerPoint, PointLogic, Scheduled};
+    /// use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Priority, Quality, Reading, RuleEvent};
+    /// use hazardwatch_rules::operators::{Epochs, KeyedLogic, PerKey, Scheduled};
+    /// use hazardwatch_rules::rule_set::{RuleBook, RuleSet};
     /// use timely::dataflow::operators::{Inspect, ToStream};
     ///
     /// /// Raises an event at the first reading above 10 of each point.
     /// struct FirstAbove10;
-    /// impl PointLogic for FirstAbove10 {
+    /// impl KeyedLogic for FirstAbove10 {
+    ///     type Input = Reading;
     ///     type State = bool;
-    ///     fn on_reading(&self, seen: &mut bool, r: &Reading, _: &mut Scheduled, out: &mut Vec<RuleEvent>) {
+    ///     fn on_input(&self, _: &RuleSet, seen: &mut bool, r: &Reading, _: &mut Scheduled, out: &mut Vec<RuleEvent>) {
     ///         if r.value > 10.0 && !*seen {
     ///             *seen = true;
-    ///             out.push(RuleEvent { point: r.point, kind: AlarmKind::High, active: true,
-    ///                 ts_ms: r.ts_ms, value: r.value, limit: 10.0, priority: Priority::Medium, predicted_ms: None });
+    ///             out.push(RuleEvent::new(AlarmSource::Point(r.point), AlarmKind::High, true,
+    ///                 r.ts_ms, r.value, 10.0, Priority::Medium));
     ///         }
     ///     }
-    ///     fn on_timer(&self, _: &mut bool, _: PointIdx, _: i64, _: &mut Scheduled, _: &mut Vec<RuleEvent>) {}
+    ///     fn on_timer(&self, _: &RuleSet, _: &mut bool, _: PointIdx, _: i64, _: &mut Scheduled, _: &mut Vec<RuleEvent>) {}
     /// }
     /// // Out of order on purpose: the rule still sees 250 ms before 300 ms.
     /// let readings: Vec<Reading> = [(300, 12.0), (100, 5.0), (250, 11.0)]
@@ -157,36 +227,38 @@ pub trait PerPoint<'scope> {
     /// let out = seen.clone();
     /// timely::example(move |scope| {
     ///     readings.to_stream(scope)
-    ///         .per_point(Epochs { epoch_ms: 1000 }, FirstAbove10, None)
+    ///         .per_key(Epochs { epoch_ms: 1000 }, FirstAbove10, RuleBook::new(RuleSet::default()), None)
     ///         .inspect(move |e| out.lock().unwrap().push(e.ts_ms));
     /// });
     /// assert_eq!(*seen.lock().unwrap(), vec![250]);
     /// ```
-    fn per_point<L: PointLogic>(
+    fn per_key<L: KeyedLogic<Input = D>>(
         self,
         epochs: Epochs,
         logic: L,
+        book: RuleBook,
         end: Option<EndOfInput>,
     ) -> Stream<'scope, u64, Vec<RuleEvent>>;
 }
 
-impl<'scope> PerPoint<'scope> for Stream<'scope, u64, Vec<Reading>> {
-    fn per_point<L: PointLogic>(
+impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
+    fn per_key<L: KeyedLogic<Input = D>>(
         self,
         epochs: Epochs,
         logic: L,
+        book: RuleBook,
         end: Option<EndOfInput>,
     ) -> Stream<'scope, u64, Vec<RuleEvent>> {
-        let pact = Exchange::new(|r: &Reading| point_hash(r.point));
+        let pact = Exchange::new(|r: &D| r.route());
         self.unary_frontier::<CapacityContainerBuilder<Vec<RuleEvent>>, _, _, _>(
             pact,
-            "PerPoint",
+            "PerKey",
             move |_initial, _info| {
-                let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Reading>)> = BTreeMap::new();
-                let mut states: HashMap<PointIdx, L::State> = HashMap::new();
-                // Pending timers as (due, point), and one capability at the
+                let mut stash: BTreeMap<u64, (Capability<u64>, Vec<D>)> = BTreeMap::new();
+                let mut states: HashMap<D::Key, L::State> = HashMap::new();
+                // Pending timers as (due, key), and one capability at the
                 // epoch of the earliest, so their events can still be sent.
-                let mut timers: BTreeSet<(i64, PointIdx)> = BTreeSet::new();
+                let mut timers: BTreeSet<(i64, D::Key)> = BTreeSet::new();
                 let mut timer_cap: Option<Capability<u64>> = None;
                 let mut events: Vec<RuleEvent> = Vec::new();
                 move |(input, frontier), output| {
@@ -226,7 +298,7 @@ impl<'scope> PerPoint<'scope> for Stream<'scope, u64, Vec<Reading>> {
                             timers.clear();
                             break;
                         }
-                        let (cap, mut readings) = match stash.remove(&epoch) {
+                        let (cap, mut records) = match stash.remove(&epoch) {
                             Some((c, r)) => (c, r),
                             None => match &timer_cap {
                                 Some(tc) => (tc.delayed(&epoch), Vec::new()),
@@ -235,8 +307,9 @@ impl<'scope> PerPoint<'scope> for Stream<'scope, u64, Vec<Reading>> {
                         };
                         run_epoch(
                             &logic,
+                            &book.at(epoch),
                             epochs.end(epoch),
-                            &mut readings,
+                            &mut records,
                             &mut states,
                             &mut timers,
                             &mut events,
@@ -257,20 +330,21 @@ impl<'scope> PerPoint<'scope> for Stream<'scope, u64, Vec<Reading>> {
     }
 }
 
-/// Runs one complete epoch: each point's readings in time order, with its
+/// Runs one complete epoch: each key's records in time order, with its
 /// timers due before the epoch's end fired in their place (a timer fires
-/// before a reading of the same millisecond).
-fn run_epoch<L: PointLogic>(
+/// before a record of the same millisecond).
+fn run_epoch<L: KeyedLogic>(
     logic: &L,
+    rules: &RuleSet,
     epoch_end: i64,
-    readings: &mut [Reading],
-    states: &mut HashMap<PointIdx, L::State>,
-    timers: &mut BTreeSet<(i64, PointIdx)>,
+    records: &mut [L::Input],
+    states: &mut HashMap<<L::Input as Timed>::Key, L::State>,
+    timers: &mut BTreeSet<(i64, <L::Input as Timed>::Key)>,
     events: &mut Vec<RuleEvent>,
 ) {
-    readings.sort_unstable_by_key(Reading::order_key);
-    // Timers due in this epoch, per point.
-    let mut due: BTreeMap<PointIdx, BTreeSet<i64>> = BTreeMap::new();
+    Timed::sort(records);
+    // Timers due in this epoch, per key.
+    let mut due: BTreeMap<<L::Input as Timed>::Key, BTreeSet<i64>> = BTreeMap::new();
     while let Some(&(t, p)) = timers.first() {
         if t >= epoch_end {
             break;
@@ -280,10 +354,10 @@ fn run_epoch<L: PointLogic>(
     }
     let mut scheduled = Scheduled::default();
     let mut i = 0;
-    while i < readings.len() || !due.is_empty() {
-        // The next point to handle: the smaller of the next reading's point
-        // and the first point with a due timer.
-        let p_read = readings.get(i).map(|r| r.point);
+    while i < records.len() || !due.is_empty() {
+        // The next key to handle: the smaller of the next record's key and
+        // the first key with a due timer.
+        let p_read = records.get(i).map(|r| r.key());
         let p_due = due.keys().next().copied();
         let point = match (p_read, p_due) {
             (Some(a), Some(b)) => a.min(b),
@@ -293,20 +367,20 @@ fn run_epoch<L: PointLogic>(
         let mut mine = due.remove(&point).unwrap_or_default();
         let state = states.entry(point).or_default();
         loop {
-            let next_reading = readings.get(i).filter(|r| r.point == point);
+            let next_record = records.get(i).filter(|r| r.key() == point);
             let next_due = mine.first().copied();
-            match (next_reading, next_due) {
-                (Some(r), Some(t)) if t <= r.ts_ms => {
+            match (next_record, next_due) {
+                (Some(r), Some(t)) if t <= r.ts_ms() => {
                     mine.pop_first();
-                    logic.on_timer(state, point, t, &mut scheduled, events);
+                    logic.on_timer(rules, state, point, t, &mut scheduled, events);
                 }
                 (Some(r), _) => {
                     i += 1;
-                    logic.on_reading(state, r, &mut scheduled, events);
+                    logic.on_input(rules, state, r, &mut scheduled, events);
                 }
                 (None, Some(t)) => {
                     mine.pop_first();
-                    logic.on_timer(state, point, t, &mut scheduled, events);
+                    logic.on_timer(rules, state, point, t, &mut scheduled, events);
                 }
                 (None, None) => break,
             }
@@ -318,5 +392,96 @@ fn run_epoch<L: PointLogic>(
                 }
             }
         }
+    }
+}
+
+/// Two rules over the same records run as one operator: one exchange, one
+/// state per key holding both rules' states. Each rule sees every record;
+/// a timer goes to both, and each ignores timers it did not set (the
+/// [`Scheduled`] contract), so composing changes no rule's result.
+impl<A, B> KeyedLogic for (A, B)
+where
+    A: KeyedLogic,
+    B: KeyedLogic<Input = A::Input>,
+{
+    type Input = A::Input;
+    type State = (A::State, B::State);
+
+    fn on_input(
+        &self,
+        rules: &RuleSet,
+        state: &mut Self::State,
+        input: &Self::Input,
+        timers: &mut Scheduled,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        self.0.on_input(rules, &mut state.0, input, timers, out);
+        self.1.on_input(rules, &mut state.1, input, timers, out);
+    }
+
+    fn on_timer(
+        &self,
+        rules: &RuleSet,
+        state: &mut Self::State,
+        key: <Self::Input as Timed>::Key,
+        due_ms: i64,
+        timers: &mut Scheduled,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        self.0
+            .on_timer(rules, &mut state.0, key, due_ms, timers, out);
+        self.1
+            .on_timer(rules, &mut state.1, key, due_ms, timers, out);
+    }
+}
+
+/// Extension trait: a stateless step over rule events that may look at the
+/// rules in force at each event's epoch.
+pub trait EachEvent<'scope> {
+    /// Applies `f` to every event with the rules of its epoch, keeping what
+    /// it returns (no exchange: events stay on their worker).
+    fn each_event<D: Clone + 'static, F>(
+        self,
+        name: &str,
+        book: RuleBook,
+        f: F,
+    ) -> Stream<'scope, u64, Vec<D>>
+    where
+        F: Fn(&RuleSet, &RuleEvent) -> Option<D> + 'static;
+}
+
+impl<'scope> EachEvent<'scope> for Stream<'scope, u64, Vec<RuleEvent>> {
+    fn each_event<D: Clone + 'static, F>(
+        self,
+        name: &str,
+        book: RuleBook,
+        f: F,
+    ) -> Stream<'scope, u64, Vec<D>>
+    where
+        F: Fn(&RuleSet, &RuleEvent) -> Option<D> + 'static,
+    {
+        self.unary::<CapacityContainerBuilder<Vec<D>>, _, _, _>(
+            timely::dataflow::channels::pact::Pipeline,
+            name,
+            move |_, _| {
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        let Some(&time) = cap.least() else { return };
+                        let Some(cap) = cap.retain_least(output.output_index()) else {
+                            return;
+                        };
+                        let rules = book.at(time);
+                        let mut session = output.session(&cap);
+                        for batch in data {
+                            for e in batch.iter() {
+                                if let Some(d) = f(&rules, e) {
+                                    session.give(d);
+                                }
+                            }
+                        }
+                    });
+                }
+            },
+        )
     }
 }

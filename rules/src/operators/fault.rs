@@ -5,37 +5,34 @@
 
 use hazardwatch_proto::{AlarmKind, PointIdx, Quality, Reading, RuleEvent};
 
-use crate::operators::event_time::{PointLogic, Scheduled};
-use crate::operators::health::PointTable;
+use crate::operators::event_time::{KeyedLogic, Scheduled};
+use crate::rule_set::RuleSet;
 
 /// The fault rule over every point.
-#[derive(Debug, Clone)]
-pub struct Fault {
-    table: PointTable,
-}
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fault;
 
-impl Fault {
-    /// The rule over the point table.
-    pub fn new(table: PointTable) -> Self {
-        Fault { table }
-    }
-}
-
-impl PointLogic for Fault {
+impl KeyedLogic for Fault {
+    type Input = Reading;
     /// Whether the fault alarm is active.
     type State = bool;
 
-    fn on_reading(
+    fn on_input(
         &self,
+        rules: &RuleSet,
         active: &mut bool,
         r: &Reading,
         _: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let Some(rules) = self.table.rules(r.point) else {
+        let Some(pr) = rules.point(r.point) else {
             return;
         };
-        let (lo, hi) = rules.range;
+        if r.quality == Quality::Offline {
+            // Communication loss is the stale rule's business.
+            return;
+        }
+        let (lo, hi) = pr.range;
         // The limit reported: the range bound crossed, NaN for bad quality.
         let faulty = if r.quality == Quality::Bad {
             Some(f64::NAN)
@@ -49,15 +46,13 @@ impl PointLogic for Fault {
         if faulty.is_some() != *active {
             *active = faulty.is_some();
             let limit = faulty.unwrap_or(f64::NAN);
-            out.push(
-                self.table
-                    .event(r.point, AlarmKind::Fault, *active, r.ts_ms, r.value, limit),
-            );
+            out.push(rules.event(r.point, AlarmKind::Fault, *active, r.ts_ms, r.value, limit));
         }
     }
 
     fn on_timer(
         &self,
+        _rules: &RuleSet,
         _: &mut bool,
         _: PointIdx,
         _: i64,

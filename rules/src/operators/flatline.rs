@@ -6,23 +6,14 @@
 //! One timer per point is pending at a time, moved forward when it fires
 //! after the value has changed.
 
-use hazardwatch_proto::{AlarmKind, PointIdx, Quality, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
 
-use crate::operators::event_time::{Deadline, PointLogic, Scheduled};
-use crate::operators::health::PointTable;
+use crate::operators::event_time::{Deadline, KeyedLogic, Scheduled};
+use crate::rule_set::RuleSet;
 
 /// The flatline rule over every point with `flatline_s`.
-#[derive(Debug, Clone)]
-pub struct Flatline {
-    table: PointTable,
-}
-
-impl Flatline {
-    /// The rule over the point table.
-    pub fn new(table: PointTable) -> Self {
-        Flatline { table }
-    }
-}
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Flatline;
 
 /// Per-point state.
 #[derive(Debug, Default)]
@@ -33,20 +24,22 @@ pub struct FlatlineState {
     active: bool,
 }
 
-impl PointLogic for Flatline {
+impl KeyedLogic for Flatline {
+    type Input = Reading;
     type State = FlatlineState;
 
-    fn on_reading(
+    fn on_input(
         &self,
+        rules: &RuleSet,
         st: &mut FlatlineState,
         r: &Reading,
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let Some(f) = self.table.rules(r.point).and_then(|p| p.flatline) else {
+        let Some(f) = rules.point(r.point).and_then(|p| p.flatline) else {
             return;
         };
-        if r.quality == Quality::Bad {
+        if !r.quality.is_process_value() {
             return;
         }
         match st.reference {
@@ -55,7 +48,7 @@ impl PointLogic for Flatline {
                 st.reference = Some((r.value, r.ts_ms));
                 if st.active {
                     st.active = false;
-                    out.push(self.table.event(
+                    out.push(rules.event(
                         r.point,
                         AlarmKind::Flatline,
                         false,
@@ -73,21 +66,21 @@ impl PointLogic for Flatline {
 
     fn on_timer(
         &self,
+        rules: &RuleSet,
         st: &mut FlatlineState,
         point: PointIdx,
         due_ms: i64,
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let (Some(f), Some((value, since))) = (
-            self.table.rules(point).and_then(|p| p.flatline),
-            st.reference,
-        ) else {
+        let (Some(f), Some((value, since))) =
+            (rules.point(point).and_then(|p| p.flatline), st.reference)
+        else {
             return;
         };
         if st.deadline.fired(due_ms, since + f.after_ms, timers) && !st.active {
             st.active = true;
-            out.push(self.table.event(
+            out.push(rules.event(
                 point,
                 AlarmKind::Flatline,
                 true,

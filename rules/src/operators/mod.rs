@@ -1,22 +1,31 @@
-//! Rule operators. [`event_time`] holds the mechanics every per-point rule
-//! shares (stash by epoch, ordered processing once the frontier passes,
-//! event-time timers); each rule is a [`PointLogic`] in a file of its own.
+//! Rule operators. [`event_time`] holds the mechanics every rule shares
+//! (exchange by key, stash by epoch, ordered processing once the frontier
+//! passes, event-time timers); each rule is a [`KeyedLogic`] in a file of
+//! its own: per point over readings, per unit (voting, correlation) and per
+//! console (flood, chattering) over the rule events before them.
 
+pub mod chattering;
+pub mod correlation;
 pub mod event_time;
 pub mod fault;
 pub mod flatline;
-pub mod health;
+pub mod flood;
 pub mod predict;
 pub mod rate_of_change;
 pub mod slope;
 pub mod stale;
 pub mod threshold;
+pub mod unit_state;
+pub mod voting;
 
-pub use event_time::{EndOfInput, Epochs, PerPoint, PointLogic, Scheduled};
+pub use chattering::Chattering;
+pub use correlation::Correlation;
+pub use event_time::{EachEvent, EndOfInput, Epochs, KeyedLogic, PerKey, Routed, Scheduled, Timed};
 pub use fault::Fault;
 pub use flatline::Flatline;
-pub use health::PointTable;
+pub use flood::Flood;
 pub use predict::Predict;
 pub use rate_of_change::RateOfChange;
 pub use stale::Stale;
 pub use threshold::Threshold;
+pub use voting::Voting;

@@ -7,28 +7,19 @@
 //! chatter). Once the value is at the limit the pre-alarm stays until the
 //! trend turns: the HH/LL alarm itself then carries the urgency.
 
-use hazardwatch_proto::{AlarmKind, PointIdx, Quality, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
 
-use crate::operators::event_time::{PointLogic, Scheduled};
-use crate::operators::health::PointTable;
+use crate::operators::event_time::{KeyedLogic, Scheduled};
 use crate::operators::slope::SlopeWindow;
+use crate::rule_set::RuleSet;
 
 /// A pre-alarm is withdrawn when the predicted crossing is further away than
 /// this many horizons.
 pub const WITHDRAW_FACTOR: f64 = 1.5;
 
 /// The predicted-limit rule over every point that configures `predict`.
-#[derive(Debug, Clone)]
-pub struct Predict {
-    table: PointTable,
-}
-
-impl Predict {
-    /// The rule over the point table.
-    pub fn new(table: PointTable) -> Self {
-        Predict { table }
-    }
-}
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Predict;
 
 /// Per-point state.
 #[derive(Debug, Default)]
@@ -38,29 +29,31 @@ pub struct PredictState {
     active: Option<AlarmKind>,
 }
 
-impl PointLogic for Predict {
+impl KeyedLogic for Predict {
+    type Input = Reading;
     type State = PredictState;
 
-    fn on_reading(
+    fn on_input(
         &self,
+        rules: &RuleSet,
         state: &mut PredictState,
         r: &Reading,
         _timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let Some(rules) = self.table.rules(r.point) else {
+        let Some(pr) = rules.point(r.point) else {
             return;
         };
-        let Some(p) = rules.predict else { return };
-        let (lo, hi) = rules.range;
-        if r.quality == Quality::Bad || r.value < lo || r.value > hi {
+        let Some(p) = pr.predict else { return };
+        let (lo, hi) = pr.range;
+        if !r.quality.is_process_value() || r.value < lo || r.value > hi {
             return;
         }
         state.window.push(r.ts_ms, r.value, p.window_ms);
         let Some(fit) = state.window.fit(p.window_ms) else {
             return;
         };
-        let limit_of = |k: AlarmKind| rules.limits.iter().find(|l| l.kind == k).map(|l| l.value);
+        let limit_of = |k: AlarmKind| pr.limits.iter().find(|l| l.kind == k).map(|l| l.value);
         // Which limit the trend heads for, and how far it is (ms, 0 if there).
         let heading = if fit.per_s > 0.0 {
             limit_of(AlarmKind::HighHigh).map(|l| (AlarmKind::PredictedHighHigh, l))
@@ -76,9 +69,7 @@ impl PointLogic for Predict {
         let horizon = p.horizon_ms as f64;
         let event = |kind, active, limit, predicted_ms| RuleEvent {
             predicted_ms,
-            ..self
-                .table
-                .event(r.point, kind, active, r.ts_ms, r.value, limit)
+            ..rules.event(r.point, kind, active, r.ts_ms, r.value, limit)
         };
         // Withdraw an active pre-alarm whose trend turned or moved away.
         if let Some(active) = state.active {
@@ -104,6 +95,7 @@ impl PointLogic for Predict {
 
     fn on_timer(
         &self,
+        _rules: &RuleSet,
         _state: &mut PredictState,
         _point: PointIdx,
         _due_ms: i64,

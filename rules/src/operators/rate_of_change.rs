@@ -7,27 +7,18 @@
 //! limit does not chatter. Bad-quality and out-of-range readings are left
 //! out of the window.
 
-use hazardwatch_proto::{AlarmKind, PointIdx, Quality, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
 
-use crate::operators::event_time::{PointLogic, Scheduled};
-use crate::operators::health::PointTable;
+use crate::operators::event_time::{KeyedLogic, Scheduled};
 use crate::operators::slope::SlopeWindow;
+use crate::rule_set::RuleSet;
 
 /// The alarm clears below this fraction of the limit (hysteresis).
 pub const CLEAR_FRACTION: f64 = 0.8;
 
 /// The rate-of-change rule over every point that configures `roc`.
-#[derive(Debug, Clone)]
-pub struct RateOfChange {
-    table: PointTable,
-}
-
-impl RateOfChange {
-    /// The rule over the point table.
-    pub fn new(table: PointTable) -> Self {
-        RateOfChange { table }
-    }
-}
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RateOfChange;
 
 /// Per-point state.
 #[derive(Debug, Default)]
@@ -36,22 +27,24 @@ pub struct RocState {
     active: bool,
 }
 
-impl PointLogic for RateOfChange {
+impl KeyedLogic for RateOfChange {
+    type Input = Reading;
     type State = RocState;
 
-    fn on_reading(
+    fn on_input(
         &self,
+        rules: &RuleSet,
         state: &mut RocState,
         r: &Reading,
         _timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let Some(rules) = self.table.rules(r.point) else {
+        let Some(pr) = rules.point(r.point) else {
             return;
         };
-        let Some(roc) = rules.roc else { return };
-        let (lo, hi) = rules.range;
-        if r.quality == Quality::Bad || r.value < lo || r.value > hi {
+        let Some(roc) = pr.roc else { return };
+        let (lo, hi) = pr.range;
+        if !r.quality.is_process_value() || r.value < lo || r.value > hi {
             return;
         }
         state.window.push(r.ts_ms, r.value, roc.window_ms);
@@ -67,7 +60,7 @@ impl PointLogic for RateOfChange {
         if change {
             state.active = !state.active;
             // Per minute, as the limit is configured.
-            out.push(self.table.event(
+            out.push(rules.event(
                 r.point,
                 AlarmKind::RateOfChange,
                 state.active,
@@ -80,6 +73,7 @@ impl PointLogic for RateOfChange {
 
     fn on_timer(
         &self,
+        _rules: &RuleSet,
         _state: &mut RocState,
         _point: PointIdx,
         _due_ms: i64,

@@ -1,29 +1,23 @@
-//! Communication loss: no reading of a point for `stale_s` of event time.
-//! Live, event time follows the wall clock, so a silent gateway's points go
-//! stale on the dataflow's timer even though nothing arrives; in replay the
-//! same happens at the same event times. The alarm returns to normal with
-//! the next reading.
+//! Communication loss: no reading of a point for `stale_s` of event time,
+//! or its gateway announced it went offline. Live, event time follows the
+//! wall clock, so a silent gateway's points go stale on the dataflow's timer
+//! even though nothing arrives; in replay the same happens at the same event
+//! times. A gateway's offline status (its MQTT last will) reaches the rules
+//! as [`Quality::Offline`] markers on each of its points, which make them
+//! stale at once, without waiting out `stale_s`. The alarm returns to normal
+//! with the next reading.
 //!
 //! One timer per point is pending at a time: when it fires early (readings
 //! came since it was set) it is moved to the new deadline.
 
-use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, PointIdx, Quality, Reading, RuleEvent};
 
-use crate::operators::event_time::{Deadline, PointLogic, Scheduled};
-use crate::operators::health::PointTable;
+use crate::operators::event_time::{Deadline, KeyedLogic, Scheduled};
+use crate::rule_set::RuleSet;
 
 /// The stale rule over every point with `stale_s` above 0.
-#[derive(Debug, Clone)]
-pub struct Stale {
-    table: PointTable,
-}
-
-impl Stale {
-    /// The rule over the point table.
-    pub fn new(table: PointTable) -> Self {
-        Stale { table }
-    }
-}
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stale;
 
 /// Per-point state.
 #[derive(Debug, Default)]
@@ -34,22 +28,38 @@ pub struct StaleState {
     active: bool,
 }
 
-impl PointLogic for Stale {
+impl KeyedLogic for Stale {
+    type Input = Reading;
     type State = StaleState;
 
-    fn on_reading(
+    fn on_input(
         &self,
+        rules: &RuleSet,
         st: &mut StaleState,
         r: &Reading,
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let Some(after) = self.table.rules(r.point).and_then(|p| p.stale_ms) else {
+        let Some(after) = rules.point(r.point).and_then(|p| p.stale_ms) else {
             return;
         };
+        if r.quality == Quality::Offline {
+            if !st.active {
+                st.active = true;
+                out.push(rules.event(
+                    r.point,
+                    AlarmKind::Stale,
+                    true,
+                    r.ts_ms,
+                    st.last_value,
+                    after as f64 / 1000.0,
+                ));
+            }
+            return;
+        }
         if st.active {
             st.active = false;
-            out.push(self.table.event(
+            out.push(rules.event(
                 r.point,
                 AlarmKind::Stale,
                 false,
@@ -65,21 +75,21 @@ impl PointLogic for Stale {
 
     fn on_timer(
         &self,
+        rules: &RuleSet,
         st: &mut StaleState,
         point: PointIdx,
         due_ms: i64,
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let (Some(after), Some(last)) =
-            (self.table.rules(point).and_then(|p| p.stale_ms), st.last_ts)
+        let (Some(after), Some(last)) = (rules.point(point).and_then(|p| p.stale_ms), st.last_ts)
         else {
             return;
         };
         if st.deadline.fired(due_ms, last + after, timers) && !st.active {
             st.active = true;
             // Value: the last one received; limit: the allowed silence in s.
-            out.push(self.table.event(
+            out.push(rules.event(
                 point,
                 AlarmKind::Stale,
                 true,

@@ -7,25 +7,15 @@
 //! the instrument range are sensor faults, not process values: they neither
 //! raise nor clear a limit alarm.
 
-use std::sync::Arc;
+use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Reading, RuleEvent};
 
-use hazardwatch_proto::{PointIdx, Quality, Reading, RuleEvent};
-
-use crate::operators::event_time::{PointLogic, Scheduled};
+use crate::operators::event_time::{KeyedLogic, Scheduled};
+use crate::rule_set::RuleSet;
 use crate::site::{Limit, PointRules};
 
 /// The limit rule over every point of a site model.
-#[derive(Debug, Clone)]
-pub struct Threshold {
-    rules: Arc<Vec<PointRules>>,
-}
-
-impl Threshold {
-    /// A limit rule over the given per-point parameters (indexed by point).
-    pub fn new(rules: Arc<Vec<PointRules>>) -> Self {
-        Threshold { rules }
-    }
-}
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Threshold;
 
 /// Where one limit of one point stands.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,13 +27,32 @@ struct LimitState {
     pending_since: Option<i64>,
 }
 
-/// Per-point state: one [`LimitState`] per configured limit.
+/// Per-point state: one [`LimitState`] per limit kind (HH, H, L, LL), so a
+/// reloaded configuration that adds or removes a limit leaves the others'
+/// states where they are.
 #[derive(Debug, Default)]
 pub struct ThresholdState {
-    limits: Vec<LimitState>,
+    limits: [LimitState; 4],
     /// Last good in-range value, reported when a delay runs out.
     last_value: f64,
 }
+
+/// The slot of a limit kind in [`ThresholdState::limits`].
+fn slot(kind: AlarmKind) -> usize {
+    match kind {
+        AlarmKind::HighHigh => 0,
+        AlarmKind::High => 1,
+        AlarmKind::Low => 2,
+        _ => 3,
+    }
+}
+
+const SLOT_KINDS: [AlarmKind; 4] = [
+    AlarmKind::HighHigh,
+    AlarmKind::High,
+    AlarmKind::Low,
+    AlarmKind::LowLow,
+];
 
 fn beyond(limit: &Limit, v: f64) -> bool {
     if limit.is_high() {
@@ -61,41 +70,63 @@ fn back_inside(limit: &Limit, deadband: f64, v: f64) -> bool {
     }
 }
 
-fn event(point: PointIdx, limit: &Limit, active: bool, ts_ms: i64, value: f64) -> RuleEvent {
+fn event(
+    point: PointIdx,
+    rules: &PointRules,
+    limit: &Limit,
+    active: bool,
+    ts_ms: i64,
+    value: f64,
+) -> RuleEvent {
     RuleEvent {
-        point,
-        kind: limit.kind,
-        active,
-        ts_ms,
-        value,
-        limit: limit.value,
-        priority: limit.priority,
-        predicted_ms: None,
+        latch: rules.latch,
+        ..RuleEvent::new(
+            AlarmSource::Point(point),
+            limit.kind,
+            active,
+            ts_ms,
+            value,
+            limit.value,
+            limit.priority,
+        )
     }
 }
 
-impl PointLogic for Threshold {
+impl KeyedLogic for Threshold {
+    type Input = Reading;
     type State = ThresholdState;
 
-    fn on_reading(
+    fn on_input(
         &self,
+        rules: &RuleSet,
         state: &mut ThresholdState,
         r: &Reading,
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let Some(rules) = self.rules.get(r.point as usize) else {
+        let Some(rules) = rules.point(r.point) else {
             return;
         };
         let (lo, hi) = rules.range;
-        if r.quality == Quality::Bad || r.value < lo || r.value > hi {
+        if !r.quality.is_process_value() || r.value < lo || r.value > hi {
             return;
         }
-        state
-            .limits
-            .resize(rules.limits.len(), LimitState::default());
         state.last_value = r.value;
-        for (limit, st) in rules.limits.iter().zip(state.limits.iter_mut()) {
+        // A limit removed by a reload returns to normal at once.
+        for (s, kind) in SLOT_KINDS.into_iter().enumerate() {
+            let st = &mut state.limits[s];
+            if st.active && !rules.limits.iter().any(|l| l.kind == kind) {
+                *st = LimitState::default();
+                let gone = Limit {
+                    kind,
+                    value: f64::NAN,
+                    priority: hazardwatch_proto::Priority::Low,
+                };
+                out.push(event(r.point, rules, &gone, false, r.ts_ms, r.value));
+            }
+        }
+        for limit in &rules.limits {
+            let st = &mut state.limits[slot(limit.kind)];
             let wants_change = if st.active {
                 back_inside(limit, rules.deadband, r.value)
             } else {
@@ -114,7 +145,7 @@ impl PointLogic for Threshold {
                 _ if delay == 0 => {
                     st.active = !st.active;
                     st.pending_since = None;
-                    out.push(event(r.point, limit, st.active, r.ts_ms, r.value));
+                    out.push(event(r.point, rules, limit, st.active, r.ts_ms, r.value));
                 }
                 None => {
                     st.pending_since = Some(r.ts_ms);
@@ -127,16 +158,18 @@ impl PointLogic for Threshold {
 
     fn on_timer(
         &self,
+        rules: &RuleSet,
         state: &mut ThresholdState,
         point: PointIdx,
         due_ms: i64,
         _timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let Some(rules) = self.rules.get(point as usize) else {
+        let Some(rules) = rules.point(point) else {
             return;
         };
-        for (limit, st) in rules.limits.iter().zip(state.limits.iter_mut()) {
+        for limit in &rules.limits {
+            let st = &mut state.limits[slot(limit.kind)];
             let delay = if st.active {
                 rules.off_delay_ms
             } else {
@@ -148,7 +181,14 @@ impl PointLogic for Threshold {
             {
                 st.active = !st.active;
                 st.pending_since = None;
-                out.push(event(point, limit, st.active, due_ms, state.last_value));
+                out.push(event(
+                    point,
+                    rules,
+                    limit,
+                    st.active,
+                    due_ms,
+                    state.last_value,
+                ));
             }
         }
     }

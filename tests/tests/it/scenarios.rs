@@ -45,7 +45,7 @@ fn lines(model: &SiteModel, events: &[RuleEvent]) -> String {
             format!(
                 "+{:>5.1}s {:<9} {:<5} {:<7} {}",
                 (e.ts_ms - START_MS) as f64 / 1000.0,
-                model.catalog.meta(e.point).id,
+                model.catalog.source_id(e.source),
                 e.kind.tag(),
                 if e.active { "raised" } else { "cleared" },
                 e.priority.as_str(),
