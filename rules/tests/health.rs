@@ -128,3 +128,26 @@ fn stale_does_not_fire_beyond_the_end_of_the_input() {
     // The input ends at 20 s: nothing is known after that, so no stale at 30 s.
     assert!(run(&m, &readings, 20_000).is_empty());
 }
+
+#[test]
+fn a_gateway_going_offline_makes_its_points_stale_at_once() {
+    let m = model();
+    let lt = m.catalog.lookup("T1.LT").unwrap();
+    let mut readings: Vec<Reading> = (0..5)
+        .map(|s| reading(&m, "T1.LT", s * 1000, 5.0 + s as f64 / 10.0))
+        .collect();
+    // The last will arrives at 6 s: stale then, not 30 s after 4 s.
+    readings.push(Reading {
+        value: f64::NAN,
+        quality: Quality::Offline,
+        ..reading(&m, "T1.LT", 6_000, 0.0)
+    });
+    readings.push(reading(&m, "T1.LT", 20_000, 5.5));
+    let events = run(&m, &readings, 25_000);
+    assert_eq!(
+        of(&events, lt, AlarmKind::Stale),
+        [(true, 6_000), (false, 20_000)]
+    );
+    // An offline marker is not a sensor fault.
+    assert!(of(&events, lt, AlarmKind::Fault).is_empty());
+}

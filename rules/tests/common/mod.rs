@@ -7,7 +7,13 @@ use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, SiteSpec, So
 /// A park with one enterprise `E`, hazard source `HS` and unit `T1`, whose
 /// points (and any further tables) are `points_toml`.
 pub(crate) fn model(points_toml: &str) -> SiteModel {
-    let text = format!(
+    parse(&model_text(points_toml))
+}
+
+/// The text [`model`] parses.
+#[allow(dead_code)]
+pub(crate) fn model_text(points_toml: &str) -> String {
+    format!(
         r#"
 park = {{ id = "P" }}
 [[enterprise]]
@@ -19,10 +25,14 @@ grade = 2
 id = "T1"
 {points_toml}
 "#
-    );
+    )
+}
+
+/// Parses and validates a whole configuration text.
+pub(crate) fn parse(text: &str) -> SiteModel {
     let src = Source {
         path: "test.toml".into(),
-        text,
+        text: text.into(),
     };
     SiteModel::from_spec(&src.parse::<SiteSpec>().unwrap(), &src).unwrap()
 }
