@@ -7,11 +7,18 @@
 //! acknowledges the message. A full pipeline therefore stops the acks, the
 //! broker stops sending (its in-flight window is full) and holds the backlog:
 //! nothing is dropped.
+//!
+//! A gateway's `offline` status (its last will) becomes one
+//! [`Quality::Offline`] marker per point the gateway has reported since the
+//! service started, stamped with the time it arrived, so the stale rule
+//! raises communication loss for all of them at once, and the archive keeps
+//! the markers for replay.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hazardwatch_proto::{Catalog, Reading};
+use hazardwatch_proto::{Catalog, PointIdx, Quality, Reading};
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS,
     SubscribeFilter, SubscribeReasonCode,
@@ -20,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MqttConfig;
-use crate::decode::{self, Limits};
+use crate::decode::{self, GatewayStatus, Limits};
 use crate::error::{Error, Result};
 use crate::quarantine::Quarantine;
 use crate::topic;
@@ -102,6 +109,7 @@ impl Subscriber {
             max_clock_skew_ms: self.config.max_clock_skew_s as i64 * 1000,
             min_timestamp_ms: self.config.min_timestamp_s.saturating_mul(1000),
         };
+        let mut gateways = Gateways::default();
         let result = loop {
             let publish = tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
@@ -111,6 +119,35 @@ impl Subscriber {
                 },
             };
             let received_ms = now_ms();
+            if let Some((enterprise, gateway)) =
+                topic::parse_status(&limits.topic_prefix, &publish.topic)
+            {
+                let markers = match decode::status(&publish.payload) {
+                    Ok(status) => gateways.status(enterprise, gateway, status, received_ms),
+                    Err(rejection) => {
+                        if let Err(e) =
+                            quarantine.record(&publish.topic, &publish.payload, &[rejection])
+                        {
+                            tracing::error!(error = %e, topic = %publish.topic, "cannot quarantine; not acknowledging");
+                            continue;
+                        }
+                        Vec::new()
+                    }
+                };
+                if !markers.is_empty() {
+                    let batch = IngestBatch {
+                        readings: markers,
+                        received_ms,
+                    };
+                    if pipeline.send(batch).await.is_err() {
+                        break Ok(());
+                    }
+                }
+                if let Err(e) = client.ack(&publish).await {
+                    break Err(Error::Client(format!("ack: {e}")));
+                }
+                continue;
+            }
             let checked = {
                 let catalog = self.catalog.borrow();
                 decode::check(
@@ -135,6 +172,9 @@ impl Subscriber {
             if !checked.readings.is_empty() {
                 metrics::counter!("hazardwatch_readings_in_total")
                     .increment(checked.readings.len() as u64);
+                if let Some(t) = topic::parse(&limits.topic_prefix, &publish.topic) {
+                    gateways.reported(t.enterprise, t.gateway, &checked.readings);
+                }
                 let batch = IngestBatch {
                     readings: checked.readings,
                     received_ms,
@@ -151,6 +191,63 @@ impl Subscriber {
         shutdown.cancel();
         let _ = poller.await;
         result
+    }
+}
+
+/// The points each gateway has reported, for its offline markers.
+#[derive(Debug, Default)]
+pub struct Gateways {
+    /// By `enterprise/gateway`.
+    points: HashMap<String, BTreeSet<PointIdx>>,
+}
+
+impl Gateways {
+    /// Notes the points of a gateway's accepted readings.
+    pub fn reported(&mut self, enterprise: &str, gateway: &str, readings: &[Reading]) {
+        let key = format!("{enterprise}/{gateway}");
+        let points = match self.points.get_mut(&key) {
+            Some(p) => p,
+            None => self.points.entry(key).or_default(),
+        };
+        for r in readings {
+            points.insert(r.point);
+        }
+    }
+
+    /// Handles a status message: for `offline`, the markers for every point
+    /// the gateway has reported, at `now_ms`.
+    pub fn status(
+        &self,
+        enterprise: &str,
+        gateway: &str,
+        status: GatewayStatus,
+        now_ms: i64,
+    ) -> Vec<Reading> {
+        let label = match status {
+            GatewayStatus::Online => "online",
+            GatewayStatus::Offline => "offline",
+        };
+        metrics::counter!("hazardwatch_gateway_status_total", "status" => label).increment(1);
+        let points = self.points.get(&format!("{enterprise}/{gateway}"));
+        tracing::info!(
+            enterprise,
+            gateway,
+            status = label,
+            points = points.map_or(0, BTreeSet::len),
+            "gateway status"
+        );
+        match (status, points) {
+            (GatewayStatus::Offline, Some(points)) => points
+                .iter()
+                .map(|&point| Reading {
+                    point,
+                    ts_ms: now_ms,
+                    value: f64::NAN,
+                    quality: Quality::Offline,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }
 

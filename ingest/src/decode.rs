@@ -254,6 +254,50 @@ fn reject(kind: RejectKind, reason: impl Into<String>) -> Rejection {
     }
 }
 
+/// A gateway's announced status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayStatus {
+    /// Connected and reporting.
+    Online,
+    /// Gone (usually its last will, published by the broker when the
+    /// gateway's connection dropped).
+    Offline,
+}
+
+/// Decodes a status payload: `online` or `offline` as plain text, or JSON
+/// `{"status": "offline", ...}` (other fields ignored), case-insensitive.
+pub fn status(payload: &[u8]) -> Result<GatewayStatus, Rejection> {
+    #[derive(Deserialize)]
+    struct Json<'a> {
+        #[serde(borrow)]
+        status: Cow<'a, str>,
+    }
+    let bad = || {
+        reject(
+            RejectKind::Malformed,
+            format!(
+                "status payload must be `online` or `offline` (or JSON {{\"status\": ...}}), not `{}`",
+                String::from_utf8_lossy(&payload[..payload.len().min(64)])
+            ),
+        )
+    };
+    let text = std::str::from_utf8(payload).map_err(|_| bad())?.trim();
+    let word: Cow<'_, str> = if text.starts_with('{') {
+        serde_json::from_str::<Json<'_>>(text)
+            .map_err(|_| bad())?
+            .status
+    } else {
+        Cow::Borrowed(text)
+    };
+    if word.eq_ignore_ascii_case("online") {
+        Ok(GatewayStatus::Online)
+    } else if word.eq_ignore_ascii_case("offline") {
+        Ok(GatewayStatus::Offline)
+    } else {
+        Err(bad())
+    }
+}
+
 /// Checks a message against topic rules, the payload limit, the schema and
 /// the site model.
 pub fn check(
@@ -532,5 +576,20 @@ mod tests {
         };
         let c = run("hw/v1/E01/GW1/telemetry/pb", &nan.encode_to_vec());
         assert_eq!(c.rejections[0].kind, RejectKind::BadValue);
+    }
+
+    #[test]
+    fn status_payloads_plain_or_json() {
+        assert_eq!(status(b"offline"), Ok(GatewayStatus::Offline));
+        assert_eq!(status(b" Online\n"), Ok(GatewayStatus::Online));
+        assert_eq!(
+            status(br#"{"status":"OFFLINE","ts":1}"#),
+            Ok(GatewayStatus::Offline)
+        );
+        for bad in [&b"gone"[..], b"{\"state\":\"offline\"}", b"\xff\xfe", b""] {
+            let r = status(bad).unwrap_err();
+            assert_eq!(r.kind, RejectKind::Malformed);
+            assert!(r.reason.contains("online"), "{}", r.reason);
+        }
     }
 }

@@ -1,4 +1,6 @@
-//! Telemetry topics: `{prefix}/{enterprise}/{gateway}/telemetry[/pb]`.
+//! Telemetry topics: `{prefix}/{enterprise}/{gateway}/telemetry[/pb]`, and
+//! each gateway's status topic `{prefix}/{enterprise}/{gateway}/status`
+//! (`online` / `offline`, normally its MQTT last will).
 
 /// How a telemetry payload is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +57,26 @@ pub fn parse<'a>(prefix: &str, topic: &'a str) -> Option<TelemetryTopic<'a>> {
     })
 }
 
-/// The subscription filters for telemetry under `prefix`.
-pub fn filters(prefix: &str) -> [String; 2] {
+/// Parses a status topic under `prefix` into (enterprise, gateway).
+pub fn parse_status<'a>(prefix: &str, topic: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = topic.strip_prefix(prefix)?.strip_prefix('/')?;
+    let mut parts = rest.split('/');
+    let enterprise = parts.next().filter(|s| !s.is_empty())?;
+    let gateway = parts.next().filter(|s| !s.is_empty())?;
+    (parts.next()? == "status" && parts.next().is_none()).then_some((enterprise, gateway))
+}
+
+/// The topic of a gateway's status.
+pub fn status(prefix: &str, enterprise: &str, gateway: &str) -> String {
+    format!("{prefix}/{enterprise}/{gateway}/status")
+}
+
+/// The subscription filters for telemetry and gateway status under `prefix`.
+pub fn filters(prefix: &str) -> [String; 3] {
     [
         format!("{prefix}/+/+/telemetry"),
         format!("{prefix}/+/+/telemetry/pb"),
+        format!("{prefix}/+/+/status"),
     ]
 }
 
@@ -98,5 +115,24 @@ mod tests {
             telemetry("hw/v1", "E01", "GW1", Format::Protobuf),
             "hw/v1/E01/GW1/telemetry/pb"
         );
+    }
+
+    #[test]
+    fn parses_status_topics() {
+        assert_eq!(
+            parse_status("hw/v1", "hw/v1/E01/GW1/status"),
+            Some(("E01", "GW1"))
+        );
+        assert_eq!(
+            parse_status("hw/v1", &status("hw/v1", "E", "G")),
+            Some(("E", "G"))
+        );
+        for bad in [
+            "hw/v1/E01/status",
+            "hw/v1/E01/GW1/status/x",
+            "hw/v1/E01/GW1/telemetry",
+        ] {
+            assert!(parse_status("hw/v1", bad).is_none(), "{bad}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use hazardwatch_proto::pb;
 use hazardwatch_proto::pb::alarm_service_client::AlarmServiceClient;
 use hazardwatch_rules::Source;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
@@ -66,6 +66,17 @@ eng_unit = "kPa"
 range = [0.0, 1000.0]
 h = 600.0
 on_delay_s = 0
+
+[[enterprise.hazard_source.unit]]
+id = "E01-GAS"
+[[enterprise.hazard_source.unit.point]]
+id = "E01-GT01"
+kind = "combustible_gas"
+eng_unit = "%LEL"
+range = [0.0, 100.0]
+h = 20.0
+hh = 40.0
+off_delay_s = 0
 
 [[enterprise]]
 id = "E02"
@@ -156,8 +167,22 @@ pub struct Gateway {
 impl Gateway {
     /// Connects to the broker.
     pub async fn connect(host: &str, port: u16, id: &str) -> anyhow::Result<Gateway> {
+        Self::connect_with_will(host, port, id, None).await
+    }
+
+    /// Connects with a last will: `offline` on `will_topic`, which the broker
+    /// publishes when the connection drops without a DISCONNECT.
+    pub async fn connect_with_will(
+        host: &str,
+        port: u16,
+        id: &str,
+        will_topic: Option<&str>,
+    ) -> anyhow::Result<Gateway> {
         let mut options = MqttOptions::new(id, host, port);
         options.set_max_packet_size(1 << 20, 1 << 20);
+        if let Some(topic) = will_topic {
+            options.set_last_will(LastWill::new(topic, "offline", QoS::AtLeastOnce, false));
+        }
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         let (tx, acked) = tokio::sync::watch::channel(0u64);
         let poller = tokio::spawn(async move {
@@ -193,6 +218,14 @@ impl Gateway {
             .await
             .context("no PUBACK from the broker")??;
         Ok(())
+    }
+
+    /// Drops the connection without a DISCONNECT, as a gateway losing power
+    /// or its link does: the broker then publishes its last will.
+    pub async fn cut(self) {
+        self.poller.abort();
+        let _ = self.poller.await;
+        drop(self.client);
     }
 
     /// Disconnects.

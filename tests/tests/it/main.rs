@@ -7,5 +7,6 @@
 mod bad_input;
 mod config_errors;
 mod end_to_end;
+mod gateway_status;
 mod independent_reader;
 mod scenarios;
