@@ -7,7 +7,7 @@
 //! sees every event exactly once.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, Catalog, PointKind, Priority, RuleEvent, pb};
 use hazardwatch_rules::alarms::{ActionError, AlarmRecord, AlarmState, AlarmTable, Transition};
@@ -99,7 +99,7 @@ struct State {
 
 /// Shared alarm state (see the module docs).
 pub struct AlarmHub {
-    catalog: Arc<Catalog>,
+    catalog: RwLock<Arc<Catalog>>,
     state: Mutex<State>,
     live: broadcast::Sender<pb::AlarmEvent>,
 }
@@ -282,7 +282,7 @@ impl AlarmHub {
     pub fn new(catalog: Arc<Catalog>) -> Arc<AlarmHub> {
         let (live, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(AlarmHub {
-            catalog,
+            catalog: RwLock::new(catalog),
             state: Mutex::new(State {
                 table: AlarmTable::default(),
                 journal: VecDeque::new(),
@@ -297,15 +297,30 @@ impl AlarmHub {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The catalog alarms are named from.
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the catalog after a site-model reload (indices are kept, so
+    /// every alarm keeps its name).
+    pub fn set_catalog(&self, catalog: Arc<Catalog>) {
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = catalog;
+    }
+
     fn to_pb(&self, r: &AlarmRecord) -> pb::AlarmEvent {
-        let [enterprise, hazard_source, unit, point] = self.catalog.source_place(r.source);
+        let catalog = self.catalog();
+        let [enterprise, hazard_source, unit, point] = catalog.source_place(r.source);
         let eng_unit = match r.source {
-            AlarmSource::Point(p) => self.catalog.meta(p).eng_unit.to_string(),
+            AlarmSource::Point(p) => catalog.meta(p).eng_unit.to_string(),
             _ => String::new(),
         };
         pb::AlarmEvent {
             seq: r.seq,
-            alarm_id: alarm_id(self.catalog.source_id(r.source), r.kind),
+            alarm_id: alarm_id(catalog.source_id(r.source), r.kind),
             enterprise: enterprise.to_owned(),
             hazard_source: hazard_source.to_owned(),
             unit: unit.to_owned(),
@@ -318,7 +333,7 @@ impl AlarmHub {
             value: r.value,
             limit: r.limit,
             eng_unit,
-            message: describe(r, &self.catalog),
+            message: describe(r, &catalog),
             actor: r.actor.clone(),
             comment: r.comment.clone(),
             predicted_time_ms: r.predicted_ms.unwrap_or(0),
@@ -365,7 +380,7 @@ impl AlarmHub {
     ) -> Result<pb::AlarmEvent, ActionError> {
         let (source, tag) = alarm_id.rsplit_once('/').ok_or(ActionError::NotFound)?;
         let source = self
-            .catalog
+            .catalog()
             .source_lookup(source)
             .ok_or(ActionError::NotFound)?;
         let kind = AlarmKind::from_tag(tag).ok_or(ActionError::NotFound)?;

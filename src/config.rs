@@ -79,7 +79,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 /// Validated service settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Archive, quarantine and state live here.
     pub data_dir: PathBuf,

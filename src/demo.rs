@@ -198,11 +198,21 @@ pub async fn demo(config: Config, duration: Option<Duration>, seed: u64) -> anyh
     Ok(())
 }
 
-/// Runs the service until a signal.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the service until a signal. With the configuration file's path
+/// (and its service settings as written), the site model is reloaded on
+/// SIGHUP or when the file changes.
+pub async fn run(
+    config: Config,
+    reload_from: Option<(std::path::PathBuf, crate::config::Settings)>,
+) -> anyhow::Result<()> {
     let running = service::start(config.clone()).await?;
     print_banner(&running, &config, config.settings.mqtt.broker.is_none());
-    shutdown_signal().await;
+    match reload_from {
+        Some((path, file_settings)) => {
+            crate::reload::watch(path, file_settings, &running, shutdown_signal()).await;
+        }
+        None => shutdown_signal().await,
+    }
     tracing::info!("shutting down");
     let archive_dir = running.archive_dir.clone();
     let summary = running.shutdown().await?;

@@ -28,5 +28,6 @@ pub mod alarm_hub;
 pub mod config;
 pub mod demo;
 pub mod grpc;
+pub mod reload;
 pub mod service;
 pub mod sim;

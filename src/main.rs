@@ -193,8 +193,9 @@ fn main() -> ExitCode {
         Command::Run { config, overrides } => {
             init_tracing("info,rumqttd=off");
             load(Some(&config)).and_then(|mut c| {
+                let file_settings = c.settings.clone();
                 overrides.apply(&mut c);
-                runtime()?.block_on(hazardwatch::demo::run(c))
+                runtime()?.block_on(hazardwatch::demo::run(c, Some((config, file_settings))))
             })
         }
         Command::Simulate {

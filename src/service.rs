@@ -22,8 +22,8 @@ use anyhow::Context;
 use hazardwatch_ingest::client::now_ms;
 use hazardwatch_ingest::config::broker_host_port;
 use hazardwatch_ingest::{IngestBatch, Quarantine, Subscriber, broker};
-use hazardwatch_proto::Reading;
-use hazardwatch_rules::{Engine, EngineInput};
+use hazardwatch_proto::{Catalog, Reading};
+use hazardwatch_rules::{Engine, EngineInput, SiteModel};
 use hazardwatch_storage::ArchiveWriter;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -108,6 +108,10 @@ pub struct Running {
     pub hub: Arc<AlarmHub>,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// The site catalog ingest validates against (replaced on reload).
+    catalog: watch::Sender<Arc<Catalog>>,
+    /// Reloads into the feeder, in order with the readings.
+    reload: mpsc::Sender<FeedMsg>,
     ingest_stop: CancellationToken,
     grpc_stop: CancellationToken,
     ingest: JoinHandle<hazardwatch_ingest::Result<()>>,
@@ -119,6 +123,7 @@ pub struct Running {
 enum FeedMsg {
     Batch(IngestBatch),
     Tick(i64),
+    Reload(Box<SiteModel>),
 }
 
 enum ArchiveMsg {
@@ -128,6 +133,16 @@ enum ArchiveMsg {
         late: Vec<bool>,
     },
     Tick,
+    Catalog(Arc<Catalog>),
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Points new in the site model.
+    pub added: Vec<String>,
+    /// Points no longer in it (their readings are now quarantined).
+    pub removed: Vec<String>,
 }
 
 /// Picks a free port for servers that cannot report the one they bound.
@@ -241,13 +256,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     // Merge task: ingest batches plus the clock tick.
     let (ingest_tx, ingest_rx) = mpsc::channel::<IngestBatch>(INGEST_QUEUE);
+    let reload = feed_tx.clone();
     let merge = tokio::spawn(merge(ingest_rx, feed_tx));
 
     // Ingest.
     let quarantine_dir = data_dir.join("quarantine");
     let quarantine = Quarantine::open(&quarantine_dir)?;
     let quarantine_file = quarantine.path().to_owned();
-    let (_catalog_tx, catalog_rx) = watch::channel(catalog);
+    let (catalog_tx, catalog_rx) = watch::channel(catalog);
     let ingest_stop = CancellationToken::new();
     let subscriber = Subscriber {
         host,
@@ -274,6 +290,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         quarantine_file,
         hub,
         stats,
+        catalog: catalog_tx,
+        reload,
         ingest_stop,
         grpc_stop,
         ingest,
@@ -330,6 +348,15 @@ fn feeder_loop(
                     anyhow::bail!("archive thread stopped");
                 }
             }
+            FeedMsg::Reload(site) => {
+                engine.input().reload(&site);
+                if archive_tx
+                    .send(ArchiveMsg::Catalog(Arc::new(site.catalog)))
+                    .is_err()
+                {
+                    anyhow::bail!("archive thread stopped");
+                }
+            }
             FeedMsg::Tick(now) => {
                 let input = engine.input();
                 let lateness = input.lateness_ms();
@@ -383,6 +410,10 @@ fn archive_loop(
                 late,
             } => writer.append(&readings, received_ms, &late),
             ArchiveMsg::Tick => writer.roll_due(Instant::now()),
+            ArchiveMsg::Catalog(catalog) => {
+                writer.set_catalog(catalog);
+                Ok(Vec::new())
+            }
         };
         match result {
             Ok(sealed) => record(sealed),
@@ -397,9 +428,31 @@ fn archive_loop(
 }
 
 impl Running {
+    /// Applies a changed site model without a restart. Points and units
+    /// keep their indices (see [`SiteModel::rebase`]); the new rules apply
+    /// from the current watermark on; alarm state and the rule state of
+    /// every point carry over, so unchanged points keep their alarms. The
+    /// engine and the archive learn the new catalog before ingest starts
+    /// accepting new points.
+    pub async fn reload(&self, mut site: SiteModel) -> anyhow::Result<Reloaded> {
+        let running = self.catalog.borrow().clone();
+        let (added, removed) = site.rebase(&running);
+        let catalog = Arc::new(site.catalog.clone());
+        self.reload
+            .send(FeedMsg::Reload(Box::new(site)))
+            .await
+            .map_err(|_| anyhow::anyhow!("the service is stopping"))?;
+        self.hub.set_catalog(catalog.clone());
+        self.catalog.send_replace(catalog);
+        metrics::counter!("hazardwatch_config_reloads_total", "result" => "applied").increment(1);
+        Ok(Reloaded { added, removed })
+    }
+
     /// Stops in order (MQTT, engine drain, archive seal, gRPC) and returns
     /// the final counters.
     pub async fn shutdown(self) -> anyhow::Result<Summary> {
+        // The feeder ends when every sender of its queue is gone.
+        drop(self.reload);
         self.ingest_stop.cancel();
         let ingest = self.ingest.await.context("ingest task")?;
         self.merge.await.context("merge task")?;

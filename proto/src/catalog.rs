@@ -116,6 +116,10 @@ pub struct Catalog {
     /// Enterprise id of each console.
     consoles: Vec<Arc<str>>,
     console_by_name: HashMap<Arc<str>, ConsoleIdx>,
+    /// Points removed from the site model by a reload: still described
+    /// (their archived readings and alarms keep their names), no longer
+    /// looked up, and given their old index back if they return.
+    retired: HashMap<Arc<str>, PointIdx>,
 }
 
 impl Catalog {
@@ -137,6 +141,9 @@ impl Catalog {
 
     fn put(&mut self, meta: PointMeta) -> PointIdx {
         let unit = self.unit_for(&meta);
+        if let Some(idx) = self.retired.remove(&meta.id) {
+            self.by_name.insert(meta.id.clone(), idx);
+        }
         if let Some(&idx) = self.by_name.get(&meta.id) {
             self.points[idx as usize] = meta;
             self.point_unit[idx as usize] = unit;
@@ -192,6 +199,20 @@ impl Catalog {
         for (rank, idx) in order.into_iter().enumerate() {
             self.name_rank[idx as usize] = rank as u32;
         }
+    }
+
+    /// Retires a point (see [`Catalog`]'s `retired`): [`Catalog::lookup`] no
+    /// longer finds it, [`Catalog::meta`] still describes it.
+    pub fn retire(&mut self, name: &str) {
+        if let Some((id, idx)) = self.by_name.remove_entry(name) {
+            self.retired.insert(id, idx);
+        }
+    }
+
+    /// True when the point is in the site model (not retired).
+    pub fn is_live(&self, idx: PointIdx) -> bool {
+        self.get(idx)
+            .is_some_and(|m| self.by_name.contains_key(&m.id))
     }
 
     /// The index of a point name, if the point is known.
@@ -295,9 +316,11 @@ impl Catalog {
         }
     }
 
-    /// Parses a source id: a point id, else a unit id, else an enterprise id.
+    /// Parses a source id: a point id (retired ones too: their alarms can
+    /// still be acknowledged), else a unit id, else an enterprise id.
     pub fn source_lookup(&self, id: &str) -> Option<AlarmSource> {
         self.lookup(id)
+            .or_else(|| self.retired.get(id).copied())
             .map(AlarmSource::Point)
             .or_else(|| self.unit_lookup(id).map(AlarmSource::Unit))
             .or_else(|| self.console_lookup(id).map(AlarmSource::Console))

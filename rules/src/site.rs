@@ -369,6 +369,24 @@ pub struct PointRules {
     pub latch: bool,
 }
 
+impl PointRules {
+    /// The rules of a point removed from the site model: nothing to judge.
+    pub fn inert() -> Self {
+        PointRules {
+            range: (f64::NEG_INFINITY, f64::INFINITY),
+            limits: Vec::new(),
+            deadband: 0.0,
+            on_delay_ms: 0,
+            off_delay_ms: 0,
+            stale_ms: None,
+            flatline: None,
+            roc: None,
+            predict: None,
+            latch: false,
+        }
+    }
+}
+
 /// Validated voting parameters of a unit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VotingRules {
@@ -1163,5 +1181,66 @@ impl SiteModel {
     /// Rules of a unit.
     pub fn unit_rules(&self, idx: UnitIdx) -> &UnitRules {
         &self.units[idx as usize]
+    }
+
+    /// Renumbers this (reloaded) model onto the catalog of the model that
+    /// is running, so every point and unit keeps the index the engine, the
+    /// archive and the alarms know it by: points still present keep theirs,
+    /// new ones are appended, removed ones are retired (no longer accepted,
+    /// no rules, still named). Returns the names of added and removed points.
+    pub fn rebase(&mut self, running: &Catalog) -> (Vec<String>, Vec<String>) {
+        let mut merged = running.clone();
+        let removed: Vec<String> = running
+            .iter()
+            .filter(|(i, m)| running.is_live(*i) && self.catalog.lookup(&m.id).is_none())
+            .map(|(_, m)| m.id.to_string())
+            .collect();
+        for name in &removed {
+            merged.retire(name);
+        }
+        let added: Vec<String> = self
+            .catalog
+            .iter()
+            .filter(|(_, m)| running.lookup(&m.id).is_none())
+            .map(|(_, m)| m.id.to_string())
+            .collect();
+        merged.extend(self.catalog.iter().map(|(_, m)| m.clone()));
+        let to_merged = |p: PointIdx| -> PointIdx {
+            let name = &self.catalog.meta(p).id;
+            merged
+                .lookup(name)
+                .expect("every point of the model was just added")
+        };
+        let mut rules = vec![PointRules::inert(); merged.len()];
+        for (p, r) in self.rules.iter().enumerate() {
+            rules[to_merged(p as PointIdx) as usize] = r.clone();
+        }
+        let mut units = vec![UnitRules::default(); merged.unit_count()];
+        for (u, r) in self.units.iter().enumerate() {
+            let id = &self.catalog.unit(u as UnitIdx).id;
+            let Some(m) = merged.unit_lookup(id) else {
+                continue;
+            };
+            let mut r = r.clone();
+            if let Some(v) = &mut r.voting {
+                v.members = v.members.iter().map(|&p| to_merged(p)).collect();
+            }
+            if let Some(c) = &mut r.correlation {
+                c.temperature = to_merged(c.temperature);
+                c.pressure = to_merged(c.pressure);
+            }
+            units[m as usize] = r;
+        }
+        for e in &mut self.enterprises {
+            for hs in &mut e.hazard_sources {
+                for u in &mut hs.units {
+                    u.points = u.points.iter().map(|&p| to_merged(p)).collect();
+                }
+            }
+        }
+        self.rules = rules;
+        self.units = units;
+        self.catalog = merged;
+        (added, removed)
     }
 }

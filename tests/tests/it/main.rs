@@ -9,4 +9,5 @@ mod config_errors;
 mod end_to_end;
 mod gateway_status;
 mod independent_reader;
+mod reload;
 mod scenarios;
