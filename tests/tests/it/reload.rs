@@ -109,7 +109,7 @@ async fn a_reloaded_site_model_applies_without_restart_and_keeps_unchanged_alarm
         ]),
     )
     .await;
-    let mut got = vec![
+    let mut got = [
         next_event(&mut stream).await.unwrap(),
         next_event(&mut stream).await.unwrap(),
     ];
