@@ -267,19 +267,9 @@ impl Catalog {
         self.units.len()
     }
 
-    /// The console (enterprise) of a point's unit.
-    pub fn console_of(&self, idx: PointIdx) -> ConsoleIdx {
-        self.unit(self.unit_of(idx)).console
-    }
-
     /// The index of an enterprise's console.
     pub fn console_lookup(&self, enterprise: &str) -> Option<ConsoleIdx> {
         self.console_by_name.get(enterprise).copied()
-    }
-
-    /// Number of consoles (enterprises with points).
-    pub fn console_count(&self) -> usize {
-        self.consoles.len()
     }
 
     /// The id of an alarm source: the point, unit or enterprise id.
@@ -304,15 +294,6 @@ impl Catalog {
                 [&m.enterprise, &m.hazard_source, &m.id, ""]
             }
             AlarmSource::Console(c) => [&self.consoles[c as usize], "", "", ""],
-        }
-    }
-
-    /// The console an alarm source reports to.
-    pub fn source_console(&self, source: AlarmSource) -> ConsoleIdx {
-        match source {
-            AlarmSource::Point(p) => self.console_of(p),
-            AlarmSource::Unit(u) => self.unit(u).console,
-            AlarmSource::Console(c) => c,
         }
     }
 

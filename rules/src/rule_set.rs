@@ -77,11 +77,6 @@ impl RuleSet {
             .is_some_and(|u| u.state.suppresses())
     }
 
-    /// True when some point or unit configures what `wants` asks about.
-    pub fn any_point(&self, wants: impl Fn(&PointRules) -> bool) -> bool {
-        self.points.iter().any(wants)
-    }
-
     /// An event of `kind` on `point`, with the default priority for it.
     pub fn event(
         &self,
@@ -140,10 +135,5 @@ impl RuleBook {
         let mut sets = self.0.write().unwrap_or_else(|p| p.into_inner());
         sets.retain(|(from, _)| *from < epoch);
         sets.push((epoch, Arc::new(rules)));
-    }
-
-    /// The newest rules.
-    pub fn latest(&self) -> Arc<RuleSet> {
-        self.at(u64::MAX)
     }
 }

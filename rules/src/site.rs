@@ -1178,11 +1178,6 @@ impl SiteModel {
         self.rules.len()
     }
 
-    /// Rules of a unit.
-    pub fn unit_rules(&self, idx: UnitIdx) -> &UnitRules {
-        &self.units[idx as usize]
-    }
-
     /// Renumbers this (reloaded) model onto the catalog of the model that
     /// is running, so every point and unit keeps the index the engine, the
     /// archive and the alarms know it by: points still present keep theirs,
