@@ -137,12 +137,10 @@ fn kind_word(k: PointKind) -> &'static str {
 fn describe(r: &AlarmRecord, catalog: &Catalog) -> String {
     let id = catalog.source_id(r.source);
     let tag = r.kind.tag();
-    let mut text = match r.source {
-        _ if r.transition == Transition::Acknowledged => {
-            format!("{id} {tag} acknowledged by {}", r.actor)
-        }
-        _ if r.transition == Transition::Reset => format!("{id} {tag} reset by {}", r.actor),
-        AlarmSource::Point(p) if r.kind != AlarmKind::Chattering => {
+    let mut text = match (r.transition, r.source) {
+        (Transition::Acknowledged, _) => format!("{id} {tag} acknowledged by {}", r.actor),
+        (Transition::Reset, _) => format!("{id} {tag} reset by {}", r.actor),
+        (_, AlarmSource::Point(p)) if r.kind != AlarmKind::Chattering => {
             describe_point(r, catalog.meta(p))
         }
         _ => describe_alarm_system(r, id),
@@ -198,19 +196,19 @@ fn describe_alarm_system(r: &AlarmRecord, id: &str) -> String {
 /// Text of a condition change on a point.
 fn describe_point(r: &AlarmRecord, m: &hazardwatch_proto::PointMeta) -> String {
     let (id, what, unit, tag) = (&m.id, kind_word(m.kind), &m.eng_unit, r.kind.tag());
-    match (r.transition, r.kind) {
-        (Transition::Acknowledged | Transition::Reset, _) => String::new(),
-        (Transition::Raised, AlarmKind::RateOfChange) => format!(
+    // Operator actions are described by `describe`.
+    match (r.transition == Transition::Raised, r.kind) {
+        (true, AlarmKind::RateOfChange) => format!(
             "{id} {what} changing at {:+.3} {unit}/min (limit {:.3} {unit}/min)",
             r.value, r.limit
         ),
-        (Transition::Cleared, AlarmKind::RateOfChange) => {
+        (false, AlarmKind::RateOfChange) => {
             format!(
                 "{id} {what} rate back under the limit: {:+.3} {unit}/min",
                 r.value
             )
         }
-        (Transition::Raised, AlarmKind::PredictedHighHigh | AlarmKind::PredictedLowLow) => {
+        (true, AlarmKind::PredictedHighHigh | AlarmKind::PredictedLowLow) => {
             let limit_tag = if r.kind == AlarmKind::PredictedHighHigh {
                 "HH"
             } else {
@@ -228,44 +226,44 @@ fn describe_point(r: &AlarmRecord, m: &hazardwatch_proto::PointMeta) -> String {
                 r.limit, r.value
             )
         }
-        (Transition::Cleared, AlarmKind::PredictedHighHigh | AlarmKind::PredictedLowLow) => {
+        (false, AlarmKind::PredictedHighHigh | AlarmKind::PredictedLowLow) => {
             format!(
                 "{id} {what} trend no longer heading for the limit: {:.3} {unit}",
                 r.value
             )
         }
-        (Transition::Raised, AlarmKind::Fault) if r.limit.is_nan() => {
+        (true, AlarmKind::Fault) if r.limit.is_nan() => {
             format!(
                 "{id} sensor fault: reading of bad quality ({:.3} {unit})",
                 r.value
             )
         }
-        (Transition::Raised, AlarmKind::Fault) => format!(
+        (true, AlarmKind::Fault) => format!(
             "{id} sensor fault: {:.3} {unit} is outside the instrument range (bound {:.3})",
             r.value, r.limit
         ),
-        (Transition::Cleared, AlarmKind::Fault) => {
+        (false, AlarmKind::Fault) => {
             format!("{id} sensor healthy again: {:.3} {unit}", r.value)
         }
-        (Transition::Raised, AlarmKind::Stale) => format!(
+        (true, AlarmKind::Stale) => format!(
             "{id} no reading for {:.0} s: communication loss (last {:.3} {unit})",
             r.limit, r.value
         ),
-        (Transition::Cleared, AlarmKind::Stale) => {
+        (false, AlarmKind::Stale) => {
             format!("{id} readings again: {:.3} {unit}", r.value)
         }
-        (Transition::Raised, AlarmKind::Flatline) => format!(
+        (true, AlarmKind::Flatline) => format!(
             "{id} {what} stuck at {:.3} {unit} for {:.0} s: frozen sensor?",
             r.value, r.limit
         ),
-        (Transition::Cleared, AlarmKind::Flatline) => {
+        (false, AlarmKind::Flatline) => {
             format!("{id} {what} moving again: {:.3} {unit}", r.value)
         }
-        (Transition::Raised, _) => format!(
+        (true, _) => format!(
             "{id} {what} {tag} {:.3} {unit} (limit {:.3})",
             r.value, r.limit
         ),
-        (Transition::Cleared, _) => {
+        (false, _) => {
             format!("{id} {what} back inside {tag} limit: {:.3} {unit}", r.value)
         }
     }

@@ -196,10 +196,7 @@ impl AlarmTable {
         comment: &str,
         now_ms: i64,
     ) -> Result<AlarmRecord, ActionError> {
-        let alarm = self
-            .alarms
-            .get(&(source, kind))
-            .ok_or(ActionError::NotFound)?;
+        let alarm = self.find(source, kind)?;
         let state = match alarm.state {
             AlarmState::UnackedActive => AlarmState::AckedActive,
             AlarmState::UnackedRtn => AlarmState::Normal,
@@ -229,10 +226,7 @@ impl AlarmTable {
         comment: &str,
         now_ms: i64,
     ) -> Result<AlarmRecord, ActionError> {
-        let alarm = self
-            .alarms
-            .get(&(source, kind))
-            .ok_or(ActionError::NotFound)?;
+        let alarm = self.find(source, kind)?;
         if !alarm.latch {
             return Err(ActionError::NotLatched);
         }
@@ -252,6 +246,13 @@ impl AlarmTable {
             comment,
             now_ms,
         ))
+    }
+
+    /// The alarm an operator acts on.
+    fn find(&self, source: AlarmSource, kind: AlarmKind) -> Result<&ActiveAlarm, ActionError> {
+        self.alarms
+            .get(&(source, kind))
+            .ok_or(ActionError::NotFound)
     }
 
     /// Appends an operator's record for an alarm in the table.

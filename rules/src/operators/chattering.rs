@@ -16,7 +16,7 @@ use hazardwatch_proto::{AlarmKind, AlarmSource, ConsoleIdx, Priority, RuleEvent}
 type AlarmKey = (AlarmSource, AlarmKind);
 
 use crate::operators::event_time::{KeyedLogic, Routed, Scheduled};
-use crate::operators::flood::annunciated_raise;
+use crate::operators::flood::{annunciated_raise, keep_window};
 use crate::rule_set::RuleSet;
 
 /// Length of the window, ms.
@@ -49,15 +49,6 @@ fn event(source: AlarmSource, active: bool, ts_ms: i64, value: f64) -> RuleEvent
     )
 }
 
-fn prune(raises: &mut VecDeque<i64>, now_ms: i64) {
-    while raises
-        .front()
-        .is_some_and(|&t| t <= now_ms - CHATTER_WINDOW_MS)
-    {
-        raises.pop_front();
-    }
-}
-
 impl KeyedLogic for Chattering {
     type Input = Routed;
     type State = ChatteringState;
@@ -76,7 +67,7 @@ impl KeyedLogic for Chattering {
         }
         let raises = st.raises.entry((e.source, e.kind)).or_default();
         raises.push_back(e.ts_ms);
-        prune(raises, e.ts_ms);
+        keep_window(raises, e.ts_ms, CHATTER_WINDOW_MS);
         let in_window = raises.len();
         match st.chattering.get_mut(&e.source) {
             Some(n) => *n += 1,
@@ -100,7 +91,7 @@ impl KeyedLogic for Chattering {
         out: &mut Vec<RuleEvent>,
     ) {
         st.raises.retain(|_, raises| {
-            prune(raises, due_ms);
+            keep_window(raises, due_ms, CHATTER_WINDOW_MS);
             !raises.is_empty()
         });
         let quiet: Vec<AlarmSource> = st

@@ -175,16 +175,18 @@ pub trait KeyedLogic: 'static {
         out: &mut Vec<RuleEvent>,
     );
 
-    /// Handles a timer the rule scheduled for this key.
+    /// Handles a timer the rule scheduled for this key. Rules that set no
+    /// timers keep this default, which ignores every timer.
     fn on_timer(
         &self,
-        rules: &RuleSet,
-        state: &mut Self::State,
-        key: <Self::Input as Timed>::Key,
-        due_ms: i64,
-        timers: &mut Scheduled,
-        out: &mut Vec<RuleEvent>,
-    );
+        _rules: &RuleSet,
+        _state: &mut Self::State,
+        _key: <Self::Input as Timed>::Key,
+        _due_ms: i64,
+        _timers: &mut Scheduled,
+        _out: &mut Vec<RuleEvent>,
+    ) {
+    }
 }
 
 /// Mixes a point (or unit, console) index so that the exchange spreads keys

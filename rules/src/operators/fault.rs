@@ -3,7 +3,7 @@
 //! alarm: the limit rules ignore such readings), which returns to normal at
 //! the next good reading inside the range.
 
-use hazardwatch_proto::{AlarmKind, PointIdx, Quality, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, Quality, Reading, RuleEvent};
 
 use crate::operators::event_time::{KeyedLogic, Scheduled};
 use crate::rule_set::RuleSet;
@@ -48,16 +48,5 @@ impl KeyedLogic for Fault {
             let limit = faulty.unwrap_or(f64::NAN);
             out.push(rules.event(r.point, AlarmKind::Fault, *active, r.ts_ms, r.value, limit));
         }
-    }
-
-    fn on_timer(
-        &self,
-        _rules: &RuleSet,
-        _: &mut bool,
-        _: PointIdx,
-        _: i64,
-        _: &mut Scheduled,
-        _: &mut Vec<RuleEvent>,
-    ) {
     }
 }

@@ -30,6 +30,14 @@ pub fn annunciated_raise(e: &RuleEvent) -> bool {
     e.active && !e.suppressed && e.kind.needs_ack()
 }
 
+/// Keeps the raise times (oldest first) inside the window `(now - window,
+/// now]`: the sliding count of the flood and chattering rules.
+pub fn keep_window(raises: &mut VecDeque<i64>, now_ms: i64, window_ms: i64) {
+    while raises.front().is_some_and(|&t| t <= now_ms - window_ms) {
+        raises.pop_front();
+    }
+}
+
 /// The flood rule over every console.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Flood;
@@ -46,16 +54,6 @@ pub struct FloodState {
 }
 
 impl FloodState {
-    fn prune(&mut self, now_ms: i64) {
-        while self
-            .raises
-            .front()
-            .is_some_and(|&t| t <= now_ms - FLOOD_WINDOW_MS)
-        {
-            self.raises.pop_front();
-        }
-    }
-
     /// While flooding, keeps a timer at the time the oldest raise ages out.
     fn arm(&mut self, timers: &mut Scheduled) {
         if self.during.is_some()
@@ -98,7 +96,7 @@ impl KeyedLogic for Flood {
             return;
         }
         st.raises.push_back(e.ts_ms);
-        st.prune(e.ts_ms);
+        keep_window(&mut st.raises, e.ts_ms, FLOOD_WINDOW_MS);
         match &mut st.during {
             Some(n) => *n += 1,
             None if st.raises.len() > FLOOD_START => {
@@ -129,7 +127,7 @@ impl KeyedLogic for Flood {
             return;
         }
         st.timer = None;
-        st.prune(due_ms);
+        keep_window(&mut st.raises, due_ms, FLOOD_WINDOW_MS);
         if let Some(during) = st.during
             && st.raises.len() < FLOOD_END
         {

@@ -7,7 +7,7 @@
 //! chatter). Once the value is at the limit the pre-alarm stays until the
 //! trend turns: the HH/LL alarm itself then carries the urgency.
 
-use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, Reading, RuleEvent};
 
 use crate::operators::event_time::{KeyedLogic, Scheduled};
 use crate::operators::slope::SlopeWindow;
@@ -91,16 +91,5 @@ impl KeyedLogic for Predict {
             state.active = Some(kind);
             out.push(event(kind, true, limit, Some(r.ts_ms + ms.round() as i64)));
         }
-    }
-
-    fn on_timer(
-        &self,
-        _rules: &RuleSet,
-        _state: &mut PredictState,
-        _point: PointIdx,
-        _due_ms: i64,
-        _timers: &mut Scheduled,
-        _out: &mut Vec<RuleEvent>,
-    ) {
     }
 }

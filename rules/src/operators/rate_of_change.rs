@@ -7,7 +7,7 @@
 //! limit does not chatter. Bad-quality and out-of-range readings are left
 //! out of the window.
 
-use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, Reading, RuleEvent};
 
 use crate::operators::event_time::{KeyedLogic, Scheduled};
 use crate::operators::slope::SlopeWindow;
@@ -69,16 +69,5 @@ impl KeyedLogic for RateOfChange {
                 roc.limit_per_s * 60.0,
             ));
         }
-    }
-
-    fn on_timer(
-        &self,
-        _rules: &RuleSet,
-        _state: &mut RocState,
-        _point: PointIdx,
-        _due_ms: i64,
-        _timers: &mut Scheduled,
-        _out: &mut Vec<RuleEvent>,
-    ) {
     }
 }

@@ -28,6 +28,29 @@ pub struct StaleState {
     active: bool,
 }
 
+impl StaleState {
+    /// Sets the alarm's condition, emitting an event when it changes. The
+    /// value is the reading (or the last one received), the limit the
+    /// allowed silence in seconds.
+    #[allow(clippy::too_many_arguments)]
+    fn change(
+        &mut self,
+        active: bool,
+        rules: &RuleSet,
+        point: PointIdx,
+        ts_ms: i64,
+        value: f64,
+        after_ms: i64,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        if self.active != active {
+            self.active = active;
+            let limit = after_ms as f64 / 1000.0;
+            out.push(rules.event(point, AlarmKind::Stale, active, ts_ms, value, limit));
+        }
+    }
+}
+
 impl KeyedLogic for Stale {
     type Input = Reading;
     type State = StaleState;
@@ -44,30 +67,11 @@ impl KeyedLogic for Stale {
             return;
         };
         if r.quality == Quality::Offline {
-            if !st.active {
-                st.active = true;
-                out.push(rules.event(
-                    r.point,
-                    AlarmKind::Stale,
-                    true,
-                    r.ts_ms,
-                    st.last_value,
-                    after as f64 / 1000.0,
-                ));
-            }
+            let last = st.last_value;
+            st.change(true, rules, r.point, r.ts_ms, last, after, out);
             return;
         }
-        if st.active {
-            st.active = false;
-            out.push(rules.event(
-                r.point,
-                AlarmKind::Stale,
-                false,
-                r.ts_ms,
-                r.value,
-                after as f64 / 1000.0,
-            ));
-        }
+        st.change(false, rules, r.point, r.ts_ms, r.value, after, out);
         st.last_ts = Some(st.last_ts.map_or(r.ts_ms, |t| t.max(r.ts_ms)));
         st.last_value = r.value;
         st.deadline.arm(r.ts_ms + after, timers);
@@ -86,17 +90,9 @@ impl KeyedLogic for Stale {
         else {
             return;
         };
-        if st.deadline.fired(due_ms, last + after, timers) && !st.active {
-            st.active = true;
-            // Value: the last one received; limit: the allowed silence in s.
-            out.push(rules.event(
-                point,
-                AlarmKind::Stale,
-                true,
-                due_ms,
-                st.last_value,
-                after as f64 / 1000.0,
-            ));
+        if st.deadline.fired(due_ms, last + after, timers) {
+            let value = st.last_value;
+            st.change(true, rules, point, due_ms, value, after, out);
         }
     }
 }

@@ -37,22 +37,21 @@ pub struct ThresholdState {
     last_value: f64,
 }
 
-/// The slot of a limit kind in [`ThresholdState::limits`].
-fn slot(kind: AlarmKind) -> usize {
-    match kind {
-        AlarmKind::HighHigh => 0,
-        AlarmKind::High => 1,
-        AlarmKind::Low => 2,
-        _ => 3,
-    }
-}
-
+/// The limit kinds, in the order of [`ThresholdState::limits`].
 const SLOT_KINDS: [AlarmKind; 4] = [
     AlarmKind::HighHigh,
     AlarmKind::High,
     AlarmKind::Low,
     AlarmKind::LowLow,
 ];
+
+/// The slot of a limit kind in [`ThresholdState::limits`].
+fn slot(kind: AlarmKind) -> usize {
+    SLOT_KINDS
+        .iter()
+        .position(|&k| k == kind)
+        .expect("a point's limits are HH, H, L or LL")
+}
 
 fn beyond(limit: &Limit, v: f64) -> bool {
     if limit.is_high() {
@@ -104,7 +103,8 @@ impl KeyedLogic for Threshold {
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let Some(rules) = rules.point(r.point) else {
+        let set = rules;
+        let Some(rules) = set.point(r.point) else {
             return;
         };
         let (lo, hi) = rules.range;
@@ -112,17 +112,15 @@ impl KeyedLogic for Threshold {
             return;
         }
         state.last_value = r.value;
-        // A limit removed by a reload returns to normal at once.
-        for (s, kind) in SLOT_KINDS.into_iter().enumerate() {
-            let st = &mut state.limits[s];
+        // A limit removed by a reload returns to normal at once (its value
+        // is gone: NaN).
+        for (st, kind) in state.limits.iter_mut().zip(SLOT_KINDS) {
             if st.active && !rules.limits.iter().any(|l| l.kind == kind) {
                 *st = LimitState::default();
-                let gone = Limit {
-                    kind,
-                    value: f64::NAN,
-                    priority: hazardwatch_proto::Priority::Low,
-                };
-                out.push(event(r.point, rules, &gone, false, r.ts_ms, r.value));
+                out.push(RuleEvent {
+                    latch: rules.latch,
+                    ..set.event(r.point, kind, false, r.ts_ms, r.value, f64::NAN)
+                });
             }
         }
         for limit in &rules.limits {

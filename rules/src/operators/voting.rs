@@ -79,15 +79,4 @@ impl KeyedLogic for Voting {
             });
         }
     }
-
-    fn on_timer(
-        &self,
-        _rules: &RuleSet,
-        _st: &mut VotingState,
-        _unit: UnitIdx,
-        _due_ms: i64,
-        _timers: &mut Scheduled,
-        _out: &mut Vec<RuleEvent>,
-    ) {
-    }
 }
