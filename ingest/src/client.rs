@@ -14,7 +14,7 @@
 //! raises communication loss for all of them at once, and the archive keeps
 //! the markers for replay.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,64 +119,46 @@ impl Subscriber {
                 },
             };
             let received_ms = now_ms();
-            if let Some((enterprise, gateway)) =
+            // Status messages become offline markers, telemetry readings.
+            let (readings, rejections) = if let Some((enterprise, gateway)) =
                 topic::parse_status(&limits.topic_prefix, &publish.topic)
             {
-                let markers = match decode::status(&publish.payload) {
-                    Ok(status) => gateways.status(enterprise, gateway, status, received_ms),
-                    Err(rejection) => {
-                        if let Err(e) =
-                            quarantine.record(&publish.topic, &publish.payload, &[rejection])
-                        {
-                            tracing::error!(error = %e, topic = %publish.topic, "cannot quarantine; not acknowledging");
-                            continue;
-                        }
-                        Vec::new()
-                    }
-                };
-                if !markers.is_empty() {
-                    let batch = IngestBatch {
-                        readings: markers,
+                match decode::status(&publish.payload) {
+                    Ok(status) => (
+                        gateways.status(enterprise, gateway, status, received_ms),
+                        Vec::new(),
+                    ),
+                    Err(rejection) => (Vec::new(), vec![rejection]),
+                }
+            } else {
+                let checked = {
+                    let catalog = self.catalog.borrow();
+                    decode::check(
+                        &catalog,
+                        &limits,
+                        &publish.topic,
+                        &publish.payload,
                         received_ms,
-                    };
-                    if pipeline.send(batch).await.is_err() {
-                        break Ok(());
-                    }
+                    )
+                };
+                if let Some(t) = topic::parse(&limits.topic_prefix, &publish.topic) {
+                    metrics::counter!("hazardwatch_mqtt_messages_total", "format" => t.format.as_str())
+                        .increment(1);
+                    metrics::counter!("hazardwatch_readings_in_total")
+                        .increment(checked.readings.len() as u64);
+                    gateways.reported(t.enterprise, t.gateway, &checked.readings);
                 }
-                if let Err(e) = client.ack(&publish).await {
-                    break Err(Error::Client(format!("ack: {e}")));
-                }
-                continue;
-            }
-            let checked = {
-                let catalog = self.catalog.borrow();
-                decode::check(
-                    &catalog,
-                    &limits,
-                    &publish.topic,
-                    &publish.payload,
-                    received_ms,
-                )
+                (checked.readings, checked.rejections)
             };
-            if let Some(t) = topic::parse(&limits.topic_prefix, &publish.topic) {
-                metrics::counter!("hazardwatch_mqtt_messages_total", "format" => t.format.as_str())
-                    .increment(1);
-            }
-            if let Err(e) = quarantine.record(&publish.topic, &publish.payload, &checked.rejections)
-            {
+            if let Err(e) = quarantine.record(&publish.topic, &publish.payload, &rejections) {
                 // Without a record of the rejection the message must not be
                 // acknowledged: the broker redelivers it after a reconnect.
                 tracing::error!(error = %e, topic = %publish.topic, "cannot quarantine; not acknowledging");
                 continue;
             }
-            if !checked.readings.is_empty() {
-                metrics::counter!("hazardwatch_readings_in_total")
-                    .increment(checked.readings.len() as u64);
-                if let Some(t) = topic::parse(&limits.topic_prefix, &publish.topic) {
-                    gateways.reported(t.enterprise, t.gateway, &checked.readings);
-                }
+            if !readings.is_empty() {
                 let batch = IngestBatch {
-                    readings: checked.readings,
+                    readings,
                     received_ms,
                 };
                 if pipeline.send(batch).await.is_err() {
@@ -197,21 +179,26 @@ impl Subscriber {
 /// The points each gateway has reported, for its offline markers.
 #[derive(Debug, Default)]
 pub struct Gateways {
-    /// By `enterprise/gateway`.
-    points: HashMap<String, BTreeSet<PointIdx>>,
+    /// By enterprise, then gateway.
+    points: HashMap<String, HashMap<String, HashSet<PointIdx>>>,
 }
 
 impl Gateways {
-    /// Notes the points of a gateway's accepted readings.
+    /// Notes the points of a gateway's accepted readings (no allocation
+    /// once the gateway and its points are known).
     pub fn reported(&mut self, enterprise: &str, gateway: &str, readings: &[Reading]) {
-        let key = format!("{enterprise}/{gateway}");
-        let points = match self.points.get_mut(&key) {
-            Some(p) => p,
-            None => self.points.entry(key).or_default(),
-        };
-        for r in readings {
-            points.insert(r.point);
+        if readings.is_empty() {
+            return;
         }
+        let by_gateway = match self.points.get_mut(enterprise) {
+            Some(g) => g,
+            None => self.points.entry(enterprise.to_owned()).or_default(),
+        };
+        let points = match by_gateway.get_mut(gateway) {
+            Some(p) => p,
+            None => by_gateway.entry(gateway.to_owned()).or_default(),
+        };
+        points.extend(readings.iter().map(|r| r.point));
     }
 
     /// Handles a status message: for `offline`, the markers for every point
@@ -228,15 +215,15 @@ impl Gateways {
             GatewayStatus::Offline => "offline",
         };
         metrics::counter!("hazardwatch_gateway_status_total", "status" => label).increment(1);
-        let points = self.points.get(&format!("{enterprise}/{gateway}"));
+        let points = self.points.get(enterprise).and_then(|g| g.get(gateway));
         tracing::info!(
             enterprise,
             gateway,
             status = label,
-            points = points.map_or(0, BTreeSet::len),
+            points = points.map_or(0, HashSet::len),
             "gateway status"
         );
-        match (status, points) {
+        let mut markers: Vec<Reading> = match (status, points) {
             (GatewayStatus::Offline, Some(points)) => points
                 .iter()
                 .map(|&point| Reading {
@@ -247,7 +234,9 @@ impl Gateways {
                 })
                 .collect(),
             _ => Vec::new(),
-        }
+        };
+        markers.sort_unstable_by_key(|r| r.point);
+        markers
     }
 }
 
