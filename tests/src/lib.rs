@@ -135,6 +135,25 @@ impl TestService {
         Ok(AlarmServiceClient::connect(format!("http://{}", self.running.grpc_addr)).await?)
     }
 
+    /// A tonic client and a Subscribe stream of every alarm from now on
+    /// (after the active ones).
+    pub async fn subscribe_all(
+        &self,
+    ) -> anyhow::Result<(
+        AlarmServiceClient<Channel>,
+        tonic::Streaming<pb::AlarmEvent>,
+    )> {
+        let mut alarms = self.alarms().await?;
+        let stream = alarms
+            .subscribe(pb::SubscribeRequest {
+                filter: all_alarms(),
+                resume_after: 0,
+            })
+            .await?
+            .into_inner();
+        Ok((alarms, stream))
+    }
+
     /// Waits until the service has accepted at least `n` readings.
     pub async fn wait_for_readings(&self, n: u64) -> anyhow::Result<()> {
         let stats = &self.running.stats;
@@ -154,6 +173,16 @@ pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> anyh
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// A filter that passes every alarm that is annunciated (all enterprises,
+/// all priorities, suppressed ones left out).
+pub fn all_alarms() -> Option<pb::AlarmFilter> {
+    Some(pb::AlarmFilter {
+        enterprises: vec![],
+        min_priority: pb::Priority::Unspecified as i32,
+        include_suppressed: false,
+    })
 }
 
 /// A gateway: a rumqttc client publishing at QoS 1.
@@ -218,6 +247,21 @@ impl Gateway {
             .await
             .context("no PUBACK from the broker")??;
         Ok(())
+    }
+
+    /// Publishes a JSON batch as gateway `GW1` of `enterprise` and waits for
+    /// the PUBACK.
+    pub async fn publish_json(
+        &mut self,
+        enterprise: &str,
+        readings: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let json = serde_json::json!({"gateway": "GW1", "readings": readings});
+        self.publish(
+            &format!("hw/v1/{enterprise}/GW1/telemetry"),
+            serde_json::to_vec(&json)?,
+        )
+        .await
     }
 
     /// Drops the connection without a DISCONNECT, as a gateway losing power

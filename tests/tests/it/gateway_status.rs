@@ -2,28 +2,12 @@
 //! will, a real tonic client.
 
 use hazardwatch_proto::pb;
-use hazardwatch_tests::{Gateway, TestService, next_event, now_ms};
-
-fn all_alarms() -> Option<pb::AlarmFilter> {
-    Some(pb::AlarmFilter {
-        enterprises: vec![],
-        min_priority: pb::Priority::Unspecified as i32,
-        include_suppressed: false,
-    })
-}
+use hazardwatch_tests::{Gateway, TestService, all_alarms, next_event, now_ms};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_drops_off_makes_its_points_stale_at_once_through_its_last_will() {
     let svc = TestService::start().await.unwrap();
-    let mut alarms = svc.alarms().await.unwrap();
-    let mut stream = alarms
-        .subscribe(pb::SubscribeRequest {
-            filter: all_alarms(),
-            resume_after: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let (_alarms, mut stream) = svc.subscribe_all().await.unwrap();
     let (host, port) = svc.broker();
     let mut gw = Gateway::connect_with_will(&host, port, "gw1", Some("hw/v1/E01/GW1/status"))
         .await
@@ -61,15 +45,7 @@ async fn a_gateway_that_drops_off_makes_its_points_stale_at_once_through_its_las
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gas_alarm_stays_latched_after_the_gas_clears_until_an_operator_resets_it() {
     let svc = TestService::start().await.unwrap();
-    let mut alarms = svc.alarms().await.unwrap();
-    let mut stream = alarms
-        .subscribe(pb::SubscribeRequest {
-            filter: all_alarms(),
-            resume_after: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let (mut alarms, mut stream) = svc.subscribe_all().await.unwrap();
     let (host, port) = svc.broker();
     let mut gw = Gateway::connect(&host, port, "gw-gas").await.unwrap();
     let t0 = now_ms();

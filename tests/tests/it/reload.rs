@@ -6,51 +6,25 @@ use hazardwatch::config::Config;
 use hazardwatch::reload::reload_once;
 use hazardwatch_proto::pb;
 use hazardwatch_rules::Source;
-use hazardwatch_tests::{Gateway, TEST_PARK, TestService, next_event, now_ms};
-
-fn filter() -> Option<pb::AlarmFilter> {
-    Some(pb::AlarmFilter {
-        enterprises: vec![],
-        min_priority: pb::Priority::Unspecified as i32,
-        include_suppressed: false,
-    })
-}
-
-async fn publish(gw: &mut Gateway, enterprise: &str, readings: serde_json::Value) {
-    let json = serde_json::json!({"gateway": "GW1", "readings": readings});
-    gw.publish(
-        &format!("hw/v1/{enterprise}/GW1/telemetry"),
-        serde_json::to_vec(&json).unwrap(),
-    )
-    .await
-    .unwrap();
-}
+use hazardwatch_tests::{Gateway, TEST_PARK, TestService, all_alarms, next_event, now_ms};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reloaded_site_model_applies_without_restart_and_keeps_unchanged_alarms() {
     let svc = TestService::start().await.unwrap();
-    let mut alarms = svc.alarms().await.unwrap();
-    let mut stream = alarms
-        .subscribe(pb::SubscribeRequest {
-            filter: filter(),
-            resume_after: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let (mut alarms, mut stream) = svc.subscribe_all().await.unwrap();
     let (host, port) = svc.broker();
     let mut gw = Gateway::connect(&host, port, "gw-reload").await.unwrap();
     // Before: pressure above its H (600) raises; the level at 17 is normal.
     let t0 = now_ms();
-    publish(
-        &mut gw,
+    gw.publish_json(
         "E01",
         serde_json::json!([
             {"point": "T101.PT", "ts": t0, "value": 650.0},
             {"point": "T101.LT", "ts": t0, "value": 17.0},
         ]),
     )
-    .await;
+    .await
+    .unwrap();
     let pt = next_event(&mut stream).await.unwrap();
     assert_eq!(pt.alarm_id, "T101.PT/H");
 
@@ -99,8 +73,7 @@ async fn a_reloaded_site_model_applies_without_restart_and_keeps_unchanged_alarm
     // After: the same level now raises H against 16.5; the new point is
     // judged; the pressure, still high, raises nothing new.
     let t1 = now_ms();
-    publish(
-        &mut gw,
+    gw.publish_json(
         "E01",
         serde_json::json!([
             {"point": "T101.LT", "ts": t1, "value": 17.0},
@@ -108,7 +81,8 @@ async fn a_reloaded_site_model_applies_without_restart_and_keeps_unchanged_alarm
             {"point": "T101.PT", "ts": t1, "value": 660.0},
         ]),
     )
-    .await;
+    .await
+    .unwrap();
     let mut got = [
         next_event(&mut stream).await.unwrap(),
         next_event(&mut stream).await.unwrap(),
@@ -118,7 +92,9 @@ async fn a_reloaded_site_model_applies_without_restart_and_keeps_unchanged_alarm
     assert_eq!(got[0].limit, 16.5);
     assert_eq!(got[1].alarm_id, "T101.TE/H");
     let active = alarms
-        .list_active(pb::ListActiveRequest { filter: filter() })
+        .list_active(pb::ListActiveRequest {
+            filter: all_alarms(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -134,12 +110,12 @@ async fn a_reloaded_site_model_applies_without_restart_and_keeps_unchanged_alarm
     assert_eq!(active.alarms.len(), 3);
 
     // The removed point's readings are quarantined now.
-    publish(
-        &mut gw,
+    gw.publish_json(
         "E02",
         serde_json::json!([{"point": "T201.TE", "ts": now_ms(), "value": 20.0}]),
     )
-    .await;
+    .await
+    .unwrap();
     let quarantine = svc.running.quarantine_file.clone();
     hazardwatch_tests::wait_until(std::time::Duration::from_secs(10), || {
         std::fs::read_to_string(&quarantine).is_ok_and(|q| q.contains("T201.TE"))
