@@ -152,44 +152,19 @@ fn bad_quality_and_out_of_range_readings_raise_a_fault_not_a_process_alarm() {
     );
 }
 
-fn arb_case() -> impl Strategy<Value = (Vec<(u8, i64, f64)>, Vec<usize>, usize)> {
-    let reading = (
-        0u8..2,
-        0i64..30_000,
-        prop_oneof![0.0..20.0f64, 17.0..19.5f64],
-    );
-    prop::collection::vec(reading, 1..120).prop_flat_map(|rs| {
-        let n = rs.len();
-        (
-            Just(rs),
-            Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
-            prop_oneof![Just(1usize), Just(2), Just(4)],
-        )
-    })
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     /// Same readings, same alarms: whatever order they arrive in (within
     /// the lateness bound) and however many workers run the rules.
     #[test]
-    fn events_do_not_depend_on_arrival_order_or_worker_count((rs, order, workers) in arb_case()) {
+    fn events_do_not_depend_on_arrival_order_or_worker_count(
+        case in common::arrival_case((0u8..2, 0i64..30_000, prop_oneof![0.0..20.0f64, 17.0..19.5f64]), 120)
+    ) {
         let m = model("on_delay_s = 1\noff_delay_s = 1");
         let points = [m.catalog.lookup("T1.LT").unwrap(), m.catalog.lookup("T1.TE").unwrap()];
-        let readings: Vec<Reading> = rs.iter().map(|&(p, ts, v)| Reading {
-            point: points[p as usize],
-            // Whole hundredths, as an instrument would report.
-            value: (v * 100.0).round() / 100.0,
-            ts_ms: ts,
-            quality: Quality::Good,
-        }).collect();
-        let mut sorted = readings.clone();
-        sorted.sort_by_key(Reading::order_key);
-        let reference = run(&m, 1, &[sorted], 100_000);
-        let shuffled: Vec<Reading> = order.iter().map(|&i| readings[i]).collect();
-        let batches: Vec<Vec<Reading>> = shuffled.chunks(7).map(<[Reading]>::to_vec).collect();
-        let got = run(&m, workers, &batches, 100_000);
+        // Whole hundredths, as an instrument would report.
+        let (reference, got) = common::reference_and_shuffled(&m, &points, &case, 100.0, 100, 7, 100_000);
         prop_assert_eq!(got, reference);
     }
 }

@@ -381,22 +381,6 @@ h = {h}
     assert_eq!(high(gt2), [(true, 0), (false, 15_000)]);
 }
 
-fn arb_gas() -> impl Strategy<Value = (Vec<(u8, i64, f64)>, Vec<usize>, usize)> {
-    let reading = (
-        0u8..4,
-        0i64..120_000,
-        prop_oneof![0.0..50.0f64, 15.0..25.0f64],
-    );
-    prop::collection::vec(reading, 1..200).prop_flat_map(|rs| {
-        let n = rs.len();
-        (
-            Just(rs),
-            Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
-            prop_oneof![Just(1usize), Just(2), Just(4)],
-        )
-    })
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -404,20 +388,12 @@ proptest! {
     /// voting, chattering and floods come out the same whatever the
     /// arrival order and worker count.
     #[test]
-    fn unit_and_console_events_do_not_depend_on_order_or_workers((rs, order, workers) in arb_gas()) {
+    fn unit_and_console_events_do_not_depend_on_order_or_workers(
+        case in common::arrival_case((0u8..4, 0i64..120_000, prop_oneof![0.0..50.0f64, 15.0..25.0f64]), 200)
+    ) {
         let m = model("running");
         let points: Vec<u32> = (1..=4).map(|i| point(&m, &format!("T1.GT{i}"))).collect();
-        let readings: Vec<Reading> = rs.iter().map(|&(p, ts, v)| Reading {
-            point: points[p as usize],
-            ts_ms: ts,
-            value: (v * 10.0).round() / 10.0,
-            quality: Quality::Good,
-        }).collect();
-        let mut sorted = readings.clone();
-        sorted.sort_by_key(Reading::order_key);
-        let reference = common::run(&m, 1, 1000, &[sorted], 300_000);
-        let shuffled: Vec<Reading> = order.iter().map(|&i| readings[i]).collect();
-        let batches: Vec<Vec<Reading>> = shuffled.chunks(9).map(<[Reading]>::to_vec).collect();
-        prop_assert_eq!(common::run(&m, workers, 1000, &batches, 300_000), reference);
+        let (reference, got) = common::reference_and_shuffled(&m, &points, &case, 10.0, 1000, 9, 300_000);
+        prop_assert_eq!(got, reference);
     }
 }

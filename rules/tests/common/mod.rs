@@ -1,8 +1,9 @@
 //! Fixtures shared by the rules' integration tests: a one-unit park around
 //! the points a test declares, and a run of the engine to the end of input.
 
-use hazardwatch_proto::{Reading, RuleEvent};
+use hazardwatch_proto::{PointIdx, Quality, Reading, RuleEvent};
 use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, SiteSpec, Source};
+use proptest::prelude::*;
 
 /// A park with one enterprise `E`, hazard source `HS` and unit `T1`, whose
 /// points (and any further tables) are `points_toml`.
@@ -65,4 +66,57 @@ pub(crate) fn run(
     engine.input().advance_to(end_ms);
     engine.finish().unwrap();
     events.take()
+}
+
+/// A determinism case: readings as (point slot, time, value), an arrival
+/// order and a worker count.
+pub(crate) type ArrivalCase = (Vec<(u8, i64, f64)>, Vec<usize>, usize);
+
+/// A determinism case: up to `max` readings as (point slot, time, value)
+/// drawn from `reading`, an arrival order (a shuffle of them) and a worker
+/// count of 1, 2 or 4.
+#[allow(dead_code)]
+pub(crate) fn arrival_case(
+    reading: impl Strategy<Value = (u8, i64, f64)>,
+    max: usize,
+) -> impl Strategy<Value = ArrivalCase> {
+    prop::collection::vec(reading, 1..max).prop_flat_map(|rs| {
+        let n = rs.len();
+        (
+            Just(rs),
+            Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
+            prop_oneof![Just(1usize), Just(2), Just(4)],
+        )
+    })
+}
+
+/// The events of a case's readings (slots mapped to `points`, values
+/// rounded to whole `1/per_unit` steps as an instrument reports them) at
+/// `epoch_ms`: first sorted on one worker, the reference; then in the
+/// case's arrival order, in batches of `chunk`, on its worker count.
+#[allow(dead_code)]
+pub(crate) fn reference_and_shuffled(
+    model: &SiteModel,
+    points: &[PointIdx],
+    (rs, order, workers): &ArrivalCase,
+    per_unit: f64,
+    epoch_ms: u64,
+    chunk: usize,
+    end_ms: i64,
+) -> (Vec<RuleEvent>, Vec<RuleEvent>) {
+    let readings: Vec<Reading> = rs
+        .iter()
+        .map(|&(p, ts_ms, v)| Reading {
+            point: points[p as usize],
+            ts_ms,
+            value: (v * per_unit).round() / per_unit,
+            quality: Quality::Good,
+        })
+        .collect();
+    let mut sorted = readings.clone();
+    sorted.sort_by_key(Reading::order_key);
+    let reference = run(model, 1, epoch_ms, &[sorted], end_ms);
+    let shuffled: Vec<Reading> = order.iter().map(|&i| readings[i]).collect();
+    let batches: Vec<Vec<Reading>> = shuffled.chunks(chunk).map(<[Reading]>::to_vec).collect();
+    (reference, run(model, *workers, epoch_ms, &batches, end_ms))
 }
