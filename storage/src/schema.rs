@@ -8,8 +8,8 @@
 //! | `kind` | utf8 | `temperature`, `level`, `pressure`, `combustible_gas`, `toxic_gas` |
 //! | `ts` | timestamp(ms, UTC) | event time: the gateway's timestamp |
 //! | `ingest_ts` | timestamp(ms, UTC) | when hazardwatch received the reading |
-//! | `value` | float64 | value in the point's engineering unit |
-//! | `quality` | utf8 | `good`, `uncertain`, `bad` |
+//! | `value` | float64 | value in the point's engineering unit; NaN in `offline` markers |
+//! | `quality` | utf8 | `good`, `uncertain`, `bad`, or `offline`: the gateway announced it went offline (a marker, not a measurement) |
 //! | `late` | bool | arrived after the lateness bound: archived, not judged by the rules |
 //!
 //! `date` (event date, UTC) and `enterprise` are Hive partition columns in

@@ -2,7 +2,7 @@
 //! will, a real tonic client.
 
 use hazardwatch_proto::pb;
-use hazardwatch_tests::{Gateway, TestService, all_alarms, next_event, now_ms};
+use hazardwatch_tests::{Gateway, TestService, all_alarms, next_event, now_ms, read_archive};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_drops_off_makes_its_points_stale_at_once_through_its_last_will() {
@@ -40,6 +40,18 @@ async fn a_gateway_that_drops_off_makes_its_points_stale_at_once_through_its_las
     }
     stale.sort();
     assert_eq!(stale, ["T101.LT", "T101.PT"]);
+    // The offline markers are archived with the readings (NaN values), so
+    // a replay sees the same communication loss.
+    let archive = svc.running.archive_dir.clone();
+    svc.running.shutdown().await.unwrap();
+    let mut markers: Vec<String> = read_archive(&archive)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.value.is_nan())
+        .map(|r| r.point)
+        .collect();
+    markers.sort();
+    assert_eq!(markers, ["T101.LT", "T101.PT"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
