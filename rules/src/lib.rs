@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use hazardwatch_proto::{Quality, Reading};
-//! use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, SiteSpec, Source};
+//! use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, Source};
 //!
 //! let text = r#"
 //! park = { id = "P" }
@@ -31,7 +31,7 @@
 //! on_delay_s = 0
 //! "#;
 //! let src = Source { path: "park.toml".into(), text: text.into() };
-//! let model = SiteModel::from_spec(&src.parse::<SiteSpec>().unwrap(), &src).unwrap();
+//! let model = SiteModel::parse(&src).unwrap();
 //! let events = Collector::new();
 //! let config = EngineConfig { workers: 1, ..EngineConfig::default() };
 //! let mut engine = Engine::start(&model, &config, events.sink()).unwrap();
@@ -53,6 +53,6 @@ pub mod operators;
 pub mod rule_set;
 pub mod site;
 
-pub use engine::{Collector, Engine, EngineConfig, EngineInput, EventSink};
+pub use engine::{Collector, Engine, EngineConfig, EngineInput, EventSink, evaluate};
 pub use error::{Error, Result};
 pub use site::{Invalid, SiteModel, SiteSpec, Source};

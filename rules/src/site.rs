@@ -1047,6 +1047,13 @@ pub fn default_priority(point: PointKind, kind: AlarmKind) -> Priority {
 }
 
 impl SiteModel {
+    /// Parses and validates a whole site model text: a parse error or every
+    /// validation problem, each naming file, line and column.
+    pub fn parse(src: &Source) -> std::result::Result<SiteModel, Invalid> {
+        let spec = src.parse::<SiteSpec>().map_err(|e| Invalid(vec![e]))?;
+        SiteModel::from_spec(&spec, src)
+    }
+
     /// Validates a parsed spec. Every problem is reported, each with the
     /// file, line, column and field it concerns.
     pub fn from_spec(spec: &SiteSpec, src: &Source) -> std::result::Result<SiteModel, Invalid> {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use hazardwatch_bench::{baseline, header, park_seconds, per_sec, row};
 use hazardwatch_proto::Reading;
-use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, SiteSpec, Source};
+use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, Source};
 
 fn park(points: usize) -> anyhow::Result<SiteModel> {
     let mut text = String::from(
@@ -24,7 +24,7 @@ fn park(points: usize) -> anyhow::Result<SiteModel> {
         path: "bench-park.toml".into(),
         text,
     };
-    Ok(SiteModel::from_spec(&src.parse::<SiteSpec>()?, &src)?)
+    Ok(SiteModel::parse(&src)?)
 }
 
 fn main() -> anyhow::Result<()> {

@@ -8,6 +8,52 @@
 //!
 //! Counted are the raises an operator sees (see
 //! [`crate::operators::flood::annunciated_raise`]).
+//!
+//! # Example
+//!
+//! ```
+//! use hazardwatch_proto::{Quality, Reading};
+//! use hazardwatch_rules::{evaluate, EngineConfig, SiteModel, Source};
+//!
+//! let text = r#"
+//! # park = { id = "P" }
+//! # [[enterprise]]
+//! # id = "E01"
+//! # [[enterprise.hazard_source]]
+//! # id = "HS1"
+//! # grade = 2
+//! [[enterprise.hazard_source.unit]]
+//! id = "T101"
+//! [[enterprise.hazard_source.unit.point]]
+//! id = "T101.LT"
+//! kind = "level"
+//! eng_unit = "m"
+//! range = [0.0, 20.0]
+//! h = 18.0
+//! deadband = 0.1
+//! on_delay_s = 0
+//! off_delay_s = 0
+//! "#;
+//! let model = SiteModel::parse(&Source { path: "park.toml".into(), text: text.into() })?;
+//! let lt = model.catalog.lookup("T101.LT").expect("declared above");
+//! // Hovering across the limit every 5 s for half a minute, then steady below.
+//! let readings: Vec<Reading> = (0..=90)
+//!     .map(|s: i64| {
+//!         let value = if s < 30 && (s / 5) % 2 == 1 { 18.5 } else { 17.5 };
+//!         Reading { point: lt, ts_ms: s * 1000, value, quality: Quality::Good }
+//!     })
+//!     .collect();
+//! let events = evaluate(&model, &EngineConfig::default(), [readings], 90_000)?;
+//! let chat: Vec<_> = events
+//!     .iter()
+//!     .filter(|e| e.kind.tag() == "CHAT")
+//!     .map(|e| (model.catalog.source_id(e.source), e.active, e.ts_ms / 1000, e.value))
+//!     .collect();
+//! // The third raise within a minute (5 s, 15 s, 25 s) makes it chattering;
+//! // a whole minute without a raise ends it.
+//! assert_eq!(chat, [("T101.LT", true, 25, 3.0), ("T101.LT", false, 85, 3.0)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeMap, VecDeque};
 

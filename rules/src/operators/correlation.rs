@@ -7,6 +7,58 @@
 //! Input: the point rules' events, routed by unit. The value is the rate
 //! (per minute) of the point whose rise completed the pair, the limit its
 //! rate limit.
+//!
+//! # Example
+//!
+//! ```
+//! use hazardwatch_proto::{Quality, Reading};
+//! use hazardwatch_rules::{evaluate, EngineConfig, SiteModel, Source};
+//!
+//! let text = r#"
+//! # park = { id = "P" }
+//! # [[enterprise]]
+//! # id = "E01"
+//! # [[enterprise.hazard_source]]
+//! # id = "HS1"
+//! # grade = 2
+//! [[enterprise.hazard_source.unit]]
+//! id = "R201"
+//! correlation = { window_s = 60 }
+//! [[enterprise.hazard_source.unit.point]]
+//! id = "R201.TE"
+//! kind = "temperature"
+//! eng_unit = "degC"
+//! range = [-20.0, 200.0]
+//! roc = { limit_per_min = 20.0, window_s = 10 }
+//! [[enterprise.hazard_source.unit.point]]
+//! id = "R201.PT"
+//! kind = "pressure"
+//! eng_unit = "kPa"
+//! range = [0.0, 1000.0]
+//! roc = { limit_per_min = 200.0, window_s = 10 }
+//! "#;
+//! let model = SiteModel::parse(&Source { path: "park.toml".into(), text: text.into() })?;
+//! let te = model.catalog.lookup("R201.TE").expect("declared above");
+//! let pt = model.catalog.lookup("R201.PT").expect("declared above");
+//! // Temperature climbs 1 degC/s from 30 s; pressure 5 kPa/s from 50 s.
+//! let readings: Vec<Reading> = (0..=70)
+//!     .flat_map(|s: i64| {
+//!         [
+//!             Reading { point: te, ts_ms: s * 1000, value: 60.0 + (s.max(30) - 30) as f64, quality: Quality::Good },
+//!             Reading { point: pt, ts_ms: s * 1000, value: 300.0 + 5.0 * (s.max(50) - 50) as f64, quality: Quality::Good },
+//!         ]
+//!     })
+//!     .collect();
+//! let events = evaluate(&model, &EngineConfig::default(), [readings], 70_000)?;
+//! let seen: Vec<_> = events
+//!     .iter()
+//!     .map(|e| (model.catalog.source_id(e.source), e.kind.tag(), e.ts_ms / 1000))
+//!     .collect();
+//! // Each rate alarm once its 10 s slope passes the limit; the pair within
+//! // 60 s is runaway heating.
+//! assert_eq!(seen, [("R201.TE", "ROC", 34), ("R201.PT", "ROC", 57), ("R201", "CORR", 57)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, RuleEvent, UnitIdx};
 

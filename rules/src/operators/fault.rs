@@ -2,6 +2,45 @@
 //! not a process value. It raises a fault alarm (a diagnostic, not a process
 //! alarm: the limit rules ignore such readings), which returns to normal at
 //! the next good reading inside the range.
+//!
+//! # Example
+//!
+//! ```
+//! use hazardwatch_proto::{Quality, Reading};
+//! use hazardwatch_rules::{evaluate, EngineConfig, SiteModel, Source};
+//!
+//! let text = r#"
+//! # park = { id = "P" }
+//! # [[enterprise]]
+//! # id = "E01"
+//! # [[enterprise.hazard_source]]
+//! # id = "HS1"
+//! # grade = 2
+//! [[enterprise.hazard_source.unit]]
+//! id = "T101"
+//! [[enterprise.hazard_source.unit.point]]
+//! id = "T101.LT"
+//! kind = "level"
+//! eng_unit = "m"
+//! range = [0.0, 20.0]
+//! h = 18.0
+//! on_delay_s = 0
+//! "#;
+//! let model = SiteModel::parse(&Source { path: "park.toml".into(), text: text.into() })?;
+//! let lt = model.catalog.lookup("T101.LT").expect("declared above");
+//! let at = |s: i64, value: f64, quality| Reading { point: lt, ts_ms: s * 1000, value, quality };
+//! let readings = [
+//!     at(0, 10.0, Quality::Good),
+//!     at(1, 25.0, Quality::Good), // beyond the 20 m instrument range
+//!     at(2, 19.0, Quality::Bad),  // the gateway flags the value bad
+//!     at(3, 10.0, Quality::Good),
+//! ];
+//! let events = evaluate(&model, &EngineConfig::default(), [readings], 3_000)?;
+//! let seen: Vec<_> = events.iter().map(|e| (e.kind.tag(), e.active, e.ts_ms / 1000)).collect();
+//! // A fault, and no H alarm: neither 25 m nor the bad 19 m is a level.
+//! assert_eq!(seen, [("FAULT", true, 1), ("FAULT", false, 3)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use hazardwatch_proto::{AlarmKind, Quality, Reading, RuleEvent};
 

@@ -5,6 +5,44 @@
 //!
 //! One timer per point is pending at a time, moved forward when it fires
 //! after the value has changed.
+//!
+//! # Example
+//!
+//! ```
+//! use hazardwatch_proto::{Quality, Reading};
+//! use hazardwatch_rules::{evaluate, EngineConfig, SiteModel, Source};
+//!
+//! let text = r#"
+//! # park = { id = "P" }
+//! # [[enterprise]]
+//! # id = "E01"
+//! # [[enterprise.hazard_source]]
+//! # id = "HS1"
+//! # grade = 2
+//! [[enterprise.hazard_source.unit]]
+//! id = "T101"
+//! [[enterprise.hazard_source.unit.point]]
+//! id = "T101.LT"
+//! kind = "level"
+//! eng_unit = "m"
+//! range = [0.0, 20.0]
+//! flatline_s = 30
+//! flatline_band = 0.01
+//! "#;
+//! let model = SiteModel::parse(&Source { path: "park.toml".into(), text: text.into() })?;
+//! let lt = model.catalog.lookup("T101.LT").expect("declared above");
+//! // Filling at 6 cm/s, stuck at 10.6 m from 10 s to 60 s, moving again at 61 s.
+//! let readings: Vec<Reading> = (0..=62)
+//!     .map(|s: i64| {
+//!         let value = 10.0 + 0.06 * s.clamp(0, 10) as f64 + if s > 60 { 0.5 } else { 0.0 };
+//!         Reading { point: lt, ts_ms: s * 1000, value, quality: Quality::Good }
+//!     })
+//!     .collect();
+//! let events = evaluate(&model, &EngineConfig::default(), [readings], 62_000)?;
+//! let seen: Vec<_> = events.iter().map(|e| (e.kind.tag(), e.active, e.ts_ms / 1000)).collect();
+//! assert_eq!(seen, [("FLAT", true, 40), ("FLAT", false, 61)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
 

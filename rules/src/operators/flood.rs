@@ -9,6 +9,52 @@
 //! (limit); its clear carries the alarms raised during the whole flood.
 //! The end is found on an event-time timer: when the oldest raise in the
 //! window ages out, the count is checked again.
+//!
+//! # Example
+//!
+//! ```
+//! use hazardwatch_proto::{Quality, Reading};
+//! use hazardwatch_rules::{evaluate, EngineConfig, SiteModel, Source};
+//!
+//! // Eleven level points of one enterprise; point i goes above its limit at
+//! // 10·i s and stays there.
+//! let mut text = String::from(r#"
+//! park = { id = "P" }
+//! [[enterprise]]
+//! id = "E01"
+//! [[enterprise.hazard_source]]
+//! id = "HS1"
+//! grade = 2
+//! [[enterprise.hazard_source.unit]]
+//! id = "T101"
+//! "#);
+//! for i in 1..=11 {
+//!     text += &format!("[[enterprise.hazard_source.unit.point]]\nid = \"LT{i}\"\nkind = \"level\"\n\
+//!                       eng_unit = \"m\"\nrange = [0.0, 20.0]\nh = 18.0\non_delay_s = 0\n");
+//! }
+//! let model = SiteModel::parse(&Source { path: "park.toml".into(), text })?;
+//! let readings: Vec<Reading> = (0..=700)
+//!     .flat_map(|s: i64| {
+//!         (1..=11).map(move |i: u32| (i, s))
+//!     })
+//!     .map(|(i, s)| {
+//!         let point = model.catalog.lookup(&format!("LT{i}")).expect("declared above");
+//!         let value = if s >= 10 * i as i64 { 19.0 } else { 10.0 };
+//!         Reading { point, ts_ms: s * 1000, value, quality: Quality::Good }
+//!     })
+//!     .collect();
+//! let events = evaluate(&model, &EngineConfig::default(), [readings], 700_000)?;
+//! let flood: Vec<_> = events
+//!     .iter()
+//!     .filter(|e| model.catalog.source_id(e.source) == "E01")
+//!     .map(|e| (e.kind.tag(), e.active, e.ts_ms / 1000, e.value))
+//!     .collect();
+//! // The 11th alarm in 10 minutes starts a flood; it ends when the 10-minute
+//! // window holds fewer than 5 raises (the raise at 70 s left it at 670 s).
+//! // The clear carries how many alarms the flood brought.
+//! assert_eq!(flood, [("FLOOD", true, 110, 11.0), ("FLOOD", false, 670, 11.0)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::VecDeque;
 

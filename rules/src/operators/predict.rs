@@ -6,6 +6,46 @@
 //! [`WITHDRAW_FACTOR`] times the horizon (so a wavering trend does not
 //! chatter). Once the value is at the limit the pre-alarm stays until the
 //! trend turns: the HH/LL alarm itself then carries the urgency.
+//!
+//! # Example
+//!
+//! ```
+//! use hazardwatch_proto::{Quality, Reading};
+//! use hazardwatch_rules::{evaluate, EngineConfig, SiteModel, Source};
+//!
+//! let text = r#"
+//! # park = { id = "P" }
+//! # [[enterprise]]
+//! # id = "E01"
+//! # [[enterprise.hazard_source]]
+//! # id = "HS1"
+//! # grade = 2
+//! [[enterprise.hazard_source.unit]]
+//! id = "T101"
+//! [[enterprise.hazard_source.unit.point]]
+//! id = "T101.LT"
+//! kind = "level"
+//! eng_unit = "m"
+//! range = [0.0, 20.0]
+//! h = 18.0
+//! hh = 19.0
+//! predict = { horizon_s = 600, window_s = 60 }
+//! "#;
+//! let model = SiteModel::parse(&Source { path: "park.toml".into(), text: text.into() })?;
+//! let lt = model.catalog.lookup("T101.LT").expect("declared above");
+//! // Filling at 0.5 m/min from 10 m: HH (19 m) is reached at 1080 s.
+//! let readings: Vec<Reading> = (0..=1100)
+//!     .map(|s: i64| Reading { point: lt, ts_ms: s * 1000, value: 10.0 + s as f64 / 120.0, quality: Quality::Good })
+//!     .collect();
+//! let events = evaluate(&model, &EngineConfig::default(), [readings], 1_100_000)?;
+//! let raised: Vec<_> = events.iter().filter(|e| e.active).map(|e| (e.kind.tag(), e.ts_ms / 1000)).collect();
+//! // The warning 10 minutes ahead; H and HH once above their limits (from
+//! // 961 s and 1081 s) for the 5 s on-delay of a level.
+//! assert_eq!(raised, [("PHH", 480), ("H", 966), ("HH", 1086)]);
+//! // It carries when the level will reach HH.
+//! assert_eq!(events[0].predicted_ms.map(|t| t / 1000), Some(1080));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use hazardwatch_proto::{AlarmKind, Reading, RuleEvent};
 

@@ -6,6 +6,45 @@
 //! when it falls below [`CLEAR_FRACTION`] of it, so a rate hovering at the
 //! limit does not chatter. Bad-quality and out-of-range readings are left
 //! out of the window.
+//!
+//! # Example
+//!
+//! ```
+//! use hazardwatch_proto::{Quality, Reading};
+//! use hazardwatch_rules::{evaluate, EngineConfig, SiteModel, Source};
+//!
+//! let text = r#"
+//! # park = { id = "P" }
+//! # [[enterprise]]
+//! # id = "E01"
+//! # [[enterprise.hazard_source]]
+//! # id = "HS1"
+//! # grade = 2
+//! [[enterprise.hazard_source.unit]]
+//! id = "T101"
+//! [[enterprise.hazard_source.unit.point]]
+//! id = "T101.LT"
+//! kind = "level"
+//! eng_unit = "m"
+//! range = [0.0, 20.0]
+//! roc = { limit_per_min = 0.5, window_s = 60 }
+//! "#;
+//! let model = SiteModel::parse(&Source { path: "park.toml".into(), text: text.into() })?;
+//! let lt = model.catalog.lookup("T101.LT").expect("declared above");
+//! // Steady at 10 m, a transfer filling at 1 m/min from 120 s to 300 s.
+//! let readings: Vec<Reading> = (0..=480)
+//!     .map(|s: i64| {
+//!         let value = 10.0 + (s.clamp(120, 300) - 120) as f64 / 60.0;
+//!         Reading { point: lt, ts_ms: s * 1000, value, quality: Quality::Good }
+//!     })
+//!     .collect();
+//! let events = evaluate(&model, &EngineConfig::default(), [readings], 480_000)?;
+//! let seen: Vec<_> = events.iter().map(|e| (e.kind.tag(), e.active, e.ts_ms / 1000)).collect();
+//! // Raised 31 s into the transfer; cleared when the slope over the last
+//! // minute falls under 80 % of the limit, 35 s after the filling stops.
+//! assert_eq!(seen, [("ROC", true, 151), ("ROC", false, 335)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use hazardwatch_proto::{AlarmKind, Reading, RuleEvent};
 

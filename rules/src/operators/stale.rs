@@ -9,6 +9,42 @@
 //!
 //! One timer per point is pending at a time: when it fires early (readings
 //! came since it was set) it is moved to the new deadline.
+//!
+//! # Example
+//!
+//! ```
+//! use hazardwatch_proto::{Quality, Reading};
+//! use hazardwatch_rules::{evaluate, EngineConfig, SiteModel, Source};
+//!
+//! let text = r#"
+//! # park = { id = "P" }
+//! # [[enterprise]]
+//! # id = "E01"
+//! # [[enterprise.hazard_source]]
+//! # id = "HS1"
+//! # grade = 2
+//! [[enterprise.hazard_source.unit]]
+//! id = "T101"
+//! [[enterprise.hazard_source.unit.point]]
+//! id = "T101.PT"
+//! kind = "pressure"
+//! eng_unit = "kPa"
+//! range = [0.0, 1000.0]
+//! stale_s = 30
+//! "#;
+//! let model = SiteModel::parse(&Source { path: "park.toml".into(), text: text.into() })?;
+//! let pt = model.catalog.lookup("T101.PT").expect("declared above");
+//! let at = |s: i64, value: f64, quality| Reading { point: pt, ts_ms: s * 1000, value, quality };
+//! // Readings to 10 s, silence, one reading at 50 s, then the gateway's last
+//! // will at 55 s (an offline marker).
+//! let mut readings: Vec<Reading> = (0..=10).map(|s| at(s, 300.0, Quality::Good)).collect();
+//! readings.push(at(50, 300.0, Quality::Good));
+//! readings.push(at(55, f64::NAN, Quality::Offline));
+//! let events = evaluate(&model, &EngineConfig::default(), [readings], 60_000)?;
+//! let seen: Vec<_> = events.iter().map(|e| (e.kind.tag(), e.active, e.ts_ms / 1000)).collect();
+//! assert_eq!(seen, [("STALE", true, 40), ("STALE", false, 50), ("STALE", true, 55)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use hazardwatch_proto::{AlarmKind, PointIdx, Quality, Reading, RuleEvent};
 

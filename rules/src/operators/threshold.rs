@@ -6,6 +6,53 @@
 //! in event time on the dataflow's timers. Readings of bad quality or outside
 //! the instrument range are sensor faults, not process values: they neither
 //! raise nor clear a limit alarm.
+//!
+//! # Example
+//!
+//! ```
+//! use hazardwatch_proto::{Quality, Reading};
+//! use hazardwatch_rules::{evaluate, EngineConfig, SiteModel, Source};
+//!
+//! let text = r#"
+//! # park = { id = "P" }
+//! # [[enterprise]]
+//! # id = "E01"
+//! # [[enterprise.hazard_source]]
+//! # id = "HS1"
+//! # grade = 2
+//! [[enterprise.hazard_source.unit]]
+//! id = "T101"
+//! [[enterprise.hazard_source.unit.point]]
+//! id = "T101.LT"
+//! kind = "level"
+//! eng_unit = "m"
+//! range = [0.0, 20.0]
+//! h = 18.0
+//! deadband = 0.5
+//! on_delay_s = 5
+//! off_delay_s = 0
+//! "#;
+//! let model = SiteModel::parse(&Source { path: "park.toml".into(), text: text.into() })?;
+//! let lt = model.catalog.lookup("T101.LT").expect("declared above");
+//! // 1 Hz: 17.0 m, above the limit from 5 s, inside the deadband
+//! // (17.5-18.0 m) from 15 s, below it from 25 s.
+//! let readings: Vec<Reading> = (0..=30)
+//!     .map(|s| {
+//!         let value = match s {
+//!             0..5 => 17.0,
+//!             5..15 => 18.4,
+//!             15..25 => 17.8,
+//!             _ => 17.2,
+//!         };
+//!         Reading { point: lt, ts_ms: s * 1000, value, quality: Quality::Good }
+//!     })
+//!     .collect();
+//! let events = evaluate(&model, &EngineConfig::default(), [readings], 30_000)?;
+//! let seen: Vec<_> = events.iter().map(|e| (e.kind.tag(), e.active, e.ts_ms / 1000)).collect();
+//! // Raised when the on-delay ran out; cleared only below the deadband.
+//! assert_eq!(seen, [("H", true, 10), ("H", false, 25)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Reading, RuleEvent};
 

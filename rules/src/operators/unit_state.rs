@@ -4,6 +4,40 @@
 //! not count towards floods or chattering. The state comes from the site
 //! model (`state = "overhaul"` on a unit) in force at the event's epoch, so
 //! a reloaded model changes it at one event time everywhere.
+//!
+//! # Example
+//!
+//! ```
+//! use hazardwatch_proto::{Quality, Reading};
+//! use hazardwatch_rules::{evaluate, EngineConfig, SiteModel, Source};
+//!
+//! let text = r#"
+//! # park = { id = "P" }
+//! # [[enterprise]]
+//! # id = "E01"
+//! # [[enterprise.hazard_source]]
+//! # id = "HS1"
+//! # grade = 2
+//! [[enterprise.hazard_source.unit]]
+//! id = "T101"
+//! state = "overhaul"
+//! [[enterprise.hazard_source.unit.point]]
+//! id = "T101.LT"
+//! kind = "level"
+//! eng_unit = "m"
+//! range = [0.0, 20.0]
+//! h = 18.0
+//! on_delay_s = 0
+//! "#;
+//! let model = SiteModel::parse(&Source { path: "park.toml".into(), text: text.into() })?;
+//! let lt = model.catalog.lookup("T101.LT").expect("declared above");
+//! let readings = [17.0, 18.5].map(|value| Reading { point: lt, ts_ms: 1_000, value, quality: Quality::Good });
+//! let events = evaluate(&model, &EngineConfig::default(), [&readings[..1], &readings[1..]], 2_000)?;
+//! // Evaluated and recorded, but marked: the control room is not alarmed.
+//! let seen: Vec<_> = events.iter().map(|e| (e.kind.tag(), e.active, e.suppressed)).collect();
+//! assert_eq!(seen, [("H", true, true)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use hazardwatch_proto::RuleEvent;
 use timely::dataflow::Stream;

@@ -6,6 +6,59 @@
 //! alarms it is made from, it latches until an operator resets it.
 //!
 //! Input: the point rules' events, routed by unit.
+//!
+//! # Example
+//!
+//! ```
+//! use hazardwatch_proto::{Quality, Reading};
+//! use hazardwatch_rules::{evaluate, EngineConfig, SiteModel, Source};
+//!
+//! let text = r#"
+//! # park = { id = "P" }
+//! # [[enterprise]]
+//! # id = "E01"
+//! # [[enterprise.hazard_source]]
+//! # id = "HS1"
+//! # grade = 2
+//! [[enterprise.hazard_source.unit]]
+//! id = "TF1"
+//! voting = { k = 2 }
+//! [[enterprise.hazard_source.unit.point]]
+//! id = "GT1"
+//! kind = "combustible_gas"
+//! eng_unit = "%LEL"
+//! range = [0.0, 100.0]
+//! h = 20.0
+//! hh = 40.0
+//! [[enterprise.hazard_source.unit.point]]
+//! id = "GT2"
+//! kind = "combustible_gas"
+//! eng_unit = "%LEL"
+//! range = [0.0, 100.0]
+//! h = 20.0
+//! hh = 40.0
+//! "#;
+//! let model = SiteModel::parse(&Source { path: "park.toml".into(), text: text.into() })?;
+//! let gt1 = model.catalog.lookup("GT1").expect("declared above");
+//! let gt2 = model.catalog.lookup("GT2").expect("declared above");
+//! // GT1 sees 22 %LEL from 10 s, GT2 from 20 s.
+//! let readings: Vec<Reading> = (0..=30)
+//!     .flat_map(|s: i64| {
+//!         [(gt1, 10), (gt2, 20)].map(|(point, from)| {
+//!             let value = if s >= from { 22.0 } else { 0.0 };
+//!             Reading { point, ts_ms: s * 1000, value, quality: Quality::Good }
+//!         })
+//!     })
+//!     .collect();
+//! let events = evaluate(&model, &EngineConfig::default(), [readings], 30_000)?;
+//! let seen: Vec<_> = events
+//!     .iter()
+//!     .map(|e| (model.catalog.source_id(e.source), e.kind.tag(), e.ts_ms / 1000))
+//!     .collect();
+//! // Two detectors of one unit: a confirmed leak, one unit alarm.
+//! assert_eq!(seen, [("GT1", "H", 10), ("GT2", "H", 20), ("TF1", "VOTE", 20)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, RuleEvent, UnitIdx};
 

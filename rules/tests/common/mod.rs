@@ -2,7 +2,7 @@
 //! the points a test declares, and a run of the engine to the end of input.
 
 use hazardwatch_proto::{PointIdx, Quality, Reading, RuleEvent};
-use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, SiteSpec, Source};
+use hazardwatch_rules::{EngineConfig, SiteModel, Source, evaluate};
 use proptest::prelude::*;
 
 /// A park with one enterprise `E`, hazard source `HS` and unit `T1`, whose
@@ -35,12 +35,11 @@ pub(crate) fn parse(text: &str) -> SiteModel {
         path: "test.toml".into(),
         text: text.into(),
     };
-    SiteModel::from_spec(&src.parse::<SiteSpec>().unwrap(), &src).unwrap()
+    SiteModel::parse(&src).unwrap()
 }
 
-/// Feeds the batches in the order given (none may be late: the watermark
-/// stays put until they are all in), then advances to `end_ms`, ends the
-/// input and returns every event.
+/// Runs the engine over the batches, fed in the order given, to `end_ms`
+/// (see [`evaluate`]).
 pub(crate) fn run(
     model: &SiteModel,
     workers: usize,
@@ -48,24 +47,12 @@ pub(crate) fn run(
     batches: &[Vec<Reading>],
     end_ms: i64,
 ) -> Vec<RuleEvent> {
-    let events = Collector::new();
     let config = EngineConfig {
         workers,
         epoch_ms,
         lateness_ms: 0,
     };
-    let mut engine = Engine::start(model, &config, events.sink()).unwrap();
-    let mut late = Vec::new();
-    for b in batches {
-        engine.input().send(b, &mut late);
-        assert!(
-            late.iter().all(|l| !l),
-            "nothing is late before the watermark moves"
-        );
-    }
-    engine.input().advance_to(end_ms);
-    engine.finish().unwrap();
-    events.take()
+    evaluate(model, &config, batches, end_ms).unwrap()
 }
 
 /// A determinism case: readings as (point slot, time, value), an arrival
