@@ -140,6 +140,11 @@ fn describe(r: &AlarmRecord, catalog: &Catalog) -> String {
     let mut text = match (r.transition, r.source) {
         (Transition::Acknowledged, _) => format!("{id} {tag} acknowledged by {}", r.actor),
         (Transition::Reset, _) => format!("{id} {tag} reset by {}", r.actor),
+        // How a rule ends the conditions of a rule or point that a reload
+        // removed (`operators::event_time::withdraw`).
+        (Transition::Cleared, _) if r.value.is_nan() && r.limit.is_nan() => {
+            format!("{id} {tag} returned to normal: removed from the site model")
+        }
         (_, AlarmSource::Point(p)) if r.kind != AlarmKind::Chattering => {
             describe_point(r, catalog.meta(p))
         }

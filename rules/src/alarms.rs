@@ -166,12 +166,18 @@ impl AlarmTable {
             }
             _ => return None,
         };
+        // A clear belongs to the occurrence it ends: it keeps its priority
+        // even if a reload changed (or removed) the rule since.
+        let priority = match (ev.active, current) {
+            (false, Some(a)) => a.last.priority,
+            _ => ev.priority,
+        };
         self.last_seq += 1;
         let record = AlarmRecord {
             seq: self.last_seq,
             source: ev.source,
             kind: ev.kind,
-            priority: ev.priority,
+            priority,
             transition,
             state,
             ts_ms: ev.ts_ms,

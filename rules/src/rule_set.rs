@@ -113,7 +113,7 @@ impl RuleSet {
 pub struct RuleBook(Arc<RwLock<Vec<Edition>>>);
 
 /// A rule set and the epoch from which it applies.
-type Edition = (u64, Arc<RuleSet>);
+pub type Edition = (u64, Arc<RuleSet>);
 
 impl RuleBook {
     /// A book whose first set applies from the beginning of time.
@@ -123,10 +123,21 @@ impl RuleBook {
 
     /// The rules in force at `epoch`.
     pub fn at(&self, epoch: u64) -> Arc<RuleSet> {
+        self.edition(epoch).1
+    }
+
+    /// The rules in force at `epoch` and the epoch from which they apply.
+    pub fn edition(&self, epoch: u64) -> Edition {
         let sets = self.0.read().unwrap_or_else(|p| p.into_inner());
         let i = sets.partition_point(|(from, _)| *from <= epoch);
         // The first set applies from epoch 0, so i >= 1.
-        sets[i.saturating_sub(1)].1.clone()
+        sets[i.saturating_sub(1)].clone()
+    }
+
+    /// The first epoch after `from` at which other rules take effect.
+    pub fn next_edition(&self, from: u64) -> Option<u64> {
+        let sets = self.0.read().unwrap_or_else(|p| p.into_inner());
+        sets.iter().map(|(f, _)| *f).find(|&f| f > from)
     }
 
     /// Makes `rules` apply from `epoch` on (replacing any set that starts

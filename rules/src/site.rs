@@ -370,6 +370,11 @@ pub struct PointRules {
 }
 
 impl PointRules {
+    /// True for the rules of a point removed from the site model.
+    pub fn is_inert(&self) -> bool {
+        *self == Self::inert()
+    }
+
     /// The rules of a point removed from the site model: nothing to judge.
     pub fn inert() -> Self {
         PointRules {

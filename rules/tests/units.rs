@@ -381,6 +381,121 @@ h = {h}
     assert_eq!(high(gt2), [(true, 0), (false, 15_000)]);
 }
 
+#[test]
+fn a_reload_ends_the_alarms_of_removed_points_and_rules_where_it_takes_effect() {
+    let gas = |i: u32| {
+        format!(
+            r#"
+[[enterprise.hazard_source.unit.point]]
+id = "T1.GT{i}"
+kind = "combustible_gas"
+eng_unit = "%LEL"
+range = [0.0, 100.0]
+h = 20.0
+"#
+        )
+    };
+    let level = |extra: &str| {
+        format!(
+            r#"
+[[enterprise.hazard_source.unit.point]]
+id = "T1.LT"
+kind = "level"
+eng_unit = "m"
+range = [0.0, 20.0]
+h = 18.0
+on_delay_s = 0
+{extra}
+"#
+        )
+    };
+    let temperature = r#"
+[[enterprise.hazard_source.unit.point]]
+id = "T1.TE"
+kind = "temperature"
+eng_unit = "degC"
+range = [0.0, 200.0]
+h = 50.0
+on_delay_s = 0
+"#;
+    let before = common::model(&format!(
+        "voting = {{ k = 2 }}\n{}{}{}{temperature}",
+        gas(1),
+        gas(2),
+        level("flatline_s = 5")
+    ));
+    // Voting, the level's flatline check and the whole temperature point
+    // are removed; the rest is unchanged.
+    let mut after = common::model(&format!("{}{}{}", gas(1), gas(2), level("")));
+    let (added, removed) = after.rebase(&before.catalog);
+    assert!(added.is_empty());
+    assert_eq!(removed, ["T1.TE"]);
+    for workers in [1, 2] {
+        let config = EngineConfig {
+            workers,
+            epoch_ms: 1000,
+            lateness_ms: 0,
+        };
+        let events = Collector::new();
+        let mut engine = Engine::start(&before, &config, events.sink()).unwrap();
+        let mut late = Vec::new();
+        let second = |ids: &[&str], s: i64| -> Vec<Reading> {
+            ids.iter()
+                .map(|id| Reading {
+                    point: point(&before, id),
+                    ts_ms: s * 1000,
+                    value: if *id == "T1.TE" {
+                        60.0
+                    } else {
+                        19.0 + 3.0 * f64::from(id.starts_with("T1.GT"))
+                    },
+                    quality: Quality::Good,
+                })
+                .collect()
+        };
+        for s in 0..10 {
+            let batch = second(&["T1.GT1", "T1.GT2", "T1.LT", "T1.TE"], s);
+            engine.input().send(&batch, &mut late);
+        }
+        engine.input().advance_to(10_500);
+        engine.input().reload(&after);
+        // The removed point's readings no longer come (ingest quarantines
+        // them); the others carry on unchanged.
+        for s in 10..20 {
+            let batch = second(&["T1.GT1", "T1.GT2", "T1.LT"], s);
+            engine.input().send(&batch, &mut late);
+        }
+        engine.input().advance_to(20_000);
+        engine.finish().unwrap();
+        let seen: Vec<(String, &str, bool, i64)> = events
+            .take()
+            .iter()
+            .map(|e| {
+                let id = after.catalog.source_id(e.source).to_owned();
+                (id, e.kind.tag(), e.active, e.ts_ms)
+            })
+            .collect();
+        let ev = |id: &str, tag, active, ts_ms| (id.to_owned(), tag, active, ts_ms);
+        assert_eq!(
+            seen,
+            [
+                ev("T1.GT1", "H", true, 0),
+                ev("T1.GT2", "H", true, 0),
+                ev("T1.LT", "H", true, 0),
+                ev("T1.TE", "H", true, 0),
+                ev("T1", "VOTE", true, 0),
+                ev("T1.LT", "FLAT", true, 5_000),
+                // At the start of the epoch the new rules apply from; the
+                // gas and level alarms that are still configured go on.
+                ev("T1.LT", "FLAT", false, 10_000),
+                ev("T1.TE", "H", false, 10_000),
+                ev("T1", "VOTE", false, 10_000),
+            ],
+            "{workers} workers"
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 

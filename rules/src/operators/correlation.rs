@@ -60,7 +60,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use hazardwatch_proto::{AlarmKind, AlarmSource, RuleEvent, UnitIdx};
+use hazardwatch_proto::{AlarmKind, AlarmSource, Priority, RuleEvent, UnitIdx};
 
 use crate::operators::event_time::{KeyedLogic, Routed, Scheduled};
 use crate::rule_set::RuleSet;
@@ -130,5 +130,32 @@ impl KeyedLogic for Correlation {
                 c.priority,
             ));
         }
+    }
+
+    /// Correlation removed from the unit by a reload (or the whole unit).
+    fn on_rules_changed(
+        &self,
+        rules: &RuleSet,
+        st: &mut CorrelationState,
+        unit: UnitIdx,
+        ts_ms: i64,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        if rules.unit(unit).is_some_and(|u| u.correlation.is_some()) {
+            return;
+        }
+        if st.active {
+            out.push(RuleEvent::new(
+                AlarmSource::Unit(unit),
+                AlarmKind::Correlation,
+                false,
+                ts_ms,
+                f64::NAN,
+                f64::NAN,
+                // The alarm table keeps the raise's priority for its clear.
+                Priority::High,
+            ));
+        }
+        *st = CorrelationState::default();
     }
 }

@@ -15,7 +15,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
-use hazardwatch_proto::{PointIdx, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
@@ -36,6 +36,11 @@ impl Epochs {
     /// The epoch an event time falls in. Times before 1970 map to epoch 0.
     pub fn of(&self, ts_ms: i64) -> u64 {
         (ts_ms.max(0) / self.epoch_ms) as u64
+    }
+
+    /// First millisecond of an epoch.
+    pub fn start(&self, epoch: u64) -> i64 {
+        epoch as i64 * self.epoch_ms
     }
 
     /// First millisecond after an epoch.
@@ -187,6 +192,41 @@ pub trait KeyedLogic: 'static {
         _out: &mut Vec<RuleEvent>,
     ) {
     }
+
+    /// The rules in force changed at `ts_ms` (a reload): ends every
+    /// condition of this key that the new rules no longer configure, since
+    /// nothing else would ever clear it (a removed point gets no readings,
+    /// a removed rule is not evaluated). Called once per key with state,
+    /// before the first record or timer under the new rules. Rules whose
+    /// conditions all end on their own (flood, chattering: on timers) keep
+    /// this default, which does nothing.
+    fn on_rules_changed(
+        &self,
+        _rules: &RuleSet,
+        _state: &mut Self::State,
+        _key: <Self::Input as Timed>::Key,
+        _ts_ms: i64,
+        _out: &mut Vec<RuleEvent>,
+    ) {
+    }
+}
+
+/// For [`KeyedLogic::on_rules_changed`]: ends a point condition (`active`)
+/// when its rule is no longer `configured`, emitting its return to normal
+/// at `ts_ms`, with value and limit unknown (NaN).
+pub fn withdraw(
+    active: &mut bool,
+    configured: bool,
+    rules: &RuleSet,
+    point: PointIdx,
+    kind: AlarmKind,
+    ts_ms: i64,
+    out: &mut Vec<RuleEvent>,
+) {
+    if *active && !configured {
+        *active = false;
+        out.push(rules.event(point, kind, false, ts_ms, f64::NAN, f64::NAN));
+    }
 }
 
 /// Mixes a point (or unit, console) index so that the exchange spreads keys
@@ -255,13 +295,17 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
         self.unary_frontier::<CapacityContainerBuilder<Vec<RuleEvent>>, _, _, _>(
             pact,
             "PerKey",
-            move |_initial, _info| {
+            move |initial, _info| {
                 let mut stash: BTreeMap<u64, (Capability<u64>, Vec<D>)> = BTreeMap::new();
                 let mut states: HashMap<D::Key, L::State> = HashMap::new();
-                // Pending timers as (due, key), and one capability at the
-                // epoch of the earliest, so their events can still be sent.
+                // Pending timers as (due, key).
                 let mut timers: BTreeSet<(i64, D::Key)> = BTreeSet::new();
-                let mut timer_cap: Option<Capability<u64>> = None;
+                // A capability at the input frontier (as of the last
+                // activation): timers and rule changes need no record to
+                // send their events at the epoch they belong to.
+                let mut held: Option<Capability<u64>> = Some(initial);
+                // The epoch from which the rules last used apply.
+                let mut edition_from = 0u64;
                 let mut events: Vec<RuleEvent> = Vec::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
@@ -287,10 +331,10 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
                     loop {
                         let next_data = stash.keys().next().copied();
                         let next_timer = timers.first().map(|(due, _)| epochs.of(*due));
-                        let epoch = match (next_data, next_timer) {
-                            (Some(a), Some(b)) => a.min(b),
-                            (Some(a), None) | (None, Some(a)) => a,
-                            (None, None) => break,
+                        let next_rules = book.next_edition(edition_from);
+                        let Some(epoch) = [next_data, next_timer, next_rules].into_iter().flatten().min()
+                        else {
+                            break;
                         };
                         if frontier.less_equal(&epoch) {
                             break;
@@ -302,14 +346,31 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
                         }
                         let (cap, mut records) = match stash.remove(&epoch) {
                             Some((c, r)) => (c, r),
-                            None => match &timer_cap {
-                                Some(tc) => (tc.delayed(&epoch), Vec::new()),
-                                None => unreachable!("timers pending without a capability"),
+                            None => match &held {
+                                Some(h) => (h.delayed(&epoch), Vec::new()),
+                                None => unreachable!("the input frontier was at or before the epoch at the last activation"),
                             },
                         };
+                        let (from, rules) = book.edition(epoch);
+                        if from != edition_from {
+                            // A reload takes effect at this epoch (the first
+                            // one of the new rules, handled before any of
+                            // their records or timers): every key's
+                            // leftovers end where the new rules begin.
+                            edition_from = from;
+                            for (&key, state) in &mut states {
+                                logic.on_rules_changed(
+                                    &rules,
+                                    state,
+                                    key,
+                                    epochs.start(from),
+                                    &mut events,
+                                );
+                            }
+                        }
                         run_epoch(
                             &logic,
-                            &book.at(epoch),
+                            &rules,
                             epochs.end(epoch),
                             &mut records,
                             &mut states,
@@ -321,10 +382,14 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
                             output.session(&cap).give_container(&mut events);
                             events.clear();
                         }
-                        timer_cap = timers.first().map(|(due, _)| cap.delayed(&epochs.of(*due)));
                     }
-                    if timers.is_empty() {
-                        timer_cap = None;
+                    match frontier.frontier().iter().min() {
+                        Some(t) => {
+                            if let Some(h) = &mut held {
+                                h.downgrade(t);
+                            }
+                        }
+                        None => held = None,
                     }
                 }
             },
@@ -434,6 +499,20 @@ where
             .on_timer(rules, &mut state.0, key, due_ms, timers, out);
         self.1
             .on_timer(rules, &mut state.1, key, due_ms, timers, out);
+    }
+
+    fn on_rules_changed(
+        &self,
+        rules: &RuleSet,
+        state: &mut Self::State,
+        key: <Self::Input as Timed>::Key,
+        ts_ms: i64,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        self.0
+            .on_rules_changed(rules, &mut state.0, key, ts_ms, out);
+        self.1
+            .on_rules_changed(rules, &mut state.1, key, ts_ms, out);
     }
 }
 

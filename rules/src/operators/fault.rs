@@ -42,9 +42,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use hazardwatch_proto::{AlarmKind, Quality, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, PointIdx, Quality, Reading, RuleEvent};
 
-use crate::operators::event_time::{KeyedLogic, Scheduled};
+use crate::operators::event_time::{KeyedLogic, Scheduled, withdraw};
 use crate::rule_set::RuleSet;
 
 /// The fault rule over every point.
@@ -87,5 +87,26 @@ impl KeyedLogic for Fault {
             let limit = faulty.unwrap_or(f64::NAN);
             out.push(rules.event(r.point, AlarmKind::Fault, *active, r.ts_ms, r.value, limit));
         }
+    }
+
+    /// A point removed by a reload has no instrument left to be faulty.
+    fn on_rules_changed(
+        &self,
+        rules: &RuleSet,
+        active: &mut bool,
+        point: PointIdx,
+        ts_ms: i64,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        let configured = rules.point(point).is_some_and(|p| !p.is_inert());
+        withdraw(
+            &mut *active,
+            configured,
+            rules,
+            point,
+            AlarmKind::Fault,
+            ts_ms,
+            out,
+        );
     }
 }

@@ -46,7 +46,7 @@
 
 use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
 
-use crate::operators::event_time::{Deadline, KeyedLogic, Scheduled};
+use crate::operators::event_time::{Deadline, KeyedLogic, Scheduled, withdraw};
 use crate::rule_set::RuleSet;
 
 /// The flatline rule over every point with `flatline_s`.
@@ -127,5 +127,26 @@ impl KeyedLogic for Flatline {
                 f.after_ms as f64 / 1000.0,
             ));
         }
+    }
+
+    /// The flatline check removed by a reload (or the whole point).
+    fn on_rules_changed(
+        &self,
+        rules: &RuleSet,
+        st: &mut FlatlineState,
+        point: PointIdx,
+        ts_ms: i64,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        let configured = rules.point(point).is_some_and(|p| p.flatline.is_some());
+        withdraw(
+            &mut st.active,
+            configured,
+            rules,
+            point,
+            AlarmKind::Flatline,
+            ts_ms,
+            out,
+        );
     }
 }

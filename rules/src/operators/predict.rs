@@ -47,9 +47,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use hazardwatch_proto::{AlarmKind, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
 
-use crate::operators::event_time::{KeyedLogic, Scheduled};
+use crate::operators::event_time::{KeyedLogic, Scheduled, withdraw};
 use crate::operators::slope::SlopeWindow;
 use crate::rule_set::RuleSet;
 
@@ -130,6 +130,25 @@ impl KeyedLogic for Predict {
         {
             state.active = Some(kind);
             out.push(event(kind, true, limit, Some(r.ts_ms + ms.round() as i64)));
+        }
+    }
+
+    /// The early warning removed by a reload (or the whole point).
+    fn on_rules_changed(
+        &self,
+        rules: &RuleSet,
+        state: &mut PredictState,
+        point: PointIdx,
+        ts_ms: i64,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        let configured = rules.point(point).is_some_and(|p| p.predict.is_some());
+        if let Some(kind) = state.active {
+            let mut active = true;
+            withdraw(&mut active, configured, rules, point, kind, ts_ms, out);
+            if !active {
+                state.active = None;
+            }
         }
     }
 }

@@ -46,9 +46,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use hazardwatch_proto::{AlarmKind, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
 
-use crate::operators::event_time::{KeyedLogic, Scheduled};
+use crate::operators::event_time::{KeyedLogic, Scheduled, withdraw};
 use crate::operators::slope::SlopeWindow;
 use crate::rule_set::RuleSet;
 
@@ -108,5 +108,26 @@ impl KeyedLogic for RateOfChange {
                 roc.limit_per_s * 60.0,
             ));
         }
+    }
+
+    /// The rate-of-change alarm removed by a reload (or the whole point).
+    fn on_rules_changed(
+        &self,
+        rules: &RuleSet,
+        state: &mut RocState,
+        point: PointIdx,
+        ts_ms: i64,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        let configured = rules.point(point).is_some_and(|p| p.roc.is_some());
+        withdraw(
+            &mut state.active,
+            configured,
+            rules,
+            point,
+            AlarmKind::RateOfChange,
+            ts_ms,
+            out,
+        );
     }
 }

@@ -48,7 +48,7 @@
 
 use hazardwatch_proto::{AlarmKind, PointIdx, Quality, Reading, RuleEvent};
 
-use crate::operators::event_time::{Deadline, KeyedLogic, Scheduled};
+use crate::operators::event_time::{Deadline, KeyedLogic, Scheduled, withdraw};
 use crate::rule_set::RuleSet;
 
 /// The stale rule over every point with `stale_s` above 0.
@@ -130,5 +130,26 @@ impl KeyedLogic for Stale {
             let value = st.last_value;
             st.change(true, rules, point, due_ms, value, after, out);
         }
+    }
+
+    /// Stale detection turned off (or the point removed) by a reload.
+    fn on_rules_changed(
+        &self,
+        rules: &RuleSet,
+        st: &mut StaleState,
+        point: PointIdx,
+        ts_ms: i64,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        let configured = rules.point(point).is_some_and(|p| p.stale_ms.is_some());
+        withdraw(
+            &mut st.active,
+            configured,
+            rules,
+            point,
+            AlarmKind::Stale,
+            ts_ms,
+            out,
+        );
     }
 }

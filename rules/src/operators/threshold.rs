@@ -56,7 +56,7 @@
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Reading, RuleEvent};
 
-use crate::operators::event_time::{KeyedLogic, Scheduled};
+use crate::operators::event_time::{KeyedLogic, Scheduled, withdraw};
 use crate::rule_set::RuleSet;
 use crate::site::{Limit, PointRules};
 
@@ -150,8 +150,7 @@ impl KeyedLogic for Threshold {
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let set = rules;
-        let Some(rules) = set.point(r.point) else {
+        let Some(rules) = rules.point(r.point) else {
             return;
         };
         let (lo, hi) = rules.range;
@@ -159,17 +158,6 @@ impl KeyedLogic for Threshold {
             return;
         }
         state.last_value = r.value;
-        // A limit removed by a reload returns to normal at once (its value
-        // is gone: NaN).
-        for (st, kind) in state.limits.iter_mut().zip(SLOT_KINDS) {
-            if st.active && !rules.limits.iter().any(|l| l.kind == kind) {
-                *st = LimitState::default();
-                out.push(RuleEvent {
-                    latch: rules.latch,
-                    ..set.event(r.point, kind, false, r.ts_ms, r.value, f64::NAN)
-                });
-            }
-        }
         for limit in &rules.limits {
             let st = &mut state.limits[slot(limit.kind)];
             let wants_change = if st.active {
@@ -234,6 +222,26 @@ impl KeyedLogic for Threshold {
                     due_ms,
                     state.last_value,
                 ));
+            }
+        }
+    }
+
+    /// A limit removed by a reload (or the whole point) returns to normal
+    /// at once; a delay running for it is dropped.
+    fn on_rules_changed(
+        &self,
+        rules: &RuleSet,
+        state: &mut ThresholdState,
+        point: PointIdx,
+        ts_ms: i64,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        let limits = rules.point(point).map_or(&[][..], |p| &p.limits[..]);
+        for (st, kind) in state.limits.iter_mut().zip(SLOT_KINDS) {
+            let configured = limits.iter().any(|l| l.kind == kind);
+            withdraw(&mut st.active, configured, rules, point, kind, ts_ms, out);
+            if !configured {
+                st.pending_since = None;
             }
         }
     }

@@ -60,7 +60,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, RuleEvent, UnitIdx};
+use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Priority, RuleEvent, UnitIdx};
 
 use crate::operators::event_time::{KeyedLogic, Routed, Scheduled};
 use crate::rule_set::RuleSet;
@@ -131,5 +131,35 @@ impl KeyedLogic for Voting {
                 )
             });
         }
+    }
+
+    /// Voting removed from the unit by a reload (or the whole unit).
+    fn on_rules_changed(
+        &self,
+        rules: &RuleSet,
+        st: &mut VotingState,
+        unit: UnitIdx,
+        ts_ms: i64,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        if rules.unit(unit).is_some_and(|u| u.voting.is_some()) {
+            return;
+        }
+        if st.active {
+            out.push(RuleEvent {
+                latch: true,
+                ..RuleEvent::new(
+                    AlarmSource::Unit(unit),
+                    AlarmKind::Voting,
+                    false,
+                    ts_ms,
+                    f64::NAN,
+                    f64::NAN,
+                    // The alarm table keeps the raise's priority for its clear.
+                    Priority::High,
+                )
+            });
+        }
+        *st = VotingState::default();
     }
 }

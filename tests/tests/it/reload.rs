@@ -1,6 +1,7 @@
 //! Hot reload of the site model on a running service: changed limits take
-//! effect, new points are accepted, removed points are quarantined, and
-//! unchanged points keep their alarms. An invalid file changes nothing.
+//! effect, new points are accepted, removed points are quarantined and
+//! their alarms return to normal, and unchanged points keep their alarms.
+//! An invalid file changes nothing.
 
 use hazardwatch::config::Config;
 use hazardwatch::reload::reload_once;
@@ -14,7 +15,8 @@ async fn a_reloaded_site_model_applies_without_restart_and_keeps_unchanged_alarm
     let (mut alarms, mut stream) = svc.subscribe_all().await.unwrap();
     let (host, port) = svc.broker();
     let mut gw = Gateway::connect(&host, port, "gw-reload").await.unwrap();
-    // Before: pressure above its H (600) raises; the level at 17 is normal.
+    // Before: pressure above its H (600) raises; the level at 17 is
+    // normal; E02's T201.TE, to be removed, is above its H (45).
     let t0 = now_ms();
     gw.publish_json(
         "E01",
@@ -27,6 +29,14 @@ async fn a_reloaded_site_model_applies_without_restart_and_keeps_unchanged_alarm
     .unwrap();
     let pt = next_event(&mut stream).await.unwrap();
     assert_eq!(pt.alarm_id, "T101.PT/H");
+    gw.publish_json(
+        "E02",
+        serde_json::json!([{"point": "T201.TE", "ts": now_ms(), "value": 50.0}]),
+    )
+    .await
+    .unwrap();
+    let removed_raised = next_event(&mut stream).await.unwrap();
+    assert_eq!(removed_raised.alarm_id, "T201.TE/H");
 
     let file_settings = Config::from_source(&Source {
         path: "test-park.toml".into(),
@@ -70,8 +80,9 @@ async fn a_reloaded_site_model_applies_without_restart_and_keeps_unchanged_alarm
     assert_eq!(reloaded.added, ["T101.TE"]);
     assert_eq!(reloaded.removed, ["T201.TE"]);
 
-    // After: the same level now raises H against 16.5; the new point is
-    // judged; the pressure, still high, raises nothing new.
+    // After: the removed point's alarm returns to normal (nothing else
+    // would ever clear it); the same level now raises H against 16.5; the
+    // new point is judged; the pressure, still high, raises nothing new.
     let t1 = now_ms();
     gw.publish_json(
         "E01",
@@ -86,11 +97,23 @@ async fn a_reloaded_site_model_applies_without_restart_and_keeps_unchanged_alarm
     let mut got = [
         next_event(&mut stream).await.unwrap(),
         next_event(&mut stream).await.unwrap(),
+        next_event(&mut stream).await.unwrap(),
     ];
     got.sort_by(|a, b| a.alarm_id.cmp(&b.alarm_id));
     assert_eq!(got[0].alarm_id, "T101.LT/H");
     assert_eq!(got[0].limit, 16.5);
     assert_eq!(got[1].alarm_id, "T101.TE/H");
+    assert_eq!(got[2].alarm_id, "T201.TE/H");
+    assert_eq!(got[2].transition, pb::Transition::Cleared as i32);
+    assert!(
+        got[2].message.contains("removed from the site model"),
+        "{}",
+        got[2].message
+    );
+    assert_eq!(
+        got[2].priority, removed_raised.priority,
+        "the clear keeps the priority of the occurrence it ends"
+    );
     let active = alarms
         .list_active(pb::ListActiveRequest {
             filter: all_alarms(),
@@ -107,7 +130,15 @@ async fn a_reloaded_site_model_applies_without_restart_and_keeps_unchanged_alarm
         pt_now.last_seq, pt.seq,
         "the unchanged point's alarm is the same alarm"
     );
-    assert_eq!(active.alarms.len(), 3);
+    // PT/H, LT/H, TE/H active; T201.TE/H returned to normal, owed its
+    // acknowledgement.
+    assert_eq!(active.alarms.len(), 4);
+    let removed_now = active
+        .alarms
+        .iter()
+        .find(|a| a.alarm_id == "T201.TE/H")
+        .unwrap();
+    assert_eq!(removed_now.state, pb::AlarmState::UnackedRtn as i32);
 
     // The removed point's readings are quarantined now.
     gw.publish_json(
