@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "hazardwatch/v1/telemetry.proto",
         "hazardwatch/v1/alarms.proto",
+        "hazardwatch/v1/journal.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -24,6 +24,15 @@ pub enum Error {
     /// Building an Arrow batch failed (a bug: the schema is ours).
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
+    /// The alarm journal failed: the database could not be opened, read or
+    /// written, or holds something that does not decode.
+    #[error("{path}: alarm journal: {message}")]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// A setting is out of range.
     #[error("archive config: {0}")]
     Config(String),

@@ -1,5 +1,7 @@
-//! The Parquet archive of readings.
+//! The Parquet archive of readings and the alarm journal.
 //!
+//! - [`journal`]: [`AlarmJournal`], every alarm event and the alarms that
+//!   are not normal, in a crash-safe embedded database.
 //! - [`archive`]: [`ArchiveWriter`] buffers readings per partition (event
 //!   date and enterprise), and seals each buffer as one Parquet file sorted
 //!   by (point, time), zstd-compressed, statistics on, written aside and
@@ -27,7 +29,9 @@
 
 pub mod archive;
 pub mod error;
+pub mod journal;
 pub mod schema;
 
 pub use archive::{ArchiveConfig, ArchiveWriter, SealedFile};
 pub use error::{Error, Result};
+pub use journal::{AlarmJournal, HistoryCursor, HistoryPage};

@@ -1,0 +1,403 @@
+//! The alarm journal: every alarm event (condition changes and operator
+//! actions), numbered, in an embedded crash-safe database, with the alarms
+//! that are not normal kept alongside, so the alarm table is rebuilt at
+//! start without reading the whole history.
+//!
+//! The database is [redb]: pure Rust (nothing to build or install beside
+//! the service), ACID with copy-on-write B-trees and checksummed commits in
+//! one file, actively maintained. The journal needs ordered ranges (by
+//! sequence number to resume a feed, by time for history) and atomic
+//! multi-table commits, nothing relational, so an embedded key-value store
+//! fits better than SQLite and its C build.
+//!
+//! Tables:
+//! - `events`: sequence number → `AlarmEvent` (protobuf);
+//! - `events_by_time`: (event time, sequence number) → nothing, the index
+//!   history pages walk;
+//! - `active`: alarm id → `JournalAlarm` (protobuf), the alarms that are
+//!   active, latched or unacknowledged.
+//!
+//! Each [`AlarmJournal::commit`] is one durable transaction (fsync before
+//! it returns): a batch of events and the alarm states they leave behind
+//! are on disk together or not at all.
+//!
+//! ```
+//! use hazardwatch_proto::pb;
+//! use hazardwatch_storage::AlarmJournal;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("alarms.redb");
+//! let journal = AlarmJournal::open(&path).unwrap();
+//! let raised = pb::AlarmEvent { seq: 1, alarm_id: "T101.LT/HH".into(), event_time_ms: 1_000, ..Default::default() };
+//! let state = pb::JournalAlarm { last: Some(raised.clone()), condition: true, ..Default::default() };
+//! journal.commit(&[raised], &[("T101.LT/HH", Some(&state))]).unwrap();
+//! drop(journal);
+//!
+//! let journal = AlarmJournal::open(&path).unwrap();
+//! assert_eq!(journal.last_seq().unwrap(), 1);
+//! assert_eq!(journal.active().unwrap(), vec![state]);
+//! let (events, next) = journal.page_after(0, 100, |_| true).unwrap();
+//! assert_eq!((events.len(), next), (1, 1));
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use hazardwatch_proto::pb;
+use prost::Message;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::error::{Error, Result};
+
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const BY_TIME: TableDefinition<(i64, u64), ()> = TableDefinition::new("events_by_time");
+const ACTIVE: TableDefinition<&str, &[u8]> = TableDefinition::new("active");
+
+/// The alarm journal (see the module docs).
+pub struct AlarmJournal {
+    db: Database,
+    path: PathBuf,
+}
+
+/// Where a page of history ended: pass it back to get the next page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HistoryCursor {
+    /// Event time of the last event returned, Unix ms.
+    pub time_ms: i64,
+    /// Its sequence number.
+    pub seq: u64,
+}
+
+impl HistoryCursor {
+    /// The cursor's wire form, `TIME.SEQ`.
+    pub fn token(&self) -> String {
+        format!("{}.{}", self.time_ms, self.seq)
+    }
+
+    /// Parses [`HistoryCursor::token`]'s form; `None` for anything else.
+    pub fn parse(token: &str) -> Option<HistoryCursor> {
+        let (t, s) = token.split_once('.')?;
+        Some(HistoryCursor {
+            time_ms: t.parse().ok()?,
+            seq: s.parse().ok()?,
+        })
+    }
+}
+
+/// One page of history.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistoryPage {
+    /// Events in (event time, sequence number) order.
+    pub events: Vec<pb::AlarmEvent>,
+    /// Set when the page is full: more events may follow after it.
+    pub next: Option<HistoryCursor>,
+}
+
+impl AlarmJournal {
+    /// Opens the journal at `path`, creating it (and its directory) if
+    /// needed. A file that is not a journal is an error, never overwritten.
+    pub fn open(path: &Path) -> Result<AlarmJournal> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(crate::error::io(dir))?;
+        }
+        let db = Database::create(path).map_err(|e| journal_error(path, e))?;
+        let journal = AlarmJournal {
+            db,
+            path: path.to_owned(),
+        };
+        // Create the tables, so readers never meet a missing one.
+        let tx = journal.db.begin_write().map_err(|e| journal.error(e))?;
+        tx.open_table(EVENTS).map_err(|e| journal.error(e))?;
+        tx.open_table(BY_TIME).map_err(|e| journal.error(e))?;
+        tx.open_table(ACTIVE).map_err(|e| journal.error(e))?;
+        tx.commit().map_err(|e| journal.error(e))?;
+        Ok(journal)
+    }
+
+    /// The journal's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, e: impl Into<redb::Error>) -> Error {
+        journal_error(&self.path, e)
+    }
+
+    fn corrupt(&self, what: &str, e: prost::DecodeError) -> Error {
+        Error::Journal {
+            path: self.path.clone(),
+            message: format!("{what} does not decode: {e}"),
+        }
+    }
+
+    /// The sequence number of the newest event; 0 for an empty journal.
+    pub fn last_seq(&self) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let events = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
+        let last = events.last().map_err(|e| self.error(e))?;
+        Ok(last.map_or(0, |(k, _)| k.value()))
+    }
+
+    /// Number of events held.
+    pub fn len(&self) -> Result<u64> {
+        use redb::ReadableTableMetadata;
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let events = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
+        events.len().map_err(|e| self.error(e))
+    }
+
+    /// True when no event was ever recorded.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Appends events (sequence numbers increasing, after every one held)
+    /// and sets the stored state of the alarms they touched (`None`: back
+    /// to normal, forgotten), in one durable transaction.
+    pub fn commit(
+        &self,
+        events: &[pb::AlarmEvent],
+        alarms: &[(&str, Option<&pb::JournalAlarm>)],
+    ) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| self.error(e))?;
+        {
+            let mut by_seq = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
+            let mut by_time = tx.open_table(BY_TIME).map_err(|e| self.error(e))?;
+            let mut last = by_seq
+                .last()
+                .map_err(|e| self.error(e))?
+                .map_or(0, |(k, _)| k.value());
+            let mut buf = Vec::new();
+            for e in events {
+                if e.seq <= last {
+                    return Err(Error::Journal {
+                        path: self.path.clone(),
+                        message: format!("event {} does not follow event {last}", e.seq),
+                    });
+                }
+                last = e.seq;
+                buf.clear();
+                e.encode(&mut buf).expect("a Vec grows to hold any message");
+                by_seq
+                    .insert(e.seq, buf.as_slice())
+                    .map_err(|e| self.error(e))?;
+                by_time
+                    .insert((e.event_time_ms, e.seq), ())
+                    .map_err(|e| self.error(e))?;
+            }
+            let mut active = tx.open_table(ACTIVE).map_err(|e| self.error(e))?;
+            for (id, state) in alarms {
+                match state {
+                    Some(s) => {
+                        active
+                            .insert(*id, s.encode_to_vec().as_slice())
+                            .map_err(|e| self.error(e))?;
+                    }
+                    None => {
+                        active.remove(*id).map_err(|e| self.error(e))?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.error(e))
+    }
+
+    /// Every alarm that is not normal, by alarm id.
+    pub fn active(&self) -> Result<Vec<pb::JournalAlarm>> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = tx.open_table(ACTIVE).map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| self.error(e))? {
+            let (id, bytes) = row.map_err(|e| self.error(e))?;
+            let alarm = pb::JournalAlarm::decode(bytes.value())
+                .map_err(|e| self.corrupt(&format!("active alarm {}", id.value()), e))?;
+            out.push(alarm);
+        }
+        Ok(out)
+    }
+
+    /// Events after sequence number `after`, at most `scan` of them looked
+    /// at, those passing `filter` returned; and the sequence number scanned
+    /// up to, to continue from (equal to `after` when nothing follows).
+    pub fn page_after(
+        &self,
+        after: u64,
+        scan: usize,
+        filter: impl Fn(&pb::AlarmEvent) -> bool,
+    ) -> Result<(Vec<pb::AlarmEvent>, u64)> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        let mut upto = after;
+        let start = after.saturating_add(1);
+        for row in table.range(start..).map_err(|e| self.error(e))?.take(scan) {
+            let (seq, bytes) = row.map_err(|e| self.error(e))?;
+            upto = seq.value();
+            let event = pb::AlarmEvent::decode(bytes.value())
+                .map_err(|e| self.corrupt(&format!("event {upto}"), e))?;
+            if filter(&event) {
+                out.push(event);
+            }
+        }
+        Ok((out, upto))
+    }
+
+    /// One page of the events whose event time is in `[from_ms, to_ms)`
+    /// and that pass `filter`, in (time, sequence) order, starting after
+    /// `after` (the previous page's cursor); at most `limit` events.
+    pub fn history(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<HistoryCursor>,
+        limit: usize,
+        filter: impl Fn(&pb::AlarmEvent) -> bool,
+    ) -> Result<HistoryPage> {
+        let mut page = HistoryPage::default();
+        if limit == 0 || from_ms >= to_ms {
+            return Ok(page);
+        }
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let index = tx.open_table(BY_TIME).map_err(|e| self.error(e))?;
+        let events = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
+        let start = match after {
+            Some(c) if c.time_ms >= from_ms => match c.seq.checked_add(1) {
+                Some(s) => (c.time_ms, s),
+                None => (c.time_ms.saturating_add(1), 0),
+            },
+            _ => (from_ms, 0),
+        };
+        for row in index.range(start..(to_ms, 0)).map_err(|e| self.error(e))? {
+            let (key, _) = row.map_err(|e| self.error(e))?;
+            let (time_ms, seq) = key.value();
+            let bytes =
+                events
+                    .get(seq)
+                    .map_err(|e| self.error(e))?
+                    .ok_or_else(|| Error::Journal {
+                        path: self.path.clone(),
+                        message: format!("time index names event {seq}, which is missing"),
+                    })?;
+            let event = pb::AlarmEvent::decode(bytes.value())
+                .map_err(|e| self.corrupt(&format!("event {seq}"), e))?;
+            if filter(&event) {
+                page.events.push(event);
+                if page.events.len() == limit {
+                    page.next = Some(HistoryCursor { time_ms, seq });
+                    break;
+                }
+            }
+        }
+        Ok(page)
+    }
+}
+
+fn journal_error(path: &Path, e: impl Into<redb::Error>) -> Error {
+    Error::Journal {
+        path: path.to_owned(),
+        message: e.into().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn event(seq: u64, time_ms: i64, enterprise: &str) -> pb::AlarmEvent {
+        pb::AlarmEvent {
+            seq,
+            alarm_id: format!("P{seq}/H"),
+            enterprise: enterprise.into(),
+            event_time_ms: time_ms,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn history_pages_by_time_with_a_filter_and_no_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = AlarmJournal::open(&dir.path().join("j.redb")).unwrap();
+        // Times out of sequence order (operator actions are wall time,
+        // conditions event time), two enterprises.
+        let events: Vec<_> = (1..=100)
+            .map(|s| {
+                event(
+                    s,
+                    1_000 + (s as i64 * 37) % 50,
+                    if s % 2 == 0 { "E1" } else { "E2" },
+                )
+            })
+            .collect();
+        j.commit(&events, &[]).unwrap();
+        let mut got = Vec::new();
+        let mut after = None;
+        loop {
+            let page = j
+                .history(1_010, 1_040, after, 7, |e| e.enterprise == "E1")
+                .unwrap();
+            assert!(page.events.len() <= 7);
+            got.extend(page.events.iter().map(|e| (e.event_time_ms, e.seq)));
+            match page.next {
+                Some(c) => after = Some(c),
+                None => break,
+            }
+        }
+        let mut want: Vec<_> = events
+            .iter()
+            .filter(|e| e.enterprise == "E1" && (1_010..1_040).contains(&e.event_time_ms))
+            .map(|e| (e.event_time_ms, e.seq))
+            .collect();
+        want.sort();
+        assert!(!want.is_empty());
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_sequence_that_does_not_increase_is_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = AlarmJournal::open(&dir.path().join("j.redb")).unwrap();
+        j.commit(&[event(5, 1, "E1")], &[]).unwrap();
+        let err = j
+            .commit(&[event(6, 1, "E1"), event(5, 1, "E1")], &[])
+            .unwrap_err();
+        assert!(err.to_string().contains("does not follow"), "{err}");
+        assert_eq!(j.last_seq().unwrap(), 5);
+        assert_eq!(j.len().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_journal_is_an_error_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.redb");
+        std::fs::write(&path, b"not a database, and long enough to look like one?").unwrap();
+        let err = AlarmJournal::open(&path).err().unwrap();
+        assert!(err.to_string().contains("j.redb"), "{err}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"not a database, and long enough to look like one?"
+        );
+    }
+
+    #[test]
+    fn resolved_alarms_leave_the_active_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = AlarmJournal::open(&dir.path().join("j.redb")).unwrap();
+        let a = pb::JournalAlarm {
+            last: Some(event(1, 1, "E1")),
+            condition: true,
+            ..Default::default()
+        };
+        j.commit(&[event(1, 1, "E1")], &[("P1/H", Some(&a))])
+            .unwrap();
+        assert_eq!(j.active().unwrap().len(), 1);
+        j.commit(&[event(2, 2, "E1")], &[("P1/H", None)]).unwrap();
+        assert!(j.active().unwrap().is_empty());
+        let (page, upto) = j.page_after(0, 1, |_| true).unwrap();
+        assert_eq!((page.len(), upto), (1, 1));
+        let (page, upto) = j.page_after(upto, 10, |_| true).unwrap();
+        assert_eq!((page.len(), upto), (1, 2));
+        let (page, upto) = j.page_after(upto, 10, |_| true).unwrap();
+        assert_eq!((page.len(), upto), (0, 2));
+    }
+}
