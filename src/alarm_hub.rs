@@ -1,20 +1,25 @@
-//! The alarm hub: applies the rule engine's events to the alarm table,
-//! numbers every transition, keeps recent events for resuming subscribers,
-//! and fans them out live.
+//! The alarm hub: applies the rule engine's events and operators' actions
+//! to the alarm table, numbers every transition, writes it to the durable
+//! journal, and fans it out live.
 //!
-//! One lock guards the table, the journal and the broadcast send, so a
-//! subscriber that takes its backlog and its live receiver under that lock
-//! sees every event exactly once.
+//! One lock guards the table, the journal append and the broadcast send, in
+//! that order: an event is on disk before anyone sees it, and a subscriber
+//! that reads the journal's tail and takes its live receiver under that lock
+//! sees every event exactly once. Catch-up reads of the journal take no
+//! lock, so a subscriber far behind never holds up the rules.
+//!
+//! At start the table is rebuilt from the journal's record of the alarms
+//! that were not normal; see [`AlarmHub::open`].
 
-use std::collections::VecDeque;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, Catalog, PointKind, Priority, RuleEvent, pb};
-use hazardwatch_rules::alarms::{ActionError, AlarmRecord, AlarmState, AlarmTable, Transition};
+use hazardwatch_rules::alarms::{
+    ActionError, ActiveAlarm, AlarmRecord, AlarmState, AlarmTable, Transition,
+};
+use hazardwatch_storage::AlarmJournal;
 use tokio::sync::broadcast;
-
-/// Events kept in memory for subscribers that resume after a disconnect.
-pub const JOURNAL_CAPACITY: usize = 100_000;
 
 /// Events buffered per live subscriber before it counts as lagging (it then
 /// catches up from the journal).
@@ -55,25 +60,15 @@ impl Filter {
     }
 }
 
-/// Why a resume point cannot be served. Either way the subscriber must
-/// resynchronise (ListActive, then subscribe from its `as_of_seq`) rather
-/// than be served a stream with a hole in it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a resume point cannot be served.
+#[derive(Debug, thiserror::Error)]
 pub enum Gone {
-    /// The events after the resume point have left the in-memory journal.
-    #[error(
-        "events after {requested} are no longer held (oldest held: {oldest}); call ListActive and resume from its as_of_seq"
-    )]
-    Evicted {
-        /// The resume point asked for.
-        requested: u64,
-        /// The oldest sequence number still held.
-        oldest: u64,
-    },
     /// The resume point is ahead of every event this service has numbered
-    /// (it restarted since the subscriber's last event).
+    /// (its journal was replaced since the subscriber's last event). The
+    /// subscriber must resynchronise (ListActive, then subscribe from its
+    /// `as_of_seq`) rather than be served a stream with a hole in it.
     #[error(
-        "resume point {requested} is ahead of the newest event {newest} (the service restarted?); call ListActive and resume from its as_of_seq"
+        "resume point {requested} is ahead of the newest event {newest} (was the journal replaced?); call ListActive and resume from its as_of_seq"
     )]
     Ahead {
         /// The resume point asked for.
@@ -81,6 +76,9 @@ pub enum Gone {
         /// The newest sequence number.
         newest: u64,
     },
+    /// The journal could not be read.
+    #[error("{0}")]
+    Journal(#[from] hazardwatch_storage::Error),
 }
 
 /// An operator action on one alarm.
@@ -92,16 +90,34 @@ pub enum Action {
     Reset,
 }
 
-struct State {
-    table: AlarmTable,
-    journal: VecDeque<pb::AlarmEvent>,
-}
-
 /// Shared alarm state (see the module docs).
 pub struct AlarmHub {
     catalog: RwLock<Arc<Catalog>>,
-    state: Mutex<State>,
+    table: Mutex<AlarmTable>,
+    journal: AlarmJournal,
     live: broadcast::Sender<pb::AlarmEvent>,
+}
+
+/// A subscriber's start: events to send first, the sequence number they
+/// are consistent with, and the live receiver that follows them.
+pub type Watch = (
+    Vec<pb::AlarmEvent>,
+    u64,
+    broadcast::Receiver<pb::AlarmEvent>,
+);
+
+/// What [`AlarmHub::open`] rebuilt from the journal.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Alarms brought back (active, latched or unacknowledged).
+    pub alarms: usize,
+    /// Their conditions that were active when the service stopped: the
+    /// rule engine starts from them, so it clears them when they end.
+    pub conditions: Vec<(AlarmSource, AlarmKind)>,
+    /// Alarms ended at start: their point, unit or enterprise left the site
+    /// model while the service was stopped, or they were flood or
+    /// chattering conditions, whose counts start again from zero.
+    pub ended: usize,
 }
 
 /// Wire name of a transition.
@@ -112,6 +128,26 @@ fn transition_pb(t: Transition) -> pb::Transition {
         Transition::Acknowledged => pb::Transition::Acknowledged,
         Transition::Reset => pb::Transition::Reset,
     }
+}
+
+fn transition_from_pb(t: i32) -> Option<Transition> {
+    Some(match pb::Transition::try_from(t).ok()? {
+        pb::Transition::Raised => Transition::Raised,
+        pb::Transition::Cleared => Transition::Cleared,
+        pb::Transition::Acknowledged => Transition::Acknowledged,
+        pb::Transition::Reset => Transition::Reset,
+        pb::Transition::Unspecified => return None,
+    })
+}
+
+fn state_from_pb(s: i32) -> Option<AlarmState> {
+    Some(match pb::AlarmState::try_from(s).ok()? {
+        pb::AlarmState::Normal => AlarmState::Normal,
+        pb::AlarmState::UnackedActive => AlarmState::UnackedActive,
+        pb::AlarmState::AckedActive => AlarmState::AckedActive,
+        pb::AlarmState::UnackedRtn => AlarmState::UnackedRtn,
+        pb::AlarmState::Unspecified => return None,
+    })
 }
 
 fn state_pb(s: AlarmState) -> pb::AlarmState {
@@ -274,6 +310,44 @@ fn describe_point(r: &AlarmRecord, m: &hazardwatch_proto::PointMeta) -> String {
     }
 }
 
+/// An alarm as the journal stored it, back in the table's terms; `None`
+/// when its source is no longer in the site model (or the record is not
+/// one this service wrote).
+fn restore_alarm(catalog: &Catalog, stored: &pb::JournalAlarm) -> Option<ActiveAlarm> {
+    let e = stored.last.as_ref()?;
+    let (source, tag) = e.alarm_id.rsplit_once('/')?;
+    let source = catalog.source_lookup(source)?;
+    if let AlarmSource::Point(p) = source
+        && !catalog.is_live(p)
+    {
+        return None;
+    }
+    let priority: Option<Priority> = pb::Priority::try_from(e.priority).ok()?.into();
+    let record = AlarmRecord {
+        seq: e.seq,
+        source,
+        kind: AlarmKind::from_tag(tag)?,
+        priority: priority?,
+        transition: transition_from_pb(e.transition)?,
+        state: state_from_pb(e.state)?,
+        ts_ms: e.event_time_ms,
+        value: e.value,
+        limit: e.limit,
+        predicted_ms: (e.predicted_time_ms != 0).then_some(e.predicted_time_ms),
+        latched: e.latched,
+        suppressed: e.suppressed,
+        actor: e.actor.clone(),
+        comment: e.comment.clone(),
+    };
+    Some(ActiveAlarm {
+        state: state_from_pb(stored.state)?,
+        raised_at_ms: stored.raised_at_ms,
+        latch: stored.latch,
+        condition: stored.condition,
+        last: record,
+    })
+}
+
 /// The stable id of an alarm: `{source}/{tag}`, the source being a point,
 /// unit or enterprise id.
 pub fn alarm_id(source: &str, kind: AlarmKind) -> String {
@@ -281,23 +355,77 @@ pub fn alarm_id(source: &str, kind: AlarmKind) -> String {
 }
 
 impl AlarmHub {
-    /// An empty hub over the site's catalog.
-    pub fn new(catalog: Arc<Catalog>) -> Arc<AlarmHub> {
+    /// A hub over the site's catalog and the journal, with the alarm table
+    /// rebuilt from the journal's record of the alarms that were not
+    /// normal. Alarms whose point, unit or enterprise is no longer in the
+    /// site model, and flood and chattering conditions (their counts start
+    /// again with the service), are ended at `now_ms` with an event saying
+    /// why; everything else carries on exactly where it stood.
+    pub fn open(
+        catalog: Arc<Catalog>,
+        journal: AlarmJournal,
+        now_ms: i64,
+    ) -> Result<(Arc<AlarmHub>, Restored), hazardwatch_storage::Error> {
+        let mut seq = journal.last_seq()?;
+        let mut restored = Restored::default();
+        let mut alarms = Vec::new();
+        let mut ended: Vec<pb::AlarmEvent> = Vec::new();
+        for stored in journal.active()? {
+            let Some(last) = stored.last.as_ref() else {
+                continue;
+            };
+            match restore_alarm(&catalog, &stored) {
+                Some(alarm) if alarm.last.kind.needs_ack() => {
+                    if alarm.condition {
+                        restored
+                            .conditions
+                            .push((alarm.last.source, alarm.last.kind));
+                    }
+                    alarms.push(alarm);
+                }
+                restorable => {
+                    seq += 1;
+                    let why = if restorable.is_some() {
+                        "ended at restart: its count starts again"
+                    } else {
+                        "ended at restart: no longer in the site model"
+                    };
+                    ended.push(pb::AlarmEvent {
+                        seq,
+                        transition: pb::Transition::Cleared as i32,
+                        state: pb::AlarmState::Normal as i32,
+                        event_time_ms: now_ms,
+                        value: f64::NAN,
+                        actor: String::new(),
+                        comment: String::new(),
+                        message: format!("{} {why}", last.alarm_id),
+                        latched: false,
+                        ..last.clone()
+                    });
+                }
+            }
+        }
+        if !ended.is_empty() {
+            let gone: Vec<(&str, Option<&pb::JournalAlarm>)> =
+                ended.iter().map(|e| (e.alarm_id.as_str(), None)).collect();
+            journal.commit(&ended, &gone)?;
+        }
+        restored.alarms = alarms.len();
+        restored.ended = ended.len();
         let (live, _) = broadcast::channel(BROADCAST_CAPACITY);
-        Arc::new(AlarmHub {
+        let hub = Arc::new(AlarmHub {
             catalog: RwLock::new(catalog),
-            state: Mutex::new(State {
-                table: AlarmTable::default(),
-                journal: VecDeque::new(),
-            }),
+            table: Mutex::new(AlarmTable::restore(seq, alarms)),
+            journal,
             live,
-        })
+        });
+        Ok((hub, restored))
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, AlarmTable> {
         // A panic while holding the lock leaves plain data behind that is
         // still consistent record by record; keep serving it.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The catalog alarms are named from.
@@ -345,31 +473,62 @@ impl AlarmHub {
         }
     }
 
-    fn publish(&self, state: &mut State, record: &AlarmRecord) -> pb::AlarmEvent {
-        let event = self.to_pb(record);
-        if state.journal.len() == JOURNAL_CAPACITY {
-            state.journal.pop_front();
+    /// Writes records to the journal, with the state they leave their
+    /// alarms in, then sends them live. Called with the table locked, so
+    /// the journal's order is the sequence order and a subscriber taking
+    /// the lock sees each event once. A journal that cannot be written is
+    /// logged and counted, and the events still go out live: the control
+    /// room must see alarms even when the disk fails.
+    fn publish(&self, table: &AlarmTable, records: &[AlarmRecord]) -> Vec<pb::AlarmEvent> {
+        if records.is_empty() {
+            return Vec::new();
         }
-        state.journal.push_back(event.clone());
-        // No receivers is fine: nobody is subscribed.
-        let _ = self.live.send(event.clone());
-        metrics::counter!("hazardwatch_alarm_events_total",
-            "transition" => transition_pb(record.transition).as_str_name())
-        .increment(1);
-        event
+        let events: Vec<pb::AlarmEvent> = records.iter().map(|r| self.to_pb(r)).collect();
+        let touched: BTreeSet<(AlarmSource, AlarmKind)> =
+            records.iter().map(|r| (r.source, r.kind)).collect();
+        let catalog = self.catalog();
+        let states: Vec<(String, Option<pb::JournalAlarm>)> = touched
+            .into_iter()
+            .map(|(source, kind)| {
+                let id = alarm_id(catalog.source_id(source), kind);
+                (id, table.get(source, kind).map(|a| self.stored(a)))
+            })
+            .collect();
+        let states: Vec<(&str, Option<&pb::JournalAlarm>)> = states
+            .iter()
+            .map(|(id, a)| (id.as_str(), a.as_ref()))
+            .collect();
+        if let Err(e) = self.journal.commit(&events, &states) {
+            tracing::error!(error = %e, events = events.len(), "alarm events not journaled");
+            metrics::counter!("hazardwatch_journal_errors_total").increment(1);
+        }
+        for (event, record) in events.iter().zip(records) {
+            // No receivers is fine: nobody is subscribed.
+            let _ = self.live.send(event.clone());
+            metrics::counter!("hazardwatch_alarm_events_total",
+                "transition" => transition_pb(record.transition).as_str_name())
+            .increment(1);
+        }
+        events
+    }
+
+    /// The journal's form of an alarm that is not normal.
+    fn stored(&self, a: &ActiveAlarm) -> pb::JournalAlarm {
+        pb::JournalAlarm {
+            last: Some(self.to_pb(&a.last)),
+            state: state_pb(a.state) as i32,
+            raised_at_ms: a.raised_at_ms,
+            latch: a.latch,
+            condition: a.condition,
+        }
     }
 
     /// Applies rule events (in the engine's order) and returns the alarm
     /// events they caused.
     pub fn apply(&self, events: &[RuleEvent]) -> Vec<pb::AlarmEvent> {
-        let mut state = self.lock();
-        let mut out = Vec::new();
-        for ev in events {
-            if let Some(record) = state.table.apply(ev) {
-                out.push(self.publish(&mut state, &record));
-            }
-        }
-        out
+        let mut table = self.lock();
+        let records: Vec<AlarmRecord> = events.iter().filter_map(|ev| table.apply(ev)).collect();
+        self.publish(&table, &records)
     }
 
     /// Applies an operator action (acknowledge, reset) to an alarm by id.
@@ -387,22 +546,20 @@ impl AlarmHub {
             .source_lookup(source)
             .ok_or(ActionError::NotFound)?;
         let kind = AlarmKind::from_tag(tag).ok_or(ActionError::NotFound)?;
-        let mut state = self.lock();
+        let mut table = self.lock();
         let record = match action {
-            Action::Acknowledge => state
-                .table
-                .acknowledge(source, kind, actor, comment, now_ms)?,
-            Action::Reset => state.table.reset(source, kind, actor, comment, now_ms)?,
+            Action::Acknowledge => table.acknowledge(source, kind, actor, comment, now_ms)?,
+            Action::Reset => table.reset(source, kind, actor, comment, now_ms)?,
         };
-        Ok(self.publish(&mut state, &record))
+        let mut events = self.publish(&table, &[record]);
+        Ok(events.remove(0))
     }
 
     /// Active and unacknowledged alarms matching the filter, and the
     /// sequence number the list is consistent with.
     pub fn list_active(&self, filter: &Filter) -> (Vec<pb::ActiveAlarm>, u64) {
-        let state = self.lock();
-        let alarms = state
-            .table
+        let table = self.lock();
+        let alarms = table
             .active()
             .map(|a| (a, self.to_pb(&a.last)))
             .filter(|(_, e)| filter.matches(e))
@@ -426,59 +583,78 @@ impl AlarmHub {
                 latched: e.latched,
             })
             .collect();
-        (alarms, state.table.last_seq())
+        (alarms, table.last_seq())
     }
 
-    /// What a new subscriber gets: the backlog (the latest event of every
-    /// active alarm when `resume_after` is 0, else every held event after
-    /// it) and a live receiver that starts right after the backlog.
-    pub fn subscribe(
+    /// A new subscriber's start: the latest event of every active alarm
+    /// matching the filter, the sequence number they are consistent with,
+    /// and a live receiver that starts right after it.
+    pub fn snapshot(&self, filter: &Filter) -> Watch {
+        let table = self.lock();
+        let mut latest: Vec<pb::AlarmEvent> = table
+            .active()
+            .map(|a| self.to_pb(&a.last))
+            .filter(|e| filter.matches(e))
+            .collect();
+        latest.sort_by_key(|e| e.seq);
+        (latest, table.last_seq(), self.live.subscribe())
+    }
+
+    /// Catch-up from the journal without holding anything up: the events
+    /// after `after` matching the filter, at most `scan` looked at, and the
+    /// sequence number scanned up to.
+    pub fn page_after(
         &self,
         filter: &Filter,
-        resume_after: u64,
-    ) -> Result<(Vec<pb::AlarmEvent>, broadcast::Receiver<pb::AlarmEvent>), Gone> {
-        let state = self.lock();
-        let backlog = if resume_after == 0 {
-            let mut latest: Vec<pb::AlarmEvent> = state
-                .table
-                .active()
-                .map(|a| self.to_pb(&a.last))
-                .filter(|e| filter.matches(e))
-                .collect();
-            latest.sort_by_key(|e| e.seq);
-            latest
-        } else {
-            Self::held_after(&state, filter, resume_after)?
-        };
-        Ok((backlog, self.live.subscribe()))
-    }
-
-    /// Held events after `seq` matching the filter (for a lagging subscriber).
-    pub fn since(&self, filter: &Filter, seq: u64) -> Result<Vec<pb::AlarmEvent>, Gone> {
-        Self::held_after(&self.lock(), filter, seq)
-    }
-
-    fn held_after(state: &State, filter: &Filter, seq: u64) -> Result<Vec<pb::AlarmEvent>, Gone> {
-        let newest = state.table.last_seq();
-        if seq > newest {
+        after: u64,
+        scan: usize,
+    ) -> Result<(Vec<pb::AlarmEvent>, u64), Gone> {
+        let newest = self.last_seq();
+        if after > newest {
             return Err(Gone::Ahead {
-                requested: seq,
+                requested: after,
                 newest,
             });
         }
-        let oldest = state.journal.front().map_or(newest + 1, |e| e.seq);
-        if seq + 1 < oldest {
-            return Err(Gone::Evicted {
-                requested: seq,
-                oldest,
-            });
-        }
-        Ok(state
+        Ok(self
             .journal
-            .iter()
-            .filter(|e| e.seq > seq && filter.matches(e))
-            .cloned()
-            .collect())
+            .page_after(after, scan, |e| filter.matches(e))?)
+    }
+
+    /// The end of a catch-up: every journaled event after `after` matching
+    /// the filter, the sequence number they run to, and a live receiver
+    /// that starts right after it, taken together under the lock so nothing
+    /// falls between. Call it once [`AlarmHub::page_after`] has come close
+    /// to the newest event.
+    pub fn tail_and_watch(&self, filter: &Filter, after: u64) -> Result<Watch, Gone> {
+        let table = self.lock();
+        let mut tail = Vec::new();
+        let mut upto = after;
+        while upto < table.last_seq() {
+            let (mut events, next) = self
+                .journal
+                .page_after(upto, 4_096, |e| filter.matches(e))?;
+            tail.append(&mut events);
+            if next == upto {
+                break;
+            }
+            upto = next;
+        }
+        Ok((tail, table.last_seq(), self.live.subscribe()))
+    }
+
+    /// One page of alarm history (see [`AlarmJournal::history`]).
+    pub fn history(
+        &self,
+        filter: &Filter,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<hazardwatch_storage::HistoryCursor>,
+        limit: usize,
+    ) -> Result<hazardwatch_storage::HistoryPage, Gone> {
+        Ok(self
+            .journal
+            .history(from_ms, to_ms, after, limit, |e| filter.matches(e))?)
     }
 
     /// A live receiver of every event from now on (for the demo's screen).
@@ -488,6 +664,6 @@ impl AlarmHub {
 
     /// Sequence number of the newest event.
     pub fn last_seq(&self) -> u64 {
-        self.lock().table.last_seq()
+        self.lock().last_seq()
     }
 }

@@ -15,12 +15,20 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::alarm_hub::{Action, AlarmHub, Filter};
+use crate::alarm_hub::{Action, AlarmHub, Filter, Gone};
+use hazardwatch_storage::HistoryCursor;
 
 /// Events queued for one subscriber's connection; when full, the subscriber
 /// task waits, and if the live feed outruns it, it catches up from the
 /// journal instead of slowing anyone else.
 pub const SUBSCRIBER_QUEUE: usize = 1_024;
+
+/// Journal events looked at per catch-up read.
+const CATCH_UP_PAGE: usize = 4_096;
+
+/// History page size when the request leaves it at 0, and the largest
+/// accepted.
+const HISTORY_PAGE: (u32, u32) = (1_000, 10_000);
 
 /// Longest operator name or comment accepted, in bytes.
 const MAX_TEXT: usize = 1_024;
@@ -84,19 +92,15 @@ impl AlarmService for Alarms {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let req = request.into_inner();
         let filter = Filter::from_pb(req.filter).map_err(Status::invalid_argument)?;
-        let (backlog, live) = self
-            .hub
-            .subscribe(&filter, req.resume_after)
-            .map_err(|e| Status::out_of_range(e.to_string()))?;
+        let newest = self.hub.last_seq();
+        if req.resume_after > newest {
+            return Err(gone_status(Gone::Ahead {
+                requested: req.resume_after,
+                newest,
+            }));
+        }
         let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
-        let feed = forward(
-            self.hub.clone(),
-            filter,
-            req.resume_after,
-            backlog,
-            live,
-            tx,
-        );
+        let feed = forward(self.hub.clone(), filter, req.resume_after, tx);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -141,54 +145,152 @@ impl AlarmService for Alarms {
         let event = self.act(Action::Reset, &req.alarm_id, &req.operator, &req.comment)?;
         Ok(Response::new(pb::ResetResponse { event: Some(event) }))
     }
+
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        let req = request.into_inner();
+        let filter = Filter::from_pb(req.filter).map_err(Status::invalid_argument)?;
+        let to_ms = if req.to_ms == 0 { i64::MAX } else { req.to_ms };
+        if req.from_ms >= to_ms {
+            return Err(Status::invalid_argument(format!(
+                "from_ms {} must be before to_ms {}",
+                req.from_ms, req.to_ms
+            )));
+        }
+        let limit = match req.page_size {
+            0 => HISTORY_PAGE.0,
+            n if n <= HISTORY_PAGE.1 => n,
+            n => {
+                return Err(Status::invalid_argument(format!(
+                    "page_size {n} is more than {}",
+                    HISTORY_PAGE.1
+                )));
+            }
+        };
+        let after = match req.page_token.as_str() {
+            "" => None,
+            t => Some(HistoryCursor::parse(t).ok_or_else(|| {
+                Status::invalid_argument(format!("page_token `{t}` is not one this service gave"))
+            })?),
+        };
+        let hub = self.hub.clone();
+        let page = tokio::task::spawn_blocking(move || {
+            hub.history(&filter, req.from_ms, to_ms, after, limit as usize)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("history read: {e}")))?
+        .map_err(gone_status)?;
+        Ok(Response::new(pb::HistoryResponse {
+            events: page.events,
+            next_page_token: page.next.map(|c| c.token()).unwrap_or_default(),
+        }))
+    }
 }
 
-/// Feeds one subscriber: backlog, then live events; on lag, catches up from
-/// the journal so nothing is skipped and nothing repeats.
+fn gone_status(e: Gone) -> Status {
+    match e {
+        Gone::Ahead { .. } => Status::out_of_range(e.to_string()),
+        Gone::Journal(_) => Status::unavailable(e.to_string()),
+    }
+}
+
+/// Feeds one subscriber: from `resume_after`, the journal's events, read a
+/// page at a time with no lock held; when caught up, the tail and a live
+/// receiver taken together; then live events. When it lags behind the live
+/// feed it goes back to the journal from its last event. With
+/// `resume_after` 0 it starts from a snapshot of the active alarms. Every
+/// event matching the filter is sent once, in sequence order.
 async fn forward(
     hub: Arc<AlarmHub>,
     filter: Filter,
     resume_after: u64,
-    backlog: Vec<pb::AlarmEvent>,
-    mut live: broadcast::Receiver<pb::AlarmEvent>,
     tx: mpsc::Sender<Result<pb::AlarmEvent, Status>>,
 ) {
+    let send = |e: pb::AlarmEvent| tx.send(Ok(e));
     let mut last = resume_after;
-    for e in backlog {
-        last = last.max(e.seq);
-        if tx.send(Ok(e)).await.is_err() {
-            return;
+    let mut live = None;
+    if resume_after == 0 {
+        let (snapshot, as_of, rx) = hub.snapshot(&filter);
+        for e in snapshot {
+            if send(e).await.is_err() {
+                return;
+            }
         }
+        last = as_of;
+        live = Some(rx);
     }
     loop {
-        match live.recv().await {
-            Ok(e) => {
-                if e.seq <= last || !filter.matches(&e) {
-                    last = last.max(e.seq);
-                    continue;
-                }
-                last = e.seq;
-                if tx.send(Ok(e)).await.is_err() {
-                    return;
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(_)) => match hub.since(&filter, last) {
-                Ok(missed) => {
-                    for e in missed {
-                        last = last.max(e.seq);
-                        if tx.send(Ok(e)).await.is_err() {
-                            return;
-                        }
+        let mut rx = match live.take() {
+            Some(rx) => rx,
+            None => match catch_up(&hub, &filter, &mut last, &tx).await {
+                Some(rx) => rx,
+                None => return,
+            },
+        };
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    if e.seq <= last {
+                        continue;
+                    }
+                    last = e.seq;
+                    if filter.matches(&e) && send(e).await.is_err() {
+                        return;
                     }
                 }
-                Err(gone) => {
-                    let _ = tx.send(Err(Status::data_loss(gone.to_string()))).await;
-                    return;
-                }
-            },
-            Err(broadcast::error::RecvError::Closed) => return,
+                // Fallen behind the live feed: back to the journal.
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
         }
     }
+}
+
+/// Sends the journal's events after `last` until close to the newest, then
+/// the tail, returning the live receiver that follows it (`None` when the
+/// subscriber hung up or the journal failed, which it is told).
+async fn catch_up(
+    hub: &Arc<AlarmHub>,
+    filter: &Filter,
+    last: &mut u64,
+    tx: &mpsc::Sender<Result<pb::AlarmEvent, Status>>,
+) -> Option<broadcast::Receiver<pb::AlarmEvent>> {
+    let fail = |status: Status| async move {
+        let _ = tx.send(Err(status)).await;
+    };
+    while hub.last_seq().saturating_sub(*last) > CATCH_UP_PAGE as u64 {
+        let (h, f, after) = (hub.clone(), filter.clone(), *last);
+        let page = tokio::task::spawn_blocking(move || h.page_after(&f, after, CATCH_UP_PAGE));
+        let (events, upto) = match page.await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                fail(gone_status(e)).await;
+                return None;
+            }
+            Err(e) => {
+                fail(Status::internal(format!("journal read: {e}"))).await;
+                return None;
+            }
+        };
+        *last = upto;
+        for e in events {
+            tx.send(Ok(e)).await.ok()?;
+        }
+    }
+    let (tail, as_of, rx) = match hub.tail_and_watch(filter, *last) {
+        Ok(t) => t,
+        Err(e) => {
+            fail(gone_status(e)).await;
+            return None;
+        }
+    };
+    for e in tail {
+        tx.send(Ok(e)).await.ok()?;
+    }
+    *last = as_of;
+    Some(rx)
 }
 
 /// Binds the gRPC listener (port 0: a free port).

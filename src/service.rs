@@ -24,7 +24,7 @@ use hazardwatch_ingest::config::broker_host_port;
 use hazardwatch_ingest::{IngestBatch, Quarantine, Subscriber, broker};
 use hazardwatch_proto::{Catalog, Reading};
 use hazardwatch_rules::{Engine, EngineInput, SiteModel};
-use hazardwatch_storage::ArchiveWriter;
+use hazardwatch_storage::{AlarmJournal, ArchiveWriter};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -216,7 +216,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("binding gRPC on {}", settings.grpc.listen))?;
     let grpc_addr = listener.local_addr()?;
-    let hub = AlarmHub::new(catalog.clone());
+    let journal_path = data_dir.join("journal").join("alarms.redb");
+    let journal = AlarmJournal::open(&journal_path)?;
+    let (hub, restored) = AlarmHub::open(catalog.clone(), journal, now_ms())?;
+    tracing::info!(
+        journal = %journal_path.display(),
+        last_seq = hub.last_seq(),
+        alarms = restored.alarms,
+        ended = restored.ended,
+        "alarm table restored from the journal"
+    );
     let grpc_stop = CancellationToken::new();
     let grpc = tokio::spawn(grpc::serve(listener, hub.clone(), grpc_stop.clone()));
     tracing::info!(%grpc_addr, "gRPC listening");
@@ -236,7 +245,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 .fetch_add(raised as u64, Ordering::Relaxed);
         })
     };
-    let engine = Engine::start(&site, &settings.engine, sink)?;
+    let engine = Engine::start_from(&site, &settings.engine, sink, &restored.conditions)?;
 
     // Archive thread.
     let archive_dir = data_dir.join("archive");

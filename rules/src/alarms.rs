@@ -122,11 +122,15 @@ pub struct AlarmTable {
 }
 
 impl AlarmTable {
-    /// A table whose next record gets sequence number `last_seq + 1`.
-    pub fn starting_after(last_seq: u64) -> Self {
+    /// The table as it stood, rebuilt after a restart: the newest sequence
+    /// number and the alarms that were not normal.
+    pub fn restore(last_seq: u64, alarms: impl IntoIterator<Item = ActiveAlarm>) -> Self {
         AlarmTable {
             last_seq,
-            alarms: BTreeMap::new(),
+            alarms: alarms
+                .into_iter()
+                .map(|a| ((a.last.source, a.last.kind), a))
+                .collect(),
         }
     }
 

@@ -30,7 +30,7 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
-use hazardwatch_proto::{PointIdx, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, AlarmSource, Reading, RuleEvent};
 use serde::Deserialize;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -38,7 +38,9 @@ use timely::dataflow::operators::core::{Concatenate, UnorderedInput};
 use timely::dataflow::operators::generic::Operator;
 
 use crate::error::{Error, Result};
-use crate::operators::event_time::{EachEvent, EndOfInput, Epochs, PerKey, Routed, point_hash};
+use crate::operators::event_time::{
+    EachEvent, EndOfInput, Epochs, PerKey, Routed, point_hash, worker_of,
+};
 use crate::operators::unit_state::mark_suppressed;
 use crate::operators::{
     Chattering, Correlation, Fault, Flatline, Flood, Predict, RateOfChange, Stale, Threshold,
@@ -208,20 +210,31 @@ pub struct EngineInput {
     per_worker: Vec<Vec<Reading>>,
 }
 
-/// The worker a point's readings are sent to: the same choice timely's
-/// exchange makes, so the exchange after the input moves nothing.
-fn worker_of(point: PointIdx, peers: usize) -> usize {
-    let h = point_hash(point);
-    if peers.is_power_of_two() {
-        (h & (peers as u64 - 1)) as usize
-    } else {
-        (h % peers as u64) as usize
-    }
-}
-
 impl Engine {
     /// Starts the workers on the site model's rules.
     pub fn start(model: &SiteModel, config: &EngineConfig, sink: EventSink) -> Result<Engine> {
+        Engine::start_from(model, config, sink, &[])
+    }
+
+    /// Starts the workers with these alarm conditions active, as the alarm
+    /// journal left them when the service stopped: each rule starts from
+    /// its conditions and clears them when they end.
+    pub fn start_from(
+        model: &SiteModel,
+        config: &EngineConfig,
+        sink: EventSink,
+        active: &[(AlarmSource, AlarmKind)],
+    ) -> Result<Engine> {
+        let mut restore: [Vec<(u32, AlarmKind)>; 3] = Default::default();
+        for &(source, kind) in active {
+            let (stage, key) = match source {
+                AlarmSource::Point(p) => (0, p),
+                AlarmSource::Unit(u) => (1, u),
+                AlarmSource::Console(c) => (2, c),
+            };
+            restore[stage].push((key, kind));
+        }
+        let restore = Arc::new(restore);
         config.validate().map_err(Error::Engine)?;
         let workers = config.worker_count();
         let epochs = Epochs {
@@ -255,8 +268,13 @@ impl Engine {
                     Threshold,
                     (Fault, (Stale, (Flatline, (RateOfChange, Predict)))),
                 );
-                let point_events =
-                    readings.per_key(epochs, point_rules, book.clone(), Some(end.clone()));
+                let point_events = readings.per_key(
+                    epochs,
+                    point_rules,
+                    book.clone(),
+                    Some(end.clone()),
+                    &restore[0],
+                );
                 let unit_events = point_events
                     .clone()
                     .each_event("ToUnit", book.clone(), |rules, e| {
@@ -272,6 +290,7 @@ impl Engine {
                         (Voting, Correlation),
                         book.clone(),
                         Some(end.clone()),
+                        &restore[1],
                     );
                 let marked =
                     mark_suppressed(scope.concatenate([point_events, unit_events]), book.clone());
@@ -283,7 +302,13 @@ impl Engine {
                             event: *e,
                         })
                     })
-                    .per_key(epochs, (Flood, Chattering), book.clone(), Some(end.clone()));
+                    .per_key(
+                        epochs,
+                        (Flood, Chattering),
+                        book.clone(),
+                        Some(end.clone()),
+                        &restore[2],
+                    );
                 let events = vec![marked, console_events];
                 scope
                     .concatenate(events)
@@ -439,7 +464,9 @@ impl EngineInput {
             if is_late {
                 self.late_total += 1;
             } else {
-                self.per_worker[worker_of(r.point, peers)].push(*r);
+                // The same choice as the exchange after the input, which then
+                // moves nothing.
+                self.per_worker[worker_of(point_hash(r.point), peers)].push(*r);
             }
         }
         for w in 0..peers {

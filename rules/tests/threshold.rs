@@ -168,3 +168,43 @@ proptest! {
         prop_assert_eq!(got, reference);
     }
 }
+
+#[test]
+fn conditions_restored_after_a_restart_clear_when_they_end_and_are_not_raised_again() {
+    use hazardwatch_proto::AlarmSource;
+    use hazardwatch_rules::{Collector, Engine, EngineConfig};
+    let m = model("on_delay_s = 0\noff_delay_s = 0");
+    let lt = m.catalog.lookup("T1.LT").unwrap();
+    let te = m.catalog.lookup("T1.TE").unwrap();
+    // The journal said: T1.LT H and T1.TE H were active at the stop.
+    let active = [
+        (AlarmSource::Point(lt), AlarmKind::High),
+        (AlarmSource::Point(te), AlarmKind::High),
+    ];
+    for workers in [1, 2] {
+        let config = EngineConfig {
+            workers,
+            epoch_ms: 100,
+            lateness_ms: 0,
+        };
+        let events = Collector::new();
+        let mut engine = Engine::start_from(&m, &config, events.sink(), &active).unwrap();
+        // The level came back while the service was down; the temperature
+        // is still high.
+        let mut batch = series(&m, "T1.LT", 1_000, 1_000, &[17.0, 17.0]);
+        batch.extend(series(&m, "T1.TE", 1_000, 1_000, &[70.0, 70.0]));
+        engine.input().send(&batch, &mut Vec::new());
+        engine.input().advance_to(10_000);
+        engine.finish().unwrap();
+        let seen: Vec<_> = events
+            .take()
+            .iter()
+            .map(|e| (e.point(), e.kind, e.active, e.ts_ms))
+            .collect();
+        assert_eq!(
+            seen,
+            [(Some(lt), AlarmKind::High, false, 1_000)],
+            "{workers} workers"
+        );
+    }
+}

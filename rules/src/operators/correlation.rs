@@ -158,4 +158,10 @@ impl KeyedLogic for Correlation {
         }
         *st = CorrelationState::default();
     }
+
+    fn on_restore(&self, st: &mut CorrelationState, kind: AlarmKind) {
+        if kind == AlarmKind::Correlation {
+            st.active = true;
+        }
+    }
 }

@@ -113,8 +113,9 @@ pub trait Timed: timely::ExchangeData {
     fn key(&self) -> Self::Key;
     /// Event time, Unix ms.
     fn ts_ms(&self) -> i64;
-    /// The hash the exchange routes by (the same key, the same worker).
-    fn route(&self) -> u64;
+    /// The hash the exchange routes a key's records by (the same key, the
+    /// same worker).
+    fn route_key(key: Self::Key) -> u64;
     /// Sorts records by key, then event time, then a tie-break that makes
     /// the order total.
     fn sort(records: &mut [Self]);
@@ -128,8 +129,8 @@ impl Timed for Reading {
     fn ts_ms(&self) -> i64 {
         self.ts_ms
     }
-    fn route(&self) -> u64 {
-        point_hash(self.point)
+    fn route_key(key: PointIdx) -> u64 {
+        point_hash(key)
     }
     fn sort(records: &mut [Self]) {
         records.sort_unstable_by_key(Reading::order_key);
@@ -154,8 +155,8 @@ impl Timed for Routed {
     fn ts_ms(&self) -> i64 {
         self.event.ts_ms
     }
-    fn route(&self) -> u64 {
-        point_hash(self.key)
+    fn route_key(key: u32) -> u64 {
+        point_hash(key)
     }
     fn sort(records: &mut [Self]) {
         records.sort_unstable_by_key(|r| (r.key, r.event.order_key()));
@@ -209,6 +210,12 @@ pub trait KeyedLogic: 'static {
         _out: &mut Vec<RuleEvent>,
     ) {
     }
+
+    /// The service restarted with this key's `kind` condition active (the
+    /// alarm journal says so): the rule starts from it, so that it clears
+    /// the alarm when the condition ends instead of never having known it.
+    /// Rules ignore kinds that are not theirs; the default ignores all.
+    fn on_restore(&self, _state: &mut Self::State, _kind: AlarmKind) {}
 }
 
 /// For [`KeyedLogic::on_rules_changed`]: ends a point condition (`active`)
@@ -229,6 +236,15 @@ pub fn withdraw(
     }
 }
 
+/// The worker timely's exchange sends a record with this routing hash to.
+pub fn worker_of(hash: u64, peers: usize) -> usize {
+    if peers.is_power_of_two() {
+        (hash & (peers as u64 - 1)) as usize
+    } else {
+        (hash % peers as u64) as usize
+    }
+}
+
 /// Mixes a point (or unit, console) index so that the exchange spreads keys
 /// evenly over workers whatever their numbering.
 pub fn point_hash(point: PointIdx) -> u64 {
@@ -239,6 +255,8 @@ pub fn point_hash(point: PointIdx) -> u64 {
 pub trait PerKey<'scope, D: Timed> {
     /// Exchanges records by key and applies `logic` in event-time order,
     /// emitting the rule's events at the epoch they belong to, sorted.
+    /// `restore` lists the conditions active when the service last stopped
+    /// (see [`KeyedLogic::on_restore`]); `end` is set when the input ends.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -269,7 +287,7 @@ pub trait PerKey<'scope, D: Timed> {
     /// let out = seen.clone();
     /// timely::example(move |scope| {
     ///     readings.to_stream(scope)
-    ///         .per_key(Epochs { epoch_ms: 1000 }, FirstAbove10, RuleBook::new(RuleSet::default()), None)
+    ///         .per_key(Epochs { epoch_ms: 1000 }, FirstAbove10, RuleBook::new(RuleSet::default()), None, &[])
     ///         .inspect(move |e| out.lock().unwrap().push(e.ts_ms));
     /// });
     /// assert_eq!(*seen.lock().unwrap(), vec![250]);
@@ -280,6 +298,7 @@ pub trait PerKey<'scope, D: Timed> {
         logic: L,
         book: RuleBook,
         end: Option<EndOfInput>,
+        restore: &[(D::Key, AlarmKind)],
     ) -> Stream<'scope, u64, Vec<RuleEvent>>;
 }
 
@@ -290,14 +309,21 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
         logic: L,
         book: RuleBook,
         end: Option<EndOfInput>,
+        restore: &[(D::Key, AlarmKind)],
     ) -> Stream<'scope, u64, Vec<RuleEvent>> {
-        let pact = Exchange::new(|r: &D| r.route());
+        let pact = Exchange::new(|r: &D| D::route_key(r.key()));
+        let (index, peers) = (self.scope().index(), self.scope().peers());
+        let mut states: HashMap<D::Key, L::State> = HashMap::new();
+        for &(key, kind) in restore {
+            if worker_of(D::route_key(key), peers) == index {
+                logic.on_restore(states.entry(key).or_default(), kind);
+            }
+        }
         self.unary_frontier::<CapacityContainerBuilder<Vec<RuleEvent>>, _, _, _>(
             pact,
             "PerKey",
             move |initial, _info| {
                 let mut stash: BTreeMap<u64, (Capability<u64>, Vec<D>)> = BTreeMap::new();
-                let mut states: HashMap<D::Key, L::State> = HashMap::new();
                 // Pending timers as (due, key).
                 let mut timers: BTreeSet<(i64, D::Key)> = BTreeSet::new();
                 // A capability at the input frontier (as of the last
@@ -513,6 +539,11 @@ where
             .on_rules_changed(rules, &mut state.0, key, ts_ms, out);
         self.1
             .on_rules_changed(rules, &mut state.1, key, ts_ms, out);
+    }
+
+    fn on_restore(&self, state: &mut Self::State, kind: AlarmKind) {
+        self.0.on_restore(&mut state.0, kind);
+        self.1.on_restore(&mut state.1, kind);
     }
 }
 

@@ -109,4 +109,10 @@ impl KeyedLogic for Fault {
             out,
         );
     }
+
+    fn on_restore(&self, active: &mut bool, kind: AlarmKind) {
+        if kind == AlarmKind::Fault {
+            *active = true;
+        }
+    }
 }

@@ -149,4 +149,10 @@ impl KeyedLogic for Flatline {
             out,
         );
     }
+
+    fn on_restore(&self, st: &mut FlatlineState, kind: AlarmKind) {
+        if kind == AlarmKind::Flatline {
+            st.active = true;
+        }
+    }
 }

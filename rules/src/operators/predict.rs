@@ -151,4 +151,13 @@ impl KeyedLogic for Predict {
             }
         }
     }
+
+    fn on_restore(&self, state: &mut PredictState, kind: AlarmKind) {
+        if matches!(
+            kind,
+            AlarmKind::PredictedHighHigh | AlarmKind::PredictedLowLow
+        ) {
+            state.active = Some(kind);
+        }
+    }
 }

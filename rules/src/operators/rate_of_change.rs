@@ -130,4 +130,10 @@ impl KeyedLogic for RateOfChange {
             out,
         );
     }
+
+    fn on_restore(&self, state: &mut RocState, kind: AlarmKind) {
+        if kind == AlarmKind::RateOfChange {
+            state.active = true;
+        }
+    }
 }

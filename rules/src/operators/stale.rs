@@ -152,4 +152,10 @@ impl KeyedLogic for Stale {
             out,
         );
     }
+
+    fn on_restore(&self, st: &mut StaleState, kind: AlarmKind) {
+        if kind == AlarmKind::Stale {
+            st.active = true;
+        }
+    }
 }

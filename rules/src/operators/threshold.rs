@@ -245,4 +245,10 @@ impl KeyedLogic for Threshold {
             }
         }
     }
+
+    fn on_restore(&self, state: &mut ThresholdState, kind: AlarmKind) {
+        if let Some(i) = SLOT_KINDS.iter().position(|&k| k == kind) {
+            state.limits[i].active = true;
+        }
+    }
 }

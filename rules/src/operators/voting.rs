@@ -162,4 +162,10 @@ impl KeyedLogic for Voting {
         }
         *st = VotingState::default();
     }
+
+    fn on_restore(&self, st: &mut VotingState, kind: AlarmKind) {
+        if kind == AlarmKind::Voting {
+            st.active = true;
+        }
+    }
 }
