@@ -106,7 +106,20 @@ pub struct TestService {
 impl TestService {
     /// Starts the service on [`TEST_PARK`].
     pub async fn start() -> anyhow::Result<TestService> {
-        let data = tempfile::tempdir()?;
+        Self::start_in(tempfile::tempdir()?).await
+    }
+
+    /// Stops the service and starts it again on the same data directory
+    /// (new ports).
+    pub async fn restart(self) -> anyhow::Result<TestService> {
+        let TestService { running, data } = self;
+        running.shutdown().await?;
+        Self::start_in(data).await
+    }
+
+    /// Starts the service on [`TEST_PARK`] with `data` as its data
+    /// directory (which may hold a journal and an archive already).
+    pub async fn start_in(data: tempfile::TempDir) -> anyhow::Result<TestService> {
         let src = Source {
             path: "test-park.toml".into(),
             text: TEST_PARK.into(),

@@ -9,5 +9,6 @@ mod config_errors;
 mod end_to_end;
 mod gateway_status;
 mod independent_reader;
+mod journal;
 mod reload;
 mod scenarios;
