@@ -34,6 +34,8 @@ pub struct Filter {
     pub min_priority: Option<Priority>,
     /// Include alarms suppressed by design.
     pub include_suppressed: bool,
+    /// Include the condition changes of shelved and out-of-service alarms.
+    pub include_shelved: bool,
 }
 
 impl Filter {
@@ -46,17 +48,37 @@ impl Filter {
             enterprises: f.enterprises,
             min_priority: min.into(),
             include_suppressed: f.include_suppressed,
+            include_shelved: f.include_shelved,
         })
     }
 
-    /// True when the event passes.
+    /// True when the event passes. Operators' actions on shelved and
+    /// out-of-service alarms pass (a console must see that an alarm was
+    /// shelved to take it off its list); their condition changes do not.
     pub fn matches(&self, e: &pb::AlarmEvent) -> bool {
+        let action = !matches!(
+            pb::Transition::try_from(e.transition),
+            Ok(pb::Transition::Raised | pb::Transition::Cleared)
+        );
+        self.passes(e, action)
+    }
+
+    /// True when an alarm whose latest event is `e` belongs in a list.
+    pub fn shows(&self, e: &pb::AlarmEvent) -> bool {
+        self.passes(e, false)
+    }
+
+    fn passes(&self, e: &pb::AlarmEvent, action: bool) -> bool {
         let enterprise_ok = self.enterprises.is_empty() || self.enterprises.contains(&e.enterprise);
         let priority_ok = match self.min_priority {
             None => true,
             Some(min) => e.priority >= pb::Priority::from(min) as i32,
         };
-        enterprise_ok && priority_ok && (self.include_suppressed || !e.suppressed)
+        let held = e.shelved_until_ms != 0 || e.out_of_service;
+        enterprise_ok
+            && priority_ok
+            && (self.include_suppressed || !e.suppressed)
+            && (self.include_shelved || action || !held)
     }
 }
 
@@ -88,6 +110,14 @@ pub enum Action {
     Acknowledge,
     /// Reset of a latched alarm.
     Reset,
+    /// Shelve until a wall time, Unix ms.
+    Shelve(i64),
+    /// End a shelf.
+    Unshelve,
+    /// A comment only.
+    Comment,
+    /// Out of service (true) or back in service (false).
+    OutOfService(bool),
 }
 
 /// Shared alarm state (see the module docs).
@@ -127,6 +157,11 @@ fn transition_pb(t: Transition) -> pb::Transition {
         Transition::Cleared => pb::Transition::Cleared,
         Transition::Acknowledged => pb::Transition::Acknowledged,
         Transition::Reset => pb::Transition::Reset,
+        Transition::Shelved => pb::Transition::Shelved,
+        Transition::Unshelved => pb::Transition::Unshelved,
+        Transition::Commented => pb::Transition::Commented,
+        Transition::RemovedFromService => pb::Transition::RemovedFromService,
+        Transition::ReturnedToService => pb::Transition::ReturnedToService,
     }
 }
 
@@ -136,6 +171,11 @@ fn transition_from_pb(t: i32) -> Option<Transition> {
         pb::Transition::Cleared => Transition::Cleared,
         pb::Transition::Acknowledged => Transition::Acknowledged,
         pb::Transition::Reset => Transition::Reset,
+        pb::Transition::Shelved => Transition::Shelved,
+        pb::Transition::Unshelved => Transition::Unshelved,
+        pb::Transition::Commented => Transition::Commented,
+        pb::Transition::RemovedFromService => Transition::RemovedFromService,
+        pb::Transition::ReturnedToService => Transition::ReturnedToService,
         pb::Transition::Unspecified => return None,
     })
 }
@@ -176,6 +216,23 @@ fn describe(r: &AlarmRecord, catalog: &Catalog) -> String {
     let mut text = match (r.transition, r.source) {
         (Transition::Acknowledged, _) => format!("{id} {tag} acknowledged by {}", r.actor),
         (Transition::Reset, _) => format!("{id} {tag} reset by {}", r.actor),
+        (Transition::Shelved, _) => {
+            let until = chrono::DateTime::from_timestamp_millis(r.shelved_until_ms.unwrap_or(0))
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default();
+            format!("{id} {tag} shelved by {} until {until}", r.actor)
+        }
+        (Transition::Unshelved, _) if r.actor.is_empty() => {
+            format!("{id} {tag} shelf expired")
+        }
+        (Transition::Unshelved, _) => format!("{id} {tag} unshelved by {}", r.actor),
+        (Transition::Commented, _) => format!("{id} {tag} comment by {}", r.actor),
+        (Transition::RemovedFromService, _) => {
+            format!("{id} {tag} taken out of service by {}", r.actor)
+        }
+        (Transition::ReturnedToService, _) => {
+            format!("{id} {tag} returned to service by {}", r.actor)
+        }
         // How a rule ends the conditions of a rule or point that a reload
         // removed (`operators::event_time::withdraw`).
         (Transition::Cleared, _) if r.value.is_nan() && r.limit.is_nan() => {
@@ -336,6 +393,8 @@ fn restore_alarm(catalog: &Catalog, stored: &pb::JournalAlarm) -> Option<ActiveA
         predicted_ms: (e.predicted_time_ms != 0).then_some(e.predicted_time_ms),
         latched: e.latched,
         suppressed: e.suppressed,
+        shelved_until_ms: (e.shelved_until_ms != 0).then_some(e.shelved_until_ms),
+        out_of_service: e.out_of_service,
         actor: e.actor.clone(),
         comment: e.comment.clone(),
     };
@@ -470,6 +529,8 @@ impl AlarmHub {
             predicted_time_ms: r.predicted_ms.unwrap_or(0),
             suppressed: r.suppressed,
             latched: r.latched,
+            shelved_until_ms: r.shelved_until_ms.unwrap_or(0),
+            out_of_service: r.out_of_service,
         }
     }
 
@@ -550,9 +611,24 @@ impl AlarmHub {
         let record = match action {
             Action::Acknowledge => table.acknowledge(source, kind, actor, comment, now_ms)?,
             Action::Reset => table.reset(source, kind, actor, comment, now_ms)?,
+            Action::Shelve(until) => table.shelve(source, kind, until, actor, comment, now_ms)?,
+            Action::Unshelve => table.unshelve(source, kind, actor, comment, now_ms)?,
+            Action::Comment => table.comment(source, kind, actor, comment, now_ms)?,
+            Action::OutOfService(out) => {
+                table.set_out_of_service(source, kind, out, actor, comment, now_ms)?
+            }
         };
         let mut events = self.publish(&table, &[record]);
         Ok(events.remove(0))
+    }
+
+    /// Work that falls due on the wall clock: shelves that expire at or
+    /// before `now_ms`. The service calls this every second; tests call it
+    /// with the time they want.
+    pub fn tick(&self, now_ms: i64) -> Vec<pb::AlarmEvent> {
+        let mut table = self.lock();
+        let records = table.expire_shelves(now_ms);
+        self.publish(&table, &records)
     }
 
     /// Active and unacknowledged alarms matching the filter, and the
@@ -562,7 +638,7 @@ impl AlarmHub {
         let alarms = table
             .active()
             .map(|a| (a, self.to_pb(&a.last)))
-            .filter(|(_, e)| filter.matches(e))
+            .filter(|(_, e)| filter.shows(e))
             .map(|(a, e)| pb::ActiveAlarm {
                 alarm_id: e.alarm_id,
                 enterprise: e.enterprise,
@@ -581,6 +657,8 @@ impl AlarmHub {
                 predicted_time_ms: e.predicted_time_ms,
                 suppressed: e.suppressed,
                 latched: e.latched,
+                shelved_until_ms: e.shelved_until_ms,
+                out_of_service: e.out_of_service,
             })
             .collect();
         (alarms, table.last_seq())
@@ -594,7 +672,7 @@ impl AlarmHub {
         let mut latest: Vec<pb::AlarmEvent> = table
             .active()
             .map(|a| self.to_pb(&a.last))
-            .filter(|e| filter.matches(e))
+            .filter(|e| filter.shows(e))
             .collect();
         latest.sort_by_key(|e| e.seq);
         (latest, table.last_seq(), self.live.subscribe())

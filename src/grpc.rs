@@ -33,6 +33,9 @@ const HISTORY_PAGE: (u32, u32) = (1_000, 10_000);
 /// Longest operator name or comment accepted, in bytes.
 const MAX_TEXT: usize = 1_024;
 
+/// Longest shelf, seconds: one shift. A shelved alarm must come back.
+pub const MAX_SHELVE_S: u32 = 8 * 3600;
+
 /// The `AlarmService` implementation.
 pub struct Alarms {
     hub: Arc<AlarmHub>,
@@ -49,16 +52,18 @@ impl Alarms {
 }
 
 impl Alarms {
-    /// Validates and applies an operator action, mapping refusals to gRPC
-    /// status codes.
-    fn act(
+    /// Validates and applies an operator action (in a blocking task: it
+    /// commits to the journal), mapping refusals to gRPC status codes.
+    /// Actions that hide an alarm, and comments, need a comment: the why.
+    async fn act(
         &self,
         action: Action,
-        alarm_id: &str,
-        operator: &str,
-        comment: &str,
-    ) -> Result<pb::AlarmEvent, Status> {
-        if operator.trim().is_empty() {
+        alarm_id: String,
+        operator: String,
+        comment: String,
+    ) -> Result<Response<pb::ActionResponse>, Status> {
+        let operator = operator.trim().to_owned();
+        if operator.is_empty() {
             return Err(Status::invalid_argument(
                 "operator is required: operator actions record who acted",
             ));
@@ -68,15 +73,29 @@ impl Alarms {
                 "operator and comment are limited to {MAX_TEXT} bytes"
             )));
         }
+        let needs_why = matches!(
+            action,
+            Action::Shelve(_) | Action::Comment | Action::OutOfService(true)
+        );
+        if needs_why && comment.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "comment is required: say why (it is recorded with the action)",
+            ));
+        }
+        let hub = self.hub.clone();
         let now = chrono::Utc::now().timestamp_millis();
-        self.hub
-            .act(action, alarm_id, operator.trim(), comment, now)
-            .map_err(|e| match e {
-                ActionError::NotFound => {
-                    Status::not_found(format!("no active or unacknowledged alarm `{alarm_id}`"))
-                }
-                other => Status::failed_precondition(format!("alarm `{alarm_id}`: {other}")),
-            })
+        let done = tokio::task::spawn_blocking(move || {
+            hub.act(action, &alarm_id, &operator, &comment, now)
+                .map_err(|e| match e {
+                    ActionError::NotFound => Status::not_found(format!(
+                        "no active, unacknowledged or shelved alarm `{alarm_id}`"
+                    )),
+                    other => Status::failed_precondition(format!("alarm `{alarm_id}`: {other}")),
+                })
+        })
+        .await
+        .map_err(|e| Status::internal(format!("operator action: {e}")))?;
+        Ok(Response::new(pb::ActionResponse { event: Some(done?) }))
     }
 }
 
@@ -126,14 +145,11 @@ impl AlarmService for Alarms {
         request: Request<pb::AcknowledgeRequest>,
     ) -> Result<Response<pb::AcknowledgeResponse>, Status> {
         let req = request.into_inner();
-        let event = self.act(
-            Action::Acknowledge,
-            &req.alarm_id,
-            &req.operator,
-            &req.comment,
-        )?;
+        let done = self
+            .act(Action::Acknowledge, req.alarm_id, req.operator, req.comment)
+            .await?;
         Ok(Response::new(pb::AcknowledgeResponse {
-            event: Some(event),
+            event: done.into_inner().event,
         }))
     }
 
@@ -142,8 +158,65 @@ impl AlarmService for Alarms {
         request: Request<pb::ResetRequest>,
     ) -> Result<Response<pb::ResetResponse>, Status> {
         let req = request.into_inner();
-        let event = self.act(Action::Reset, &req.alarm_id, &req.operator, &req.comment)?;
-        Ok(Response::new(pb::ResetResponse { event: Some(event) }))
+        let done = self
+            .act(Action::Reset, req.alarm_id, req.operator, req.comment)
+            .await?;
+        Ok(Response::new(pb::ResetResponse {
+            event: done.into_inner().event,
+        }))
+    }
+
+    async fn shelve(
+        &self,
+        request: Request<pb::ShelveRequest>,
+    ) -> Result<Response<pb::ActionResponse>, Status> {
+        let req = request.into_inner();
+        if !(1..=MAX_SHELVE_S).contains(&req.duration_s) {
+            return Err(Status::invalid_argument(format!(
+                "duration_s {} must be from 1 to {MAX_SHELVE_S} (one shift)",
+                req.duration_s
+            )));
+        }
+        let until = chrono::Utc::now().timestamp_millis() + i64::from(req.duration_s) * 1000;
+        self.act(
+            Action::Shelve(until),
+            req.alarm_id,
+            req.operator,
+            req.comment,
+        )
+        .await
+    }
+
+    async fn unshelve(
+        &self,
+        request: Request<pb::ActionRequest>,
+    ) -> Result<Response<pb::ActionResponse>, Status> {
+        let req = request.into_inner();
+        self.act(Action::Unshelve, req.alarm_id, req.operator, req.comment)
+            .await
+    }
+
+    async fn comment(
+        &self,
+        request: Request<pb::ActionRequest>,
+    ) -> Result<Response<pb::ActionResponse>, Status> {
+        let req = request.into_inner();
+        self.act(Action::Comment, req.alarm_id, req.operator, req.comment)
+            .await
+    }
+
+    async fn set_out_of_service(
+        &self,
+        request: Request<pb::SetOutOfServiceRequest>,
+    ) -> Result<Response<pb::ActionResponse>, Status> {
+        let req = request.into_inner();
+        self.act(
+            Action::OutOfService(req.out_of_service),
+            req.alarm_id,
+            req.operator,
+            req.comment,
+        )
+        .await
     }
 
     async fn history(

@@ -118,6 +118,7 @@ pub struct Running {
     merge: JoinHandle<()>,
     feeder: std::thread::JoinHandle<anyhow::Result<()>>,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    clock: JoinHandle<()>,
 }
 
 enum FeedMsg {
@@ -179,6 +180,23 @@ fn install_metrics(addr: SocketAddr) -> Option<SocketAddr> {
     }
 }
 
+/// Drives the alarm hub's wall-clock work (shelves expiring) once a second
+/// until `stop`.
+async fn clock_loop(hub: Arc<AlarmHub>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {
+                let hub = hub.clone();
+                // The hub commits to the journal: not on the async threads.
+                let _ = tokio::task::spawn_blocking(move || hub.tick(now_ms())).await;
+            }
+        }
+    }
+}
+
 /// Starts every part of the service.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let Config { settings, site } = config;
@@ -228,6 +246,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     );
     let grpc_stop = CancellationToken::new();
     let grpc = tokio::spawn(grpc::serve(listener, hub.clone(), grpc_stop.clone()));
+    let clock = tokio::spawn(clock_loop(hub.clone(), grpc_stop.clone()));
     tracing::info!(%grpc_addr, "gRPC listening");
 
     // Rule engine; its events go straight into the hub.
@@ -307,6 +326,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         merge,
         feeder,
         grpc,
+        clock,
     })
 }
 
@@ -472,6 +492,7 @@ impl Running {
             .map_err(|_| anyhow::anyhow!("feeder thread panicked"))?;
         self.grpc_stop.cancel();
         let served = self.grpc.await.context("gRPC task")?;
+        self.clock.await.context("clock task")?;
         ingest.context("ingest")?;
         drained.context("draining the engine and archive")?;
         served.context("gRPC server")?;

@@ -17,6 +17,14 @@
 //! chattering) need no acknowledgement: they are raised acknowledged.
 //! Suppressed events (unit stopped or in overhaul) walk the same states,
 //! flagged, so that the record is complete, but are not annunciated.
+//!
+//! Operators may also take an alarm out of annunciation themselves
+//! (ISA-18.2): *shelve* it until a time (a nuisance alarm during a known
+//! upset; it comes back on its own when the shelf expires, re-annunciated
+//! if its condition is still active) or take it *out of service* until
+//! returned (a broken instrument awaiting repair). Either way its condition
+//! changes are still recorded, flagged. Every action records who, when and
+//! why, and so does a plain comment.
 
 use std::collections::BTreeMap;
 
@@ -46,6 +54,16 @@ pub enum Transition {
     Acknowledged,
     /// An operator reset a latched alarm.
     Reset,
+    /// An operator shelved the alarm until a time.
+    Shelved,
+    /// The shelf ended: an operator unshelved it, or it expired.
+    Unshelved,
+    /// An operator commented; nothing else changed.
+    Commented,
+    /// An operator took the alarm out of service.
+    RemovedFromService,
+    /// An operator returned it to service.
+    ReturnedToService,
 }
 
 /// One transition of one alarm.
@@ -76,6 +94,10 @@ pub struct AlarmRecord {
     pub latched: bool,
     /// Suppressed by design: recorded, not annunciated.
     pub suppressed: bool,
+    /// Shelved until this wall time (ms): recorded, not annunciated.
+    pub shelved_until_ms: Option<i64>,
+    /// Out of service: recorded, not annunciated, until returned.
+    pub out_of_service: bool,
     /// Operator, for operator actions.
     pub actor: String,
     /// Operator's comment.
@@ -112,9 +134,19 @@ pub enum ActionError {
     /// Reset while the condition is still active.
     #[error("the condition is still active; reset once it has cleared")]
     StillActive,
+    /// Unshelve of an alarm that is not shelved.
+    #[error("not shelved")]
+    NotShelved,
+    /// Shelve of an alarm that is out of service.
+    #[error("out of service: return it to service first")]
+    OutOfService,
+    /// Out of service (or back) when it already is so.
+    #[error("already {0}")]
+    Already(&'static str),
 }
 
-/// Every alarm that is not in the Normal state, keyed by source and kind.
+/// Every alarm that is not in the Normal state, or is shelved or out of
+/// service, keyed by source and kind.
 #[derive(Debug, Default)]
 pub struct AlarmTable {
     last_seq: u64,
@@ -164,7 +196,11 @@ impl AlarmTable {
             (false, Some(a)) if a.condition => {
                 let state = match a.state {
                     AlarmState::UnackedActive => AlarmState::UnackedRtn,
-                    _ => AlarmState::Normal,
+                    // Shelved or out of service: the clear is recorded, and
+                    // the entry keeps its shelf.
+                    AlarmState::Normal | AlarmState::AckedActive | AlarmState::UnackedRtn => {
+                        AlarmState::Normal
+                    }
                 };
                 (Transition::Cleared, state, false)
             }
@@ -190,6 +226,8 @@ impl AlarmTable {
             predicted_ms: ev.predicted_ms,
             latched,
             suppressed: ev.suppressed,
+            shelved_until_ms: current.and_then(|a| a.last.shelved_until_ms),
+            out_of_service: current.is_some_and(|a| a.last.out_of_service),
             actor: String::new(),
             comment: String::new(),
         };
@@ -222,6 +260,7 @@ impl AlarmTable {
             actor,
             comment,
             now_ms,
+            0,
         ))
     }
 
@@ -255,6 +294,136 @@ impl AlarmTable {
             actor,
             comment,
             now_ms,
+            0,
+        ))
+    }
+
+    /// Shelves an alarm until wall time `until_ms` (a later shelve moves
+    /// the expiry). It stays in the table, recorded but not annunciated,
+    /// until [`AlarmTable::unshelve`] or [`AlarmTable::expire_shelves`].
+    pub fn shelve(
+        &mut self,
+        source: AlarmSource,
+        kind: AlarmKind,
+        until_ms: i64,
+        actor: &str,
+        comment: &str,
+        now_ms: i64,
+    ) -> Result<AlarmRecord, ActionError> {
+        let alarm = self.find(source, kind)?;
+        if alarm.last.out_of_service {
+            return Err(ActionError::OutOfService);
+        }
+        let state = alarm.state;
+        Ok(self.operator_record(
+            source,
+            kind,
+            Transition::Shelved,
+            state,
+            actor,
+            comment,
+            now_ms,
+            until_ms,
+        ))
+    }
+
+    /// Ends a shelf. An alarm whose condition is still active is
+    /// annunciated again, owed a new acknowledgement (ISA-18.2); one that
+    /// is normal leaves the table.
+    pub fn unshelve(
+        &mut self,
+        source: AlarmSource,
+        kind: AlarmKind,
+        actor: &str,
+        comment: &str,
+        now_ms: i64,
+    ) -> Result<AlarmRecord, ActionError> {
+        let alarm = self.find(source, kind)?;
+        if alarm.last.shelved_until_ms.is_none() {
+            return Err(ActionError::NotShelved);
+        }
+        let state = match alarm.state {
+            _ if alarm.condition && kind.needs_ack() => AlarmState::UnackedActive,
+            s => s,
+        };
+        Ok(self.operator_record(
+            source,
+            kind,
+            Transition::Unshelved,
+            state,
+            actor,
+            comment,
+            now_ms,
+            0,
+        ))
+    }
+
+    /// Ends every shelf whose expiry is at or before wall time `now_ms`, as
+    /// [`AlarmTable::unshelve`] by nobody ("shelf expired").
+    pub fn expire_shelves(&mut self, now_ms: i64) -> Vec<AlarmRecord> {
+        let due: Vec<(AlarmSource, AlarmKind)> = self
+            .alarms
+            .iter()
+            .filter(|(_, a)| a.last.shelved_until_ms.is_some_and(|t| t <= now_ms))
+            .map(|(&k, _)| k)
+            .collect();
+        due.into_iter()
+            .filter_map(|(source, kind)| {
+                self.unshelve(source, kind, "", "shelf expired", now_ms)
+                    .ok()
+            })
+            .collect()
+    }
+
+    /// Takes an alarm out of service (`out = true`: recorded, not
+    /// annunciated, until returned) or returns it to service, where it
+    /// is annunciated again as [`AlarmTable::unshelve`] does.
+    pub fn set_out_of_service(
+        &mut self,
+        source: AlarmSource,
+        kind: AlarmKind,
+        out: bool,
+        actor: &str,
+        comment: &str,
+        now_ms: i64,
+    ) -> Result<AlarmRecord, ActionError> {
+        let alarm = self.find(source, kind)?;
+        if alarm.last.out_of_service == out {
+            return Err(ActionError::Already(if out {
+                "out of service"
+            } else {
+                "in service"
+            }));
+        }
+        let (transition, state) = if out {
+            (Transition::RemovedFromService, alarm.state)
+        } else if alarm.condition && kind.needs_ack() {
+            (Transition::ReturnedToService, AlarmState::UnackedActive)
+        } else {
+            (Transition::ReturnedToService, alarm.state)
+        };
+        Ok(self.operator_record(source, kind, transition, state, actor, comment, now_ms, 0))
+    }
+
+    /// Records an operator's comment on an alarm; nothing else changes.
+    pub fn comment(
+        &mut self,
+        source: AlarmSource,
+        kind: AlarmKind,
+        actor: &str,
+        comment: &str,
+        now_ms: i64,
+    ) -> Result<AlarmRecord, ActionError> {
+        let state = self.find(source, kind)?.state;
+        Ok(self.operator_record(
+            source,
+            kind,
+            Transition::Commented,
+            state,
+            actor,
+            comment,
+            now_ms,
+            0,
         ))
     }
 
@@ -265,7 +434,8 @@ impl AlarmTable {
             .ok_or(ActionError::NotFound)
     }
 
-    /// Appends an operator's record for an alarm in the table.
+    /// Appends an operator's record for an alarm in the table
+    /// (`shelved_until` is used by [`Transition::Shelved`] only).
     #[allow(clippy::too_many_arguments)]
     fn operator_record(
         &mut self,
@@ -276,9 +446,21 @@ impl AlarmTable {
         actor: &str,
         comment: &str,
         now_ms: i64,
+        shelved_until: i64,
     ) -> AlarmRecord {
         let alarm = &self.alarms[&(source, kind)];
         let (latch, condition) = (alarm.latch, alarm.condition);
+        let last = &alarm.last;
+        let shelved_until_ms = match transition {
+            Transition::Shelved => Some(shelved_until),
+            Transition::Unshelved => None,
+            _ => last.shelved_until_ms,
+        };
+        let out_of_service = match transition {
+            Transition::RemovedFromService => true,
+            Transition::ReturnedToService => false,
+            _ => last.out_of_service,
+        };
         self.last_seq += 1;
         let record = AlarmRecord {
             seq: self.last_seq,
@@ -286,10 +468,12 @@ impl AlarmTable {
             state,
             ts_ms: now_ms,
             value: f64::NAN,
-            latched: alarm.last.latched && transition != Transition::Reset,
+            latched: last.latched && transition != Transition::Reset,
+            shelved_until_ms,
+            out_of_service,
             actor: actor.to_owned(),
             comment: comment.to_owned(),
-            ..alarm.last.clone()
+            ..last.clone()
         };
         self.store(record.clone(), latch, condition);
         record
@@ -297,7 +481,8 @@ impl AlarmTable {
 
     fn store(&mut self, record: AlarmRecord, latch: bool, condition: bool) {
         let key = (record.source, record.kind);
-        if record.state == AlarmState::Normal {
+        let held = record.shelved_until_ms.is_some() || record.out_of_service;
+        if record.state == AlarmState::Normal && !held {
             self.alarms.remove(&key);
             return;
         }
@@ -392,6 +577,91 @@ mod tests {
         assert_eq!(
             t.acknowledge(P3, AlarmKind::High, "op", "", 60),
             Err(ActionError::NotFound)
+        );
+    }
+
+    #[test]
+    fn a_shelved_alarm_is_recorded_unannunciated_and_comes_back_when_the_shelf_expires() {
+        let mut t = AlarmTable::default();
+        t.apply(&ev(true, 10)).unwrap();
+        let s = t
+            .shelve(P3, AlarmKind::High, 100, "op", "known upset", 15)
+            .unwrap();
+        assert_eq!(
+            (s.transition, s.shelved_until_ms, s.state),
+            (Transition::Shelved, Some(100), AlarmState::UnackedActive)
+        );
+        // Cleared and raised again while shelved: recorded, flagged, and
+        // the shelf stays even while the alarm is normal.
+        let c = t.apply(&ev(false, 20)).unwrap();
+        assert_eq!(c.shelved_until_ms, Some(100));
+        t.acknowledge(P3, AlarmKind::High, "op", "", 21).unwrap();
+        assert_eq!(t.len(), 1, "kept for its shelf");
+        let r = t.apply(&ev(true, 30)).unwrap();
+        assert_eq!(
+            (r.state, r.shelved_until_ms),
+            (AlarmState::UnackedActive, Some(100))
+        );
+        t.acknowledge(P3, AlarmKind::High, "op", "", 31).unwrap();
+        assert!(t.expire_shelves(99).is_empty());
+        let back = t.expire_shelves(100);
+        assert_eq!(back.len(), 1);
+        assert_eq!(
+            (back[0].transition, back[0].state, back[0].shelved_until_ms),
+            (Transition::Unshelved, AlarmState::UnackedActive, None),
+            "still active: annunciated again, owed a new acknowledgement"
+        );
+        assert_eq!(back[0].comment, "shelf expired");
+        assert_eq!(
+            t.unshelve(P3, AlarmKind::High, "op", "", 101),
+            Err(ActionError::NotShelved)
+        );
+    }
+
+    #[test]
+    fn an_alarm_out_of_service_cannot_be_shelved_and_is_annunciated_when_returned() {
+        let mut t = AlarmTable::default();
+        t.apply(&ev(true, 10)).unwrap();
+        t.acknowledge(P3, AlarmKind::High, "op", "", 11).unwrap();
+        let o = t
+            .set_out_of_service(
+                P3,
+                AlarmKind::High,
+                true,
+                "tech",
+                "transmitter replaced",
+                12,
+            )
+            .unwrap();
+        assert_eq!(
+            (o.transition, o.out_of_service),
+            (Transition::RemovedFromService, true)
+        );
+        assert_eq!(
+            t.shelve(P3, AlarmKind::High, 100, "op", "", 13),
+            Err(ActionError::OutOfService)
+        );
+        assert_eq!(
+            t.set_out_of_service(P3, AlarmKind::High, true, "tech", "", 14),
+            Err(ActionError::Already("out of service"))
+        );
+        let note = t
+            .comment(P3, AlarmKind::High, "tech", "loop check at 15:00", 15)
+            .unwrap();
+        assert_eq!(
+            (note.transition, note.state),
+            (Transition::Commented, AlarmState::AckedActive)
+        );
+        let back = t
+            .set_out_of_service(P3, AlarmKind::High, false, "tech", "repaired", 16)
+            .unwrap();
+        assert_eq!(
+            (back.transition, back.state, back.out_of_service),
+            (
+                Transition::ReturnedToService,
+                AlarmState::UnackedActive,
+                false
+            )
         );
     }
 

@@ -195,6 +195,7 @@ pub fn all_alarms() -> Option<pb::AlarmFilter> {
         enterprises: vec![],
         min_priority: pb::Priority::Unspecified as i32,
         include_suppressed: false,
+        include_shelved: false,
     })
 }
 

@@ -105,8 +105,10 @@ fn main() -> anyhow::Result<()> {
                 (e.alarm_id.clone(), a)
             })
             .collect();
-        let standing: Vec<(&str, Option<&pb::JournalAlarm>)> =
-            standing.iter().map(|(id, a)| (id.as_str(), Some(a))).collect();
+        let standing: Vec<(&str, Option<&pb::JournalAlarm>)> = standing
+            .iter()
+            .map(|(id, a)| (id.as_str(), Some(a)))
+            .collect();
         journal.commit(&evs, &standing)?;
         next = last + 1;
     }

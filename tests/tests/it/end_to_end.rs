@@ -13,8 +13,7 @@ async fn gateway_readings_raise_alarms_on_grpc_and_land_in_parquet_exactly_once(
         .subscribe(pb::SubscribeRequest {
             filter: Some(pb::AlarmFilter {
                 enterprises: vec!["E01".into()],
-                min_priority: pb::Priority::Unspecified as i32,
-                include_suppressed: false,
+                ..Default::default()
             }),
             resume_after: 0,
         })
@@ -215,7 +214,7 @@ async fn subscriber_resuming_after_a_sequence_number_gets_only_later_events_and_
             filter: Some(pb::AlarmFilter {
                 enterprises: vec![],
                 min_priority: 99,
-                include_suppressed: false,
+                ..Default::default()
             }),
         })
         .await

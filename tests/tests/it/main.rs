@@ -10,5 +10,6 @@ mod end_to_end;
 mod gateway_status;
 mod independent_reader;
 mod journal;
+mod lifecycle;
 mod reload;
 mod scenarios;
