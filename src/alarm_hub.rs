@@ -20,6 +20,9 @@ use hazardwatch_rules::alarms::{
 };
 use hazardwatch_storage::AlarmJournal;
 use tokio::sync::broadcast;
+use tonic::Status;
+
+use crate::access::{Caller, Scope};
 
 /// Events buffered per live subscriber before it counts as lagging (it then
 /// catches up from the journal).
@@ -36,19 +39,34 @@ pub struct Filter {
     pub include_suppressed: bool,
     /// Include the condition changes of shelved and out-of-service alarms.
     pub include_shelved: bool,
+    /// The enterprises the caller may see at all.
+    pub scope: Scope,
 }
 
 impl Filter {
-    /// From the wire form; an unknown priority value is refused.
-    pub fn from_pb(f: Option<pb::AlarmFilter>) -> Result<Filter, String> {
+    /// From the wire form, limited to what `caller` may see. An unknown
+    /// priority is `INVALID_ARGUMENT`; an enterprise outside the caller's
+    /// scope, `PERMISSION_DENIED`.
+    pub fn for_caller(f: Option<pb::AlarmFilter>, caller: &Caller) -> Result<Filter, Status> {
         let f = f.unwrap_or_default();
-        let min = pb::Priority::try_from(f.min_priority)
-            .map_err(|_| format!("filter.min_priority: unknown value {}", f.min_priority))?;
+        let min = pb::Priority::try_from(f.min_priority).map_err(|_| {
+            Status::invalid_argument(format!(
+                "filter.min_priority: unknown value {}",
+                f.min_priority
+            ))
+        })?;
+        if let Some(e) = f.enterprises.iter().find(|e| !caller.scope.allows(e)) {
+            return Err(Status::permission_denied(format!(
+                "token `{}` may not see enterprise `{e}`",
+                caller.name
+            )));
+        }
         Ok(Filter {
             enterprises: f.enterprises,
             min_priority: min.into(),
             include_suppressed: f.include_suppressed,
             include_shelved: f.include_shelved,
+            scope: caller.scope.clone(),
         })
     }
 
@@ -75,7 +93,8 @@ impl Filter {
             Some(min) => e.priority >= pb::Priority::from(min) as i32,
         };
         let held = e.shelved_until_ms != 0 || e.out_of_service;
-        enterprise_ok
+        self.scope.allows(&e.enterprise)
+            && enterprise_ok
             && priority_ok
             && (self.include_suppressed || !e.suppressed)
             && (self.include_shelved || action || !held)
@@ -592,19 +611,22 @@ impl AlarmHub {
         self.publish(&table, &records)
     }
 
-    /// Applies an operator action (acknowledge, reset) to an alarm by id.
+    /// Applies an operator action to an alarm by id; an alarm outside
+    /// `scope` is not found.
     pub fn act(
         &self,
         action: Action,
         alarm_id: &str,
+        scope: &Scope,
         actor: &str,
         comment: &str,
         now_ms: i64,
     ) -> Result<pb::AlarmEvent, ActionError> {
         let (source, tag) = alarm_id.rsplit_once('/').ok_or(ActionError::NotFound)?;
-        let source = self
-            .catalog()
+        let catalog = self.catalog();
+        let source = catalog
             .source_lookup(source)
+            .filter(|&s| scope.allows(catalog.source_place(s)[0]))
             .ok_or(ActionError::NotFound)?;
         let kind = AlarmKind::from_tag(tag).ok_or(ActionError::NotFound)?;
         let mut table = self.lock();

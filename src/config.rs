@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use hazardwatch_ingest::MqttConfig;
+
+use crate::access::{Access, AccessConfig};
 use hazardwatch_rules::site::{DefaultsSpec, EnterpriseSpec, ParkSpec};
 use hazardwatch_rules::{EngineConfig, SiteModel, SiteSpec, Source};
 use hazardwatch_storage::ArchiveConfig;
@@ -67,6 +69,8 @@ struct ConfigFile {
     engine: EngineConfig,
     #[serde(default)]
     archive: ArchiveConfig,
+    #[serde(default)]
+    access: AccessConfig,
     park: ParkSpec,
     #[serde(default)]
     defaults: BTreeMap<String, Spanned<DefaultsSpec>>,
@@ -93,6 +97,8 @@ pub struct Settings {
     pub engine: EngineConfig,
     /// Parquet archive.
     pub archive: ArchiveConfig,
+    /// gRPC callers: tokens, roles, scopes.
+    pub access: Access,
 }
 
 /// A loaded, validated configuration.
@@ -135,6 +141,13 @@ impl Config {
         section(file.mqtt.validate().map_err(|e| e.to_string()))?;
         section(file.engine.validate())?;
         section(file.archive.validate().map_err(|e| e.to_string()))?;
+        let enterprises = file
+            .enterprise
+            .iter()
+            .map(|e| e.id.get_ref().clone())
+            .collect();
+        let access = Access::new(&file.access, &enterprises, file.grpc.listen)
+            .map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))?;
         let spec = SiteSpec {
             park: file.park,
             defaults: file.defaults,
@@ -149,6 +162,7 @@ impl Config {
                 metrics: file.metrics,
                 engine: file.engine,
                 archive: file.archive,
+                access,
             },
             site,
         })

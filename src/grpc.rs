@@ -15,6 +15,7 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::access::{Access, Caller, Role};
 use crate::alarm_hub::{Action, AlarmHub, Filter, Gone};
 use hazardwatch_storage::HistoryCursor;
 
@@ -57,11 +58,13 @@ impl Alarms {
     /// Actions that hide an alarm, and comments, need a comment: the why.
     async fn act(
         &self,
+        caller: Caller,
         action: Action,
         alarm_id: String,
         operator: String,
         comment: String,
     ) -> Result<Response<pb::ActionResponse>, Status> {
+        caller.require(Role::Operator)?;
         let operator = operator.trim().to_owned();
         if operator.is_empty() {
             return Err(Status::invalid_argument(
@@ -85,7 +88,8 @@ impl Alarms {
         let hub = self.hub.clone();
         let now = chrono::Utc::now().timestamp_millis();
         let done = tokio::task::spawn_blocking(move || {
-            hub.act(action, &alarm_id, &operator, &comment, now)
+            let actor = caller.actor(&operator);
+            hub.act(action, &alarm_id, &caller.scope, &actor, &comment, now)
                 .map_err(|e| match e {
                     ActionError::NotFound => Status::not_found(format!(
                         "no active, unacknowledged or shelved alarm `{alarm_id}`"
@@ -109,8 +113,9 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let caller = Caller::of(&request)?;
         let req = request.into_inner();
-        let filter = Filter::from_pb(req.filter).map_err(Status::invalid_argument)?;
+        let filter = Filter::for_caller(req.filter, &caller)?;
         let newest = self.hub.last_seq();
         if req.resume_after > newest {
             return Err(gone_status(Gone::Ahead {
@@ -134,8 +139,8 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::ListActiveRequest>,
     ) -> Result<Response<pb::ListActiveResponse>, Status> {
-        let filter =
-            Filter::from_pb(request.into_inner().filter).map_err(Status::invalid_argument)?;
+        let caller = Caller::of(&request)?;
+        let filter = Filter::for_caller(request.into_inner().filter, &caller)?;
         let (alarms, as_of_seq) = self.hub.list_active(&filter);
         Ok(Response::new(pb::ListActiveResponse { alarms, as_of_seq }))
     }
@@ -144,9 +149,16 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::AcknowledgeRequest>,
     ) -> Result<Response<pb::AcknowledgeResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let req = request.into_inner();
         let done = self
-            .act(Action::Acknowledge, req.alarm_id, req.operator, req.comment)
+            .act(
+                caller,
+                Action::Acknowledge,
+                req.alarm_id,
+                req.operator,
+                req.comment,
+            )
             .await?;
         Ok(Response::new(pb::AcknowledgeResponse {
             event: done.into_inner().event,
@@ -157,9 +169,16 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::ResetRequest>,
     ) -> Result<Response<pb::ResetResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let req = request.into_inner();
         let done = self
-            .act(Action::Reset, req.alarm_id, req.operator, req.comment)
+            .act(
+                caller,
+                Action::Reset,
+                req.alarm_id,
+                req.operator,
+                req.comment,
+            )
             .await?;
         Ok(Response::new(pb::ResetResponse {
             event: done.into_inner().event,
@@ -170,6 +189,7 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::ShelveRequest>,
     ) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let req = request.into_inner();
         if !(1..=MAX_SHELVE_S).contains(&req.duration_s) {
             return Err(Status::invalid_argument(format!(
@@ -179,6 +199,7 @@ impl AlarmService for Alarms {
         }
         let until = chrono::Utc::now().timestamp_millis() + i64::from(req.duration_s) * 1000;
         self.act(
+            caller,
             Action::Shelve(until),
             req.alarm_id,
             req.operator,
@@ -191,26 +212,42 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::ActionRequest>,
     ) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let req = request.into_inner();
-        self.act(Action::Unshelve, req.alarm_id, req.operator, req.comment)
-            .await
+        self.act(
+            caller,
+            Action::Unshelve,
+            req.alarm_id,
+            req.operator,
+            req.comment,
+        )
+        .await
     }
 
     async fn comment(
         &self,
         request: Request<pb::ActionRequest>,
     ) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let req = request.into_inner();
-        self.act(Action::Comment, req.alarm_id, req.operator, req.comment)
-            .await
+        self.act(
+            caller,
+            Action::Comment,
+            req.alarm_id,
+            req.operator,
+            req.comment,
+        )
+        .await
     }
 
     async fn set_out_of_service(
         &self,
         request: Request<pb::SetOutOfServiceRequest>,
     ) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let req = request.into_inner();
         self.act(
+            caller,
             Action::OutOfService(req.out_of_service),
             req.alarm_id,
             req.operator,
@@ -223,8 +260,9 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let req = request.into_inner();
-        let filter = Filter::from_pb(req.filter).map_err(Status::invalid_argument)?;
+        let filter = Filter::for_caller(req.filter, &caller)?;
         let to_ms = if req.to_ms == 0 { i64::MAX } else { req.to_ms };
         if req.from_ms >= to_ms {
             return Err(Status::invalid_argument(format!(
@@ -376,6 +414,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub async fn serve(
     listener: TcpListener,
     hub: Arc<AlarmHub>,
+    access: Arc<Access>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -399,7 +438,10 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AlarmServiceServer::new(Alarms::new(hub, shutdown.clone())))
+        .add_service(AlarmServiceServer::with_interceptor(
+            Alarms::new(hub, shutdown.clone()),
+            access.interceptor(),
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
         .await
 }

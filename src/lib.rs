@@ -8,6 +8,7 @@
 //! - [`service`]: starts and stops a whole service ([`service::start`]).
 //! - [`alarm_hub`]: live alarm state, numbered events, fan-out.
 //! - [`grpc`]: the gRPC edge (`AlarmService`, health, reflection).
+//! - [`access`]: bearer tokens, roles and scopes of gRPC callers.
 //! - [`sim`]: the park simulator with scheduled incidents.
 //! - [`demo`]: `demo` and `run` in the foreground.
 //!
@@ -24,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod alarm_hub;
 pub mod config;
 pub mod demo;

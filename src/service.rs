@@ -245,7 +245,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         "alarm table restored from the journal"
     );
     let grpc_stop = CancellationToken::new();
-    let grpc = tokio::spawn(grpc::serve(listener, hub.clone(), grpc_stop.clone()));
+    let grpc = tokio::spawn(grpc::serve(
+        listener,
+        hub.clone(),
+        Arc::new(settings.access.clone()),
+        grpc_stop.clone(),
+    ));
     let clock = tokio::spawn(clock_loop(hub.clone(), grpc_stop.clone()));
     tracing::info!(%grpc_addr, "gRPC listening");
 

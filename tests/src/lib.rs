@@ -16,6 +16,7 @@ use hazardwatch_rules::Source;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use tokio::task::JoinHandle;
+use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
 /// A small park for tests: no on-delays, a short lateness, so alarms come
@@ -120,9 +121,15 @@ impl TestService {
     /// Starts the service on [`TEST_PARK`] with `data` as its data
     /// directory (which may hold a journal and an archive already).
     pub async fn start_in(data: tempfile::TempDir) -> anyhow::Result<TestService> {
+        Self::start_text(data, TEST_PARK).await
+    }
+
+    /// Starts the service on a configuration text (e.g. [`TEST_PARK`] with
+    /// tables added).
+    pub async fn start_text(data: tempfile::TempDir, text: &str) -> anyhow::Result<TestService> {
         let src = Source {
             path: "test-park.toml".into(),
-            text: TEST_PARK.into(),
+            text: text.into(),
         };
         let mut config = Config::from_source(&src)?;
         config.settings.data_dir = data.path().to_owned();
@@ -146,6 +153,21 @@ impl TestService {
     /// A tonic client of the alarm service.
     pub async fn alarms(&self) -> anyhow::Result<AlarmServiceClient<Channel>> {
         Ok(AlarmServiceClient::connect(format!("http://{}", self.running.grpc_addr)).await?)
+    }
+
+    /// A tonic client of the alarm service that presents a bearer token.
+    pub async fn alarms_as(
+        &self,
+        token: &str,
+    ) -> anyhow::Result<AlarmServiceClient<InterceptedService<Channel, Bearer>>> {
+        let channel = Channel::from_shared(format!("http://{}", self.running.grpc_addr))?
+            .connect()
+            .await?;
+        let header = format!("Bearer {token}").parse()?;
+        Ok(AlarmServiceClient::with_interceptor(
+            channel,
+            Bearer(header),
+        ))
     }
 
     /// A tonic client and a Subscribe stream of every alarm from now on
@@ -175,6 +197,22 @@ impl TestService {
         })
         .await
         .with_context(|| format!("waiting for {n} readings"))
+    }
+}
+
+/// A client interceptor adding `authorization: Bearer ...` to every call.
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
     }
 }
 
@@ -280,16 +318,24 @@ impl Gateway {
 
     /// Drops the connection without a DISCONNECT, as a gateway losing power
     /// or its link does: the broker then publishes its last will.
-    pub async fn cut(self) {
+    pub async fn cut(mut self) {
         self.poller.abort();
-        let _ = self.poller.await;
-        drop(self.client);
+        let _ = (&mut self.poller).await;
     }
 
     /// Disconnects.
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         let _ = self.client.disconnect().await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.poller).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.poller).await;
+    }
+}
+
+impl Drop for Gateway {
+    /// Stops the event loop: a gateway left behind must not reconnect to
+    /// its port once its service is gone, where another test's service may
+    /// be listening by then.
+    fn drop(&mut self) {
+        self.poller.abort();
     }
 }
 

@@ -8,10 +8,15 @@ use hazardwatch_proto::pb;
 use hazardwatch_storage::AlarmJournal;
 use hazardwatch_tests::{Gateway, TestService, all_alarms, next_event, now_ms};
 
+/// Publishes a level reading. Each gets its own millisecond (readings of
+/// one point at the same time have no order but their values'), stamped a
+/// little ahead so a loaded machine cannot make it late (lateness is 300 ms
+/// here).
 async fn level(gw: &mut Gateway, value: f64) {
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     gw.publish_json(
         "E01",
-        serde_json::json!([{"point": "T101.LT", "ts": now_ms(), "value": value}]),
+        serde_json::json!([{"point": "T101.LT", "ts": now_ms() + 500, "value": value}]),
     )
     .await
     .unwrap();
@@ -123,7 +128,28 @@ async fn a_subscriber_resumes_across_a_restart_with_no_gap_and_no_duplicate() {
         .into_inner()
         .event
         .unwrap();
-    assert_eq!(ack.seq, last_seen + 5);
+    let journal = alarms
+        .history(pb::HistoryRequest {
+            filter: all_alarms(),
+            from_ms: 0,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let journal: Vec<_> = journal
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {:?}",
+                e.seq,
+                e.alarm_id,
+                pb::Transition::try_from(e.transition)
+            )
+        })
+        .collect();
+    assert_eq!(ack.seq, last_seen + 5, "{journal:#?}");
     assert_eq!(ack.state, pb::AlarmState::Normal as i32);
     gw.close().await;
 }

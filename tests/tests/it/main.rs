@@ -4,6 +4,7 @@
 // Test helpers panic on a broken fixture; that is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod bad_input;
 mod config_errors;
 mod end_to_end;

@@ -1,0 +1,408 @@
+//! Who may call the gRPC service, and what they see: bearer tokens from the
+//! configuration, each with a role and a scope.
+//!
+//! ```toml
+//! [[access.token]]
+//! name = "E01 control room"        # recorded with its actions, named in logs
+//! token = "a long random secret"   # sent as `authorization: Bearer ...`
+//! role = "operator"                # viewer | operator | admin
+//! level = "enterprise"             # enterprise | park | county | city | province
+//! enterprises = ["E01"]            # its scope; ["*"]: the whole park
+//! ```
+//!
+//! - A *viewer* reads (Subscribe, ListActive, History); an *operator* also
+//!   acts on alarms (acknowledge, shelve, reset, ...); an *admin* also
+//!   changes the site (unit states).
+//! - Every call and every streamed event is filtered by the token's
+//!   enterprises: an alarm outside them does not exist for it (an action on
+//!   one is `NOT_FOUND`, naming one in a filter `PERMISSION_DENIED`).
+//! - `level` places the holder on the escalation chain (a county
+//!   regulator's token has `level = "county"` and the county's
+//!   enterprises).
+//!
+//! With no tokens configured the service is open (everyone is an admin of
+//! the whole park), which is accepted only when gRPC listens on loopback.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tonic::{Request, Status};
+
+/// What a token may do, in increasing power.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads alarms.
+    Viewer,
+    /// Also acts on alarms.
+    Operator,
+    /// Also changes the site (unit states).
+    Admin,
+}
+
+/// A place on the escalation chain, from the plant up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// The enterprise's duty officer.
+    Enterprise,
+    /// The park's administration.
+    Park,
+    /// County regulator.
+    County,
+    /// City regulator.
+    City,
+    /// Province regulator.
+    Province,
+}
+
+impl Level {
+    /// Every level, from the plant up.
+    pub const ALL: [Level; 5] = [
+        Level::Enterprise,
+        Level::Park,
+        Level::County,
+        Level::City,
+        Level::Province,
+    ];
+
+    /// The name used in configuration and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Enterprise => "enterprise",
+            Level::Park => "park",
+            Level::County => "county",
+            Level::City => "city",
+            Level::Province => "province",
+        }
+    }
+}
+
+/// One `[[access.token]]` as written.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// Who holds it (a control room, a regulator's office).
+    pub name: String,
+    /// The secret, at least 16 characters.
+    pub token: String,
+    /// What it may do.
+    pub role: Role,
+    /// Where its holder sits on the escalation chain.
+    #[serde(default = "enterprise_level")]
+    pub level: Level,
+    /// Enterprise ids it sees; `["*"]` for the whole park.
+    pub enterprises: Vec<String>,
+}
+
+fn enterprise_level() -> Level {
+    Level::Enterprise
+}
+
+/// `[access]` settings.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// The tokens; none: open service (loopback only).
+    #[serde(default)]
+    pub token: Vec<TokenSpec>,
+}
+
+/// The enterprises a caller may see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole park.
+    #[default]
+    All,
+    /// These enterprises.
+    Enterprises(Arc<BTreeSet<String>>),
+}
+
+impl Scope {
+    /// True when the caller may see this enterprise's alarms.
+    pub fn allows(&self, enterprise: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Enterprises(set) => set.contains(enterprise),
+        }
+    }
+}
+
+/// An authenticated caller, as the handlers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's name; empty on an open service.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// Its place on the escalation chain.
+    pub level: Level,
+    /// What it sees.
+    pub scope: Scope,
+}
+
+impl Caller {
+    /// The caller of an open service: everything, as admin.
+    pub fn open() -> Caller {
+        Caller {
+            name: String::new(),
+            role: Role::Admin,
+            level: Level::Province,
+            scope: Scope::All,
+        }
+    }
+
+    /// Refuses a caller whose role is below `needed`.
+    pub fn require(&self, needed: Role) -> Result<(), Status> {
+        if self.role >= needed {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "token `{}` is a {:?}; this needs {:?}",
+                self.name, self.role, needed
+            )))
+        }
+    }
+
+    /// The name recorded as an action's actor: the person, and the token
+    /// they acted through.
+    pub fn actor(&self, operator: &str) -> String {
+        if self.name.is_empty() {
+            operator.to_owned()
+        } else {
+            format!("{operator} via {}", self.name)
+        }
+    }
+
+    /// The caller from a request (the interceptor put it there).
+    pub fn of<T>(request: &Request<T>) -> Result<Caller, Status> {
+        request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| Status::internal("request not authenticated"))
+    }
+}
+
+/// The validated tokens.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Access {
+    grants: Vec<(Vec<u8>, Caller)>,
+}
+
+impl Access {
+    /// Validates `[access]` against the site's enterprises and the gRPC
+    /// address: an open service must listen on loopback.
+    pub fn new(
+        config: &AccessConfig,
+        enterprises: &BTreeSet<String>,
+        listen: SocketAddr,
+    ) -> Result<Access, String> {
+        if config.token.is_empty() && !listen.ip().is_loopback() {
+            return Err(format!(
+                "access: grpc.listen {listen} is not loopback, so [[access.token]] entries are required"
+            ));
+        }
+        let mut grants = Vec::new();
+        let mut names = BTreeSet::new();
+        let mut secrets = BTreeSet::new();
+        for (i, t) in config.token.iter().enumerate() {
+            let at = format!("access.token[{i}]");
+            if t.name.trim().is_empty() {
+                return Err(format!("{at}.name: must not be empty"));
+            }
+            if !names.insert(t.name.clone()) {
+                return Err(format!("{at}.name: `{}` is used twice", t.name));
+            }
+            if t.token.chars().count() < 16 {
+                return Err(format!(
+                    "{at}.token: at least 16 characters (a long random secret)"
+                ));
+            }
+            if !secrets.insert(t.token.clone()) {
+                return Err(format!("{at}.token: the same secret as another token"));
+            }
+            let scope = if t.enterprises == ["*"] {
+                Scope::All
+            } else if t.enterprises.is_empty() {
+                return Err(format!(
+                    "{at}.enterprises: list the enterprises it sees, or [\"*\"] for the park"
+                ));
+            } else {
+                for e in &t.enterprises {
+                    if !enterprises.contains(e) {
+                        return Err(format!("{at}.enterprises: no enterprise `{e}` in the site"));
+                    }
+                }
+                Scope::Enterprises(Arc::new(t.enterprises.iter().cloned().collect()))
+            };
+            grants.push((
+                t.token.as_bytes().to_vec(),
+                Caller {
+                    name: t.name.clone(),
+                    role: t.role,
+                    level: t.level,
+                    scope,
+                },
+            ));
+        }
+        Ok(Access { grants })
+    }
+
+    /// True when no token is configured.
+    pub fn is_open(&self) -> bool {
+        self.grants.is_empty()
+    }
+
+    /// The caller presenting `authorization: Bearer TOKEN`.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Status> {
+        if self.is_open() {
+            return Ok(Caller::open());
+        }
+        let token = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                Status::unauthenticated("send `authorization: Bearer <token>` metadata")
+            })?;
+        // Compare every grant in full, so timing does not tell how much of
+        // a guess was right.
+        let mut found = None;
+        for (secret, caller) in &self.grants {
+            if constant_time_eq(secret, token.as_bytes()) {
+                found = Some(caller);
+            }
+        }
+        found
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("unknown token"))
+    }
+
+    /// A tonic interceptor that authenticates every request and attaches
+    /// the [`Caller`].
+    pub fn interceptor(
+        self: Arc<Self>,
+    ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+        move |mut request: Request<()>| {
+            let header = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            let caller = self.authenticate(header)?;
+            request.extensions_mut().insert(caller);
+            Ok(request)
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn spec(name: &str, token: &str, role: Role, enterprises: &[&str]) -> TokenSpec {
+        TokenSpec {
+            name: name.into(),
+            token: token.into(),
+            role,
+            level: Level::Enterprise,
+            enterprises: enterprises.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn site() -> BTreeSet<String> {
+        ["E01", "E02"].iter().map(|e| e.to_string()).collect()
+    }
+
+    fn loopback() -> SocketAddr {
+        "127.0.0.1:50051".parse().unwrap()
+    }
+
+    #[test]
+    fn tokens_authenticate_to_their_role_and_scope() {
+        let config = AccessConfig {
+            token: vec![
+                spec("e01", "e01-secret-0123456789", Role::Operator, &["E01"]),
+                spec("park", "park-secret-0123456789", Role::Viewer, &["*"]),
+            ],
+        };
+        let access = Access::new(&config, &site(), loopback()).unwrap();
+        let e01 = access
+            .authenticate(Some("Bearer e01-secret-0123456789"))
+            .unwrap();
+        assert!(e01.scope.allows("E01") && !e01.scope.allows("E02"));
+        assert!(e01.require(Role::Operator).is_ok());
+        let park = access
+            .authenticate(Some("Bearer park-secret-0123456789"))
+            .unwrap();
+        assert!(park.scope.allows("E02"));
+        assert_eq!(
+            park.require(Role::Operator).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
+        for bad in [
+            None,
+            Some("e01-secret-0123456789"),
+            Some("Bearer e01-secret-012345678"),
+            Some("Bearer e01-secret-01234567890"),
+        ] {
+            assert_eq!(
+                access.authenticate(bad).unwrap_err().code(),
+                tonic::Code::Unauthenticated,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_token_settings_are_refused_with_the_field() {
+        let check = |tokens: Vec<TokenSpec>, listen: &str| {
+            Access::new(
+                &AccessConfig { token: tokens },
+                &site(),
+                listen.parse().unwrap(),
+            )
+            .err()
+            .unwrap_or_default()
+        };
+        assert!(check(vec![], "0.0.0.0:50051").contains("not loopback"));
+        assert!(
+            check(vec![], "127.0.0.1:50051").is_empty(),
+            "open on loopback"
+        );
+        assert!(
+            check(
+                vec![spec("a", "short", Role::Viewer, &["E01"])],
+                "127.0.0.1:1"
+            )
+            .contains("access.token[0].token")
+        );
+        assert!(
+            check(
+                vec![spec("a", "0123456789abcdefgh", Role::Viewer, &["E09"])],
+                "127.0.0.1:1"
+            )
+            .contains("no enterprise `E09`")
+        );
+        assert!(
+            check(
+                vec![
+                    spec("a", "0123456789abcdefgh", Role::Viewer, &["E01"]),
+                    spec("a", "0123456789abcdefgi", Role::Viewer, &["E01"])
+                ],
+                "127.0.0.1:1"
+            )
+            .contains("used twice")
+        );
+    }
+}
