@@ -68,15 +68,9 @@ impl Level {
         Level::Province,
     ];
 
-    /// The name used in configuration and on the wire.
+    /// The name used in configuration and messages.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Enterprise => "enterprise",
-            Level::Park => "park",
-            Level::County => "county",
-            Level::City => "city",
-            Level::Province => "province",
-        }
+        hazardwatch_rules::alarms::ESCALATION_LEVELS[self as usize]
     }
 }
 

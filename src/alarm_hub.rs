@@ -16,13 +16,14 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, Catalog, PointKind, Priority, RuleEvent, pb};
 use hazardwatch_rules::alarms::{
-    ActionError, ActiveAlarm, AlarmRecord, AlarmState, AlarmTable, Transition,
+    ActionError, ActiveAlarm, AlarmRecord, AlarmState, AlarmTable, ESCALATION_LEVELS, Transition,
 };
 use hazardwatch_storage::AlarmJournal;
 use tokio::sync::broadcast;
 use tonic::Status;
 
 use crate::access::{Caller, Scope};
+use crate::escalation::EscalationPolicy;
 
 /// Events buffered per live subscriber before it counts as lagging (it then
 /// catches up from the journal).
@@ -41,6 +42,8 @@ pub struct Filter {
     pub include_shelved: bool,
     /// The enterprises the caller may see at all.
     pub scope: Scope,
+    /// Only alarms escalated to at least this level (wire value; 0: all).
+    pub min_escalation: i32,
 }
 
 impl Filter {
@@ -67,6 +70,12 @@ impl Filter {
             include_suppressed: f.include_suppressed,
             include_shelved: f.include_shelved,
             scope: caller.scope.clone(),
+            min_escalation: pb::EscalationLevel::try_from(f.min_escalation).map_err(|_| {
+                Status::invalid_argument(format!(
+                    "filter.min_escalation: unknown value {}",
+                    f.min_escalation
+                ))
+            })? as i32,
         })
     }
 
@@ -94,6 +103,7 @@ impl Filter {
         };
         let held = e.shelved_until_ms != 0 || e.out_of_service;
         self.scope.allows(&e.enterprise)
+            && e.escalation_level >= self.min_escalation
             && enterprise_ok
             && priority_ok
             && (self.include_suppressed || !e.suppressed)
@@ -123,7 +133,7 @@ pub enum Gone {
 }
 
 /// An operator action on one alarm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// ISA-18.2 acknowledgement.
     Acknowledge,
@@ -137,11 +147,14 @@ pub enum Action {
     Comment,
     /// Out of service (true) or back in service (false).
     OutOfService(bool),
+    /// The disposal record: the action taken (the comment is the cause).
+    Dispose(String),
 }
 
 /// Shared alarm state (see the module docs).
 pub struct AlarmHub {
-    catalog: RwLock<Arc<Catalog>>,
+    catalog: Arc<RwLock<Arc<Catalog>>>,
+    escalation: EscalationPolicy,
     table: Mutex<AlarmTable>,
     journal: AlarmJournal,
     live: broadcast::Sender<pb::AlarmEvent>,
@@ -181,6 +194,8 @@ fn transition_pb(t: Transition) -> pb::Transition {
         Transition::Commented => pb::Transition::Commented,
         Transition::RemovedFromService => pb::Transition::RemovedFromService,
         Transition::ReturnedToService => pb::Transition::ReturnedToService,
+        Transition::Escalated => pb::Transition::Escalated,
+        Transition::Disposed => pb::Transition::Disposed,
     }
 }
 
@@ -195,6 +210,8 @@ fn transition_from_pb(t: i32) -> Option<Transition> {
         pb::Transition::Commented => Transition::Commented,
         pb::Transition::RemovedFromService => Transition::RemovedFromService,
         pb::Transition::ReturnedToService => Transition::ReturnedToService,
+        pb::Transition::Escalated => Transition::Escalated,
+        pb::Transition::Disposed => Transition::Disposed,
         pb::Transition::Unspecified => return None,
     })
 }
@@ -252,6 +269,14 @@ fn describe(r: &AlarmRecord, catalog: &Catalog) -> String {
         (Transition::ReturnedToService, _) => {
             format!("{id} {tag} returned to service by {}", r.actor)
         }
+        (Transition::Escalated, _) => format!(
+            "{id} {tag} escalated to the {} level: no disposal record yet",
+            ESCALATION_LEVELS[usize::from(r.escalation).min(ESCALATION_LEVELS.len() - 1)]
+        ),
+        (Transition::Disposed, _) => format!(
+            "{id} {tag} disposed by {}: cause: {}; action: {}",
+            r.actor, r.comment, r.action
+        ),
         // How a rule ends the conditions of a rule or point that a reload
         // removed (`operators::event_time::withdraw`).
         (Transition::Cleared, _) if r.value.is_nan() && r.limit.is_nan() => {
@@ -414,6 +439,9 @@ fn restore_alarm(catalog: &Catalog, stored: &pb::JournalAlarm) -> Option<ActiveA
         suppressed: e.suppressed,
         shelved_until_ms: (e.shelved_until_ms != 0).then_some(e.shelved_until_ms),
         out_of_service: e.out_of_service,
+        escalation: u8::try_from(e.escalation_level - 1).ok()?,
+        awaiting_disposal: e.awaiting_disposal,
+        action: e.action.clone(),
         actor: e.actor.clone(),
         comment: e.comment.clone(),
     };
@@ -422,6 +450,7 @@ fn restore_alarm(catalog: &Catalog, stored: &pb::JournalAlarm) -> Option<ActiveA
         raised_at_ms: stored.raised_at_ms,
         latch: stored.latch,
         condition: stored.condition,
+        awaiting_since_ms: stored.awaiting_since_ms,
         last: record,
     })
 }
@@ -442,6 +471,7 @@ impl AlarmHub {
     pub fn open(
         catalog: Arc<Catalog>,
         journal: AlarmJournal,
+        escalation: EscalationPolicy,
         now_ms: i64,
     ) -> Result<(Arc<AlarmHub>, Restored), hazardwatch_storage::Error> {
         let mut seq = journal.last_seq()?;
@@ -491,9 +521,21 @@ impl AlarmHub {
         restored.alarms = alarms.len();
         restored.ended = ended.len();
         let (live, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let catalog = Arc::new(RwLock::new(catalog));
+        let mut table = AlarmTable::restore(seq, alarms);
+        table.set_disposal_policy({
+            let (catalog, escalation) = (catalog.clone(), escalation.clone());
+            Box::new(move |source, _kind, priority| {
+                let catalog = catalog.read().unwrap_or_else(|p| p.into_inner());
+                escalation
+                    .chain(catalog.source_place(source)[0])
+                    .is_some_and(|c| priority >= c.min_priority)
+            })
+        });
         let hub = Arc::new(AlarmHub {
-            catalog: RwLock::new(catalog),
-            table: Mutex::new(AlarmTable::restore(seq, alarms)),
+            catalog,
+            escalation,
+            table: Mutex::new(table),
             journal,
             live,
         });
@@ -550,6 +592,9 @@ impl AlarmHub {
             latched: r.latched,
             shelved_until_ms: r.shelved_until_ms.unwrap_or(0),
             out_of_service: r.out_of_service,
+            escalation_level: i32::from(r.escalation) + 1,
+            awaiting_disposal: r.awaiting_disposal,
+            action: r.action.clone(),
         }
     }
 
@@ -600,6 +645,7 @@ impl AlarmHub {
             raised_at_ms: a.raised_at_ms,
             latch: a.latch,
             condition: a.condition,
+            awaiting_since_ms: a.awaiting_since_ms,
         }
     }
 
@@ -639,17 +685,26 @@ impl AlarmHub {
             Action::OutOfService(out) => {
                 table.set_out_of_service(source, kind, out, actor, comment, now_ms)?
             }
+            Action::Dispose(action) => {
+                table.dispose(source, kind, actor, comment, &action, now_ms)?
+            }
         };
         let mut events = self.publish(&table, &[record]);
         Ok(events.remove(0))
     }
 
-    /// Work that falls due on the wall clock: shelves that expire at or
-    /// before `now_ms`. The service calls this every second; tests call it
-    /// with the time they want.
+    /// Work that falls due on the wall clock at `now_ms`: shelves that
+    /// expire, and alarms still waiting for their disposal record whose
+    /// escalation deadline has passed. The service calls this every second;
+    /// tests call it with the time they want (an injected clock).
     pub fn tick(&self, now_ms: i64) -> Vec<pb::AlarmEvent> {
+        let catalog = self.catalog();
         let mut table = self.lock();
-        let records = table.expire_shelves(now_ms);
+        let mut records = table.expire_shelves(now_ms);
+        records.extend(table.escalate_due(now_ms, |source, level| {
+            let chain = self.escalation.chain(catalog.source_place(source)[0])?;
+            chain.after_ms.get(level as usize).copied()
+        }));
         self.publish(&table, &records)
     }
 
@@ -681,6 +736,8 @@ impl AlarmHub {
                 latched: e.latched,
                 shelved_until_ms: e.shelved_until_ms,
                 out_of_service: e.out_of_service,
+                escalation_level: e.escalation_level,
+                awaiting_disposal: e.awaiting_disposal,
             })
             .collect();
         (alarms, table.last_seq())

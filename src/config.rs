@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use hazardwatch_ingest::MqttConfig;
 
 use crate::access::{Access, AccessConfig};
+use crate::escalation::{EscalationPolicy, EscalationSpec};
 use hazardwatch_rules::site::{DefaultsSpec, EnterpriseSpec, ParkSpec};
 use hazardwatch_rules::{EngineConfig, SiteModel, SiteSpec, Source};
 use hazardwatch_storage::ArchiveConfig;
@@ -71,6 +72,8 @@ struct ConfigFile {
     archive: ArchiveConfig,
     #[serde(default)]
     access: AccessConfig,
+    #[serde(default)]
+    escalation: Vec<EscalationSpec>,
     park: ParkSpec,
     #[serde(default)]
     defaults: BTreeMap<String, Spanned<DefaultsSpec>>,
@@ -99,6 +102,8 @@ pub struct Settings {
     pub archive: ArchiveConfig,
     /// gRPC callers: tokens, roles, scopes.
     pub access: Access,
+    /// Disposal and escalation chains by enterprise.
+    pub escalation: EscalationPolicy,
 }
 
 /// A loaded, validated configuration.
@@ -148,6 +153,8 @@ impl Config {
             .collect();
         let access = Access::new(&file.access, &enterprises, file.grpc.listen)
             .map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))?;
+        let escalation = EscalationPolicy::new(&file.escalation, &enterprises)
+            .map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))?;
         let spec = SiteSpec {
             park: file.park,
             defaults: file.defaults,
@@ -163,6 +170,7 @@ impl Config {
                 engine: file.engine,
                 archive: file.archive,
                 access,
+                escalation,
             },
             site,
         })

@@ -78,12 +78,17 @@ impl Alarms {
         }
         let needs_why = matches!(
             action,
-            Action::Shelve(_) | Action::Comment | Action::OutOfService(true)
+            Action::Shelve(_) | Action::Comment | Action::OutOfService(true) | Action::Dispose(_)
         );
         if needs_why && comment.trim().is_empty() {
-            return Err(Status::invalid_argument(
-                "comment is required: say why (it is recorded with the action)",
-            ));
+            let field = if matches!(action, Action::Dispose(_)) {
+                "cause"
+            } else {
+                "comment"
+            };
+            return Err(Status::invalid_argument(format!(
+                "{field} is required: say why (it is recorded with the action)"
+            )));
         }
         let hub = self.hub.clone();
         let now = chrono::Utc::now().timestamp_millis();
@@ -252,6 +257,27 @@ impl AlarmService for Alarms {
             req.alarm_id,
             req.operator,
             req.comment,
+        )
+        .await
+    }
+
+    async fn dispose(
+        &self,
+        request: Request<pb::DisposeRequest>,
+    ) -> Result<Response<pb::ActionResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let req = request.into_inner();
+        if req.action.trim().is_empty() || req.action.len() > MAX_TEXT {
+            return Err(Status::invalid_argument(format!(
+                "action is required (what was done), at most {MAX_TEXT} bytes"
+            )));
+        }
+        self.act(
+            caller,
+            Action::Dispose(req.action),
+            req.alarm_id,
+            req.operator,
+            req.cause,
         )
         .await
     }

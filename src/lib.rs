@@ -9,6 +9,7 @@
 //! - [`alarm_hub`]: live alarm state, numbered events, fan-out.
 //! - [`grpc`]: the gRPC edge (`AlarmService`, health, reflection).
 //! - [`access`]: bearer tokens, roles and scopes of gRPC callers.
+//! - [`escalation`]: closed-loop disposal and escalation chains.
 //! - [`sim`]: the park simulator with scheduled incidents.
 //! - [`demo`]: `demo` and `run` in the foreground.
 //!
@@ -29,6 +30,7 @@ pub mod access;
 pub mod alarm_hub;
 pub mod config;
 pub mod demo;
+pub mod escalation;
 pub mod grpc;
 pub mod reload;
 pub mod service;

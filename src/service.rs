@@ -236,7 +236,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let grpc_addr = listener.local_addr()?;
     let journal_path = data_dir.join("journal").join("alarms.redb");
     let journal = AlarmJournal::open(&journal_path)?;
-    let (hub, restored) = AlarmHub::open(catalog.clone(), journal, now_ms())?;
+    let (hub, restored) = AlarmHub::open(
+        catalog.clone(),
+        journal,
+        settings.escalation.clone(),
+        now_ms(),
+    )?;
     tracing::info!(
         journal = %journal_path.display(),
         last_seq = hub.last_seq(),

@@ -25,6 +25,13 @@
 //! returned (a broken instrument awaiting repair). Either way its condition
 //! changes are still recorded, flagged. Every action records who, when and
 //! why, and so does a plain comment.
+//!
+//! Closed loop: an alarm the disposal policy covers (see
+//! [`AlarmTable::set_disposal_policy`]) is not closed by returning to
+//! normal and being acknowledged; it waits for a *disposal record* (who,
+//! cause, action). Until then [`AlarmTable::escalate_due`] moves it up the
+//! escalation chain (enterprise, park, county, city, province) as its
+//! deadlines pass.
 
 use std::collections::BTreeMap;
 
@@ -64,7 +71,15 @@ pub enum Transition {
     RemovedFromService,
     /// An operator returned it to service.
     ReturnedToService,
+    /// It moved up one level of the escalation chain.
+    Escalated,
+    /// An operator recorded its disposal (cause, action): the loop is
+    /// closed, it escalates no further.
+    Disposed,
 }
+
+/// Levels of the escalation chain, from the plant up (index 0 to 4).
+pub const ESCALATION_LEVELS: [&str; 5] = ["enterprise", "park", "county", "city", "province"];
 
 /// One transition of one alarm.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +113,12 @@ pub struct AlarmRecord {
     pub shelved_until_ms: Option<i64>,
     /// Out of service: recorded, not annunciated, until returned.
     pub out_of_service: bool,
+    /// Escalation level reached, an index into [`ESCALATION_LEVELS`].
+    pub escalation: u8,
+    /// Waiting for a disposal record to be closed.
+    pub awaiting_disposal: bool,
+    /// A disposal's action taken (its cause is the comment).
+    pub action: String,
     /// Operator, for operator actions.
     pub actor: String,
     /// Operator's comment.
@@ -115,6 +136,9 @@ pub struct ActiveAlarm {
     pub latch: bool,
     /// Its condition is active now (false for a latched or RTN alarm).
     pub condition: bool,
+    /// Since when it has waited for its disposal record (wall or event
+    /// time of the raise, ms): escalation deadlines count from here.
+    pub awaiting_since_ms: i64,
     /// The most recent record of this alarm.
     pub last: AlarmRecord,
 }
@@ -143,14 +167,31 @@ pub enum ActionError {
     /// Out of service (or back) when it already is so.
     #[error("already {0}")]
     Already(&'static str),
+    /// Disposal of an alarm that does not wait for one.
+    #[error("not awaiting a disposal record")]
+    NotAwaitingDisposal,
 }
+
+/// Which raised alarms need a disposal record to close: a predicate over
+/// the alarm's source, kind and priority.
+pub type DisposalPolicy = Box<dyn Fn(AlarmSource, AlarmKind, Priority) -> bool + Send + Sync>;
 
 /// Every alarm that is not in the Normal state, or is shelved or out of
 /// service, keyed by source and kind.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct AlarmTable {
     last_seq: u64,
     alarms: BTreeMap<(AlarmSource, AlarmKind), ActiveAlarm>,
+    disposal: Option<DisposalPolicy>,
+}
+
+impl std::fmt::Debug for AlarmTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlarmTable")
+            .field("last_seq", &self.last_seq)
+            .field("alarms", &self.alarms)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AlarmTable {
@@ -163,7 +204,13 @@ impl AlarmTable {
                 .into_iter()
                 .map(|a| ((a.last.source, a.last.kind), a))
                 .collect(),
+            disposal: None,
         }
+    }
+
+    /// Sets which alarms, when raised, need a disposal record to close.
+    pub fn set_disposal_policy(&mut self, policy: DisposalPolicy) {
+        self.disposal = Some(policy);
     }
 
     /// The sequence number of the newest record.
@@ -228,6 +275,14 @@ impl AlarmTable {
             suppressed: ev.suppressed,
             shelved_until_ms: current.and_then(|a| a.last.shelved_until_ms),
             out_of_service: current.is_some_and(|a| a.last.out_of_service),
+            escalation: current.map_or(0, |a| a.last.escalation),
+            awaiting_disposal: current.is_some_and(|a| a.last.awaiting_disposal)
+                || (ev.active
+                    && self
+                        .disposal
+                        .as_ref()
+                        .is_some_and(|p| p(ev.source, ev.kind, ev.priority))),
+            action: String::new(),
             actor: String::new(),
             comment: String::new(),
         };
@@ -405,6 +460,84 @@ impl AlarmTable {
         Ok(self.operator_record(source, kind, transition, state, actor, comment, now_ms, 0))
     }
 
+    /// Moves every alarm still waiting for its disposal record up the
+    /// escalation chain when its deadline has passed at wall time
+    /// `now_ms`: `after_ms(source, level)` is how long after the alarm began
+    /// waiting it leaves `level` (None: it stays there). One record per
+    /// level climbed.
+    pub fn escalate_due(
+        &mut self,
+        now_ms: i64,
+        after_ms: impl Fn(AlarmSource, u8) -> Option<i64>,
+    ) -> Vec<AlarmRecord> {
+        let top = (ESCALATION_LEVELS.len() - 1) as u8;
+        let mut out = Vec::new();
+        loop {
+            let due: Vec<(AlarmSource, AlarmKind)> = self
+                .alarms
+                .iter()
+                .filter(|(_, a)| {
+                    let l = a.last.escalation;
+                    a.last.awaiting_disposal
+                        && l < top
+                        && after_ms(a.last.source, l)
+                            .is_some_and(|after| now_ms >= a.awaiting_since_ms + after)
+                })
+                .map(|(&k, _)| k)
+                .collect();
+            if due.is_empty() {
+                return out;
+            }
+            for (source, kind) in due {
+                let state = self.alarms[&(source, kind)].state;
+                out.push(self.operator_record(
+                    source,
+                    kind,
+                    Transition::Escalated,
+                    state,
+                    "",
+                    "",
+                    now_ms,
+                    0,
+                ));
+            }
+        }
+    }
+
+    /// Records an alarm's disposal: who, the cause (as the comment) and the
+    /// action taken. It escalates no further and, once normal, is closed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispose(
+        &mut self,
+        source: AlarmSource,
+        kind: AlarmKind,
+        actor: &str,
+        cause: &str,
+        action: &str,
+        now_ms: i64,
+    ) -> Result<AlarmRecord, ActionError> {
+        let alarm = self.find(source, kind)?;
+        if !alarm.last.awaiting_disposal {
+            return Err(ActionError::NotAwaitingDisposal);
+        }
+        let state = alarm.state;
+        let mut record = self.operator_record(
+            source,
+            kind,
+            Transition::Disposed,
+            state,
+            actor,
+            cause,
+            now_ms,
+            0,
+        );
+        record.action = action.to_owned();
+        if let Some(a) = self.alarms.get_mut(&(source, kind)) {
+            a.last.action = record.action.clone();
+        }
+        Ok(record)
+    }
+
     /// Records an operator's comment on an alarm; nothing else changes.
     pub fn comment(
         &mut self,
@@ -461,6 +594,7 @@ impl AlarmTable {
             Transition::ReturnedToService => false,
             _ => last.out_of_service,
         };
+        let escalation = last.escalation + u8::from(transition == Transition::Escalated);
         self.last_seq += 1;
         let record = AlarmRecord {
             seq: self.last_seq,
@@ -471,6 +605,9 @@ impl AlarmTable {
             latched: last.latched && transition != Transition::Reset,
             shelved_until_ms,
             out_of_service,
+            escalation,
+            awaiting_disposal: last.awaiting_disposal && transition != Transition::Disposed,
+            action: String::new(),
             actor: actor.to_owned(),
             comment: comment.to_owned(),
             ..last.clone()
@@ -481,14 +618,20 @@ impl AlarmTable {
 
     fn store(&mut self, record: AlarmRecord, latch: bool, condition: bool) {
         let key = (record.source, record.kind);
-        let held = record.shelved_until_ms.is_some() || record.out_of_service;
+        let held =
+            record.shelved_until_ms.is_some() || record.out_of_service || record.awaiting_disposal;
         if record.state == AlarmState::Normal && !held {
             self.alarms.remove(&key);
             return;
         }
-        let raised_at_ms = match (record.transition, self.alarms.get(&key)) {
+        let current = self.alarms.get(&key);
+        let raised_at_ms = match (record.transition, current) {
             (Transition::Raised, _) | (_, None) => record.ts_ms,
             (_, Some(a)) => a.raised_at_ms,
+        };
+        let awaiting_since_ms = match current {
+            Some(a) if a.last.awaiting_disposal => a.awaiting_since_ms,
+            _ => record.ts_ms,
         };
         self.alarms.insert(
             key,
@@ -497,6 +640,7 @@ impl AlarmTable {
                 raised_at_ms,
                 latch,
                 condition,
+                awaiting_since_ms,
                 last: record,
             },
         );
@@ -663,6 +807,62 @@ mod tests {
                 false
             )
         );
+    }
+
+    #[test]
+    fn an_alarm_awaiting_disposal_escalates_on_its_deadlines_until_disposed() {
+        let mut t = AlarmTable::default();
+        t.set_disposal_policy(Box::new(|_, _, p| p >= Priority::Medium));
+        t.apply(&ev(true, 1_000)).unwrap();
+        assert!(t.get(P3, AlarmKind::High).unwrap().last.awaiting_disposal);
+        // Leaves the enterprise after 10 s, the park after 30 s.
+        let after = |_: AlarmSource, level: u8| {
+            [10_000, 30_000, 60_000, 120_000]
+                .get(level as usize)
+                .copied()
+        };
+        assert!(t.escalate_due(10_999, after).is_empty());
+        let up = t.escalate_due(11_000, after);
+        assert_eq!(up.len(), 1);
+        assert_eq!(
+            (up[0].transition, up[0].escalation),
+            (Transition::Escalated, 1)
+        );
+        // Acknowledged and back to normal: still open, still escalating.
+        t.acknowledge(P3, AlarmKind::High, "op", "", 12_000)
+            .unwrap();
+        t.apply(&ev(false, 13_000)).unwrap();
+        assert_eq!(t.len(), 1, "kept until disposed");
+        // Two deadlines passed while nobody looked: two levels, in order.
+        let up = t.escalate_due(61_000, after);
+        let levels: Vec<u8> = up.iter().map(|r| r.escalation).collect();
+        assert_eq!(levels, [2, 3]);
+        let done = t
+            .dispose(
+                P3,
+                AlarmKind::High,
+                "op",
+                "valve left open",
+                "closed, procedure revised",
+                62_000,
+            )
+            .unwrap();
+        assert_eq!(
+            (
+                done.transition,
+                done.awaiting_disposal,
+                done.comment.as_str(),
+                done.action.as_str()
+            ),
+            (
+                Transition::Disposed,
+                false,
+                "valve left open",
+                "closed, procedure revised"
+            )
+        );
+        assert!(t.is_empty(), "normal, acknowledged and disposed: closed");
+        assert!(t.escalate_due(1_000_000, after).is_empty());
     }
 
     #[test]

@@ -227,14 +227,10 @@ pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> anyh
 }
 
 /// A filter that passes every alarm that is annunciated (all enterprises,
-/// all priorities, suppressed ones left out).
+/// all priorities, all escalation levels; suppressed, shelved and
+/// out-of-service ones left out).
 pub fn all_alarms() -> Option<pb::AlarmFilter> {
-    Some(pb::AlarmFilter {
-        enterprises: vec![],
-        min_priority: pb::Priority::Unspecified as i32,
-        include_suppressed: false,
-        include_shelved: false,
-    })
+    Some(pb::AlarmFilter::default())
 }
 
 /// A gateway: a rumqttc client publishing at QoS 1.

@@ -8,6 +8,7 @@ mod access;
 mod bad_input;
 mod config_errors;
 mod end_to_end;
+mod escalation;
 mod gateway_status;
 mod independent_reader;
 mod journal;
