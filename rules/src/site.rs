@@ -49,11 +49,54 @@ pub struct HazardSourceSpec {
     /// Display name.
     #[serde(default)]
     pub name: String,
-    /// GB 18218 grade, 1 to 4.
-    pub grade: Spanned<u8>,
+    /// GB 18218 grade, 1 to 4, when given by hand. With `substance`
+    /// entries the grade is computed; a hand grade must then agree.
+    #[serde(default)]
+    pub grade: Option<Spanned<u8>>,
+    /// GB 18218 correction factor α for the people exposed outside the
+    /// plant: 0.5 (nobody) to 2.0 (100 or more). Default 1.0.
+    #[serde(default)]
+    pub alpha: Option<Spanned<f64>>,
+    /// The dangerous substances held, for R = α · Σ βᵢ · qᵢ / Qᵢ.
+    #[serde(default)]
+    pub substance: Vec<Spanned<SubstanceSpec>>,
     /// Tanks, tank farms and process units of this hazard source.
     #[serde(default)]
     pub unit: Vec<UnitSpec>,
+}
+
+/// One dangerous substance of a hazard source (GB 18218-2018).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubstanceSpec {
+    /// Its name, e.g. `benzene`.
+    pub name: String,
+    /// The greatest quantity held, tonnes (q).
+    pub quantity_t: f64,
+    /// Its critical quantity from GB 18218 tables 1 and 2, tonnes (Q).
+    pub critical_t: f64,
+    /// Its correction factor β from GB 18218 table 3 (1 for most
+    /// flammables, up to 20 for the most toxic gases). Default 1.
+    #[serde(default = "one")]
+    pub beta: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// The GB 18218-2018 grade for a risk value R: 1 when R ≥ 100, 2 from 50,
+/// 3 from 10, else 4.
+pub fn grade_of(r: f64) -> u8 {
+    if r >= 100.0 {
+        1
+    } else if r >= 50.0 {
+        2
+    } else if r >= 10.0 {
+        3
+    } else {
+        4
+    }
 }
 
 /// A unit: a tank, a tank farm or a process unit.
@@ -447,6 +490,8 @@ pub struct HazardSourceInfo {
     pub name: String,
     /// GB 18218 grade, 1 to 4.
     pub grade: u8,
+    /// R = α · Σ βᵢ · qᵢ / Qᵢ when computed from substances.
+    pub r_value: Option<f64>,
     /// Its units.
     pub units: Vec<UnitInfo>,
 }
@@ -564,6 +609,91 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// A hazard source's grade (GB 18218-2018): computed from its
+    /// substances as R = α · Σ βᵢ · qᵢ / Qᵢ, or given by hand; both must
+    /// agree when both are there.
+    fn grade(&mut self, hs: &HazardSourceSpec) -> (u8, Option<f64>) {
+        let id = hs.id.get_ref();
+        let field = |f: &str| format!("hazard source {id}: {f}");
+        let alpha = hs.alpha.as_ref().map_or(1.0, |a| *a.get_ref());
+        if let Some(a) = &hs.alpha
+            && !(0.5..=2.0).contains(a.get_ref())
+        {
+            self.err(
+                a.span(),
+                field("alpha"),
+                format!("{} must be from 0.5 to 2.0 (GB 18218 table 5)", a.get_ref()),
+            );
+        }
+        let mut r = None;
+        let mut sum_ratio = 0.0;
+        for s in &hs.substance {
+            let v = s.get_ref();
+            let bad = if !(v.quantity_t.is_finite() && v.quantity_t >= 0.0) {
+                Some("quantity_t must be 0 or more tonnes")
+            } else if !(v.critical_t.is_finite() && v.critical_t > 0.0) {
+                Some("critical_t must be more than 0 tonnes")
+            } else if !(1.0..=20.0).contains(&v.beta) {
+                Some("beta must be from 1 to 20 (GB 18218 table 3)")
+            } else {
+                None
+            };
+            if let Some(why) = bad {
+                self.err(
+                    s.span(),
+                    field(&format!("substance {}", v.name)),
+                    why.into(),
+                );
+                continue;
+            }
+            sum_ratio += v.quantity_t / v.critical_t;
+            *r.get_or_insert(0.0) += v.beta * v.quantity_t / v.critical_t;
+        }
+        let r = r.map(|sum| alpha * sum);
+        if r.is_some() && sum_ratio < 1.0 {
+            let span = hs.substance.first().map_or(hs.id.span(), |s| s.span());
+            self.err(
+                span,
+                field("substance"),
+                format!(
+                    "Σ q/Q = {sum_ratio:.2} is under 1: not a major hazard source under GB 18218"
+                ),
+            );
+        }
+        match (&hs.grade, r) {
+            (Some(g), _) if !(1..=4).contains(g.get_ref()) => {
+                self.err(
+                    g.span(),
+                    field("grade"),
+                    format!("{} must be 1, 2, 3 or 4 (GB 18218)", g.get_ref()),
+                );
+                (4, r)
+            }
+            (Some(g), Some(r)) if *g.get_ref() != grade_of(r) => {
+                self.err(
+                    g.span(),
+                    field("grade"),
+                    format!(
+                        "{} disagrees with the substances: R = {r:.1} is grade {}",
+                        g.get_ref(),
+                        grade_of(r)
+                    ),
+                );
+                (*g.get_ref(), Some(r))
+            }
+            (Some(g), r) => (*g.get_ref(), r),
+            (None, Some(r)) => (grade_of(r), Some(r)),
+            (None, None) => {
+                self.err(
+                    hs.id.span(),
+                    field("grade"),
+                    "give `grade`, or `substance` entries to compute it from".into(),
+                );
+                (4, None)
+            }
+        }
+    }
+
     fn err(&mut self, span: Range<usize>, field: String, message: String) {
         self.errors.push(self.src.invalid(span, field, message));
     }
@@ -1112,14 +1242,7 @@ impl SiteModel {
             let mut hazard_sources = Vec::new();
             for hs in &e.hazard_source {
                 c.id("hazard source", &hs.id, true);
-                let grade = *hs.grade.get_ref();
-                if !(1..=4).contains(&grade) {
-                    c.err(
-                        hs.grade.span(),
-                        format!("hazard source {}: grade", hs.id.get_ref()),
-                        format!("{grade} must be 1, 2, 3 or 4 (GB 18218)"),
-                    );
-                }
+                let (grade, r_value) = c.grade(hs);
                 let mut units = Vec::new();
                 for u in &hs.unit {
                     c.id("unit", &u.id, true);
@@ -1149,6 +1272,7 @@ impl SiteModel {
                     id: hs.id.get_ref().clone(),
                     name: hs.name.clone(),
                     grade,
+                    r_value,
                     units,
                 });
             }
