@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "hazardwatch/v1/telemetry.proto",
         "hazardwatch/v1/alarms.proto",
         "hazardwatch/v1/journal.proto",
+        "hazardwatch/v1/site.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

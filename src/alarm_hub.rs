@@ -11,7 +11,7 @@
 //! At start the table is rebuilt from the journal's record of the alarms
 //! that were not normal; see [`AlarmHub::open`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, Catalog, PointKind, Priority, RuleEvent, pb};
@@ -24,6 +24,7 @@ use tonic::Status;
 
 use crate::access::{Caller, Scope};
 use crate::escalation::EscalationPolicy;
+use crate::risk::{self, Colour, RiskModel};
 
 /// Events buffered per live subscriber before it counts as lagging (it then
 /// catches up from the journal).
@@ -102,10 +103,11 @@ impl Filter {
             Some(min) => e.priority >= pb::Priority::from(min) as i32,
         };
         let held = e.shelved_until_ms != 0 || e.out_of_service;
+        // Risk colour changes are for everyone who may see the enterprise.
+        let risk = e.transition == pb::Transition::RiskChanged as i32;
         self.scope.allows(&e.enterprise)
-            && e.escalation_level >= self.min_escalation
             && enterprise_ok
-            && priority_ok
+            && (risk || e.escalation_level >= self.min_escalation && priority_ok)
             && (self.include_suppressed || !e.suppressed)
             && (self.include_shelved || action || !held)
     }
@@ -155,6 +157,10 @@ pub enum Action {
 pub struct AlarmHub {
     catalog: Arc<RwLock<Arc<Catalog>>>,
     escalation: EscalationPolicy,
+    risk: RwLock<RiskModel>,
+    /// Each hazard source's colour as last published; changed under the
+    /// table's lock.
+    colours: Mutex<BTreeMap<String, Colour>>,
     table: Mutex<AlarmTable>,
     journal: AlarmJournal,
     live: broadcast::Sender<pb::AlarmEvent>,
@@ -212,7 +218,7 @@ fn transition_from_pb(t: i32) -> Option<Transition> {
         pb::Transition::ReturnedToService => Transition::ReturnedToService,
         pb::Transition::Escalated => Transition::Escalated,
         pb::Transition::Disposed => Transition::Disposed,
-        pb::Transition::Unspecified => return None,
+        pb::Transition::Unspecified | pb::Transition::RiskChanged => return None,
     })
 }
 
@@ -472,6 +478,7 @@ impl AlarmHub {
         catalog: Arc<Catalog>,
         journal: AlarmJournal,
         escalation: EscalationPolicy,
+        risk: RiskModel,
         now_ms: i64,
     ) -> Result<(Arc<AlarmHub>, Restored), hazardwatch_storage::Error> {
         let mut seq = journal.last_seq()?;
@@ -535,10 +542,21 @@ impl AlarmHub {
         let hub = Arc::new(AlarmHub {
             catalog,
             escalation,
+            risk: RwLock::new(risk),
+            colours: Mutex::new(BTreeMap::new()),
             table: Mutex::new(table),
             journal,
             live,
         });
+        {
+            // The colours the restored alarms give, as the starting point.
+            let table = hub.lock();
+            let risk = hub.risk();
+            let mut colours = hub.colours();
+            for hs in risk.sources.keys() {
+                colours.insert(hs.clone(), hub.colour_of(&table, &risk, hs).0);
+            }
+        }
         Ok((hub, restored))
     }
 
@@ -556,10 +574,117 @@ impl AlarmHub {
             .clone()
     }
 
-    /// Replaces the catalog after a site-model reload (indices are kept, so
-    /// every alarm keeps its name).
-    pub fn set_catalog(&self, catalog: Arc<Catalog>) {
+    /// Replaces the catalog and the hazard sources after a site-model
+    /// reload (indices are kept, so every alarm keeps its name).
+    pub fn set_site(&self, catalog: Arc<Catalog>, risk: RiskModel) {
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = catalog;
+        *self.risk.write().unwrap_or_else(|p| p.into_inner()) = risk;
+    }
+
+    fn risk(&self) -> std::sync::RwLockReadGuard<'_, RiskModel> {
+        self.risk.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn colours(&self) -> MutexGuard<'_, BTreeMap<String, Colour>> {
+        self.colours.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A hazard source's colour and its reasons, from the table.
+    fn colour_of(&self, table: &AlarmTable, risk: &RiskModel, hs: &str) -> (Colour, Vec<String>) {
+        let catalog = self.catalog();
+        let grade = risk.sources.get(hs).map_or(4, |s| s.grade);
+        let ids: Vec<(String, &ActiveAlarm)> = table
+            .active()
+            .filter(|a| catalog.source_place(a.last.source)[1] == hs)
+            .map(|a| (alarm_id(catalog.source_id(a.last.source), a.last.kind), a))
+            .collect();
+        risk::colour(grade, ids.iter().map(|(id, a)| (id.as_str(), *a)))
+    }
+
+    /// Risk events for the hazard sources whose colour `records` changed.
+    fn risk_events(&self, table: &mut AlarmTable, records: &[AlarmRecord]) -> Vec<pb::AlarmEvent> {
+        let catalog = self.catalog();
+        let touched: BTreeSet<&str> = records
+            .iter()
+            .map(|r| catalog.source_place(r.source)[1])
+            .collect();
+        let at = records.iter().map(|r| r.ts_ms).max().unwrap_or(0);
+        let risk = self.risk();
+        let mut colours = self.colours();
+        let mut out = Vec::new();
+        for hs in touched {
+            let Some(source) = risk.sources.get(hs) else {
+                continue;
+            };
+            let (now, reasons) = self.colour_of(table, &risk, hs);
+            let before = colours.insert(hs.to_owned(), now);
+            if before == Some(now) {
+                continue;
+            }
+            let was = before.map_or("-", Colour::as_str);
+            out.push(pb::AlarmEvent {
+                seq: table.next_seq(),
+                alarm_id: format!("{hs}/RISK"),
+                enterprise: source.enterprise.clone(),
+                hazard_source: hs.to_owned(),
+                transition: pb::Transition::RiskChanged as i32,
+                event_time_ms: at,
+                value: f64::NAN,
+                limit: f64::NAN,
+                risk_colour: now.pb() as i32,
+                message: format!(
+                    "{hs} risk {} (was {was}): {}",
+                    now.as_str(),
+                    reasons.join("; ")
+                ),
+                ..Default::default()
+            });
+        }
+        out
+    }
+
+    /// Grades and live colours of the hazard sources `filter` lets through
+    /// (its scope and enterprises).
+    pub fn risk_report(&self, filter: &Filter) -> pb::RiskResponse {
+        let table = self.lock();
+        let risk = self.risk();
+        let mut out = pb::RiskResponse {
+            park: risk.park.clone(),
+            as_of_seq: table.last_seq(),
+            ..Default::default()
+        };
+        let mut park = None;
+        for (id, name) in &risk.enterprises {
+            let wanted = filter.scope.allows(id)
+                && (filter.enterprises.is_empty() || filter.enterprises.contains(id));
+            if !wanted {
+                continue;
+            }
+            let mut e = pb::EnterpriseRisk {
+                id: id.clone(),
+                name: name.clone(),
+                ..Default::default()
+            };
+            let mut worst = Colour::Blue;
+            for hs in risk.sources.values().filter(|s| &s.enterprise == id) {
+                let (colour, reasons) = self.colour_of(&table, &risk, &hs.id);
+                worst = worst.max(colour);
+                e.hazard_sources.push(pb::HazardSourceRisk {
+                    id: hs.id.clone(),
+                    name: hs.name.clone(),
+                    enterprise: id.clone(),
+                    grade: u32::from(hs.grade),
+                    r_value: hs.r_value.unwrap_or(0.0),
+                    colour: colour.pb() as i32,
+                    reasons,
+                });
+            }
+            e.colour = worst.pb() as i32;
+            park = park.max(Some(worst));
+            out.enterprises.push(e);
+        }
+        out.park_colour = park.unwrap_or(Colour::Blue).pb() as i32;
+        out
     }
 
     fn to_pb(&self, r: &AlarmRecord) -> pb::AlarmEvent {
@@ -595,6 +720,7 @@ impl AlarmHub {
             escalation_level: i32::from(r.escalation) + 1,
             awaiting_disposal: r.awaiting_disposal,
             action: r.action.clone(),
+            risk_colour: pb::RiskColour::Unspecified as i32,
         }
     }
 
@@ -604,11 +730,12 @@ impl AlarmHub {
     /// the lock sees each event once. A journal that cannot be written is
     /// logged and counted, and the events still go out live: the control
     /// room must see alarms even when the disk fails.
-    fn publish(&self, table: &AlarmTable, records: &[AlarmRecord]) -> Vec<pb::AlarmEvent> {
+    fn publish(&self, table: &mut AlarmTable, records: &[AlarmRecord]) -> Vec<pb::AlarmEvent> {
         if records.is_empty() {
             return Vec::new();
         }
-        let events: Vec<pb::AlarmEvent> = records.iter().map(|r| self.to_pb(r)).collect();
+        let mut events: Vec<pb::AlarmEvent> = records.iter().map(|r| self.to_pb(r)).collect();
+        let risk = self.risk_events(table, records);
         let touched: BTreeSet<(AlarmSource, AlarmKind)> =
             records.iter().map(|r| (r.source, r.kind)).collect();
         let catalog = self.catalog();
@@ -623,17 +750,22 @@ impl AlarmHub {
             .iter()
             .map(|(id, a)| (id.as_str(), a.as_ref()))
             .collect();
+        let alarm_events = events.len();
+        events.extend(risk);
         if let Err(e) = self.journal.commit(&events, &states) {
             tracing::error!(error = %e, events = events.len(), "alarm events not journaled");
             metrics::counter!("hazardwatch_journal_errors_total").increment(1);
         }
-        for (event, record) in events.iter().zip(records) {
+        for event in &events {
             // No receivers is fine: nobody is subscribed.
             let _ = self.live.send(event.clone());
-            metrics::counter!("hazardwatch_alarm_events_total",
-                "transition" => transition_pb(record.transition).as_str_name())
-            .increment(1);
+            let transition = pb::Transition::try_from(event.transition)
+                .unwrap_or(pb::Transition::Unspecified)
+                .as_str_name();
+            metrics::counter!("hazardwatch_alarm_events_total", "transition" => transition)
+                .increment(1);
         }
+        events.truncate(alarm_events);
         events
     }
 
@@ -654,7 +786,7 @@ impl AlarmHub {
     pub fn apply(&self, events: &[RuleEvent]) -> Vec<pb::AlarmEvent> {
         let mut table = self.lock();
         let records: Vec<AlarmRecord> = events.iter().filter_map(|ev| table.apply(ev)).collect();
-        self.publish(&table, &records)
+        self.publish(&mut table, &records)
     }
 
     /// Applies an operator action to an alarm by id; an alarm outside
@@ -689,7 +821,7 @@ impl AlarmHub {
                 table.dispose(source, kind, actor, comment, &action, now_ms)?
             }
         };
-        let mut events = self.publish(&table, &[record]);
+        let mut events = self.publish(&mut table, &[record]);
         Ok(events.remove(0))
     }
 
@@ -705,7 +837,7 @@ impl AlarmHub {
             let chain = self.escalation.chain(catalog.source_place(source)[0])?;
             chain.after_ms.get(level as usize).copied()
         }));
-        self.publish(&table, &records)
+        self.publish(&mut table, &records)
     }
 
     /// Active and unacknowledged alarms matching the filter, and the

@@ -47,6 +47,9 @@ pub fn alarm_line(e: &pb::AlarmEvent) -> String {
     let time = chrono::DateTime::from_timestamp_millis(e.event_time_ms)
         .map(|t| t.format("%H:%M:%S%.3f").to_string())
         .unwrap_or_else(|| e.event_time_ms.to_string());
+    if e.transition == pb::Transition::RiskChanged as i32 {
+        return format!("{time:<13} {:<11} {}", e.enterprise, e.message);
+    }
     let tag = e.alarm_id.rsplit('/').next().unwrap_or("");
     let priority = pb::Priority::try_from(e.priority)
         .map(|p| {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures::Stream;
 use hazardwatch_proto::pb;
 use hazardwatch_proto::pb::alarm_service_server::{AlarmService, AlarmServiceServer};
+use hazardwatch_proto::pb::site_service_server::{SiteService, SiteServiceServer};
 use hazardwatch_rules::alarms::ActionError;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
@@ -326,6 +327,30 @@ impl AlarmService for Alarms {
     }
 }
 
+/// The `SiteService` implementation: grades and live risk colours.
+pub struct Site {
+    hub: Arc<AlarmHub>,
+}
+
+#[tonic::async_trait]
+impl SiteService for Site {
+    async fn risk(
+        &self,
+        request: Request<pb::RiskRequest>,
+    ) -> Result<Response<pb::RiskResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let enterprises = request.into_inner().enterprises;
+        let filter = Filter::for_caller(
+            Some(pb::AlarmFilter {
+                enterprises,
+                ..Default::default()
+            }),
+            &caller,
+        )?;
+        Ok(Response::new(self.hub.risk_report(&filter)))
+    }
+}
+
 fn gone_status(e: Gone) -> Status {
     match e {
         Gone::Ahead { .. } => Status::out_of_range(e.to_string()),
@@ -464,6 +489,10 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
+        .add_service(SiteServiceServer::with_interceptor(
+            Site { hub: hub.clone() },
+            access.clone().interceptor(),
+        ))
         .add_service(AlarmServiceServer::with_interceptor(
             Alarms::new(hub, shutdown.clone()),
             access.interceptor(),

@@ -10,6 +10,7 @@
 //! - [`grpc`]: the gRPC edge (`AlarmService`, health, reflection).
 //! - [`access`]: bearer tokens, roles and scopes of gRPC callers.
 //! - [`escalation`]: closed-loop disposal and escalation chains.
+//! - [`risk`]: live risk colours from GB 18218 grades and alarms.
 //! - [`sim`]: the park simulator with scheduled incidents.
 //! - [`demo`]: `demo` and `run` in the foreground.
 //!
@@ -33,5 +34,6 @@ pub mod demo;
 pub mod escalation;
 pub mod grpc;
 pub mod reload;
+pub mod risk;
 pub mod service;
 pub mod sim;

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alarm_hub::AlarmHub;
 use crate::config::Config;
 use crate::grpc;
+use crate::risk::RiskModel;
 
 /// Batches between ingest and the merge task.
 pub const INGEST_QUEUE: usize = 256;
@@ -240,6 +241,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         catalog.clone(),
         journal,
         settings.escalation.clone(),
+        RiskModel::from_site(&site),
         now_ms(),
     )?;
     tracing::info!(
@@ -477,11 +479,12 @@ impl Running {
         let running = self.catalog.borrow().clone();
         let (added, removed) = site.rebase(&running);
         let catalog = Arc::new(site.catalog.clone());
+        let risk = RiskModel::from_site(&site);
         self.reload
             .send(FeedMsg::Reload(Box::new(site)))
             .await
             .map_err(|_| anyhow::anyhow!("the service is stopping"))?;
-        self.hub.set_catalog(catalog.clone());
+        self.hub.set_site(catalog.clone(), risk);
         self.catalog.send_replace(catalog);
         metrics::counter!("hazardwatch_config_reloads_total", "result" => "applied").increment(1);
         Ok(Reloaded { added, removed })

@@ -213,6 +213,13 @@ impl AlarmTable {
         self.disposal = Some(policy);
     }
 
+    /// Takes the next sequence number for an event that is not an alarm
+    /// transition (a risk colour change) but is numbered with them.
+    pub fn next_seq(&mut self) -> u64 {
+        self.last_seq += 1;
+        self.last_seq
+    }
+
     /// The sequence number of the newest record.
     pub fn last_seq(&self) -> u64 {
         self.last_seq

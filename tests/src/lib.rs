@@ -12,6 +12,7 @@ use hazardwatch::config::Config;
 use hazardwatch::service::{self, Running};
 use hazardwatch_proto::pb;
 use hazardwatch_proto::pb::alarm_service_client::AlarmServiceClient;
+use hazardwatch_proto::pb::site_service_client::SiteServiceClient;
 use hazardwatch_rules::Source;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
@@ -168,6 +169,18 @@ impl TestService {
             channel,
             Bearer(header),
         ))
+    }
+
+    /// A tonic client of the site service that presents a bearer token.
+    pub async fn site_as(
+        &self,
+        token: &str,
+    ) -> anyhow::Result<SiteServiceClient<InterceptedService<Channel, Bearer>>> {
+        let channel = Channel::from_shared(format!("http://{}", self.running.grpc_addr))?
+            .connect()
+            .await?;
+        let header = format!("Bearer {token}").parse()?;
+        Ok(SiteServiceClient::with_interceptor(channel, Bearer(header)))
     }
 
     /// A tonic client and a Subscribe stream of every alarm from now on
@@ -335,8 +348,22 @@ impl Drop for Gateway {
     }
 }
 
-/// Reads the next alarm event from a Subscribe stream, with a time limit.
+/// Reads the next alarm event from a Subscribe stream, with a time limit,
+/// passing over risk colour changes (see [`next_feed_event`]).
 pub async fn next_event(
+    stream: &mut tonic::Streaming<pb::AlarmEvent>,
+) -> anyhow::Result<pb::AlarmEvent> {
+    loop {
+        let e = next_feed_event(stream).await?;
+        if e.transition != pb::Transition::RiskChanged as i32 {
+            return Ok(e);
+        }
+    }
+}
+
+/// Reads the next event of any kind from a Subscribe stream, with a time
+/// limit.
+pub async fn next_feed_event(
     stream: &mut tonic::Streaming<pb::AlarmEvent>,
 ) -> anyhow::Result<pb::AlarmEvent> {
     tokio::time::timeout(Duration::from_secs(20), stream.message())

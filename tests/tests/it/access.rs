@@ -124,6 +124,23 @@ async fn a_scoped_token_sees_only_its_enterprises_and_a_viewer_cannot_act() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
 
+    // The site's risk report too: E01's token sees E01 only.
+    let mut e01_site = svc.site_as("e01-operator-0123456789").await.unwrap();
+    let risk = e01_site
+        .risk(pb::RiskRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let seen: Vec<_> = risk.enterprises.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(seen, ["E01"]);
+    let err = e01_site
+        .risk(pb::RiskRequest {
+            enterprises: vec!["E02".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+
     // Acting: outside the scope the alarm does not exist; a viewer may not.
     let ack = |id: &str| pb::AcknowledgeRequest {
         alarm_id: id.into(),

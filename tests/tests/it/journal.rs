@@ -6,7 +6,7 @@
 
 use hazardwatch_proto::pb;
 use hazardwatch_storage::AlarmJournal;
-use hazardwatch_tests::{Gateway, TestService, all_alarms, next_event, now_ms};
+use hazardwatch_tests::{Gateway, TestService, all_alarms, next_event, next_feed_event, now_ms};
 
 /// Publishes a level reading. Each gets its own millisecond (readings of
 /// one point at the same time have no order but their values'), stamped a
@@ -82,13 +82,17 @@ async fn a_subscriber_resumes_across_a_restart_with_no_gap_and_no_duplicate() {
         .await
         .unwrap()
         .into_inner();
-    // Missed while disconnected: the HH raise, from the journal.
-    let hh = next_event(&mut resumed).await.unwrap();
+    // Missed while disconnected: the HH raise and the hazard source's
+    // colour going to orange, from the journal.
+    let hh = next_feed_event(&mut resumed).await.unwrap();
     assert_eq!(hh.seq, last_seen + 1);
     assert_eq!(
         seen(&hh),
         ("T101.LT/HH".into(), pb::Transition::Raised as i32)
     );
+    let orange = next_feed_event(&mut resumed).await.unwrap();
+    assert_eq!(orange.seq, last_seen + 2);
+    assert_eq!(orange.risk_colour, pb::RiskColour::Orange as i32);
 
     // The level falls back after the restart: the restarted rules knew H
     // and HH were active and clear them; then L is raised.
@@ -96,17 +100,19 @@ async fn a_subscriber_resumes_across_a_restart_with_no_gap_and_no_duplicate() {
     let mut gw = Gateway::connect(&host, port, "gw-journal-2").await.unwrap();
     level(&mut gw, 17.0).await;
     level(&mut gw, 1.5).await;
+    // H and HH cleared, the colour back to yellow, L raised.
     let mut rest = Vec::new();
-    for _ in 0..3 {
-        rest.push(next_event(&mut resumed).await.unwrap());
+    for _ in 0..4 {
+        rest.push(next_feed_event(&mut resumed).await.unwrap());
     }
     let seqs: Vec<u64> = rest.iter().map(|e| e.seq).collect();
-    assert_eq!(
-        seqs,
-        [last_seen + 2, last_seen + 3, last_seen + 4],
-        "consecutive: no gap, no duplicate"
-    );
-    let mut got: Vec<_> = rest.iter().map(seen).collect();
+    let want: Vec<u64> = (last_seen + 3..=last_seen + 6).collect();
+    assert_eq!(seqs, want, "consecutive: no gap, no duplicate");
+    let mut got: Vec<_> = rest
+        .iter()
+        .filter(|e| e.transition != pb::Transition::RiskChanged as i32)
+        .map(seen)
+        .collect();
     got.sort();
     assert_eq!(
         got,
@@ -149,7 +155,7 @@ async fn a_subscriber_resumes_across_a_restart_with_no_gap_and_no_duplicate() {
             )
         })
         .collect();
-    assert_eq!(ack.seq, last_seen + 5, "{journal:#?}");
+    assert_eq!(ack.seq, last_seen + 7, "{journal:#?}");
     assert_eq!(ack.state, pb::AlarmState::Normal as i32);
     gw.close().await;
 }

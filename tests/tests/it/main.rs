@@ -14,4 +14,5 @@ mod independent_reader;
 mod journal;
 mod lifecycle;
 mod reload;
+mod risk;
 mod scenarios;
