@@ -25,6 +25,7 @@ use tonic::Status;
 use crate::access::{Caller, Scope};
 use crate::escalation::EscalationPolicy;
 use crate::risk::{self, Colour, RiskModel};
+use crate::stats;
 
 /// Events buffered per live subscriber before it counts as lagging (it then
 /// catches up from the journal).
@@ -930,6 +931,38 @@ impl AlarmHub {
             upto = next;
         }
         Ok((tail, table.last_seq(), self.live.subscribe()))
+    }
+
+    /// True when the site has this enterprise.
+    pub fn has_enterprise(&self, id: &str) -> bool {
+        self.risk().enterprises.iter().any(|(e, _)| e == id)
+    }
+
+    /// EEMUA 191 statistics of one enterprise console over `[from_ms,
+    /// to_ms)`, from the journal (see [`crate::stats`]).
+    pub fn stats(
+        &self,
+        enterprise: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<pb::StatsResponse, Gone> {
+        let mut events = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.journal.history(
+                from_ms.saturating_sub(stats::LOOKBACK_MS),
+                to_ms,
+                after,
+                10_000,
+                |e| e.enterprise == enterprise,
+            )?;
+            events.extend(page.events);
+            match page.next {
+                Some(c) => after = Some(c),
+                None => break,
+            }
+        }
+        Ok(stats::stats(enterprise, from_ms, to_ms, events))
     }
 
     /// One page of alarm history (see [`AlarmJournal::history`]).

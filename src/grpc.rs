@@ -283,6 +283,44 @@ impl AlarmService for Alarms {
         .await
     }
 
+    async fn stats(
+        &self,
+        request: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let req = request.into_inner();
+        if !caller.scope.allows(&req.enterprise) {
+            return Err(Status::permission_denied(format!(
+                "token `{}` may not see enterprise `{}`",
+                caller.name, req.enterprise
+            )));
+        }
+        if !self.hub.has_enterprise(&req.enterprise) {
+            return Err(Status::not_found(format!(
+                "no enterprise `{}` in the site",
+                req.enterprise
+            )));
+        }
+        let to_ms = if req.to_ms == 0 {
+            chrono::Utc::now().timestamp_millis()
+        } else {
+            req.to_ms
+        };
+        if req.from_ms >= to_ms {
+            return Err(Status::invalid_argument(format!(
+                "from_ms {} must be before to_ms {to_ms}",
+                req.from_ms
+            )));
+        }
+        let hub = self.hub.clone();
+        let stats =
+            tokio::task::spawn_blocking(move || hub.stats(&req.enterprise, req.from_ms, to_ms))
+                .await
+                .map_err(|e| Status::internal(format!("stats: {e}")))?
+                .map_err(gone_status)?;
+        Ok(Response::new(stats))
+    }
+
     async fn history(
         &self,
         request: Request<pb::HistoryRequest>,

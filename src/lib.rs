@@ -11,6 +11,7 @@
 //! - [`access`]: bearer tokens, roles and scopes of gRPC callers.
 //! - [`escalation`]: closed-loop disposal and escalation chains.
 //! - [`risk`]: live risk colours from GB 18218 grades and alarms.
+//! - [`stats`]: alarm-system performance (EEMUA 191).
 //! - [`sim`]: the park simulator with scheduled incidents.
 //! - [`demo`]: `demo` and `run` in the foreground.
 //!
@@ -37,3 +38,4 @@ pub mod reload;
 pub mod risk;
 pub mod service;
 pub mod sim;
+pub mod stats;

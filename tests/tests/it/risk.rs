@@ -99,5 +99,51 @@ async fn colours_rise_with_alarms_and_every_change_is_on_the_feed() {
         .into_inner();
     assert_eq!(e02.enterprises.len(), 1);
     assert_eq!(e02.park_colour, pb::RiskColour::Blue as i32);
+
+    // The console's EEMUA 191 figures for the last ten minutes.
+    let mut alarms = svc.alarms().await.unwrap();
+    let stats = alarms
+        .stats(pb::StatsRequest {
+            enterprise: "E01".into(),
+            from_ms: now_ms() - 600_000,
+            to_ms: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stats.raises, 4, "{stats:?}");
+    assert_eq!(stats.per_10min_peak, 4);
+    let mut bad: Vec<_> = stats
+        .bad_actors
+        .iter()
+        .map(|b| b.alarm_id.as_str())
+        .collect();
+    bad.sort();
+    assert_eq!(
+        bad,
+        ["E01-GT01/H", "E01-GT01/HH", "T101.LT/H", "T101.LT/HH"]
+    );
+    let by_priority: Vec<_> = stats
+        .priorities
+        .iter()
+        .map(|p| (p.priority, p.raises))
+        .collect();
+    assert_eq!(
+        by_priority,
+        [
+            (pb::Priority::Medium as i32, 1),
+            (pb::Priority::High as i32, 2),
+            (pb::Priority::Critical as i32, 1)
+        ]
+    );
+    let err = alarms
+        .stats(pb::StatsRequest {
+            enterprise: "E99".into(),
+            from_ms: 0,
+            to_ms: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
     gw.close().await;
 }
