@@ -25,13 +25,65 @@ pub const EXAMPLE_CONFIG: &str = include_str!("../deploy/config/example-park.tom
 pub struct GrpcConfig {
     /// Listen address of the gRPC server. Port 0 picks a free port.
     pub listen: SocketAddr,
+    /// TLS (rustls): the server's certificate chain and private key, PEM.
+    pub tls: Option<TlsConfig>,
+    /// Serve plaintext on an address that is not loopback. Off by default:
+    /// alarms and tokens must not cross a network in clear.
+    pub allow_plaintext: bool,
+}
+
+/// `[grpc] tls = { cert = "...", key = "..." }`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
         GrpcConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            tls: None,
+            allow_plaintext: false,
         }
+    }
+}
+
+impl GrpcConfig {
+    /// Checks that plaintext is only served on loopback (unless allowed)
+    /// and that the TLS files can be read.
+    pub fn validate(&self) -> Result<(), String> {
+        match &self.tls {
+            None if !self.listen.ip().is_loopback() && !self.allow_plaintext => Err(format!(
+                "grpc.listen {} is not loopback: configure grpc.tls = {{ cert = ..., key = ... }}, or set grpc.allow_plaintext = true",
+                self.listen
+            )),
+            Some(tls) => {
+                for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+                    std::fs::metadata(path)
+                        .map_err(|e| format!("grpc.tls.{field}: {}: {e}", path.display()))?;
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The server identity from the TLS files, if TLS is configured.
+    pub fn identity(&self) -> Result<Option<tonic::transport::Identity>, String> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let read = |field: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| format!("grpc.tls.{field}: {}: {e}", path.display()))
+        };
+        Ok(Some(tonic::transport::Identity::from_pem(
+            read("cert", &tls.cert)?,
+            read("key", &tls.key)?,
+        )))
     }
 }
 
@@ -145,6 +197,7 @@ impl Config {
         };
         section(file.mqtt.validate().map_err(|e| e.to_string()))?;
         section(file.engine.validate())?;
+        section(file.grpc.validate())?;
         section(file.archive.validate().map_err(|e| e.to_string()))?;
         let enterprises = file
             .enterprise

@@ -498,9 +498,24 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves the alarm service, health and reflection on `listener` until
-/// `shutdown` is cancelled.
+/// The server, with TLS when an identity is given: a certificate or key
+/// that does not parse is an error here, before anything is served.
+pub fn server(
+    tls: Option<tonic::transport::Identity>,
+) -> Result<tonic::transport::Server, tonic::transport::Error> {
+    let server = tonic::transport::Server::builder();
+    match tls {
+        Some(identity) => {
+            server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+        }
+        None => Ok(server),
+    }
+}
+
+/// Serves the alarm and site services, health and reflection on
+/// `listener` with `server` (see [`server`]) until `shutdown` is cancelled.
 pub async fn serve(
+    mut server: tonic::transport::Server,
     listener: TcpListener,
     hub: Arc<AlarmHub>,
     access: Arc<Access>,
@@ -523,7 +538,7 @@ pub async fn serve(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("the embedded descriptor sets are valid (built by protox)");
-    tonic::transport::Server::builder()
+    server
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -252,7 +252,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         "alarm table restored from the journal"
     );
     let grpc_stop = CancellationToken::new();
+    let tls = settings.grpc.identity().map_err(anyhow::Error::msg)?;
+    let server = grpc::server(tls).context("grpc.tls: certificate or key")?;
     let grpc = tokio::spawn(grpc::serve(
+        server,
         listener,
         hub.clone(),
         Arc::new(settings.access.clone()),

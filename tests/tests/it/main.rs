@@ -16,3 +16,4 @@ mod lifecycle;
 mod reload;
 mod risk;
 mod scenarios;
+mod tls;
