@@ -141,6 +141,17 @@ async fn a_scoped_token_sees_only_its_enterprises_and_a_viewer_cannot_act() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
 
+    // And the console statistics.
+    let err = e01
+        .stats(pb::StatsRequest {
+            enterprise: "E02".into(),
+            from_ms: 0,
+            to_ms: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+
     // Acting: outside the scope the alarm does not exist; a viewer may not.
     let ack = |id: &str| pb::AcknowledgeRequest {
         alarm_id: id.into(),
