@@ -104,8 +104,10 @@ impl Filter {
             Some(min) => e.priority >= pb::Priority::from(min) as i32,
         };
         let held = e.shelved_until_ms != 0 || e.out_of_service;
-        // Risk colour changes are for everyone who may see the enterprise.
-        let risk = e.transition == pb::Transition::RiskChanged as i32;
+        // Changes to the site (risk colours, unit states) are for everyone
+        // who may see the enterprise.
+        let risk = e.transition == pb::Transition::RiskChanged as i32
+            || e.transition == pb::Transition::UnitStateChanged as i32;
         self.scope.allows(&e.enterprise)
             && enterprise_ok
             && (risk || e.escalation_level >= self.min_escalation && priority_ok)
@@ -219,7 +221,9 @@ fn transition_from_pb(t: i32) -> Option<Transition> {
         pb::Transition::ReturnedToService => Transition::ReturnedToService,
         pb::Transition::Escalated => Transition::Escalated,
         pb::Transition::Disposed => Transition::Disposed,
-        pb::Transition::Unspecified | pb::Transition::RiskChanged => return None,
+        pb::Transition::Unspecified
+        | pb::Transition::RiskChanged
+        | pb::Transition::UnitStateChanged => return None,
     })
 }
 
@@ -753,11 +757,19 @@ impl AlarmHub {
             .collect();
         let alarm_events = events.len();
         events.extend(risk);
-        if let Err(e) = self.journal.commit(&events, &states) {
+        self.send(&events, &states);
+        events.truncate(alarm_events);
+        events
+    }
+
+    /// Journals numbered events (with the alarm states they leave) and
+    /// sends them live. Called with the table locked.
+    fn send(&self, events: &[pb::AlarmEvent], states: &[(&str, Option<&pb::JournalAlarm>)]) {
+        if let Err(e) = self.journal.commit(events, states) {
             tracing::error!(error = %e, events = events.len(), "alarm events not journaled");
             metrics::counter!("hazardwatch_journal_errors_total").increment(1);
         }
-        for event in &events {
+        for event in events {
             // No receivers is fine: nobody is subscribed.
             let _ = self.live.send(event.clone());
             let transition = pb::Transition::try_from(event.transition)
@@ -766,8 +778,15 @@ impl AlarmHub {
             metrics::counter!("hazardwatch_alarm_events_total", "transition" => transition)
                 .increment(1);
         }
-        events.truncate(alarm_events);
-        events
+    }
+
+    /// Records a change to the site on the alarm feed: `event` gets the
+    /// next sequence number, is journaled and sent like an alarm event.
+    pub fn record(&self, mut event: pb::AlarmEvent) -> pb::AlarmEvent {
+        let mut table = self.lock();
+        event.seq = table.next_seq();
+        self.send(std::slice::from_ref(&event), &[]);
+        event
     }
 
     /// The journal's form of an alarm that is not normal.

@@ -18,6 +18,8 @@ use tonic::{Request, Response, Status};
 
 use crate::access::{Access, Caller, Role};
 use crate::alarm_hub::{Action, AlarmHub, Filter, Gone};
+use crate::service::SiteControl;
+use hazardwatch_rules::site::UnitState;
 use hazardwatch_storage::HistoryCursor;
 
 /// Events queued for one subscriber's connection; when full, the subscriber
@@ -368,6 +370,7 @@ impl AlarmService for Alarms {
 /// The `SiteService` implementation: grades and live risk colours.
 pub struct Site {
     hub: Arc<AlarmHub>,
+    control: SiteControl,
 }
 
 #[tonic::async_trait]
@@ -386,6 +389,69 @@ impl SiteService for Site {
             &caller,
         )?;
         Ok(Response::new(self.hub.risk_report(&filter)))
+    }
+
+    async fn set_unit_state(
+        &self,
+        request: Request<pb::SetUnitStateRequest>,
+    ) -> Result<Response<pb::SetUnitStateResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Role::Admin)?;
+        let req = request.into_inner();
+        let state = match pb::UnitState::try_from(req.state) {
+            Ok(pb::UnitState::Running) => UnitState::Running,
+            Ok(pb::UnitState::Stopped) => UnitState::Stopped,
+            Ok(pb::UnitState::Overhaul) => UnitState::Overhaul,
+            Ok(pb::UnitState::Trial) => UnitState::Trial,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "state {} is not running, stopped, overhaul or trial",
+                    req.state
+                )));
+            }
+        };
+        let operator = req.operator.trim();
+        if operator.is_empty() || req.comment.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "operator and comment (why) are required",
+            ));
+        }
+        if operator.len() > MAX_TEXT || req.comment.len() > MAX_TEXT {
+            return Err(Status::invalid_argument(format!(
+                "operator and comment are limited to {MAX_TEXT} bytes"
+            )));
+        }
+        let not_found = || Status::not_found(format!("no unit `{}` in the site", req.unit));
+        let (before, [enterprise, hazard_source]) = self
+            .control
+            .set_unit_state(&req.unit, state, |e| caller.scope.allows(e))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .ok_or_else(not_found)?;
+        let actor = caller.actor(operator);
+        let event = self.hub.record(pb::AlarmEvent {
+            alarm_id: format!("{}/STATE", req.unit),
+            enterprise,
+            hazard_source,
+            unit: req.unit.clone(),
+            transition: pb::Transition::UnitStateChanged as i32,
+            event_time_ms: chrono::Utc::now().timestamp_millis(),
+            value: f64::NAN,
+            limit: f64::NAN,
+            message: format!(
+                "{} state {} (was {}) by {actor}: {}",
+                req.unit,
+                state.as_str(),
+                before.as_str(),
+                req.comment
+            ),
+            actor,
+            comment: req.comment,
+            ..Default::default()
+        });
+        Ok(Response::new(pb::SetUnitStateResponse {
+            event: Some(event),
+        }))
     }
 }
 
@@ -519,6 +585,7 @@ pub async fn serve(
     listener: TcpListener,
     hub: Arc<AlarmHub>,
     access: Arc<Access>,
+    control: SiteControl,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -543,7 +610,10 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(SiteServiceServer::with_interceptor(
-            Site { hub: hub.clone() },
+            Site {
+                hub: hub.clone(),
+                control,
+            },
             access.clone().interceptor(),
         ))
         .add_service(AlarmServiceServer::with_interceptor(

@@ -23,6 +23,7 @@ use hazardwatch_ingest::client::now_ms;
 use hazardwatch_ingest::config::broker_host_port;
 use hazardwatch_ingest::{IngestBatch, Quarantine, Subscriber, broker};
 use hazardwatch_proto::{Catalog, Reading};
+use hazardwatch_rules::site::UnitState;
 use hazardwatch_rules::{Engine, EngineInput, SiteModel};
 use hazardwatch_storage::{AlarmJournal, ArchiveWriter};
 use tokio::sync::{mpsc, watch};
@@ -107,6 +108,8 @@ pub struct Running {
     pub quarantine_file: PathBuf,
     /// Live alarm state.
     pub hub: Arc<AlarmHub>,
+    /// The running site model, for changes through the API.
+    pub control: SiteControl,
     /// Counters.
     pub stats: Arc<Stats>,
     /// The site catalog ingest validates against (replaced on reload).
@@ -120,6 +123,61 @@ pub struct Running {
     feeder: std::thread::JoinHandle<anyhow::Result<()>>,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     clock: JoinHandle<()>,
+}
+
+/// Changes the running site model through the API (unit states), by the
+/// same path as a reload of the file.
+#[derive(Clone)]
+pub struct SiteControl {
+    site: Arc<std::sync::Mutex<SiteModel>>,
+    /// Weak, so that the feeder still ends when the service stops.
+    feed: mpsc::WeakSender<FeedMsg>,
+}
+
+impl SiteControl {
+    /// The running site model.
+    fn site(&self) -> std::sync::MutexGuard<'_, SiteModel> {
+        self.site.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets a unit's operating state from the current watermark on;
+    /// returns the state it had and its enterprise and hazard source, or
+    /// `None` for a unit that is unknown or whose enterprise is not
+    /// `allowed`.
+    pub async fn set_unit_state(
+        &self,
+        unit: &str,
+        state: UnitState,
+        allowed: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<Option<(UnitState, [String; 2])>> {
+        let (before, place, model) = {
+            let mut site = self.site();
+            let Some(u) = site.catalog.unit_lookup(unit) else {
+                return Ok(None);
+            };
+            let meta = site.catalog.unit(u);
+            if !allowed(&meta.enterprise) {
+                return Ok(None);
+            }
+            let place = [meta.enterprise.to_string(), meta.hazard_source.to_string()];
+            let Some(rules) = site.units.get_mut(u as usize) else {
+                return Ok(None);
+            };
+            let before = std::mem::replace(&mut rules.state, state);
+            (before, place, site.clone())
+        };
+        let stopping = || anyhow::anyhow!("the service is stopping");
+        let feed = self.feed.upgrade().ok_or_else(stopping)?;
+        feed.send(FeedMsg::Reload(Box::new(model)))
+            .await
+            .map_err(|_| stopping())?;
+        Ok(Some((before, place)))
+    }
+
+    /// Replaces the running model (after a reload of the file).
+    fn replace(&self, site: SiteModel) {
+        *self.site() = site;
+    }
 }
 
 enum FeedMsg {
@@ -254,11 +312,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let grpc_stop = CancellationToken::new();
     let tls = settings.grpc.identity().map_err(anyhow::Error::msg)?;
     let server = grpc::server(tls).context("grpc.tls: certificate or key")?;
+    let (feed_tx, feed_rx) = mpsc::channel::<FeedMsg>(FEEDER_QUEUE);
+    let control = SiteControl {
+        site: Arc::new(std::sync::Mutex::new(site.clone())),
+        feed: feed_tx.downgrade(),
+    };
     let grpc = tokio::spawn(grpc::serve(
         server,
         listener,
         hub.clone(),
         Arc::new(settings.access.clone()),
+        control.clone(),
         grpc_stop.clone(),
     ));
     let clock = tokio::spawn(clock_loop(hub.clone(), grpc_stop.clone()));
@@ -291,7 +355,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })?;
 
     // Feeder thread: owns the engine input and the archive sender.
-    let (feed_tx, feed_rx) = mpsc::channel::<FeedMsg>(FEEDER_QUEUE);
     let feeder = std::thread::Builder::new().name("feeder".into()).spawn({
         let stats = stats.clone();
         move || feeder_loop(feed_rx, engine, archive_tx, archive, &stats)
@@ -332,6 +395,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         archive_dir,
         quarantine_file,
         hub,
+        control,
         stats,
         catalog: catalog_tx,
         reload,
@@ -483,6 +547,7 @@ impl Running {
         let (added, removed) = site.rebase(&running);
         let catalog = Arc::new(site.catalog.clone());
         let risk = RiskModel::from_site(&site);
+        self.control.replace(site.clone());
         self.reload
             .send(FeedMsg::Reload(Box::new(site)))
             .await

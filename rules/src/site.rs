@@ -139,6 +139,16 @@ pub enum UnitState {
 }
 
 impl UnitState {
+    /// Its name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitState::Running => "running",
+            UnitState::Stopped => "stopped",
+            UnitState::Overhaul => "overhaul",
+            UnitState::Trial => "trial",
+        }
+    }
+
     /// True when the unit's alarms are suppressed by design.
     pub fn suppresses(self) -> bool {
         matches!(self, UnitState::Stopped | UnitState::Overhaul)

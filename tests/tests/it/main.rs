@@ -17,3 +17,4 @@ mod reload;
 mod risk;
 mod scenarios;
 mod tls;
+mod unit_state;
