@@ -46,6 +46,10 @@ pub struct Filter {
     pub scope: Scope,
     /// Only alarms escalated to at least this level (wire value; 0: all).
     pub min_escalation: i32,
+    /// Hazard source ids; empty means all.
+    pub hazard_sources: Vec<String>,
+    /// Alarm states (wire values); empty means all.
+    pub states: Vec<i32>,
 }
 
 impl Filter {
@@ -60,6 +64,15 @@ impl Filter {
                 f.min_priority
             ))
         })?;
+        if let Some(s) = f
+            .states
+            .iter()
+            .find(|&&s| pb::AlarmState::try_from(s).is_err())
+        {
+            return Err(Status::invalid_argument(format!(
+                "filter.states: unknown value {s}"
+            )));
+        }
         if let Some(e) = f.enterprises.iter().find(|e| !caller.scope.allows(e)) {
             return Err(Status::permission_denied(format!(
                 "token `{}` may not see enterprise `{e}`",
@@ -72,6 +85,8 @@ impl Filter {
             include_suppressed: f.include_suppressed,
             include_shelved: f.include_shelved,
             scope: caller.scope.clone(),
+            hazard_sources: f.hazard_sources,
+            states: f.states,
             min_escalation: pb::EscalationLevel::try_from(f.min_escalation).map_err(|_| {
                 Status::invalid_argument(format!(
                     "filter.min_escalation: unknown value {}",
@@ -108,8 +123,13 @@ impl Filter {
         // who may see the enterprise.
         let risk = e.transition == pb::Transition::RiskChanged as i32
             || e.transition == pb::Transition::UnitStateChanged as i32;
+        let place_ok =
+            self.hazard_sources.is_empty() || self.hazard_sources.contains(&e.hazard_source);
+        let state_ok = self.states.is_empty() || self.states.contains(&e.state);
         self.scope.allows(&e.enterprise)
             && enterprise_ok
+            && place_ok
+            && (risk || state_ok)
             && (risk || e.escalation_level >= self.min_escalation && priority_ok)
             && (self.include_suppressed || !e.suppressed)
             && (self.include_shelved || action || !held)

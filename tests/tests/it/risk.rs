@@ -136,6 +136,56 @@ async fn colours_rise_with_alarms_and_every_change_is_on_the_feed() {
             (pb::Priority::Critical as i32, 1)
         ]
     );
+    // Filters by hazard source and by state.
+    let list = |hazard_sources: &[&str], states: &[pb::AlarmState]| pb::ListActiveRequest {
+        filter: Some(pb::AlarmFilter {
+            hazard_sources: hazard_sources.iter().map(|h| h.to_string()).collect(),
+            states: states.iter().map(|&s| s as i32).collect(),
+            ..Default::default()
+        }),
+    };
+    let count = |r: pb::ListActiveResponse| r.alarms.len();
+    let unacked = pb::AlarmState::UnackedActive;
+    assert_eq!(
+        count(
+            alarms
+                .list_active(list(&["E01-HS1"], &[unacked]))
+                .await
+                .unwrap()
+                .into_inner()
+        ),
+        4
+    );
+    assert_eq!(
+        count(
+            alarms
+                .list_active(list(&["E02-HS1"], &[]))
+                .await
+                .unwrap()
+                .into_inner()
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            alarms
+                .list_active(list(&[], &[pb::AlarmState::AckedActive]))
+                .await
+                .unwrap()
+                .into_inner()
+        ),
+        0
+    );
+    let err = alarms
+        .list_active(pb::ListActiveRequest {
+            filter: Some(pb::AlarmFilter {
+                states: vec![42],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
     let err = alarms
         .stats(pb::StatsRequest {
             enterprise: "E99".into(),
