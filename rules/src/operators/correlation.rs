@@ -60,9 +60,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use hazardwatch_proto::{AlarmKind, AlarmSource, Priority, RuleEvent, UnitIdx};
+use hazardwatch_proto::{AlarmKind, AlarmSource, RuleEvent, UnitIdx};
 
-use crate::operators::event_time::{KeyedLogic, Routed, Scheduled};
+use crate::operators::event_time::{KeyedLogic, Routed, Scheduled, withdraw};
 use crate::rule_set::RuleSet;
 
 /// The correlation rule over every unit that configures `correlation`.
@@ -141,22 +141,20 @@ impl KeyedLogic for Correlation {
         ts_ms: i64,
         out: &mut Vec<RuleEvent>,
     ) {
-        if rules.unit(unit).is_some_and(|u| u.correlation.is_some()) {
-            return;
+        let configured = rules.unit(unit).is_some_and(|u| u.correlation.is_some());
+        let source = AlarmSource::Unit(unit);
+        withdraw(
+            &mut st.active,
+            configured,
+            rules,
+            source,
+            AlarmKind::Correlation,
+            ts_ms,
+            out,
+        );
+        if !configured {
+            *st = CorrelationState::default();
         }
-        if st.active {
-            out.push(RuleEvent::new(
-                AlarmSource::Unit(unit),
-                AlarmKind::Correlation,
-                false,
-                ts_ms,
-                f64::NAN,
-                f64::NAN,
-                // The alarm table keeps the raise's priority for its clear.
-                Priority::High,
-            ));
-        }
-        *st = CorrelationState::default();
     }
 
     fn on_restore(&self, st: &mut CorrelationState, kind: AlarmKind) {

@@ -15,7 +15,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
-use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Priority, Reading, RuleEvent};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
@@ -218,21 +218,34 @@ pub trait KeyedLogic: 'static {
     fn on_restore(&self, _state: &mut Self::State, _kind: AlarmKind) {}
 }
 
-/// For [`KeyedLogic::on_rules_changed`]: ends a point condition (`active`)
-/// when its rule is no longer `configured`, emitting its return to normal
-/// at `ts_ms`, with value and limit unknown (NaN).
+/// For [`KeyedLogic::on_rules_changed`]: ends a condition (`active`) of a
+/// point or unit when its rule is no longer `configured`, emitting its
+/// return to normal at `ts_ms`, with value and limit unknown (NaN).
 pub fn withdraw(
     active: &mut bool,
     configured: bool,
     rules: &RuleSet,
-    point: PointIdx,
+    source: AlarmSource,
     kind: AlarmKind,
     ts_ms: i64,
     out: &mut Vec<RuleEvent>,
 ) {
     if *active && !configured {
         *active = false;
-        out.push(rules.event(point, kind, false, ts_ms, f64::NAN, f64::NAN));
+        out.push(match source {
+            AlarmSource::Point(p) => rules.event(p, kind, false, ts_ms, f64::NAN, f64::NAN),
+            // A unit rule's priority was configured with the rule, which is
+            // gone; the alarm table keeps the raise's priority for its clear.
+            other => RuleEvent::new(
+                other,
+                kind,
+                false,
+                ts_ms,
+                f64::NAN,
+                f64::NAN,
+                Priority::High,
+            ),
+        });
     }
 }
 

@@ -42,7 +42,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use hazardwatch_proto::{AlarmKind, PointIdx, Quality, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Quality, Reading, RuleEvent};
 
 use crate::operators::event_time::{KeyedLogic, Scheduled, withdraw};
 use crate::rule_set::RuleSet;
@@ -103,7 +103,7 @@ impl KeyedLogic for Fault {
             &mut *active,
             configured,
             rules,
-            point,
+            AlarmSource::Point(point),
             AlarmKind::Fault,
             ts_ms,
             out,

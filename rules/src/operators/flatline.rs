@@ -44,7 +44,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Reading, RuleEvent};
 
 use crate::operators::event_time::{Deadline, KeyedLogic, Scheduled, withdraw};
 use crate::rule_set::RuleSet;
@@ -143,7 +143,7 @@ impl KeyedLogic for Flatline {
             &mut st.active,
             configured,
             rules,
-            point,
+            AlarmSource::Point(point),
             AlarmKind::Flatline,
             ts_ms,
             out,

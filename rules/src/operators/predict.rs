@@ -47,7 +47,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Reading, RuleEvent};
 
 use crate::operators::event_time::{KeyedLogic, Scheduled, withdraw};
 use crate::operators::slope::SlopeWindow;
@@ -145,7 +145,15 @@ impl KeyedLogic for Predict {
         let configured = rules.point(point).is_some_and(|p| p.predict.is_some());
         if let Some(kind) = state.active {
             let mut active = true;
-            withdraw(&mut active, configured, rules, point, kind, ts_ms, out);
+            withdraw(
+                &mut active,
+                configured,
+                rules,
+                AlarmSource::Point(point),
+                kind,
+                ts_ms,
+                out,
+            );
             if !active {
                 state.active = None;
             }

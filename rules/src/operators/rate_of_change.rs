@@ -46,7 +46,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use hazardwatch_proto::{AlarmKind, PointIdx, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Reading, RuleEvent};
 
 use crate::operators::event_time::{KeyedLogic, Scheduled, withdraw};
 use crate::operators::slope::SlopeWindow;
@@ -124,7 +124,7 @@ impl KeyedLogic for RateOfChange {
             &mut state.active,
             configured,
             rules,
-            point,
+            AlarmSource::Point(point),
             AlarmKind::RateOfChange,
             ts_ms,
             out,

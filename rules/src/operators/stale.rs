@@ -46,7 +46,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use hazardwatch_proto::{AlarmKind, PointIdx, Quality, Reading, RuleEvent};
+use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Quality, Reading, RuleEvent};
 
 use crate::operators::event_time::{Deadline, KeyedLogic, Scheduled, withdraw};
 use crate::rule_set::RuleSet;
@@ -146,7 +146,7 @@ impl KeyedLogic for Stale {
             &mut st.active,
             configured,
             rules,
-            point,
+            AlarmSource::Point(point),
             AlarmKind::Stale,
             ts_ms,
             out,

@@ -239,7 +239,15 @@ impl KeyedLogic for Threshold {
         let limits = rules.point(point).map_or(&[][..], |p| &p.limits[..]);
         for (st, kind) in state.limits.iter_mut().zip(SLOT_KINDS) {
             let configured = limits.iter().any(|l| l.kind == kind);
-            withdraw(&mut st.active, configured, rules, point, kind, ts_ms, out);
+            withdraw(
+                &mut st.active,
+                configured,
+                rules,
+                AlarmSource::Point(point),
+                kind,
+                ts_ms,
+                out,
+            );
             if !configured {
                 st.pending_since = None;
             }

@@ -60,9 +60,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Priority, RuleEvent, UnitIdx};
+use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, RuleEvent, UnitIdx};
 
-use crate::operators::event_time::{KeyedLogic, Routed, Scheduled};
+use crate::operators::event_time::{KeyedLogic, Routed, Scheduled, withdraw};
 use crate::rule_set::RuleSet;
 
 /// The voting rule over every unit that configures `voting`.
@@ -142,25 +142,20 @@ impl KeyedLogic for Voting {
         ts_ms: i64,
         out: &mut Vec<RuleEvent>,
     ) {
-        if rules.unit(unit).is_some_and(|u| u.voting.is_some()) {
-            return;
+        let configured = rules.unit(unit).is_some_and(|u| u.voting.is_some());
+        let source = AlarmSource::Unit(unit);
+        withdraw(
+            &mut st.active,
+            configured,
+            rules,
+            source,
+            AlarmKind::Voting,
+            ts_ms,
+            out,
+        );
+        if !configured {
+            *st = VotingState::default();
         }
-        if st.active {
-            out.push(RuleEvent {
-                latch: true,
-                ..RuleEvent::new(
-                    AlarmSource::Unit(unit),
-                    AlarmKind::Voting,
-                    false,
-                    ts_ms,
-                    f64::NAN,
-                    f64::NAN,
-                    // The alarm table keeps the raise's priority for its clear.
-                    Priority::High,
-                )
-            });
-        }
-        *st = VotingState::default();
     }
 
     fn on_restore(&self, st: &mut VotingState, kind: AlarmKind) {
