@@ -101,6 +101,7 @@ fn main() -> anyhow::Result<()> {
                     raised_at_ms: e.event_time_ms,
                     latch: false,
                     condition: true,
+                    awaiting_since_ms: 0,
                 };
                 (e.alarm_id.clone(), a)
             })
