@@ -470,7 +470,8 @@ fn restore_alarm(catalog: &Catalog, stored: &pb::JournalAlarm) -> Option<ActiveA
         suppressed: e.suppressed,
         shelved_until_ms: (e.shelved_until_ms != 0).then_some(e.shelved_until_ms),
         out_of_service: e.out_of_service,
-        escalation: u8::try_from(e.escalation_level - 1).ok()?,
+        // Unspecified (0) is the first level.
+        escalation: u8::try_from(e.escalation_level - 1).unwrap_or(0),
         awaiting_disposal: e.awaiting_disposal,
         action: e.action.clone(),
         actor: e.actor.clone(),
