@@ -33,6 +33,15 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The write-ahead log holds a whole, checksummed record that does not
+    /// decode: written by something else, or a bug. Never silently skipped.
+    #[error("{path}: write-ahead log: {message}")]
+    Wal {
+        /// The segment.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// A setting is out of range.
     #[error("archive config: {0}")]
     Config(String),

@@ -2,6 +2,8 @@
 //!
 //! - [`journal`]: [`AlarmJournal`], every alarm event and the alarms that
 //!   are not normal, in a crash-safe embedded database.
+//! - [`wal`]: the write-ahead log of readings, durable before an MQTT
+//!   acknowledgement.
 //! - [`archive`]: [`ArchiveWriter`] buffers readings per partition (event
 //!   date and enterprise), and seals each buffer as one Parquet file sorted
 //!   by (point, time), zstd-compressed, statistics on, written aside and
@@ -31,6 +33,7 @@ pub mod archive;
 pub mod error;
 pub mod journal;
 pub mod schema;
+pub mod wal;
 
 pub use archive::{ArchiveConfig, ArchiveWriter, SealedFile};
 pub use error::{Error, Result};
