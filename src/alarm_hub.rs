@@ -577,10 +577,12 @@ impl AlarmHub {
         {
             // The colours the restored alarms give, as the starting point.
             let table = hub.lock();
+            let groups = hub.by_hazard_source(&table);
             let risk = hub.risk();
             let mut colours = hub.colours();
             for hs in risk.sources.keys() {
-                colours.insert(hs.clone(), hub.colour_of(&table, &risk, hs).0);
+                let alarms = groups.get(hs).map_or(&[][..], Vec::as_slice);
+                colours.insert(hs.clone(), hub.colour_of(&risk, hs, alarms).0);
             }
         }
         Ok((hub, restored))
@@ -615,16 +617,37 @@ impl AlarmHub {
         self.colours.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A hazard source's colour and its reasons, from the table.
-    fn colour_of(&self, table: &AlarmTable, risk: &RiskModel, hs: &str) -> (Colour, Vec<String>) {
+    /// The table's alarms grouped by hazard source, in one pass.
+    fn by_hazard_source<'t>(
+        &self,
+        table: &'t AlarmTable,
+    ) -> BTreeMap<String, Vec<&'t ActiveAlarm>> {
+        let catalog = self.catalog();
+        let mut groups: BTreeMap<String, Vec<&ActiveAlarm>> = BTreeMap::new();
+        for a in table.active() {
+            let hs = catalog.source_place(a.last.source)[1];
+            match groups.get_mut(hs) {
+                Some(g) => g.push(a),
+                None => {
+                    groups.insert(hs.to_owned(), vec![a]);
+                }
+            }
+        }
+        groups
+    }
+
+    /// A hazard source's colour and its reasons, from its alarms.
+    fn colour_of(
+        &self,
+        risk: &RiskModel,
+        hs: &str,
+        alarms: &[&ActiveAlarm],
+    ) -> (Colour, Vec<String>) {
         let catalog = self.catalog();
         let grade = risk.sources.get(hs).map_or(4, |s| s.grade);
-        let ids: Vec<(String, &ActiveAlarm)> = table
-            .active()
-            .filter(|a| catalog.source_place(a.last.source)[1] == hs)
-            .map(|a| (alarm_id(catalog.source_id(a.last.source), a.last.kind), a))
-            .collect();
-        risk::colour(grade, ids.iter().map(|(id, a)| (id.as_str(), *a)))
+        risk::colour(grade, alarms.iter().copied(), |a| {
+            alarm_id(catalog.source_id(a.last.source), a.last.kind)
+        })
     }
 
     /// Risk events for the hazard sources whose colour `records` changed.
@@ -637,42 +660,47 @@ impl AlarmHub {
         let at = records.iter().map(|r| r.ts_ms).max().unwrap_or(0);
         let risk = self.risk();
         let mut colours = self.colours();
-        let mut out = Vec::new();
+        let groups = self.by_hazard_source(table);
+        let mut changed = Vec::new();
         for hs in touched {
             let Some(source) = risk.sources.get(hs) else {
                 continue;
             };
-            let (now, reasons) = self.colour_of(table, &risk, hs);
+            let alarms = groups.get(hs).map_or(&[][..], Vec::as_slice);
+            let (now, reasons) = self.colour_of(&risk, hs, alarms);
             let before = colours.insert(hs.to_owned(), now);
-            if before == Some(now) {
-                continue;
+            if before != Some(now) {
+                let was = before.map_or("-", Colour::as_str);
+                changed.push(pb::AlarmEvent {
+                    alarm_id: format!("{hs}/RISK"),
+                    enterprise: source.enterprise.clone(),
+                    hazard_source: hs.to_owned(),
+                    transition: pb::Transition::RiskChanged as i32,
+                    event_time_ms: at,
+                    value: f64::NAN,
+                    limit: f64::NAN,
+                    risk_colour: now.pb() as i32,
+                    message: format!(
+                        "{hs} risk {} (was {was}): {}",
+                        now.as_str(),
+                        reasons.join("; ")
+                    ),
+                    ..Default::default()
+                });
             }
-            let was = before.map_or("-", Colour::as_str);
-            out.push(pb::AlarmEvent {
-                seq: table.next_seq(),
-                alarm_id: format!("{hs}/RISK"),
-                enterprise: source.enterprise.clone(),
-                hazard_source: hs.to_owned(),
-                transition: pb::Transition::RiskChanged as i32,
-                event_time_ms: at,
-                value: f64::NAN,
-                limit: f64::NAN,
-                risk_colour: now.pb() as i32,
-                message: format!(
-                    "{hs} risk {} (was {was}): {}",
-                    now.as_str(),
-                    reasons.join("; ")
-                ),
-                ..Default::default()
-            });
         }
-        out
+        drop(groups);
+        for e in &mut changed {
+            e.seq = table.next_seq();
+        }
+        changed
     }
 
     /// Grades and live colours of the hazard sources `filter` lets through
     /// (its scope and enterprises).
     pub fn risk_report(&self, filter: &Filter) -> pb::RiskResponse {
         let table = self.lock();
+        let groups = self.by_hazard_source(&table);
         let risk = self.risk();
         let mut out = pb::RiskResponse {
             park: risk.park.clone(),
@@ -693,7 +721,8 @@ impl AlarmHub {
             };
             let mut worst = Colour::Blue;
             for hs in risk.sources.values().filter(|s| &s.enterprise == id) {
-                let (colour, reasons) = self.colour_of(&table, &risk, &hs.id);
+                let alarms = groups.get(&hs.id).map_or(&[][..], Vec::as_slice);
+                let (colour, reasons) = self.colour_of(&risk, &hs.id, alarms);
                 worst = worst.max(colour);
                 e.hazard_sources.push(pb::HazardSourceRisk {
                     id: hs.id.clone(),

@@ -111,17 +111,19 @@ impl RiskModel {
 }
 
 /// A hazard source's colour from its grade and its alarms (the module's
-/// rule), with the reasons in order.
+/// rule), with the reasons in order; `name` gives an alarm's id, asked only
+/// for the alarms a reason names.
 pub fn colour<'a>(
     grade: u8,
-    alarms: impl Iterator<Item = (&'a str, &'a ActiveAlarm)>,
+    alarms: impl IntoIterator<Item = &'a ActiveAlarm>,
+    name: impl Fn(&ActiveAlarm) -> String,
 ) -> (Colour, Vec<String>) {
     let mut reasons = vec![format!("grade {grade} (GB 18218)")];
     let base = usize::from(grade <= 2);
     let mut raise = 0;
-    let mut escalated: Option<(u8, &str)> = None;
-    let mut worst: Option<(usize, &str, &str)> = None;
-    for (id, a) in alarms {
+    let mut escalated: Option<&ActiveAlarm> = None;
+    let mut worst: Option<(usize, &ActiveAlarm, &str)> = None;
+    for a in alarms {
         let last = &a.last;
         let in_force = (a.condition || last.latched)
             && !last.suppressed
@@ -136,22 +138,24 @@ pub fn colour<'a>(
                 _ => (0, ""),
             };
             if step > worst.map_or(0, |w| w.0) {
-                worst = Some((step, id, why));
+                worst = Some((step, a, why));
             }
         }
-        if last.escalation > escalated.map_or(0, |e| e.0) {
-            escalated = Some((last.escalation, id));
+        if last.escalation > escalated.map_or(0, |e| e.last.escalation) {
+            escalated = Some(a);
         }
     }
-    if let Some((step, id, why)) = worst {
+    if let Some((step, a, why)) = worst {
         raise += step;
-        reasons.push(format!("{why}: {id}"));
+        reasons.push(format!("{why}: {}", name(a)));
     }
-    if let Some((level, id)) = escalated {
+    if let Some(a) = escalated {
         raise += 1;
+        let level = usize::from(a.last.escalation).min(ESCALATION_LEVELS.len() - 1);
         reasons.push(format!(
-            "escalated to the {} level: {id}",
-            ESCALATION_LEVELS[usize::from(level).min(ESCALATION_LEVELS.len() - 1)]
+            "escalated to the {} level: {}",
+            ESCALATION_LEVELS[level],
+            name(a)
         ));
     }
     (Colour::ALL[(base + raise).min(3)], reasons)
@@ -196,7 +200,9 @@ mod tests {
 
     #[test]
     fn the_colour_follows_the_documented_rule() {
-        let of = |grade, alarms: &[&ActiveAlarm]| colour(grade, alarms.iter().map(|a| ("X", *a))).0;
+        let of = |grade, alarms: &[&ActiveAlarm]| {
+            colour(grade, alarms.iter().copied(), |_| "X".into()).0
+        };
         assert_eq!(of(2, &[]), Colour::Yellow);
         assert_eq!(of(3, &[]), Colour::Blue);
         let medium = alarm(AlarmKind::High, Priority::Medium, true);
@@ -215,7 +221,7 @@ mod tests {
         assert_eq!(of(2, &[&shelved]), Colour::Yellow);
         let mut escalated = cleared;
         escalated.last.escalation = 2;
-        let (c, reasons) = colour(4, [("T1/H", &escalated)].into_iter());
+        let (c, reasons) = colour(4, [&escalated], |_| "T1/H".into());
         assert_eq!(c, Colour::Yellow);
         assert_eq!(reasons[1], "escalated to the county level: T1/H");
         assert_eq!(of(1, &[&critical, &escalated]), Colour::Red, "capped");
