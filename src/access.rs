@@ -58,22 +58,6 @@ pub enum Level {
     Province,
 }
 
-impl Level {
-    /// Every level, from the plant up.
-    pub const ALL: [Level; 5] = [
-        Level::Enterprise,
-        Level::Park,
-        Level::County,
-        Level::City,
-        Level::Province,
-    ];
-
-    /// The name used in configuration and messages.
-    pub fn as_str(self) -> &'static str {
-        hazardwatch_rules::alarms::ESCALATION_LEVELS[self as usize]
-    }
-}
-
 /// One `[[access.token]]` as written.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

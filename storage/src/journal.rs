@@ -113,11 +113,6 @@ impl AlarmJournal {
         Ok(journal)
     }
 
-    /// The journal's file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn error(&self, e: impl Into<redb::Error>) -> Error {
         journal_error(&self.path, e)
     }
@@ -143,11 +138,6 @@ impl AlarmJournal {
         let tx = self.db.begin_read().map_err(|e| self.error(e))?;
         let events = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
         events.len().map_err(|e| self.error(e))
-    }
-
-    /// True when no event was ever recorded.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
     }
 
     /// Appends events (sequence numbers increasing, after every one held)
