@@ -56,7 +56,7 @@ pub fn stats(
             if raised {
                 flood_since = Some(t.max(from_ms));
             } else if cleared && let Some(since) = flood_since.take() {
-                flood_ms += (t - since).max(0);
+                flood_ms += t.saturating_sub(since).max(0);
             }
         }
         if t < from_ms || !raised {
@@ -79,7 +79,7 @@ pub fn stats(
         }
     }
     if let Some(since) = flood_since {
-        flood_ms += (to_ms - since).max(0);
+        flood_ms += to_ms.saturating_sub(since).max(0);
     }
     // The busiest 10 minutes: a window sliding over the raise times.
     let (mut peak, mut peak_start, mut lo) = (0usize, from_ms, 0usize);
@@ -92,7 +92,8 @@ pub fn stats(
             peak_start = raises[lo];
         }
     }
-    let span = (to_ms - from_ms).max(1);
+    // Times come from the request: saturate rather than overflow.
+    let span = to_ms.saturating_sub(from_ms).max(1);
     let mut bad: Vec<(String, u64)> = by_alarm.into_iter().collect();
     bad.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     bad.truncate(10);
@@ -108,7 +109,9 @@ pub fn stats(
         flood_fraction: flood_ms as f64 / span as f64,
         standing: active
             .into_iter()
-            .filter(|(id, since)| to_ms - since >= STANDING_MS && !id.ends_with("/FLOOD"))
+            .filter(|(id, since)| {
+                to_ms.saturating_sub(*since) >= STANDING_MS && !id.ends_with("/FLOOD")
+            })
             .map(|(id, _)| id)
             .collect(),
         chattering: chattering.into_iter().collect(),
@@ -174,5 +177,12 @@ mod tests {
         assert_eq!(s.bad_actors[0].raises, 12);
         assert_eq!(s.priorities.len(), 1);
         assert_eq!(s.priorities[0].raises, 13);
+    }
+
+    #[test]
+    fn extreme_ranges_from_a_request_do_not_overflow() {
+        let s = stats("E01", i64::MIN, i64::MAX, Vec::new());
+        assert_eq!(s.raises, 0);
+        assert_eq!(s.flood_fraction, 0.0);
     }
 }
