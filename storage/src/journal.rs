@@ -133,7 +133,7 @@ impl AlarmJournal {
     }
 
     /// Number of events held.
-    pub fn len(&self) -> Result<u64> {
+    pub fn event_count(&self) -> Result<u64> {
         use redb::ReadableTableMetadata;
         let tx = self.db.begin_read().map_err(|e| self.error(e))?;
         let events = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
@@ -353,7 +353,7 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("does not follow"), "{err}");
         assert_eq!(j.last_seq().unwrap(), 5);
-        assert_eq!(j.len().unwrap(), 1);
+        assert_eq!(j.event_count().unwrap(), 1);
     }
 
     #[test]
