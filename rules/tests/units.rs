@@ -11,13 +11,10 @@ use proptest::prelude::*;
 
 mod common;
 
-/// Unit T1 with four gas detectors voting 2 of 4, and unit R1 with a
-/// temperature and a pressure that correlate.
-fn model(t1_state: &str) -> SiteModel {
-    let gas = (1..=4)
-        .map(|i| {
-            format!(
-                r#"
+/// Gas detector `T1.GT{i}`: first level 20 %LEL, second 40.
+fn gas_detector(i: u32) -> String {
+    format!(
+        r#"
 [[enterprise.hazard_source.unit.point]]
 id = "T1.GT{i}"
 kind = "combustible_gas"
@@ -26,9 +23,13 @@ range = [0.0, 100.0]
 h = 20.0
 hh = 40.0
 "#
-            )
-        })
-        .collect::<String>();
+    )
+}
+
+/// Unit T1 with four gas detectors voting 2 of 4, and unit R1 with a
+/// temperature and a pressure that correlate.
+fn model(t1_state: &str) -> SiteModel {
+    let gas = (1..=4).map(gas_detector).collect::<String>();
     common::model(&format!(
         r#"
 state = "{t1_state}"
@@ -383,18 +384,6 @@ h = {h}
 
 #[test]
 fn a_reload_ends_the_alarms_of_removed_points_and_rules_where_it_takes_effect() {
-    let gas = |i: u32| {
-        format!(
-            r#"
-[[enterprise.hazard_source.unit.point]]
-id = "T1.GT{i}"
-kind = "combustible_gas"
-eng_unit = "%LEL"
-range = [0.0, 100.0]
-h = 20.0
-"#
-        )
-    };
     let level = |extra: &str| {
         format!(
             r#"
@@ -420,13 +409,18 @@ on_delay_s = 0
 "#;
     let before = common::model(&format!(
         "voting = {{ k = 2 }}\n{}{}{}{temperature}",
-        gas(1),
-        gas(2),
+        gas_detector(1),
+        gas_detector(2),
         level("flatline_s = 5")
     ));
     // Voting, the level's flatline check and the whole temperature point
     // are removed; the rest is unchanged.
-    let mut after = common::model(&format!("{}{}{}", gas(1), gas(2), level("")));
+    let mut after = common::model(&format!(
+        "{}{}{}",
+        gas_detector(1),
+        gas_detector(2),
+        level("")
+    ));
     let (added, removed) = after.rebase(&before.catalog);
     assert!(added.is_empty());
     assert_eq!(removed, ["T1.TE"]);
