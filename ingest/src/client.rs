@@ -14,7 +14,7 @@
 //! raises communication loss for all of them at once, and the archive keeps
 //! the markers for replay.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -176,33 +176,51 @@ impl Subscriber {
     }
 }
 
-/// The points each gateway has reported, for its offline markers.
+/// Which gateway reported each point last, for its offline markers.
 #[derive(Debug, Default)]
 pub struct Gateways {
-    /// By enterprise, then gateway.
-    points: HashMap<String, HashMap<String, HashSet<PointIdx>>>,
+    /// Gateway numbers by enterprise, then gateway id.
+    ids: HashMap<String, HashMap<String, u32>>,
+    /// By point index, the number of the gateway that reported it last
+    /// ([`NO_GATEWAY`]: none yet): one array write per reading.
+    owner: Vec<u32>,
+    /// Gateways numbered so far.
+    known: u32,
 }
+
+/// [`Gateways::owner`] of a point no gateway has reported.
+const NO_GATEWAY: u32 = u32::MAX;
 
 impl Gateways {
     /// Notes the points of a gateway's accepted readings (no allocation
-    /// once the gateway and its points are known).
+    /// once the gateway is known and the points fit).
     pub fn reported(&mut self, enterprise: &str, gateway: &str, readings: &[Reading]) {
-        if readings.is_empty() {
+        let Some(top) = readings.iter().map(|r| r.point).max() else {
             return;
-        }
-        let by_gateway = match self.points.get_mut(enterprise) {
+        };
+        let by_gateway = match self.ids.get_mut(enterprise) {
             Some(g) => g,
-            None => self.points.entry(enterprise.to_owned()).or_default(),
+            None => self.ids.entry(enterprise.to_owned()).or_default(),
         };
-        let points = match by_gateway.get_mut(gateway) {
-            Some(p) => p,
-            None => by_gateway.entry(gateway.to_owned()).or_default(),
+        let id = match by_gateway.get(gateway) {
+            Some(&id) => id,
+            None => {
+                self.known += 1;
+                *by_gateway
+                    .entry(gateway.to_owned())
+                    .or_insert(self.known - 1)
+            }
         };
-        points.extend(readings.iter().map(|r| r.point));
+        if self.owner.len() <= top as usize {
+            self.owner.resize(top as usize + 1, NO_GATEWAY);
+        }
+        for r in readings {
+            self.owner[r.point as usize] = id;
+        }
     }
 
     /// Handles a status message: for `offline`, the markers for every point
-    /// the gateway has reported, at `now_ms`.
+    /// the gateway reported last, at `now_ms`.
     pub fn status(
         &self,
         enterprise: &str,
@@ -215,28 +233,37 @@ impl Gateways {
             GatewayStatus::Offline => "offline",
         };
         metrics::counter!("hazardwatch_gateway_status_total", "status" => label).increment(1);
-        let points = self.points.get(enterprise).and_then(|g| g.get(gateway));
+        let id = self
+            .ids
+            .get(enterprise)
+            .and_then(|g| g.get(gateway))
+            .copied();
+        // A status message is rare: a scan of the points is fine here.
+        let points: Vec<PointIdx> = match id {
+            Some(id) => (0..self.owner.len() as PointIdx)
+                .filter(|&p| self.owner[p as usize] == id)
+                .collect(),
+            None => Vec::new(),
+        };
         tracing::info!(
             enterprise,
             gateway,
             status = label,
-            points = points.map_or(0, HashSet::len),
+            points = points.len(),
             "gateway status"
         );
-        let mut markers: Vec<Reading> = match (status, points) {
-            (GatewayStatus::Offline, Some(points)) => points
-                .iter()
-                .map(|&point| Reading {
+        match status {
+            GatewayStatus::Offline => points
+                .into_iter()
+                .map(|point| Reading {
                     point,
                     ts_ms: now_ms,
                     value: f64::NAN,
                     quality: Quality::Offline,
                 })
                 .collect(),
-            _ => Vec::new(),
-        };
-        markers.sort_unstable_by_key(|r| r.point);
-        markers
+            GatewayStatus::Online => Vec::new(),
+        }
     }
 }
 
@@ -294,5 +321,38 @@ async fn poll(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offline_gateway_marks_the_points_it_reported_last() {
+        let r = |point| Reading {
+            point,
+            ts_ms: 1,
+            value: 1.0,
+            quality: Quality::Good,
+        };
+        let mut g = Gateways::default();
+        g.reported("E01", "A", &[r(0), r(5)]);
+        g.reported("E01", "B", &[r(2)]);
+        // Point 5 moved to gateway B (a rewired transmitter).
+        g.reported("E01", "B", &[r(5)]);
+        let marked = |gw| -> Vec<PointIdx> {
+            g.status("E01", gw, GatewayStatus::Offline, 9)
+                .iter()
+                .map(|m| m.point)
+                .collect()
+        };
+        assert_eq!(marked("A"), [0]);
+        assert_eq!(marked("B"), [2, 5]);
+        assert!(marked("C").is_empty());
+        assert!(g.status("E01", "A", GatewayStatus::Online, 9).is_empty());
+        let m = &g.status("E01", "B", GatewayStatus::Offline, 9)[0];
+        assert_eq!((m.ts_ms, m.quality), (9, Quality::Offline));
+        assert!(m.value.is_nan());
     }
 }
