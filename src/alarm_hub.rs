@@ -11,7 +11,7 @@
 //! At start the table is rebuilt from the journal's record of the alarms
 //! that were not normal; see [`AlarmHub::open`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, Catalog, PointKind, Priority, RuleEvent, pb};
@@ -187,6 +187,10 @@ pub struct AlarmHub {
     table: Mutex<AlarmTable>,
     journal: AlarmJournal,
     live: broadcast::Sender<pb::AlarmEvent>,
+    /// After a restart, the event time of the last condition change the
+    /// journal holds for each alarm the write-ahead log's readings may
+    /// touch again (see [`AlarmHub::guard_replay`]).
+    replayed: Mutex<HashMap<(AlarmSource, AlarmKind), i64>>,
 }
 
 /// A subscriber's start: events to send first, the sequence number they
@@ -573,6 +577,7 @@ impl AlarmHub {
             table: Mutex::new(table),
             journal,
             live,
+            replayed: Mutex::new(HashMap::new()),
         });
         {
             // The colours the restored alarms give, as the starting point.
@@ -855,8 +860,71 @@ impl AlarmHub {
     /// events they caused.
     pub fn apply(&self, events: &[RuleEvent]) -> Vec<pb::AlarmEvent> {
         let mut table = self.lock();
-        let records: Vec<AlarmRecord> = events.iter().filter_map(|ev| table.apply(ev)).collect();
+        let mut replayed = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
+        let records: Vec<AlarmRecord> = events
+            .iter()
+            .filter(|ev| {
+                // Rules emit each alarm's changes in event-time order: one
+                // no later than the last the journal holds was journaled
+                // before the restart.
+                replayed.is_empty()
+                    || match replayed.get(&(ev.source, ev.kind)) {
+                        Some(&last) if ev.ts_ms <= last => false,
+                        Some(_) => {
+                            replayed.remove(&(ev.source, ev.kind));
+                            true
+                        }
+                        None => true,
+                    }
+            })
+            .filter_map(|ev| table.apply(ev))
+            .collect();
+        drop(replayed);
         self.publish(&mut table, &records)
+    }
+
+    /// Every journaled event after `after`, at most `limit` of them, for the
+    /// archive (no filter, no access scope).
+    pub fn journal_after(&self, after: u64, limit: usize) -> anyhow::Result<Vec<pb::AlarmEvent>> {
+        Ok(self.journal.page_after(after, limit, |_| true)?.0)
+    }
+
+    /// Prepares for the readings the write-ahead log replays after a
+    /// restart, the oldest stamped `from_ms`: the rules judge them again,
+    /// and the condition changes they find that the journal already holds
+    /// (raised, or raised and cleared, before the restart) are dropped, so
+    /// each is recorded once. Returns how many alarms are guarded.
+    pub fn guard_replay(&self, from_ms: i64) -> anyhow::Result<usize> {
+        let catalog = self.catalog();
+        let changes = [
+            pb::Transition::Raised as i32,
+            pb::Transition::Cleared as i32,
+        ];
+        let mut guard = HashMap::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .journal
+                .history(from_ms, i64::MAX, after, 10_000, |e| {
+                    changes.contains(&e.transition)
+                })?;
+            for e in &page.events {
+                let key = e.alarm_id.rsplit_once('/').and_then(|(source, tag)| {
+                    Some((catalog.source_lookup(source)?, AlarmKind::from_tag(tag)?))
+                });
+                if let Some(key) = key {
+                    let last = guard.entry(key).or_insert(e.event_time_ms);
+                    *last = (*last).max(e.event_time_ms);
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let n = guard.len();
+        *self.replayed.lock().unwrap_or_else(|p| p.into_inner()) = guard;
+        Ok(n)
     }
 
     /// Applies an operator action to an alarm by id; an alarm outside

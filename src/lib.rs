@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: the one configuration file (service settings + site model).
 //! - [`service`]: starts and stops a whole service ([`service::start`]).
+//! - [`durable`]: the write-ahead stage: log, sync, then acknowledge.
 //! - [`alarm_hub`]: live alarm state, numbered events, fan-out.
 //! - [`grpc`]: the gRPC edge (`AlarmService`, health, reflection).
 //! - [`access`]: bearer tokens, roles and scopes of gRPC callers.
@@ -32,6 +33,7 @@ pub mod access;
 pub mod alarm_hub;
 pub mod config;
 pub mod demo;
+pub mod durable;
 pub mod escalation;
 pub mod grpc;
 pub mod reload;

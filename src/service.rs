@@ -1,30 +1,34 @@
 //! Wiring: one running hazardwatch service.
 //!
 //! ```text
-//! MQTT --> ingest task --IngestBatch--> merge task (+ clock ticks)
-//!      --> feeder thread --> rule engine (timely workers) --> alarm hub --> gRPC
-//!                        \-> archive thread (Parquet)
+//! MQTT --> ingest task --Delivery--> write-ahead stage (log, sync, then ack)
+//!      --> feeder thread (+ clock ticks, reloads)
+//!            --> rule engine (timely workers) --> alarm hub --> gRPC
+//!            \-> archive thread (Parquet, checkpoints, compaction)
 //! ```
 //!
 //! [`start`] brings it up and returns a [`Running`] that knows its bound
 //! addresses (ports given as 0 are resolved), so tests and the demo drive
-//! the same entry point as `hazardwatch run`. [`Running::shutdown`] stops in
-//! order: stop taking MQTT, drain the engine, seal the Parquet files, then
-//! stop gRPC.
+//! the same entry point as `hazardwatch run`. At start, a checkpoint that a
+//! crash interrupted is finished, and the readings the write-ahead log holds
+//! beyond the archive's last checkpoint are judged and archived again.
+//! [`Running::shutdown`] stops in order: stop taking MQTT, log what was
+//! received, drain the engine, seal the Parquet files, then stop gRPC.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc as std_mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use hazardwatch_ingest::client::now_ms;
 use hazardwatch_ingest::config::broker_host_port;
-use hazardwatch_ingest::{IngestBatch, Quarantine, Subscriber, broker};
+use hazardwatch_ingest::{Dedup, Delivery, IngestBatch, Quarantine, Subscriber, broker};
 use hazardwatch_proto::{Catalog, Reading};
 use hazardwatch_rules::site::UnitState;
 use hazardwatch_rules::{Engine, EngineInput, SiteModel};
+use hazardwatch_storage::wal::{self, Wal, WalConfig};
 use hazardwatch_storage::{AlarmJournal, ArchiveWriter};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -32,18 +36,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alarm_hub::AlarmHub;
 use crate::config::Config;
+use crate::durable::{self, WalStage};
 use crate::grpc;
 use crate::risk::RiskModel;
 
-/// Batches between ingest and the merge task.
+/// Deliveries between ingest and the write-ahead stage.
 pub const INGEST_QUEUE: usize = 256;
-/// Messages between the merge task and the feeder thread.
+/// Messages into the feeder thread.
 pub const FEEDER_QUEUE: usize = 256;
+/// Alarm events archived per checkpoint at most (the rest go with the next).
+pub const ALARMS_PER_CHECKPOINT: usize = 200_000;
 /// Batches between the feeder and the archive thread.
 pub const ARCHIVE_QUEUE: usize = 256;
 /// How long [`start`] waits for the telemetry subscription to be confirmed.
 pub const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often live event time advances (and the archive checks its roll age).
+/// How often live event time advances.
 pub const TICK: Duration = Duration::from_millis(100);
 
 /// Counters of one service instance (also exported as Prometheus metrics).
@@ -55,12 +62,24 @@ pub struct Stats {
     pub readings_late: AtomicU64,
     /// Alarm raise transitions.
     pub alarms_raised: AtomicU64,
-    /// Rows in sealed Parquet files.
+    /// Readings in sealed Parquet files.
     pub archive_rows: AtomicU64,
-    /// Bytes of sealed Parquet files.
+    /// Alarm events in sealed Parquet files.
+    pub archive_alarm_events: AtomicU64,
+    /// Bytes of sealed Parquet files of readings.
     pub archive_bytes: AtomicU64,
-    /// Sealed Parquet files.
+    /// Sealed Parquet files of readings.
     pub archive_files: AtomicU64,
+    /// Readings of redelivered messages, recognised and not taken twice.
+    pub readings_duplicate: AtomicU64,
+    /// Readings recovered from the write-ahead log at start.
+    pub readings_recovered: AtomicU64,
+    /// Failed write-ahead log appends.
+    pub wal_errors: AtomicU64,
+    /// The write-ahead log cannot be written now: nothing is acknowledged.
+    pub wal_stalled: AtomicBool,
+    /// Failed archive checkpoints (the readings stay in the log).
+    pub archive_errors: AtomicU64,
 }
 
 /// A snapshot of [`Stats`] at shutdown.
@@ -78,6 +97,10 @@ pub struct Summary {
     pub archive_bytes: u64,
     /// Archive files.
     pub archive_files: u64,
+    /// Readings of redelivered messages.
+    pub readings_duplicate: u64,
+    /// Readings recovered from the write-ahead log at start.
+    pub readings_recovered: u64,
 }
 
 impl Stats {
@@ -90,6 +113,8 @@ impl Stats {
             archive_rows: g(&self.archive_rows),
             archive_bytes: g(&self.archive_bytes),
             archive_files: g(&self.archive_files),
+            readings_duplicate: g(&self.readings_duplicate),
+            readings_recovered: g(&self.readings_recovered),
         }
     }
 }
@@ -119,7 +144,8 @@ pub struct Running {
     ingest_stop: CancellationToken,
     grpc_stop: CancellationToken,
     ingest: JoinHandle<hazardwatch_ingest::Result<()>>,
-    merge: JoinHandle<()>,
+    wal_stage: JoinHandle<anyhow::Result<()>>,
+    ticker: JoinHandle<()>,
     feeder: std::thread::JoinHandle<anyhow::Result<()>>,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     clock: JoinHandle<()>,
@@ -180,10 +206,17 @@ impl SiteControl {
     }
 }
 
-enum FeedMsg {
+/// What the feeder thread takes, in order.
+pub enum FeedMsg {
+    /// Durable readings.
     Batch(IngestBatch),
+    /// The wall clock, Unix ms: event time advances to it less the lateness.
     Tick(i64),
+    /// A changed site model.
     Reload(Box<SiteModel>),
+    /// The write-ahead log started this segment: every reading logged
+    /// before it has been sent. The archive checkpoints here.
+    Segment(u64),
 }
 
 enum ArchiveMsg {
@@ -192,7 +225,7 @@ enum ArchiveMsg {
         received_ms: i64,
         late: Vec<bool>,
     },
-    Tick,
+    Checkpoint(u64),
     Catalog(Arc<Catalog>),
 }
 
@@ -328,6 +361,42 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let clock = tokio::spawn(clock_loop(hub.clone(), grpc_stop.clone()));
     tracing::info!(%grpc_addr, "gRPC listening");
 
+    // The archive first: finish a checkpoint a crash interrupted, then
+    // drop the log segments it covers and read back the rest.
+    let archive_dir = data_dir.join("archive");
+    let (writer, progress) =
+        ArchiveWriter::open(&archive_dir, catalog.clone(), settings.archive.clone())?;
+    let wal_dir = data_dir.join("wal");
+    std::fs::create_dir_all(&wal_dir).with_context(|| format!("creating {}", wal_dir.display()))?;
+    wal::release_before(&wal_dir, progress.wal_segment)?;
+    let wal_config = WalConfig {
+        // About `roll_rows` readings per segment, so per checkpoint.
+        segment_bytes: (settings.archive.roll_rows as u64).saturating_mul(24),
+    };
+    let (wal, logged) = Wal::open(&wal_dir, wal_config)?;
+    let quarantine_dir = data_dir.join("quarantine");
+    let mut quarantine = Quarantine::open(&quarantine_dir)?;
+    let quarantine_file = quarantine.path().to_owned();
+    let recovered = durable::recover(logged, &catalog, &mut quarantine)?;
+    let mut dedup = Dedup::new(settings.mqtt.dedup_window);
+    for b in &recovered.batches {
+        dedup.insert(b.message);
+    }
+    if let Some(oldest) = recovered.oldest_ms {
+        let guarded = hub.guard_replay(oldest)?;
+        let readings: usize = recovered.batches.iter().map(|b| b.readings.len()).sum();
+        stats
+            .readings_recovered
+            .store(readings as u64, Ordering::Relaxed);
+        tracing::info!(
+            messages = recovered.batches.len(),
+            readings,
+            unknown_points = recovered.unknown,
+            alarms_guarded = guarded,
+            "write-ahead log: judging and archiving again what the archive does not hold yet"
+        );
+    }
+
     // Rule engine; its events go straight into the hub.
     let sink = {
         let hub = hub.clone();
@@ -346,12 +415,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let engine = Engine::start_from(&site, &settings.engine, sink, &restored.conditions)?;
 
     // Archive thread.
-    let archive_dir = data_dir.join("archive");
-    let writer = ArchiveWriter::new(&archive_dir, catalog.clone(), settings.archive.clone())?;
     let (archive_tx, archive_rx) = std_mpsc::sync_channel::<ArchiveMsg>(ARCHIVE_QUEUE);
     let archive = std::thread::Builder::new().name("archive".into()).spawn({
         let stats = stats.clone();
-        move || archive_loop(archive_rx, writer, &stats)
+        let hub = hub.clone();
+        let wal_dir = wal_dir.clone();
+        move || archive_loop(archive_rx, writer, &hub, &wal_dir, &stats)
     })?;
 
     // Feeder thread: owns the engine input and the archive sender.
@@ -359,18 +428,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let stats = stats.clone();
         move || feeder_loop(feed_rx, engine, archive_tx, archive, &stats)
     })?;
+    for b in recovered.batches {
+        feed_tx
+            .send(FeedMsg::Batch(b))
+            .await
+            .map_err(|_| anyhow::anyhow!("the feeder stopped while the log was replayed"))?;
+    }
 
-    // Merge task: ingest batches plus the clock tick.
-    let (ingest_tx, ingest_rx) = mpsc::channel::<IngestBatch>(INGEST_QUEUE);
-    let reload = feed_tx.clone();
-    let merge = tokio::spawn(merge(ingest_rx, feed_tx));
-
-    // Ingest.
-    let quarantine_dir = data_dir.join("quarantine");
-    let quarantine = Quarantine::open(&quarantine_dir)?;
-    let quarantine_file = quarantine.path().to_owned();
-    let (catalog_tx, catalog_rx) = watch::channel(catalog);
+    // The clock, the write-ahead stage, and ingest.
     let ingest_stop = CancellationToken::new();
+    let ticker = tokio::spawn(ticker(feed_tx.clone(), ingest_stop.clone()));
+    let (catalog_tx, catalog_rx) = watch::channel(catalog);
+    let (ingest_tx, ingest_rx) = mpsc::channel::<Delivery>(INGEST_QUEUE);
+    let stage = WalStage::new(
+        wal,
+        dedup,
+        catalog_rx.clone(),
+        feed_tx.clone(),
+        Duration::from_secs(settings.archive.roll_secs),
+        stats.clone(),
+    );
+    let wal_stage = tokio::spawn(stage.run(ingest_rx, ingest_stop.clone()));
+    let reload = feed_tx;
     let subscriber = Subscriber {
         host,
         port,
@@ -402,26 +481,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ingest_stop,
         grpc_stop,
         ingest,
-        merge,
+        wal_stage,
+        ticker,
         feeder,
         grpc,
         clock,
     })
 }
 
-async fn merge(mut batches: mpsc::Receiver<IngestBatch>, out: mpsc::Sender<FeedMsg>) {
+/// Advances live event time every [`TICK`] until `stop`.
+async fn ticker(out: mpsc::Sender<FeedMsg>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        let msg = tokio::select! {
-            b = batches.recv() => match b {
-                Some(b) => FeedMsg::Batch(b),
-                None => return,
-            },
-            _ = tick.tick() => FeedMsg::Tick(now_ms()),
-        };
-        if out.send(msg).await.is_err() {
-            return;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if out.send(FeedMsg::Tick(now_ms())).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
@@ -469,8 +548,11 @@ fn feeder_loop(
                 let input = engine.input();
                 let lateness = input.lateness_ms();
                 input.advance_to(now - lateness);
-                // A full archive queue is fine to skip a tick on.
-                let _ = archive_tx.try_send(ArchiveMsg::Tick);
+            }
+            FeedMsg::Segment(segment) => {
+                if archive_tx.send(ArchiveMsg::Checkpoint(segment)).is_err() {
+                    anyhow::bail!("archive thread stopped");
+                }
             }
         }
     }
@@ -490,10 +572,20 @@ fn feeder_loop(
 fn archive_loop(
     rx: std_mpsc::Receiver<ArchiveMsg>,
     mut writer: ArchiveWriter,
+    hub: &AlarmHub,
+    wal_dir: &std::path::Path,
     stats: &Stats,
 ) -> anyhow::Result<()> {
-    let record = |sealed: Vec<hazardwatch_storage::SealedFile>| {
+    let record = |sealed: &[hazardwatch_storage::SealedFile]| {
         for f in sealed {
+            if f.dataset == hazardwatch_storage::Dataset::Alarms {
+                stats
+                    .archive_alarm_events
+                    .fetch_add(f.rows as u64, Ordering::Relaxed);
+                metrics::counter!("hazardwatch_archive_alarm_events_total")
+                    .increment(f.rows as u64);
+                continue;
+            }
             stats.archive_files.fetch_add(1, Ordering::Relaxed);
             stats
                 .archive_rows
@@ -505,33 +597,66 @@ fn archive_loop(
             tracing::debug!(path = %f.path.display(), rows = f.rows, bytes = f.bytes, "sealed");
         }
     };
-    let report = |e: &hazardwatch_storage::Error| {
-        // The writer keeps the readings and retries at the next roll.
+    let report = |what: &str, e: &dyn std::fmt::Display| {
+        stats.archive_errors.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("hazardwatch_archive_errors_total").increment(1);
-        tracing::error!(error = %e, "archive write failed; will retry");
+        tracing::error!(error = %e, "archive {what} failed; the readings stay in the write-ahead log and the next checkpoint retries");
     };
     while let Ok(msg) = rx.recv() {
-        let result = match msg {
+        match msg {
             ArchiveMsg::Rows {
                 readings,
                 received_ms,
                 late,
             } => writer.append(&readings, received_ms, &late),
-            ArchiveMsg::Tick => writer.roll_due(Instant::now()),
-            ArchiveMsg::Catalog(catalog) => {
-                writer.set_catalog(catalog);
-                Ok(Vec::new())
+            ArchiveMsg::Catalog(catalog) => writer.set_catalog(catalog),
+            ArchiveMsg::Checkpoint(segment) => {
+                let events =
+                    match hub.journal_after(writer.progress().alarms_seq, ALARMS_PER_CHECKPOINT) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            report("reading the alarm journal", &e);
+                            Vec::new()
+                        }
+                    };
+                let sealed = match writer.checkpoint(segment, &events) {
+                    Ok(sealed) => sealed,
+                    Err(e) => {
+                        report("checkpoint", &e);
+                        continue;
+                    }
+                };
+                record(&sealed);
+                if let Err(e) = wal::release_before(wal_dir, writer.progress().wal_segment) {
+                    tracing::warn!(error = %e, "write-ahead log: cannot delete archived segments");
+                }
+                let mut touched: Vec<std::path::PathBuf> = sealed
+                    .iter()
+                    .filter_map(|f| f.path.parent().map(std::path::Path::to_owned))
+                    .collect();
+                touched.sort();
+                touched.dedup();
+                if let Err(e) = writer.compact(Some(&touched)) {
+                    report("compaction", &e);
+                }
+                match writer.expire(now_ms()) {
+                    Ok(gone) => {
+                        for d in gone {
+                            tracing::info!(partition = %d.display(), "archive: deleted past the retention");
+                        }
+                    }
+                    Err(e) => report("retention", &e),
+                }
             }
-        };
-        match result {
-            Ok(sealed) => record(sealed),
-            Err(e) => report(&e),
         }
     }
-    let sealed = writer
-        .seal_all()
-        .context("sealing the archive at shutdown")?;
-    record(sealed);
+    let left = writer.buffered_rows();
+    if left > 0 {
+        tracing::warn!(
+            readings = left,
+            "archive: readings not sealed at shutdown; they are in the write-ahead log and are archived at the next start"
+        );
+    }
     Ok(())
 }
 
@@ -565,7 +690,8 @@ impl Running {
         drop(self.reload);
         self.ingest_stop.cancel();
         let ingest = self.ingest.await.context("ingest task")?;
-        self.merge.await.context("merge task")?;
+        let logged = self.wal_stage.await.context("write-ahead stage")?;
+        self.ticker.await.context("ticker task")?;
         let feeder = self.feeder;
         let drained = tokio::task::spawn_blocking(move || feeder.join())
             .await
@@ -575,6 +701,7 @@ impl Running {
         let served = self.grpc.await.context("gRPC task")?;
         self.clock.await.context("clock task")?;
         ingest.context("ingest")?;
+        logged.context("write-ahead log")?;
         drained.context("draining the engine and archive")?;
         served.context("gRPC server")?;
         Ok(self.stats.summary())

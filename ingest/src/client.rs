@@ -2,11 +2,12 @@
 //!
 //! Two tasks. The event loop task only polls rumqttc and forwards publishes
 //! into a bounded queue, so keep-alives and acks keep flowing. The ingest
-//! task checks each message, quarantines what is bad, hands the good
-//! readings to the pipeline (waiting while it is full) and only then
-//! acknowledges the message. A full pipeline therefore stops the acks, the
-//! broker stops sending (its in-flight window is full) and holds the backlog:
-//! nothing is dropped.
+//! task checks each message, quarantines what is bad, and hands a
+//! [`Delivery`] to the pipeline (waiting while it is full): the good
+//! readings and the [`Ack`] that the pipeline sends once they are durable
+//! (in the write-ahead log). A pipeline that is full or cannot write
+//! therefore stops the acks, the broker stops sending (its in-flight window
+//! is full) and holds the backlog: nothing is dropped.
 //!
 //! A gateway's `offline` status (its last will) becomes one
 //! [`Quality::Offline`] marker per point the gateway has reported since the
@@ -50,6 +51,58 @@ pub struct IngestBatch {
     pub readings: Vec<Reading>,
     /// When the message was received, Unix ms (archived as `ingest_ts`).
     pub received_ms: i64,
+    /// Identifies the message, so that a redelivery of it is recognised
+    /// ([`message_id`]); 0 for messages that are never deduplicated.
+    pub message: u128,
+}
+
+/// Identifies a telemetry message by its gateway and sequence number, that
+/// is, by its exact bytes: a hash (XXH3, 128 bits) of topic and payload.
+/// A redelivery, by the broker after a reconnect or by a gateway that did
+/// not get its acknowledgement, is the same message byte for byte; two
+/// messages with the same gateway, sequence number and readings are the
+/// same message.
+pub fn message_id(topic: &str, payload: &[u8]) -> u128 {
+    let seed = twox_hash::XxHash3_64::oneshot(topic.as_bytes());
+    // 0 means "no id".
+    twox_hash::XxHash3_128::oneshot_with_seed(seed, payload).max(1)
+}
+
+/// The acknowledgement of one MQTT message, sent by whoever makes its
+/// readings durable.
+pub struct Ack {
+    client: AsyncClient,
+    publish: Publish,
+}
+
+impl Ack {
+    /// Acknowledges the message to the broker.
+    pub async fn send(self) -> Result<()> {
+        self.client
+            .ack(&self.publish)
+            .await
+            .map_err(|e| Error::Client(format!("ack: {e}")))
+    }
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ack")
+            .field("pkid", &self.publish.pkid)
+            .finish()
+    }
+}
+
+/// One checked MQTT message: its readings (possibly none: everything was
+/// quarantined, or a status message without markers) and its ack, to be
+/// sent once they are durable. Deliveries come in the order the broker
+/// sent the messages; acks should go back in that order.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The readings.
+    pub batch: IngestBatch,
+    /// The acknowledgement owed.
+    pub ack: Ack,
 }
 
 /// Where the subscriber connects and what it accepts.
@@ -76,7 +129,7 @@ impl Subscriber {
     pub async fn run(
         self,
         mut quarantine: Quarantine,
-        pipeline: mpsc::Sender<IngestBatch>,
+        pipeline: mpsc::Sender<Delivery>,
         shutdown: CancellationToken,
         ready: watch::Sender<bool>,
     ) -> Result<()> {
@@ -120,6 +173,7 @@ impl Subscriber {
             };
             let received_ms = now_ms();
             // Status messages become offline markers, telemetry readings.
+            let mut message = 0;
             let (readings, rejections) = if let Some((enterprise, gateway)) =
                 topic::parse_status(&limits.topic_prefix, &publish.topic)
             {
@@ -148,6 +202,9 @@ impl Subscriber {
                         .increment(checked.readings.len() as u64);
                     gateways.reported(t.enterprise, t.gateway, &checked.readings);
                 }
+                if !checked.readings.is_empty() {
+                    message = message_id(&publish.topic, &publish.payload);
+                }
                 (checked.readings, checked.rejections)
             };
             if let Err(e) = quarantine.record(&publish.topic, &publish.payload, &rejections) {
@@ -156,17 +213,22 @@ impl Subscriber {
                 tracing::error!(error = %e, topic = %publish.topic, "cannot quarantine; not acknowledging");
                 continue;
             }
-            if !readings.is_empty() {
-                let batch = IngestBatch {
+            // The ack needs only the packet id and QoS: let the payload go.
+            let mut publish = publish;
+            publish.payload = bytes::Bytes::new();
+            let delivery = Delivery {
+                batch: IngestBatch {
                     readings,
                     received_ms,
-                };
-                if pipeline.send(batch).await.is_err() {
-                    break Ok(());
-                }
-            }
-            if let Err(e) = client.ack(&publish).await {
-                break Err(Error::Client(format!("ack: {e}")));
+                    message,
+                },
+                ack: Ack {
+                    client: client.clone(),
+                    publish,
+                },
+            };
+            if pipeline.send(delivery).await.is_err() {
+                break Ok(());
             }
         };
         let _ = client.disconnect().await;

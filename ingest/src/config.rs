@@ -28,6 +28,9 @@ pub struct MqttConfig {
     /// Oldest timestamp accepted, Unix seconds (default 2000-01-01): older
     /// values are a gateway clock that was never set.
     pub min_timestamp_s: i64,
+    /// How many of the most recent telemetry messages are remembered to
+    /// recognise a redelivery (see [`crate::dedup`]).
+    pub dedup_window: usize,
 }
 
 impl Default for MqttConfig {
@@ -40,6 +43,7 @@ impl Default for MqttConfig {
             max_payload_bytes: 256 * 1024,
             max_clock_skew_s: 300,
             min_timestamp_s: 946_684_800,
+            dedup_window: 100_000,
         }
     }
 }
@@ -65,6 +69,12 @@ impl MqttConfig {
             return bad(format!(
                 "mqtt.max_payload_bytes: {} must be from 64 to 16777216",
                 self.max_payload_bytes
+            ));
+        }
+        if !(1_000..=10_000_000).contains(&self.dedup_window) {
+            return bad(format!(
+                "mqtt.dedup_window: {} must be from 1000 to 10000000 messages",
+                self.dedup_window
             ));
         }
         if let Some(b) = &self.broker {

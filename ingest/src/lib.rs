@@ -2,7 +2,9 @@
 //!
 //! - [`broker`]: the embedded rumqttd broker.
 //! - [`client`]: the QoS 1 subscriber with manual acks; hands validated
-//!   readings to the pipeline and acknowledges only after.
+//!   readings to the pipeline with the ack it owes, to send once they are
+//!   durable.
+//! - [`dedup`]: recognising a redelivered message.
 //! - [`decode`]: JSON and protobuf payloads to validated readings, with a
 //!   [`decode::Rejection`] for everything refused.
 //! - [`quarantine`]: the JSON-lines record of rejections.
@@ -27,11 +29,13 @@ pub mod broker;
 pub mod client;
 pub mod config;
 pub mod decode;
+pub mod dedup;
 pub mod error;
 pub mod quarantine;
 pub mod topic;
 
-pub use client::{IngestBatch, Subscriber};
+pub use client::{Ack, Delivery, IngestBatch, Subscriber, message_id};
 pub use config::MqttConfig;
+pub use dedup::Dedup;
 pub use error::{Error, Result};
 pub use quarantine::Quarantine;

@@ -1,37 +1,58 @@
-//! Writing readings to sealed, sorted, Hive-partitioned Parquet files.
+//! Writing readings and alarm events to sealed, sorted, Hive-partitioned
+//! Parquet files.
+//!
+//! Readings are buffered per partition (event date, enterprise) and sealed
+//! together at a [`ArchiveWriter::checkpoint`]: every partition's buffer
+//! becomes one file sorted by (point, time), and the alarm events journaled
+//! since the last checkpoint become files under `alarms/`, all committed as
+//! one [`txn`](crate::txn) with the write-ahead log segment they cover, so
+//! that the log can drop exactly what the archive holds. Small files are
+//! merged by [`ArchiveWriter::compact`] (size tiers: eight files of one
+//! tier become one of the next), and [`ArchiveWriter::expire`] deletes whole
+//! days past the retention.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt64Type};
 use arrow_array::{
     ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    UInt32Array, UInt64Array,
 };
-use hazardwatch_proto::{Catalog, PointIdx, Quality, Reading};
+use hazardwatch_proto::{Catalog, PointIdx, Quality, Reading, pb};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde::Deserialize;
 
 use crate::error::{Error, Result, io};
-use crate::schema::readings_schema;
+use crate::schema::{alarms_schema, readings_schema};
+use crate::txn::{self, Progress, Txn};
 
 /// `[archive]` settings.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ArchiveConfig {
-    /// Seal a partition's file once it holds this many readings.
+    /// Checkpoint (seal every partition) once this many readings are
+    /// buffered; also the size past which compaction leaves a file alone.
     pub roll_rows: usize,
-    /// Seal a partition's file once its first reading is this many seconds
-    /// old, so a quiet partition still reaches the archive.
+    /// Checkpoint at least this often, so a quiet park still reaches the
+    /// archive (and the write-ahead log is trimmed).
     pub roll_secs: u64,
     /// Rows per Parquet row group (bounds reader memory and sets the
     /// granularity of row-group pruning).
     pub row_group_rows: usize,
     /// zstd level, 1 to 22.
     pub zstd_level: i32,
+    /// Delete whole days (partitions) whose event date is more than this
+    /// many days before today; 0 keeps everything.
+    pub retention_days: u32,
 }
 
 impl Default for ArchiveConfig {
@@ -41,6 +62,7 @@ impl Default for ArchiveConfig {
             roll_secs: 60,
             row_group_rows: 1_000_000,
             zstd_level: 3,
+            retention_days: 0,
         }
     }
 }
@@ -71,6 +93,12 @@ impl ArchiveConfig {
                 self.zstd_level
             )));
         }
+        if self.retention_days > 36_500 {
+            return Err(Error::Config(format!(
+                "archive.retention_days: {} must be at most 36500 (0 keeps everything)",
+                self.retention_days
+            )));
+        }
         Ok(())
     }
 }
@@ -78,18 +106,19 @@ impl ArchiveConfig {
 /// A file the writer sealed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SealedFile {
+    /// Readings or alarm events.
+    pub dataset: Dataset,
     /// Final path of the file.
     pub path: PathBuf,
-    /// Readings in it.
+    /// Rows in it.
     pub rows: usize,
     /// Its size on disk.
     pub bytes: u64,
 }
 
 /// One partition's unsealed readings, column by column.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Buffer {
-    opened: Instant,
     point: Vec<PointIdx>,
     ts: Vec<i64>,
     ingest_ts: Vec<i64>,
@@ -99,18 +128,6 @@ struct Buffer {
 }
 
 impl Buffer {
-    fn new(now: Instant) -> Self {
-        Buffer {
-            opened: now,
-            point: Vec::new(),
-            ts: Vec::new(),
-            ingest_ts: Vec::new(),
-            value: Vec::new(),
-            quality: Vec::new(),
-            late: Vec::new(),
-        }
-    }
-
     fn len(&self) -> usize {
         self.point.len()
     }
@@ -121,40 +138,137 @@ type PartitionKey = (i64, Arc<str>);
 
 const DAY_MS: i64 = 86_400_000;
 
-/// Buffers readings per partition and seals them into Parquet files.
+/// Hive's name for a partition without a value.
+const NO_ENTERPRISE: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// Files of one size tier that compaction merges into one.
+pub const COMPACT_FANIN: usize = 8;
+
+/// The two datasets under the archive root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dataset {
+    /// `readings/`.
+    Readings,
+    /// `alarms/`.
+    Alarms,
+}
+
+impl Dataset {
+    /// The directory under the root.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Dataset::Readings => "readings",
+            Dataset::Alarms => "alarms",
+        }
+    }
+}
+
+/// `date=YYYY-MM-DD` of an event day.
+fn date_dir(day: i64) -> Result<String> {
+    chrono::DateTime::from_timestamp_millis(day.saturating_mul(DAY_MS))
+        .map(|d| format!("date={}", d.date_naive().format("%Y-%m-%d")))
+        .ok_or_else(|| Error::Config(format!("event day {day} out of range")))
+}
+
+/// The event day of a `date=YYYY-MM-DD` directory name.
+pub fn day_of_dir(name: &str) -> Option<i64> {
+    let date = chrono::NaiveDate::parse_from_str(name.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
+    Some(
+        date.and_hms_opt(0, 0, 0)?
+            .and_utc()
+            .timestamp_millis()
+            .div_euclid(DAY_MS),
+    )
+}
+
+/// Writes `batch` to `path` and syncs it.
+fn write_parquet(path: &Path, batch: &RecordBatch, props: &WriterProperties) -> Result<u64> {
+    let parquet_err = |source| Error::Parquet {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::create(path).map_err(io(path))?;
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), Some(props.clone())).map_err(parquet_err)?;
+    writer.write(batch).map_err(parquet_err)?;
+    let file = writer.into_inner().map_err(parquet_err)?;
+    file.sync_all().map_err(io(path))?;
+    Ok(file.metadata().map_err(io(path))?.len())
+}
+
+/// Buffers readings per partition and seals them into Parquet files at
+/// checkpoints.
 pub struct ArchiveWriter {
     root: PathBuf,
     catalog: Arc<Catalog>,
     config: ArchiveConfig,
-    props: WriterProperties,
+    readings_props: WriterProperties,
+    alarms_props: WriterProperties,
     buffers: HashMap<PartitionKey, Buffer>,
+    progress: Progress,
     /// Distinguishes files sealed in one millisecond by one process.
     file_seq: u64,
 }
 
 impl ArchiveWriter {
-    /// A writer under `root` (created if missing); files go to
-    /// `root/readings/...`.
-    pub fn new(root: &Path, catalog: Arc<Catalog>, config: ArchiveConfig) -> Result<Self> {
+    /// A writer under `root` (created if missing). Finishes a checkpoint or
+    /// compaction a crash interrupted, and returns the archive's progress:
+    /// write-ahead log segments before `progress.wal_segment` are archived.
+    pub fn open(
+        root: &Path,
+        catalog: Arc<Catalog>,
+        config: ArchiveConfig,
+    ) -> Result<(Self, Progress)> {
         config.validate()?;
-        let readings = root.join("readings");
-        std::fs::create_dir_all(&readings).map_err(io(&readings))?;
+        for d in [Dataset::Readings, Dataset::Alarms] {
+            let dir = root.join(d.dir());
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        }
+        let progress = txn::recover(root)?;
         let level = ZstdLevel::try_new(config.zstd_level)
             .map_err(|e| Error::Config(format!("archive.zstd_level: {e}")))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(config.row_group_rows))
-            .set_created_by(concat!("hazardwatch ", env!("CARGO_PKG_VERSION")).into())
+        let props = |sort: Vec<SortingColumn>| {
+            WriterProperties::builder()
+                .set_compression(Compression::ZSTD(level))
+                .set_statistics_enabled(EnabledStatistics::Page)
+                .set_max_row_group_row_count(Some(config.row_group_rows))
+                .set_sorting_columns(Some(sort))
+                .set_created_by(concat!("hazardwatch ", env!("CARGO_PKG_VERSION")).into())
+        };
+        let ascending = |column_idx| SortingColumn {
+            column_idx,
+            descending: false,
+            nulls_first: false,
+        };
+        let readings_props = props(vec![ascending(0), ascending(4)])
+            // Event times step by about a second within a point's run.
+            .set_column_encoding("ts".into(), Encoding::DELTA_BINARY_PACKED)
+            .set_column_dictionary_enabled("ts".into(), false)
             .build();
-        Ok(ArchiveWriter {
-            root: root.to_owned(),
-            catalog,
-            config,
-            props,
-            buffers: HashMap::new(),
-            file_seq: 0,
-        })
+        let alarms_props = props(vec![ascending(0)]).build();
+        Ok((
+            ArchiveWriter {
+                root: root.to_owned(),
+                catalog,
+                config,
+                readings_props,
+                alarms_props,
+                buffers: HashMap::new(),
+                progress,
+                file_seq: 0,
+            },
+            progress,
+        ))
+    }
+
+    /// The archive root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// How far the archive has got.
+    pub fn progress(&self) -> Progress {
+        self.progress
     }
 
     /// Replaces the catalog (after a site-model reload). Point indices are
@@ -164,15 +278,8 @@ impl ArchiveWriter {
     }
 
     /// Buffers readings received at `ingest_ms`; `late[i]` flags reading `i`
-    /// as late. Seals any partition that reaches `roll_rows`.
-    pub fn append(
-        &mut self,
-        readings: &[Reading],
-        ingest_ms: i64,
-        late: &[bool],
-    ) -> Result<Vec<SealedFile>> {
-        let now = Instant::now();
-        let mut full = Vec::new();
+    /// as late. Nothing is written until the next checkpoint.
+    pub fn append(&mut self, readings: &[Reading], ingest_ms: i64, late: &[bool]) {
         for (i, r) in readings.iter().enumerate() {
             let Some(meta) = self.catalog.get(r.point) else {
                 // Readings are validated against this catalog before they get
@@ -181,44 +288,17 @@ impl ArchiveWriter {
                 continue;
             };
             let key = (r.ts_ms.div_euclid(DAY_MS), meta.enterprise.clone());
-            let buf = self
-                .buffers
-                .entry(key.clone())
-                .or_insert_with(|| Buffer::new(now));
+            let buf = match self.buffers.get_mut(&key) {
+                Some(b) => b,
+                None => self.buffers.entry(key).or_default(),
+            };
             buf.point.push(r.point);
             buf.ts.push(r.ts_ms);
             buf.ingest_ts.push(ingest_ms);
             buf.value.push(r.value);
             buf.quality.push(r.quality);
             buf.late.push(late.get(i).copied().unwrap_or(false));
-            if buf.len() >= self.config.roll_rows {
-                full.push(key);
-            }
         }
-        full.sort();
-        full.dedup();
-        self.seal(full)
-    }
-
-    /// Seals the partitions whose first buffered reading is older than
-    /// `roll_secs` at `now`.
-    pub fn roll_due(&mut self, now: Instant) -> Result<Vec<SealedFile>> {
-        let age = Duration::from_secs(self.config.roll_secs);
-        let mut due: Vec<PartitionKey> = self
-            .buffers
-            .iter()
-            .filter(|(_, b)| now.saturating_duration_since(b.opened) >= age)
-            .map(|(k, _)| k.clone())
-            .collect();
-        due.sort();
-        self.seal(due)
-    }
-
-    /// Seals every partition (on shutdown).
-    pub fn seal_all(&mut self) -> Result<Vec<SealedFile>> {
-        let mut all: Vec<PartitionKey> = self.buffers.keys().cloned().collect();
-        all.sort();
-        self.seal(all)
     }
 
     /// Readings buffered and not yet sealed.
@@ -226,71 +306,234 @@ impl ArchiveWriter {
         self.buffers.values().map(Buffer::len).sum()
     }
 
-    fn seal(&mut self, keys: Vec<PartitionKey>) -> Result<Vec<SealedFile>> {
-        let mut sealed = Vec::new();
-        for key in keys {
-            let Some(buf) = self.buffers.remove(&key) else {
-                continue;
-            };
-            if buf.len() == 0 {
-                continue;
-            }
-            match self.write_file(&key, &buf) {
-                Ok(file) => sealed.push(file),
-                Err(e) => {
-                    // Keep the readings so a later seal can retry them.
-                    self.buffers.insert(key, buf);
-                    return Err(e);
+    /// Seals every buffered partition and the alarm `events` (those
+    /// numbered after `progress().alarms_seq`) as one atomic change that
+    /// records `wal_segment`: the caller has appended every reading logged
+    /// before that segment. On an error nothing changes: the buffers are
+    /// kept for the next checkpoint.
+    pub fn checkpoint(
+        &mut self,
+        wal_segment: u64,
+        events: &[pb::AlarmEvent],
+    ) -> Result<Vec<SealedFile>> {
+        let mut keys: Vec<PartitionKey> = self
+            .buffers
+            .iter()
+            .filter(|(_, b)| b.len() > 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        let mut staged = Vec::new();
+        let committed = self
+            .stage_checkpoint(&keys, events, &mut staged)
+            .and_then(|alarms_seq| {
+                let progress = Progress {
+                    wal_segment: self.progress.wal_segment.max(wal_segment),
+                    alarms_seq,
+                };
+                self.commit(progress, &staged, &[])?;
+                Ok(progress)
+            });
+        match committed {
+            Ok(progress) => {
+                self.progress = progress;
+                for k in &keys {
+                    self.buffers.remove(k);
                 }
+                Ok(staged)
+            }
+            Err(e) => {
+                unstage(&staged);
+                Err(e)
             }
         }
-        Ok(sealed)
     }
 
-    fn write_file(&mut self, key: &PartitionKey, buf: &Buffer) -> Result<SealedFile> {
-        let (day, enterprise) = key;
-        let date = chrono::DateTime::from_timestamp_millis(day * DAY_MS)
-            .map(|d| d.date_naive().format("%Y-%m-%d").to_string())
-            .ok_or_else(|| Error::Config(format!("event day {day} out of range")))?;
+    /// Writes the checkpoint's files aside; returns the last alarm event
+    /// sequence number they hold.
+    fn stage_checkpoint(
+        &mut self,
+        keys: &[PartitionKey],
+        events: &[pb::AlarmEvent],
+        staged: &mut Vec<SealedFile>,
+    ) -> Result<u64> {
+        for key in keys {
+            let batch = self.sorted_batch(&self.buffers[key])?;
+            let (day, enterprise) = key;
+            let file = self.stage(Dataset::Readings, *day, enterprise, &batch)?;
+            staged.push(file);
+        }
+        let after = self.progress.alarms_seq;
+        let mut alarms_seq = after;
+        let mut by_partition: BTreeMap<(i64, &str), Vec<&pb::AlarmEvent>> = BTreeMap::new();
+        for e in events.iter().filter(|e| e.seq > after) {
+            alarms_seq = alarms_seq.max(e.seq);
+            let enterprise = if e.enterprise.is_empty() {
+                NO_ENTERPRISE
+            } else {
+                &e.enterprise
+            };
+            by_partition
+                .entry((e.event_time_ms.div_euclid(DAY_MS), enterprise))
+                .or_default()
+                .push(e);
+        }
+        for ((day, enterprise), mut events) in by_partition {
+            events.sort_by_key(|e| e.seq);
+            let batch = alarm_batch(&events)?;
+            staged.push(self.stage(Dataset::Alarms, day, enterprise, &batch)?);
+        }
+        Ok(alarms_seq)
+    }
+
+    /// Writes `batch` aside as a new file of a partition; the returned path
+    /// is where it goes at the commit.
+    fn stage(
+        &mut self,
+        dataset: Dataset,
+        day: i64,
+        enterprise: &str,
+        batch: &RecordBatch,
+    ) -> Result<SealedFile> {
         let dir = self
             .root
-            .join("readings")
-            .join(format!("date={date}"))
+            .join(dataset.dir())
+            .join(date_dir(day)?)
             .join(format!("enterprise={enterprise}"));
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         self.file_seq += 1;
-        let name = format!(
+        let path = dir.join(format!(
             "part-{}-{}-{:06}.parquet",
             chrono::Utc::now().timestamp_millis(),
             std::process::id(),
             self.file_seq
-        );
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let path = dir.join(&name);
-
-        let batch = self.sorted_batch(buf)?;
-        let file = File::create(&tmp).map_err(io(&tmp))?;
-        let parquet_err = |source| Error::Parquet {
-            path: tmp.clone(),
-            source,
+        ));
+        let props = match dataset {
+            Dataset::Readings => &self.readings_props,
+            Dataset::Alarms => &self.alarms_props,
         };
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(self.props.clone()))
-            .map_err(parquet_err)?;
-        writer.write(&batch).map_err(parquet_err)?;
-        let file = writer.into_inner().map_err(parquet_err)?;
-        file.sync_all().map_err(io(&tmp))?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        // Make the rename itself durable.
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&dir))?;
-        let bytes = std::fs::metadata(&path).map_err(io(&path))?.len();
+        let bytes = write_parquet(&txn::aside(&path), batch, props)?;
         Ok(SealedFile {
+            dataset,
             path,
-            rows: buf.len(),
+            rows: batch.num_rows(),
             bytes,
         })
+    }
+
+    fn relative(&self, path: &Path) -> PathBuf {
+        path.strip_prefix(&self.root).unwrap_or(path).to_owned()
+    }
+
+    /// Commits staged files (and the removal of `replaced`) with `progress`.
+    fn commit(
+        &self,
+        progress: Progress,
+        staged: &[SealedFile],
+        replaced: &[PathBuf],
+    ) -> Result<()> {
+        let txn = Txn {
+            progress,
+            add: staged
+                .iter()
+                .map(|f| (self.relative(&txn::aside(&f.path)), self.relative(&f.path)))
+                .collect(),
+            remove: replaced.iter().map(|p| self.relative(p)).collect(),
+        };
+        txn::commit(&self.root, &txn)
+    }
+
+    /// Merges small files: in each partition of either dataset, files with
+    /// fewer than `roll_rows / 2` rows are put in size tiers (powers of
+    /// eight), and [`COMPACT_FANIN`] files of one tier become one file,
+    /// repeatedly, so every row is rewritten about log8(rows) times.
+    /// `partitions` limits the work to those directories (the ones the
+    /// last checkpoint wrote); `None` looks at every partition. Returns the
+    /// files written.
+    pub fn compact(&mut self, partitions: Option<&[PathBuf]>) -> Result<Vec<SealedFile>> {
+        let dirs = match partitions {
+            Some(p) => p.to_vec(),
+            None => txn::partition_dirs(&self.root)?,
+        };
+        let mut written = Vec::new();
+        for dir in dirs {
+            while let Some(group) = self.compaction_group(&dir)? {
+                written.push(self.merge(&dir, &group)?);
+            }
+        }
+        Ok(written)
+    }
+
+    /// The oldest [`COMPACT_FANIN`] small files of the lowest full tier.
+    fn compaction_group(&self, dir: &Path) -> Result<Option<Vec<PathBuf>>> {
+        let big = (self.config.roll_rows / 2).max(1) as u64;
+        let mut tiers: BTreeMap<u32, Vec<PathBuf>> = BTreeMap::new();
+        for path in parquet_files(dir)? {
+            let rows = file_rows(&path)?;
+            if rows < big {
+                tiers.entry(rows.max(1).ilog(8)).or_default().push(path);
+            }
+        }
+        Ok(tiers
+            .into_values()
+            .find(|files| files.len() >= COMPACT_FANIN)
+            .map(|files| files.into_iter().take(COMPACT_FANIN).collect()))
+    }
+
+    /// Replaces `files` of the partition `dir` by one file holding their
+    /// rows in the dataset's order.
+    fn merge(&mut self, dir: &Path, files: &[PathBuf]) -> Result<SealedFile> {
+        let dataset = if dir.starts_with(self.root.join(Dataset::Alarms.dir())) {
+            Dataset::Alarms
+        } else {
+            Dataset::Readings
+        };
+        let mut batches = Vec::new();
+        for f in files {
+            batches.extend(read_all(f)?);
+        }
+        let schema = match dataset {
+            Dataset::Readings => crate::schema::readings_schema(),
+            Dataset::Alarms => crate::schema::alarms_schema(),
+        };
+        let all = arrow_select::concat::concat_batches(&schema, &batches)?;
+        let sorted = sort_rows(dataset, &all)?;
+        let (day, enterprise) = partition_of(dir).ok_or_else(|| {
+            Error::Config(format!(
+                "{}: not a date=/enterprise= partition directory",
+                dir.display()
+            ))
+        })?;
+        let file = self.stage(dataset, day, &enterprise, &sorted)?;
+        let committed = self.commit(self.progress, std::slice::from_ref(&file), files);
+        if let Err(e) = committed {
+            unstage(std::slice::from_ref(&file));
+            return Err(e);
+        }
+        Ok(file)
+    }
+
+    /// Deletes the days whose event date is more than `retention_days`
+    /// before the day of `now_ms`, in both datasets. Returns the partitions
+    /// (date directories) deleted.
+    pub fn expire(&mut self, now_ms: i64) -> Result<Vec<PathBuf>> {
+        if self.config.retention_days == 0 {
+            return Ok(Vec::new());
+        }
+        let oldest_kept = now_ms.div_euclid(DAY_MS) - i64::from(self.config.retention_days);
+        let mut gone = Vec::new();
+        for dataset in [Dataset::Readings, Dataset::Alarms] {
+            for date in txn::subdirs(&self.root.join(dataset.dir()))? {
+                let day = date
+                    .file_name()
+                    .and_then(|n| day_of_dir(&n.to_string_lossy()));
+                if day.is_some_and(|d| d < oldest_kept) {
+                    std::fs::remove_dir_all(&date).map_err(io(&date))?;
+                    gone.push(date);
+                }
+            }
+        }
+        Ok(gone)
     }
 
     /// The buffer as one Arrow batch sorted by (point name, event time).
@@ -338,5 +581,373 @@ impl ArchiveWriter {
             )),
         ];
         Ok(RecordBatch::try_new(readings_schema(), columns)?)
+    }
+}
+
+/// Deletes files written aside for a change that did not commit.
+fn unstage(staged: &[SealedFile]) {
+    for f in staged {
+        let _ = std::fs::remove_file(txn::aside(&f.path));
+    }
+}
+
+/// The sealed `part-*.parquet` files of a partition directory, by name
+/// (so by sealing time).
+pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io(dir))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("part-") && name.ends_with(".parquet") {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The (event day, enterprise) of a `.../date=D/enterprise=E` directory.
+pub fn partition_of(dir: &Path) -> Option<(i64, String)> {
+    let enterprise = dir
+        .file_name()?
+        .to_string_lossy()
+        .strip_prefix("enterprise=")?
+        .to_owned();
+    let day = day_of_dir(&dir.parent()?.file_name()?.to_string_lossy())?;
+    Some((day, enterprise))
+}
+
+fn parquet_error(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> Error {
+    let path = path.to_owned();
+    move |source| Error::Parquet { path, source }
+}
+
+/// Rows in a Parquet file, from its footer.
+fn file_rows(path: &Path) -> Result<u64> {
+    let file = File::open(path).map_err(io(path))?;
+    let reader = SerializedFileReader::new(file).map_err(parquet_error(path))?;
+    Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
+}
+
+/// Every row of a Parquet file.
+fn read_all(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(io(path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(parquet_error(path))?;
+    reader
+        .map(|b| {
+            b.map_err(|e| Error::Parquet {
+                path: path.to_owned(),
+                source: e.into(),
+            })
+        })
+        .collect()
+}
+
+/// `batch` in its dataset's order: readings by (point, ts, value), alarm
+/// events by seq.
+fn sort_rows(dataset: Dataset, batch: &RecordBatch) -> Result<RecordBatch> {
+    let column = |name: &str| {
+        batch.column_by_name(name).ok_or_else(|| {
+            Error::Arrow(arrow_schema::ArrowError::SchemaError(format!(
+                "no column {name}"
+            )))
+        })
+    };
+    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    match dataset {
+        Dataset::Readings => {
+            let point = column("point")?.as_string::<i32>();
+            let ts = column("ts")?.as_primitive::<TimestampMillisecondType>();
+            let value = column("value")?.as_primitive::<Float64Type>();
+            order.sort_by(|&a, &b| {
+                let (a, b) = (a as usize, b as usize);
+                (point.value(a), ts.value(a), value.value(a).to_bits()).cmp(&(
+                    point.value(b),
+                    ts.value(b),
+                    value.value(b).to_bits(),
+                ))
+            });
+        }
+        Dataset::Alarms => {
+            let seq = column("seq")?.as_primitive::<UInt64Type>();
+            order.sort_by_key(|&i| seq.value(i as usize));
+        }
+    }
+    let indices = UInt32Array::from(order);
+    Ok(arrow_select::take::take_record_batch(batch, &indices)?)
+}
+
+/// Alarm events as one batch of the alarms schema.
+fn alarm_batch(events: &[&pb::AlarmEvent]) -> Result<RecordBatch> {
+    fn text<'a>(
+        events: &'a [&pb::AlarmEvent],
+        f: impl Fn(&'a pb::AlarmEvent) -> &'a str,
+    ) -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(events.iter().map(|e| f(e))))
+    }
+    fn flag(events: &[&pb::AlarmEvent], f: impl Fn(&pb::AlarmEvent) -> bool) -> ArrayRef {
+        Arc::new(BooleanArray::from_iter(events.iter().map(|e| Some(f(e)))))
+    }
+    fn time(events: &[&pb::AlarmEvent], f: impl Fn(&pb::AlarmEvent) -> i64) -> ArrayRef {
+        Arc::new(
+            TimestampMillisecondArray::from_iter(
+                events.iter().map(|e| Some(f(e)).filter(|&t| t != 0)),
+            )
+            .with_timezone("UTC"),
+        )
+    }
+    fn name<E: TryFrom<i32>>(v: i32, f: impl Fn(&E) -> &'static str) -> &'static str {
+        E::try_from(v).map(|e| f(&e)).unwrap_or("UNKNOWN")
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(events.iter().map(|e| e.seq))),
+        text(events, |e| &e.alarm_id),
+        text(events, |e| &e.hazard_source),
+        text(events, |e| &e.unit),
+        text(events, |e| &e.point),
+        text(events, |e| name(e.kind, pb::AlarmKind::as_str_name)),
+        text(events, |e| name(e.priority, pb::Priority::as_str_name)),
+        text(events, |e| name(e.transition, pb::Transition::as_str_name)),
+        text(events, |e| name(e.state, pb::AlarmState::as_str_name)),
+        Arc::new(
+            TimestampMillisecondArray::from_iter_values(events.iter().map(|e| e.event_time_ms))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(Float64Array::from_iter_values(
+            events.iter().map(|e| e.value),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            events.iter().map(|e| e.limit),
+        )),
+        text(events, |e| &e.eng_unit),
+        text(events, |e| &e.message),
+        text(events, |e| &e.actor),
+        text(events, |e| &e.comment),
+        text(events, |e| &e.action),
+        time(events, |e| e.predicted_time_ms),
+        flag(events, |e| e.suppressed),
+        flag(events, |e| e.latched),
+        flag(events, |e| e.out_of_service),
+        flag(events, |e| e.awaiting_disposal),
+        time(events, |e| e.shelved_until_ms),
+        text(events, |e| {
+            name(e.escalation_level, pb::EscalationLevel::as_str_name)
+        }),
+        text(events, |e| {
+            if e.transition == pb::Transition::RiskChanged as i32 {
+                name(e.risk_colour, pb::RiskColour::as_str_name)
+            } else {
+                ""
+            }
+        }),
+    ];
+    Ok(RecordBatch::try_new(alarms_schema(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use hazardwatch_proto::{PointKind, PointMeta};
+
+    const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    fn writer(dir: &Path, config: ArchiveConfig) -> (ArchiveWriter, Progress) {
+        let mut c = Catalog::default();
+        for (id, e) in [("A.LT", "E1"), ("B.LT", "E1"), ("C.LT", "E2")] {
+            c.insert(PointMeta::new(id, e, "HS", "U", PointKind::Level, "m"));
+        }
+        ArchiveWriter::open(dir, Arc::new(c), config).unwrap()
+    }
+
+    fn reading(point: PointIdx, ts_ms: i64) -> Reading {
+        Reading {
+            point,
+            ts_ms,
+            value: ts_ms as f64 / 1000.0,
+            quality: Quality::Good,
+        }
+    }
+
+    fn rows_in(root: &Path, dataset: Dataset) -> Vec<RecordBatch> {
+        let mut out = Vec::new();
+        for dir in txn::partition_dirs(root).unwrap() {
+            if dir.starts_with(root.join(dataset.dir())) {
+                for f in parquet_files(&dir).unwrap() {
+                    out.extend(read_all(&f).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    fn count(batches: &[RecordBatch]) -> usize {
+        batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    fn event(seq: u64, enterprise: &str, ts: i64) -> pb::AlarmEvent {
+        pb::AlarmEvent {
+            seq,
+            alarm_id: "A.LT/HH".into(),
+            enterprise: enterprise.into(),
+            point: "A.LT".into(),
+            kind: pb::AlarmKind::HighHigh as i32,
+            priority: pb::Priority::High as i32,
+            transition: pb::Transition::Raised as i32,
+            event_time_ms: ts,
+            value: 19.5,
+            limit: 19.0,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_seals_readings_and_alarms_at_once_and_records_its_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, p) = writer(dir.path(), ArchiveConfig::default());
+        assert_eq!(p, Progress::default());
+        // Two days, two enterprises.
+        w.append(
+            &[reading(0, T0), reading(2, T0 + 5), reading(1, T0 + DAY_MS)],
+            T0,
+            &[],
+        );
+        let events = [
+            event(1, "E1", T0),
+            event(2, "E2", T0 + 1),
+            event(3, "E1", T0 + 2),
+        ];
+        let sealed = w.checkpoint(4, &events).unwrap();
+        assert_eq!(sealed.len(), 3 + 2);
+        assert_eq!(w.buffered_rows(), 0);
+        assert_eq!(count(&rows_in(dir.path(), Dataset::Readings)), 3);
+        let alarms = rows_in(dir.path(), Dataset::Alarms);
+        assert_eq!(count(&alarms), 3);
+        assert!(sealed.iter().any(|f| {
+            f.path
+                .to_string_lossy()
+                .contains("alarms/date=2026-01-01/enterprise=E1/part-")
+        }));
+        // Events already archived are not archived again.
+        w.append(&[reading(0, T0 + 1000)], T0, &[]);
+        w.checkpoint(5, &events).unwrap();
+        assert_eq!(count(&rows_in(dir.path(), Dataset::Alarms)), 3);
+        drop(w);
+        let (_, p) = writer(dir.path(), ArchiveConfig::default());
+        assert_eq!(
+            p,
+            Progress {
+                wal_segment: 5,
+                alarms_seq: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_checkpoint_changes_nothing_and_the_next_one_archives_everything_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = writer(dir.path(), ArchiveConfig::default());
+        w.append(&[reading(0, T0)], T0, &[]);
+        w.checkpoint(2, &[]).unwrap();
+        // The enterprise E2 partition cannot be created: a file is in the way.
+        let blocked = dir.path().join("readings/date=2026-01-01/enterprise=E2");
+        std::fs::write(&blocked, b"in the way").unwrap();
+        w.append(&[reading(1, T0 + 1), reading(2, T0 + 2)], T0, &[]);
+        assert!(w.checkpoint(3, &[event(1, "E1", T0)]).is_err());
+        assert_eq!(w.progress().wal_segment, 2);
+        assert_eq!(w.buffered_rows(), 2);
+        assert_eq!(count(&rows_in(dir.path(), Dataset::Readings)), 1);
+        // Nothing written aside is left behind.
+        let leftovers: Vec<_> =
+            std::fs::read_dir(dir.path().join("readings/date=2026-01-01/enterprise=E1"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".tmp")
+                })
+                .collect();
+        assert!(leftovers.is_empty());
+        std::fs::remove_file(&blocked).unwrap();
+        w.append(&[reading(0, T0 + 3)], T0, &[]);
+        w.checkpoint(4, &[event(1, "E1", T0)]).unwrap();
+        assert_eq!(count(&rows_in(dir.path(), Dataset::Readings)), 4);
+        assert_eq!(count(&rows_in(dir.path(), Dataset::Alarms)), 1);
+        assert_eq!(w.progress().wal_segment, 4);
+    }
+
+    #[test]
+    fn compaction_merges_eight_small_files_of_a_tier_into_one_sorted_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = writer(dir.path(), ArchiveConfig::default());
+        for i in 0..9 {
+            // Both points of E1, newest first within a file, so merging has
+            // to sort.
+            w.append(&[reading(1, T0 + 10 - i), reading(0, T0 + 20 - i)], T0, &[]);
+            w.checkpoint(i as u64 + 1, &[event(i as u64 + 1, "E1", T0)])
+                .unwrap();
+        }
+        let part = dir.path().join("readings/date=2026-01-01/enterprise=E1");
+        assert_eq!(parquet_files(&part).unwrap().len(), 9);
+        let written = w.compact(None).unwrap();
+        // Readings: 8 of tier 0 (2 rows each) merged; alarms: 8 of 9 too.
+        assert_eq!(written.len(), 2);
+        assert_eq!(parquet_files(&part).unwrap().len(), 2);
+        let batches = rows_in(dir.path(), Dataset::Readings);
+        assert_eq!(count(&batches), 18);
+        let merged = read_all(&written[0].path).unwrap();
+        let merged = arrow_select::concat::concat_batches(&readings_schema(), &merged).unwrap();
+        let point = merged.column_by_name("point").unwrap().as_string::<i32>();
+        let ts = merged
+            .column_by_name("ts")
+            .unwrap()
+            .as_primitive::<TimestampMillisecondType>();
+        let keys: Vec<_> = (0..merged.num_rows())
+            .map(|i| (point.value(i), ts.value(i)))
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert_eq!(count(&rows_in(dir.path(), Dataset::Alarms)), 9);
+        // Nothing more to do.
+        assert!(w.compact(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn retention_deletes_whole_days_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ArchiveConfig {
+            retention_days: 2,
+            ..ArchiveConfig::default()
+        };
+        let (mut w, _) = writer(dir.path(), config);
+        for day in 0..4 {
+            w.append(&[reading(0, T0 + day * DAY_MS)], T0, &[]);
+        }
+        w.checkpoint(1, &[event(1, "E1", T0)]).unwrap();
+        let gone = w.expire(T0 + 3 * DAY_MS + 5).unwrap();
+        // Today is day 3: days 1, 2, 3 are kept.
+        assert_eq!(gone.len(), 2, "{gone:?}");
+        let left: Vec<_> = txn::subdirs(&dir.path().join("readings"))
+            .unwrap()
+            .iter()
+            .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left,
+            ["date=2026-01-02", "date=2026-01-03", "date=2026-01-04"]
+        );
+        assert!(txn::subdirs(&dir.path().join("alarms")).unwrap().is_empty());
     }
 }

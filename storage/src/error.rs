@@ -42,6 +42,15 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The archive's transaction record is unreadable or names a file
+    /// that is gone.
+    #[error("{path}: archive transaction: {message}")]
+    Txn {
+        /// The record.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// A setting is out of range.
     #[error("archive config: {0}")]
     Config(String),

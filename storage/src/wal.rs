@@ -8,9 +8,14 @@
 //!
 //! ```text
 //! record  = len: u32 LE | crc32(payload): u32 LE | payload
-//! payload = received_ms: i64 | new_names: u32 | { id: u32, len: u16, utf-8 name }*
+//! payload = message: u128 | received_ms: i64
+//!           | new_names: u32 | { id: u32, len: u16, utf-8 name }*
 //!           | readings: u32 | { id: u32, ts_ms: i64, value: f64, quality: u8 }*
 //! ```
+//!
+//! `message` identifies the MQTT message the batch came from (a hash of its
+//! topic and payload; 0 for none), so a redelivery after a restart is
+//! recognised as the message already logged.
 //!
 //! Points are named, not numbered by the running catalog (whose numbering
 //! a changed configuration may change across a restart): each segment
@@ -24,9 +29,15 @@
 //! synced, so never acknowledged; what follows it is ignored and the
 //! segment is truncated there.
 //!
+//! A failed write or sync (a full disk) cuts the segment back to where the
+//! append began and starts a new segment for the next attempt: nothing of a
+//! failed append stays, and a file whose sync failed is not trusted again.
+//! Every write and sync goes through a [`WalIo`], so tests can make the disk
+//! fail.
+//!
 //! ```
 //! use hazardwatch_proto::{Catalog, PointKind, PointMeta, Quality, Reading};
-//! use hazardwatch_storage::wal::{Wal, WalConfig};
+//! use hazardwatch_storage::wal::{Entry, Wal, WalConfig};
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let mut catalog = Catalog::default();
@@ -34,10 +45,11 @@
 //! let (mut wal, recovered) = Wal::open(dir.path(), WalConfig::default()).unwrap();
 //! assert!(recovered.is_empty());
 //! let r = Reading { point: p, ts_ms: 1_000, value: 12.5, quality: Quality::Good };
-//! wal.append(&[(2_000, &[r][..])], &catalog).unwrap();
+//! wal.append(&[Entry { message: 7, received_ms: 2_000, readings: &[r] }], &catalog).unwrap();
 //! drop(wal);
 //!
 //! let (_wal, recovered) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+//! assert_eq!(recovered[0].message, 7);
 //! assert_eq!(recovered[0].readings[0].point, "T101.LT");
 //! assert_eq!(recovered[0].readings[0].value, 12.5);
 //! ```
@@ -46,6 +58,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hazardwatch_proto::{Catalog, PointIdx, Quality, Reading};
 
@@ -66,6 +79,36 @@ impl Default for WalConfig {
     }
 }
 
+/// Where the log's bytes go: the file system, or in tests a disk that
+/// fails on demand.
+pub trait WalIo: Send + Sync {
+    /// Appends `bytes` to `file` (opened for appending).
+    fn write(&self, file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+        file.write_all(bytes)
+    }
+    /// Makes what was written to `file` durable.
+    fn sync(&self, file: &File) -> std::io::Result<()> {
+        file.sync_data()
+    }
+}
+
+/// The file system as it is.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FileIo;
+
+impl WalIo for FileIo {}
+
+/// One batch to log: the readings of one message.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// The message they came from (see the module docs); 0 for none.
+    pub message: u128,
+    /// When the service received it, Unix ms.
+    pub received_ms: i64,
+    /// The readings.
+    pub readings: &'a [Reading],
+}
+
 /// A reading read back from the log, its point by name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoggedReading {
@@ -82,8 +125,10 @@ pub struct LoggedReading {
 /// A batch read back from the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoggedBatch {
-    /// The segment it is in (see [`Wal::release_before`]).
+    /// The segment it is in (see [`release_before`]).
     pub segment: u64,
+    /// The message it came from; 0 for none.
+    pub message: u128,
     /// When the service received it, Unix ms.
     pub received_ms: i64,
     /// Its readings.
@@ -100,6 +145,9 @@ pub struct Wal {
     /// Local ids of the points this segment has named.
     named: HashMap<PointIdx, u32>,
     buf: Vec<u8>,
+    io: Arc<dyn WalIo>,
+    /// A write or sync failed on the current segment: start a new one.
+    broken: bool,
 }
 
 const HEADER: usize = 8;
@@ -176,6 +224,7 @@ impl<'a> Cursor<'a> {
 /// Decodes one record's payload with the segment's names so far.
 fn decode(payload: &[u8], names: &mut HashMap<u32, String>, segment: u64) -> Option<LoggedBatch> {
     let mut c = Cursor(payload);
+    let message = u128::from_le_bytes(c.take(16)?.try_into().ok()?);
     let received_ms = c.i64()?;
     for _ in 0..c.u32()? {
         let id = c.u32()?;
@@ -202,6 +251,7 @@ fn decode(payload: &[u8], names: &mut HashMap<u32, String>, segment: u64) -> Opt
     }
     Some(LoggedBatch {
         segment,
+        message,
         received_ms,
         readings,
     })
@@ -243,6 +293,15 @@ impl Wal {
     /// record of the existing segments, cuts a torn tail off the last one,
     /// and starts a new segment for writing.
     pub fn open(dir: &Path, config: WalConfig) -> Result<(Wal, Vec<LoggedBatch>)> {
+        Self::open_with(dir, config, Arc::new(FileIo))
+    }
+
+    /// [`Wal::open`], writing through `io`.
+    pub fn open_with(
+        dir: &Path,
+        config: WalConfig,
+        disk: Arc<dyn WalIo>,
+    ) -> Result<(Wal, Vec<LoggedBatch>)> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let existing = segments(dir)?;
         let mut recovered = Vec::new();
@@ -277,6 +336,8 @@ impl Wal {
                 bytes: 0,
                 named: HashMap::new(),
                 buf: Vec::new(),
+                io: disk,
+                broken: false,
             },
             recovered,
         ))
@@ -301,32 +362,56 @@ impl Wal {
         self.segment
     }
 
-    /// Appends batches of `(received_ms, readings)` (points named from
-    /// `catalog`) and makes them durable with one sync. Returns the segment
-    /// they went to: they may be released once everything up to it is in
-    /// sealed archive files. Nothing is acknowledged unless this returned.
-    pub fn append(&mut self, batches: &[(i64, &[Reading])], catalog: &Catalog) -> Result<u64> {
-        if self.bytes >= self.config.segment_bytes {
+    /// Appends the entries (points named from `catalog`) and makes them
+    /// durable with one sync. Returns the segment they went to: they may be
+    /// released once everything up to it is in sealed archive files.
+    /// Nothing may be acknowledged unless this returned `Ok`; on an error
+    /// nothing of the entries is left in the log.
+    pub fn append(&mut self, entries: &[Entry<'_>], catalog: &Catalog) -> Result<u64> {
+        if self.broken || self.bytes >= self.config.segment_bytes {
             self.roll()?;
         }
         let start = self.bytes;
-        for &(received_ms, readings) in batches {
-            self.encode(received_ms, readings, catalog);
+        let result = self.write_entries(entries, catalog);
+        if result.is_err() {
+            // Cut back what this append wrote, forget the names it gave,
+            // and never write to this file again.
+            self.broken = true;
+            self.bytes = start;
             let path = segment_path(&self.dir, self.segment);
-            self.file.write_all(&self.buf).map_err(io(&path))?;
+            if let Err(e) = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(start))
+            {
+                tracing::error!(path = %path.display(), error = %e, "cannot cut a failed append back");
+            }
+        }
+        result.map(|()| self.segment)
+    }
+
+    fn write_entries(&mut self, entries: &[Entry<'_>], catalog: &Catalog) -> Result<()> {
+        let path = segment_path(&self.dir, self.segment);
+        let start = self.bytes;
+        for e in entries {
+            self.encode(e, catalog);
+            self.io
+                .write(&mut self.file, &self.buf)
+                .map_err(io(&path))?;
             self.bytes += self.buf.len() as u64;
         }
         if self.bytes > start {
-            let path = segment_path(&self.dir, self.segment);
-            self.file.sync_data().map_err(io(&path))?;
+            self.io.sync(&self.file).map_err(io(&path))?;
         }
-        Ok(self.segment)
+        Ok(())
     }
 
     /// One record into `self.buf`.
-    fn encode(&mut self, received_ms: i64, readings: &[Reading], catalog: &Catalog) {
-        let mut payload = Vec::with_capacity(16 + readings.len() * READING);
-        payload.extend_from_slice(&received_ms.to_le_bytes());
+    fn encode(&mut self, entry: &Entry<'_>, catalog: &Catalog) {
+        let readings = entry.readings;
+        let mut payload = Vec::with_capacity(32 + readings.len() * READING);
+        payload.extend_from_slice(&entry.message.to_le_bytes());
+        payload.extend_from_slice(&entry.received_ms.to_le_bytes());
         let mut new: Vec<(u32, &str)> = Vec::new();
         for r in readings {
             if !self.named.contains_key(&r.point) {
@@ -358,29 +443,34 @@ impl Wal {
         self.buf.extend_from_slice(&payload);
     }
 
-    /// Closes the current segment and starts the next.
-    fn roll(&mut self) -> Result<()> {
+    /// Closes the current segment and starts the next; returns its number.
+    pub fn roll(&mut self) -> Result<u64> {
+        let file = Self::create(&self.dir, self.segment + 1)?;
         self.segment += 1;
-        self.file = Self::create(&self.dir, self.segment)?;
+        self.file = file;
         self.bytes = 0;
         self.named.clear();
-        Ok(())
+        self.broken = false;
+        Ok(self.segment)
     }
 
-    /// Deletes every segment before `segment` (everything in them is in
-    /// sealed archive files). Returns how many were deleted.
-    pub fn release_before(&mut self, segment: u64) -> Result<usize> {
-        let mut n = 0;
-        for s in segments(&self.dir)?
-            .into_iter()
-            .filter(|&s| s < segment.min(self.segment))
-        {
-            let path = segment_path(&self.dir, s);
-            std::fs::remove_file(&path).map_err(io(&path))?;
-            n += 1;
-        }
-        Ok(n)
+    /// Bytes in the current segment.
+    pub fn segment_len(&self) -> u64 {
+        self.bytes
     }
+}
+
+/// Deletes every segment in `dir` before `segment` (everything in them is
+/// in sealed archive files). Returns how many were deleted. The segment
+/// being written is never before a segment number the log has handed out.
+pub fn release_before(dir: &Path, segment: u64) -> Result<usize> {
+    let mut n = 0;
+    for s in segments(dir)?.into_iter().filter(|&s| s < segment) {
+        let path = segment_path(dir, s);
+        std::fs::remove_file(&path).map_err(io(&path))?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -420,6 +510,61 @@ mod tests {
             .collect()
     }
 
+    fn entry(received_ms: i64, readings: &[Reading]) -> Entry<'_> {
+        Entry {
+            message: received_ms as u128 * 1000 + 1,
+            received_ms,
+            readings,
+        }
+    }
+
+    /// A disk that, while `full`, writes half of what it is given and then
+    /// fails, as a full disk does.
+    #[derive(Default)]
+    struct FullDisk {
+        full: std::sync::atomic::AtomicBool,
+    }
+
+    impl WalIo for FullDisk {
+        fn write(&self, file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                file.write_all(&bytes[..bytes.len() / 2])?;
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            file.write_all(bytes)
+        }
+    }
+
+    #[test]
+    fn a_failed_append_leaves_nothing_and_the_next_one_goes_to_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = catalog(10);
+        let disk = Arc::new(FullDisk::default());
+        let (mut wal, _) = Wal::open_with(dir.path(), WalConfig::default(), disk.clone()).unwrap();
+        let first = wal.append(&[entry(1, &batch(0..5, 1))], &c).unwrap();
+        disk.full.store(true, std::sync::atomic::Ordering::SeqCst);
+        let err = wal
+            .append(
+                &[entry(2, &batch(0..10, 2)), entry(3, &batch(5..10, 3))],
+                &c,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("No space left"), "{err}");
+        disk.full.store(false, std::sync::atomic::Ordering::SeqCst);
+        let again = wal
+            .append(
+                &[entry(2, &batch(0..10, 2)), entry(3, &batch(5..10, 3))],
+                &c,
+            )
+            .unwrap();
+        assert!(again > first, "a new segment after the failure");
+        drop(wal);
+        let (_, back) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+        let got: Vec<_> = back.iter().map(|b| (b.message, b.readings.len())).collect();
+        assert_eq!(got, [(1001, 5), (2001, 10), (3001, 5)]);
+        assert_eq!(back[2].readings[0].point, "P5");
+    }
+
     #[test]
     fn batches_come_back_in_order_across_segments_and_reopens() {
         let dir = tempfile::tempdir().unwrap();
@@ -429,7 +574,7 @@ mod tests {
         let mut written = Vec::new();
         for s in 0..20 {
             let b = batch((s % 5) * 10..(s % 5) * 10 + 10, i64::from(s) * 1000);
-            wal.append(&[(i64::from(s), &b)], &c).unwrap();
+            wal.append(&[entry(i64::from(s), &b)], &c).unwrap();
             written.push(b);
         }
         assert!(wal.segment() > 3, "rolled");
@@ -447,9 +592,8 @@ mod tests {
             );
         }
         // Released segments are gone, the rest still read back.
-        let mut wal = wal;
         let keep_from = back[10].segment;
-        assert!(wal.release_before(keep_from).unwrap() > 0);
+        assert!(release_before(dir.path(), keep_from).unwrap() > 0);
         drop(wal);
         let (_, back) = Wal::open(dir.path(), config).unwrap();
         assert_eq!(back[0].segment, keep_from);
@@ -461,8 +605,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = catalog(10);
         let (mut wal, _) = Wal::open(dir.path(), WalConfig::default()).unwrap();
-        wal.append(&[(1, &batch(0..5, 1))], &c).unwrap();
-        wal.append(&[(2, &batch(5..10, 2))], &c).unwrap();
+        wal.append(&[entry(1, &batch(0..5, 1))], &c).unwrap();
+        wal.append(&[entry(2, &batch(5..10, 2))], &c).unwrap();
         let segment = wal.segment();
         drop(wal);
         let path = segment_path(dir.path(), segment);
@@ -497,7 +641,7 @@ mod tests {
         let (mut wal, _) = Wal::open(dir.path(), WalConfig::default()).unwrap();
         let a = batch(0..10, 1);
         let b = batch(10..20, 2);
-        wal.append(&[(1, &a), (2, &b)], &c).unwrap();
+        wal.append(&[entry(1, &a), entry(2, &b)], &c).unwrap();
         drop(wal);
         let (_, back) = Wal::open(dir.path(), WalConfig::default()).unwrap();
         assert_eq!(back.len(), 2);

@@ -63,14 +63,13 @@ fn main() -> anyhow::Result<()> {
         roll_rows: total.max(1),
         ..ArchiveConfig::default()
     };
-    let mut writer = ArchiveWriter::new(dir.path(), catalog.clone(), config)?;
+    let (mut writer, _) = ArchiveWriter::open(dir.path(), catalog.clone(), config)?;
     let late = vec![false; points];
     let t = Instant::now();
-    let mut sealed = Vec::new();
     for b in &batches {
-        sealed.extend(writer.append(b, ts0, &late)?);
+        writer.append(b, ts0, &late);
     }
-    sealed.extend(writer.seal_all()?);
+    let sealed = writer.checkpoint(1, &[])?;
     let write_rate = total as f64 / t.elapsed().as_secs_f64();
     let bytes: u64 = sealed.iter().map(|f| f.bytes).sum();
     let rows: usize = sealed.iter().map(|f| f.rows).sum();

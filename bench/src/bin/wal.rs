@@ -11,7 +11,7 @@ use hazardwatch_bench::{
     baseline, header, park_seconds, per_sec, row, synthetic_catalog, time_for,
 };
 use hazardwatch_proto::Reading;
-use hazardwatch_storage::wal::{Wal, WalConfig};
+use hazardwatch_storage::wal::{Entry, Wal, WalConfig};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -46,8 +46,16 @@ fn main() -> anyhow::Result<()> {
         let (mut wal, _) = Wal::open(&wal_dir, WalConfig::default())?;
         let t = Instant::now();
         for chunk in messages.chunks(group) {
-            let batches: Vec<(i64, &[Reading])> = chunk.iter().map(|m| (0, *m)).collect();
-            wal.append(&batches, &catalog)?;
+            let entries: Vec<Entry<'_>> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, m)| Entry {
+                    message: i as u128 + 1,
+                    received_ms: 0,
+                    readings: m,
+                })
+                .collect();
+            wal.append(&entries, &catalog)?;
         }
         let rate = total as f64 / t.elapsed().as_secs_f64();
         row(

@@ -1,0 +1,226 @@
+//! Atomic changes of several archive files at once.
+//!
+//! A checkpoint seals many partitions, and a compaction replaces several
+//! files by one; either must happen entirely or not at all, or a crash
+//! would leave readings archived twice (the write-ahead log replays them)
+//! or missing. Every file is first written aside (`.NAME.tmp`, synced);
+//! then one small record, `ROOT/_txn.json`, is written aside and renamed
+//! into place: that rename is the commit. Only then are the files renamed
+//! into place and the replaced ones deleted. At start, [`recover`] applies
+//! the last record again (every step is idempotent) and deletes the
+//! leftovers of a change that never committed.
+//!
+//! The record also carries the archive's progress: the first write-ahead
+//! log segment not yet archived and the last alarm event archived.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, io};
+
+/// File name of the record, in the archive root.
+const RECORD: &str = "_txn.json";
+
+/// How far the archive has got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Every reading logged in write-ahead log segments before this one is
+    /// in sealed files.
+    pub wal_segment: u64,
+    /// Every alarm event up to this sequence number is in sealed files.
+    pub alarms_seq: u64,
+}
+
+/// One committed change: files to move into place, files to delete, and
+/// the progress it records. Paths are relative to the archive root.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Txn {
+    /// Progress after the change.
+    pub progress: Progress,
+    /// `(written aside, final)` pairs.
+    pub add: Vec<(PathBuf, PathBuf)>,
+    /// Files the change replaces.
+    pub remove: Vec<PathBuf>,
+}
+
+/// The `.tmp` name a file is written under before it is committed.
+pub fn aside(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Commits `txn` (its added files are written aside and synced) and
+/// applies it.
+pub fn commit(root: &Path, txn: &Txn) -> Result<()> {
+    let path = root.join(RECORD);
+    let tmp = aside(&path);
+    let text = serde_json::to_vec_pretty(txn).map_err(|e| Error::Txn {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &text)?;
+        f.sync_all()
+    };
+    write().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    sync_dir(root)?;
+    apply(root, txn)
+}
+
+/// Moves the added files into place and deletes the removed ones; what is
+/// already done is skipped.
+fn apply(root: &Path, txn: &Txn) -> Result<()> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for (tmp, fin) in &txn.add {
+        let (tmp, fin) = (root.join(tmp), root.join(fin));
+        if tmp.exists() {
+            std::fs::rename(&tmp, &fin).map_err(io(&fin))?;
+        } else if !fin.exists() {
+            return Err(Error::Txn {
+                path: root.join(RECORD),
+                message: format!(
+                    "committed file {} is missing (neither it nor {} exists)",
+                    fin.display(),
+                    tmp.display()
+                ),
+            });
+        }
+        dirs.extend(fin.parent().map(Path::to_owned));
+    }
+    for r in &txn.remove {
+        let r = root.join(r);
+        match std::fs::remove_file(&r) {
+            Ok(()) => dirs.extend(r.parent().map(Path::to_owned)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&r)(e)),
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        sync_dir(&d)?;
+    }
+    Ok(())
+}
+
+/// Finishes the last committed change, deletes files written aside for a
+/// change that never committed, and returns the archive's progress.
+pub fn recover(root: &Path) -> Result<Progress> {
+    let path = root.join(RECORD);
+    let txn: Txn = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Txn {
+            path: path.clone(),
+            message: format!("does not parse: {e}"),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Txn::default(),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    apply(root, &txn)?;
+    let mut stray = 0;
+    for dir in partition_dirs(root)? {
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                std::fs::remove_file(entry.path()).map_err(io(entry.path()))?;
+                stray += 1;
+            }
+        }
+    }
+    if stray > 0 {
+        tracing::info!(
+            files = stray,
+            "archive: removed files of a change that never committed"
+        );
+    }
+    Ok(txn.progress)
+}
+
+/// Every `ROOT/{dataset}/date=*/enterprise=*` directory.
+pub fn partition_dirs(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for dataset in ["readings", "alarms"] {
+        for date in subdirs(&root.join(dataset))? {
+            out.extend(subdirs(&date)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The subdirectories of `dir` (none if it does not exist), sorted.
+pub fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io(dir))?;
+        if entry.file_type().map_err(io(entry.path()))?.is_dir() {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_committed_change_is_finished_at_recovery_and_an_uncommitted_one_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let part = root.join("readings/date=2026-01-01/enterprise=E");
+        std::fs::create_dir_all(&part).unwrap();
+        let old = part.join("part-old.parquet");
+        std::fs::write(&old, b"old").unwrap();
+        let new = part.join("part-new.parquet");
+        std::fs::write(aside(&new), b"new").unwrap();
+        let txn = Txn {
+            progress: Progress {
+                wal_segment: 7,
+                alarms_seq: 3,
+            },
+            add: vec![(
+                aside(&new).strip_prefix(root).unwrap().to_owned(),
+                new.strip_prefix(root).unwrap().to_owned(),
+            )],
+            remove: vec![old.strip_prefix(root).unwrap().to_owned()],
+        };
+        // Committed, then a crash before anything was moved.
+        std::fs::write(root.join(RECORD), serde_json::to_vec(&txn).unwrap()).unwrap();
+        // And a file of a later change that never committed.
+        let stray = aside(&part.join("part-later.parquet"));
+        std::fs::write(&stray, b"later").unwrap();
+
+        assert_eq!(recover(root).unwrap(), txn.progress);
+        assert_eq!(std::fs::read(&new).unwrap(), b"new");
+        assert!(!old.exists() && !stray.exists() && !aside(&new).exists());
+        // Recovering again changes nothing.
+        assert_eq!(recover(root).unwrap(), txn.progress);
+        assert_eq!(std::fs::read(&new).unwrap(), b"new");
+    }
+
+    #[test]
+    fn an_empty_archive_has_made_no_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(recover(dir.path()).unwrap(), Progress::default());
+    }
+}
