@@ -208,3 +208,31 @@ fn conditions_restored_after_a_restart_clear_when_they_end_and_are_not_raised_ag
         );
     }
 }
+
+#[test]
+fn finishing_with_readings_stamped_beyond_the_watermark_ends_and_judges_up_to_it() {
+    use hazardwatch_rules::{Collector, Engine, EngineConfig};
+    let m = model("on_delay_s = 0\noff_delay_s = 0");
+    for workers in [1, 2] {
+        let config = EngineConfig {
+            workers,
+            epoch_ms: 100,
+            lateness_ms: 0,
+        };
+        let events = Collector::new();
+        let mut engine = Engine::start(&m, &config, events.sink()).unwrap();
+        // A gateway clock ahead: readings stamped after the watermark the
+        // input ends at.
+        let batch = series(&m, "T1.LT", 1_000, 1_000, &[18.5, 18.5, 18.5, 18.5, 18.5]);
+        engine.input().send(&batch, &mut Vec::new());
+        engine.input().advance_to(2_500);
+        // Returns (it used to wait for ever on the readings at 3 s to 5 s).
+        engine.finish().unwrap();
+        let seen: Vec<_> = events
+            .take()
+            .iter()
+            .map(|e| (e.kind, e.active, e.ts_ms))
+            .collect();
+        assert_eq!(seen, [(AlarmKind::High, true, 1_000)], "{workers} workers");
+    }
+}

@@ -476,3 +476,74 @@ pub fn row_counts(rows: &[ArchivedRow]) -> BTreeMap<(String, i64, u64), usize> {
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+/// A Debian mosquitto broker on a free port, stopped on drop: the external
+/// broker that keeps a subscriber's persistent session (and its queued
+/// QoS 1 messages) while the service is down.
+pub struct Mosquitto {
+    child: std::process::Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts mosquitto, or returns `None` when it is not installed and
+    /// `HAZARDWATCH_REQUIRE_MOSQUITTO` is not set (the test command sets it
+    /// after installing mosquitto, so there the test cannot be skipped).
+    pub fn start() -> anyhow::Result<Option<Mosquitto>> {
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists());
+        let Some(bin) = bin else {
+            anyhow::ensure!(
+                std::env::var_os("HAZARDWATCH_REQUIRE_MOSQUITTO").is_none(),
+                "mosquitto is required (HAZARDWATCH_REQUIRE_MOSQUITTO) but not installed"
+            );
+            eprintln!("mosquitto not installed: skipping (apt-get install mosquitto)");
+            return Ok(None);
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = tempfile::tempdir()?;
+        let conf = dir.path().join("mosquitto.conf");
+        // Queue without limit for a disconnected persistent session: the
+        // default drops QoS 1 messages past 1000.
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 100\n\
+                 log_dest stderr\nlog_type error\nlog_type warning\n"
+            ),
+        )?;
+        let child = std::process::Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(
+                std::time::Instant::now() < until,
+                "mosquitto did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Some(Mosquitto {
+            child,
+            port,
+            _dir: dir,
+        }))
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

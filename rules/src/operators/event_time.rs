@@ -379,8 +379,12 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
                             break;
                         }
                         if limit.is_some_and(|l| epoch > l) {
-                            // Input closed: nothing beyond its last epoch is known.
+                            // Input closed: nothing beyond its last epoch is
+                            // known. Records stamped beyond it (a gateway
+                            // clock ahead of the watermark) are not judged,
+                            // and their capabilities go with them.
                             timers.clear();
+                            stash.clear();
                             break;
                         }
                         let (cap, mut records) = match stash.remove(&epoch) {

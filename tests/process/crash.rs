@@ -1,0 +1,230 @@
+//! SIGKILL mid-stream, several times, then a clean stop: every reading the
+//! broker acknowledged to the gateway is in the archive exactly once.
+//!
+//! The broker is Debian's mosquitto, outside the killed process, as in a
+//! deployment that needs this guarantee: it holds the service's persistent
+//! session and the QoS 1 messages the service had not acknowledged (those
+//! not yet in its write-ahead log) while the service is down.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use hazardwatch_tests::{Gateway, Mosquitto, TEST_PARK, now_ms, read_archive};
+
+/// How long each run lives before its SIGKILL, after it has subscribed:
+/// spread over the one-second checkpoint cycle, so kills land while
+/// readings are only in the log, during a checkpoint, and right after one.
+const KILL_AFTER_MS: [u64; 5] = [150, 700, 1_250, 1_900, 2_600];
+
+/// The service as a child process, its stderr collected.
+struct Process {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Process {
+    /// Starts `hazardwatch run` and waits until it has subscribed.
+    fn start(config: &Path, data: &Path) -> anyhow::Result<Process> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hazardwatch"))
+            .args(["run", "--no-metrics", "--grpc", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .arg("--data")
+            .arg(data)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting the hazardwatch binary")?;
+        let stderr = child.stderr.take().context("stderr piped")?;
+        let log = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("subscribed to telemetry") {
+                        let _ = ready_tx.send(());
+                    }
+                    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
+        let mut p = Process { child, log };
+        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = p.child.kill();
+            anyhow::bail!("the service did not subscribe:\n{}", p.log());
+        }
+        Ok(p)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill(mut self) -> anyhow::Result<String> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(self.log())
+    }
+
+    /// SIGTERM, and a clean exit.
+    fn stop(mut self) -> anyhow::Result<String> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let exit = self.child.wait()?;
+        let log = self.log();
+        anyhow::ensure!(exit.success(), "the service exited with {exit}:\n{log}");
+        Ok(log)
+    }
+}
+
+type Key = (String, i64, u64);
+
+/// Publishes 10-reading messages until told to stop; records the readings
+/// of every message the broker acknowledged.
+async fn publish(
+    port: u16,
+    acknowledged: Arc<Mutex<Vec<Key>>>,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<u64> {
+    let mut gw = Gateway::connect("127.0.0.1", port, "crash-gw").await?;
+    let points = ["T101.LT", "T101.PT", "E01-GT01"];
+    let mut n: i64 = 0;
+    while !stop.is_cancelled() {
+        let mut keys = Vec::new();
+        let t = now_ms();
+        let readings: Vec<serde_json::Value> = (0..10)
+            .map(|i| {
+                let point = points[(i % 3) as usize];
+                // Unique with the value, which counts the readings.
+                let ts = t + i;
+                let value = ((n * 10 + i) % 1000) as f64 / 100.0;
+                keys.push((point.to_string(), ts, value.to_bits()));
+                serde_json::json!({"point": point, "ts": ts, "value": value})
+            })
+            .collect();
+        let payload = serde_json::json!({"gateway": "GW1", "seq": n, "readings": readings});
+        gw.publish("hw/v1/E01/GW1/telemetry", serde_json::to_vec(&payload)?)
+            .await?;
+        acknowledged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(keys);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    gw.close().await;
+    Ok(n as u64)
+}
+
+fn archived(archive: &Path) -> BTreeMap<Key, usize> {
+    // The service may be compacting while this reads: a file can vanish
+    // between listing and opening; read again then.
+    loop {
+        match read_archive(archive) {
+            Ok(rows) => return hazardwatch_tests::row_counts(&rows),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_loses_no_acknowledged_reading_and_archives_none_twice() {
+    let Some(broker) = Mosquitto::start().unwrap() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("park.toml");
+    let text = TEST_PARK
+        .replace(
+            "[mqtt]\n",
+            &format!("[mqtt]\nbroker = \"127.0.0.1:{}\"\n", broker.port),
+        )
+        .replace("[archive]\nroll_secs = 3600", "[archive]\nroll_secs = 1");
+    assert!(text.contains("roll_secs = 1\n") && text.contains("broker ="));
+    std::fs::write(&config, text).unwrap();
+
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut publisher = None;
+
+    let mut recovered_runs = 0;
+    for after in KILL_AFTER_MS {
+        let p = Process::start(&config, &data).unwrap();
+        // The gateway starts once the service's persistent session exists
+        // at the broker: before that, nobody subscribes to keep a message.
+        publisher.get_or_insert_with(|| {
+            tokio::spawn(publish(broker.port, acknowledged.clone(), stop.clone()))
+        });
+        tokio::time::sleep(Duration::from_millis(after)).await;
+        let log = p.kill().unwrap();
+        if log.contains("write-ahead log: judging and archiving again") {
+            recovered_runs += 1;
+        }
+    }
+    stop.cancel();
+    let messages = publisher.unwrap().await.unwrap().unwrap();
+    let want: Vec<Key> = acknowledged.lock().unwrap().clone();
+    assert_eq!(want.len() as u64, messages * 10);
+
+    // A last run takes the rest from the broker; stop it cleanly once the
+    // archive holds every acknowledged reading (or the time is up, and the
+    // check below says what is missing).
+    let p = Process::start(&config, &data).unwrap();
+    if p.log()
+        .contains("write-ahead log: judging and archiving again")
+    {
+        recovered_runs += 1;
+    }
+    let archive = data.join("archive");
+    for _ in 0..120 {
+        let have = archived(&archive);
+        if want.iter().all(|k| have.contains_key(k)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let log = p.stop().unwrap();
+
+    let have = archived(&archive);
+    let missing: Vec<&Key> = want.iter().filter(|k| !have.contains_key(*k)).collect();
+    let twice: Vec<(&Key, &usize)> = have.iter().filter(|(_, n)| **n > 1).collect();
+    eprintln!(
+        "crash test: {} SIGKILLs, {} restarts replayed the log, {} messages / {} readings acknowledged, {} archived, {} lost, {} archived twice",
+        KILL_AFTER_MS.len(),
+        recovered_runs,
+        messages,
+        want.len(),
+        have.len(),
+        missing.len(),
+        twice.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged readings lost, e.g. {:?}\nlast run's log:\n{log}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(
+        twice.is_empty(),
+        "archived twice: {:?}",
+        &twice[..twice.len().min(5)]
+    );
+    assert!(
+        recovered_runs > 0,
+        "no restart found anything in the log to replay: the kills did not test recovery"
+    );
+    // Nothing but what was published.
+    assert_eq!(have.len(), want.len());
+}

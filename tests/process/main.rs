@@ -1,0 +1,7 @@
+//! Tests of the real `hazardwatch` binary as a process: killed with SIGKILL
+//! mid-stream, it loses nothing a gateway was told was received.
+//!
+//! Built by the root package so that Cargo builds the binary for it
+//! (`CARGO_BIN_EXE_hazardwatch`); the fixtures are the end-to-end tests'.
+
+mod crash;
