@@ -28,7 +28,7 @@ use hazardwatch_ingest::{Dedup, Delivery, IngestBatch, Quarantine, Subscriber, b
 use hazardwatch_proto::{Catalog, Reading};
 use hazardwatch_rules::site::UnitState;
 use hazardwatch_rules::{Engine, EngineInput, SiteModel};
-use hazardwatch_storage::wal::{self, Wal, WalConfig};
+use hazardwatch_storage::wal::{self, FileIo, Wal, WalConfig, WalIo};
 use hazardwatch_storage::{AlarmJournal, ArchiveWriter};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -50,6 +50,8 @@ pub const ALARMS_PER_CHECKPOINT: usize = 200_000;
 pub const ARCHIVE_QUEUE: usize = 256;
 /// How long [`start`] waits for the telemetry subscription to be confirmed.
 pub const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How soon a failed archive checkpoint is tried again.
+pub const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
 /// How often live event time advances.
 pub const TICK: Duration = Duration::from_millis(100);
 
@@ -291,6 +293,12 @@ async fn clock_loop(hub: Arc<AlarmHub>, stop: CancellationToken) {
 
 /// Starts every part of the service.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with(config, Arc::new(FileIo)).await
+}
+
+/// [`start`], with the write-ahead log written through `wal_io` (tests
+/// make the disk fail with it).
+pub async fn start_with(config: Config, wal_io: Arc<dyn WalIo>) -> anyhow::Result<Running> {
     let Config { settings, site } = config;
     let data_dir = settings.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
@@ -373,7 +381,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         // About `roll_rows` readings per segment, so per checkpoint.
         segment_bytes: (settings.archive.roll_rows as u64).saturating_mul(24),
     };
-    let (wal, logged) = Wal::open(&wal_dir, wal_config)?;
+    let (wal, logged) = Wal::open_with(&wal_dir, wal_config, wal_io)?;
     let quarantine_dir = data_dir.join("quarantine");
     let mut quarantine = Quarantine::open(&quarantine_dir)?;
     let quarantine_file = quarantine.path().to_owned();
@@ -602,7 +610,18 @@ fn archive_loop(
         metrics::counter!("hazardwatch_archive_errors_total").increment(1);
         tracing::error!(error = %e, "archive {what} failed; the readings stay in the write-ahead log and the next checkpoint retries");
     };
-    while let Ok(msg) = rx.recv() {
+    // A checkpoint that failed, retried every CHECKPOINT_RETRY even when
+    // nothing new arrives.
+    let mut failed: Option<u64> = None;
+    loop {
+        let msg = match rx.recv_timeout(CHECKPOINT_RETRY) {
+            Ok(msg) => msg,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => match failed.take() {
+                Some(segment) => ArchiveMsg::Checkpoint(segment),
+                None => continue,
+            },
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         match msg {
             ArchiveMsg::Rows {
                 readings,
@@ -611,6 +630,7 @@ fn archive_loop(
             } => writer.append(&readings, received_ms, &late),
             ArchiveMsg::Catalog(catalog) => writer.set_catalog(catalog),
             ArchiveMsg::Checkpoint(segment) => {
+                failed = None;
                 let events =
                     match hub.journal_after(writer.progress().alarms_seq, ALARMS_PER_CHECKPOINT) {
                         Ok(e) => e,
@@ -623,6 +643,7 @@ fn archive_loop(
                     Ok(sealed) => sealed,
                     Err(e) => {
                         report("checkpoint", &e);
+                        failed = Some(segment);
                         continue;
                     }
                 };

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,6 +15,7 @@ use hazardwatch_proto::pb;
 use hazardwatch_proto::pb::alarm_service_client::AlarmServiceClient;
 use hazardwatch_proto::pb::site_service_client::SiteServiceClient;
 use hazardwatch_rules::Source;
+use hazardwatch_storage::wal::{FileIo, WalIo};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use tokio::task::JoinHandle;
@@ -128,13 +130,23 @@ impl TestService {
     /// Starts the service on a configuration text (e.g. [`TEST_PARK`] with
     /// tables added).
     pub async fn start_text(data: tempfile::TempDir, text: &str) -> anyhow::Result<TestService> {
+        Self::start_with(data, text, Arc::new(FileIo)).await
+    }
+
+    /// Starts the service on a configuration text, its write-ahead log
+    /// written through `wal_io`.
+    pub async fn start_with(
+        data: tempfile::TempDir,
+        text: &str,
+        wal_io: Arc<dyn WalIo>,
+    ) -> anyhow::Result<TestService> {
         let src = Source {
             path: "test-park.toml".into(),
             text: text.into(),
         };
         let mut config = Config::from_source(&src)?;
         config.settings.data_dir = data.path().to_owned();
-        let running = service::start(config).await?;
+        let running = service::start_with(config, wal_io).await?;
         Ok(TestService { running, data })
     }
 

@@ -7,6 +7,7 @@
 mod access;
 mod bad_input;
 mod config_errors;
+mod durability;
 mod end_to_end;
 mod escalation;
 mod gateway_status;

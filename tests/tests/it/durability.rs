@@ -1,0 +1,135 @@
+//! A disk that fills up, and an archive directory that cannot be written:
+//! ingest stops acknowledging (or the archive waits), says why, and
+//! resumes without losing or doubling a reading.
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hazardwatch_storage::wal::WalIo;
+use hazardwatch_tests::{
+    Gateway, TEST_PARK, TestService, now_ms, read_archive, row_counts, wait_until,
+};
+
+/// A disk that, while full, writes half of what it is given and then fails
+/// with ENOSPC, as a full disk does.
+#[derive(Default)]
+struct Disk {
+    full: AtomicBool,
+}
+
+impl WalIo for Disk {
+    fn write(&self, file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+        if self.full.load(Ordering::SeqCst) {
+            file.write_all(&bytes[..bytes.len() / 2])?;
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        file.write_all(bytes)
+    }
+}
+
+async fn publish(gw: &mut Gateway, from: i64, n: i64, t0: i64) {
+    for i in from..from + n {
+        gw.publish_json(
+            "E01",
+            serde_json::json!([{"point": "T101.PT", "ts": t0 + i, "value": 100.0 + i as f64}]),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_acks_and_nothing_is_lost_when_space_returns() {
+    let disk = Arc::new(Disk::default());
+    let svc = TestService::start_with(tempfile::tempdir().unwrap(), TEST_PARK, disk.clone())
+        .await
+        .unwrap();
+    let stats = svc.running.stats.clone();
+    let (host, port) = svc.broker();
+    let mut gw = Gateway::connect(&host, port, "gw-disk").await.unwrap();
+    let t0 = now_ms();
+    publish(&mut gw, 0, 5, t0).await;
+    svc.wait_for_readings(5).await.unwrap();
+
+    disk.full.store(true, Ordering::SeqCst);
+    // The broker takes these from the gateway; the service cannot log them,
+    // so it takes none of them and acknowledges none.
+    publish(&mut gw, 5, 5, t0).await;
+    wait_until(Duration::from_secs(10), || {
+        stats.wal_stalled.load(Ordering::Relaxed)
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(stats.readings_in.load(Ordering::Relaxed), 5);
+    assert!(stats.wal_errors.load(Ordering::Relaxed) >= 2, "retried");
+
+    disk.full.store(false, Ordering::SeqCst);
+    svc.wait_for_readings(10).await.unwrap();
+    assert!(!stats.wal_stalled.load(Ordering::Relaxed));
+    publish(&mut gw, 10, 2, t0).await;
+    svc.wait_for_readings(12).await.unwrap();
+    gw.close().await;
+
+    let archive = svc.running.archive_dir.clone();
+    let summary = svc.running.shutdown().await.unwrap();
+    assert_eq!(summary.readings_in, 12);
+    let counts = row_counts(&read_archive(&archive).unwrap());
+    let want: Vec<_> = (0..12)
+        .map(|i| ("T101.PT".to_string(), t0 + i, (100.0 + i as f64).to_bits()))
+        .collect();
+    for k in &want {
+        assert_eq!(counts.get(k), Some(&1), "{k:?} archived once");
+    }
+    assert_eq!(counts.len(), want.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_archive_keeps_the_readings_in_the_log_until_it_can_be_written() {
+    let text = TEST_PARK.replace("[archive]\nroll_secs = 3600", "[archive]\nroll_secs = 1");
+    let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
+        .await
+        .unwrap();
+    let stats = svc.running.stats.clone();
+    let archive = svc.running.archive_dir.clone();
+    // Something is in the way of the readings' directory.
+    let readings = archive.join("readings");
+    std::fs::remove_dir_all(&readings).unwrap();
+    std::fs::write(&readings, b"not a directory").unwrap();
+
+    let (host, port) = svc.broker();
+    let mut gw = Gateway::connect(&host, port, "gw-archive").await.unwrap();
+    let t0 = now_ms();
+    publish(&mut gw, 0, 5, t0).await;
+    // The log takes them (and the gateway's messages are acknowledged);
+    // the checkpoints fail and say so.
+    svc.wait_for_readings(5).await.unwrap();
+    wait_until(Duration::from_secs(10), || {
+        stats.archive_errors.load(Ordering::Relaxed) >= 2
+    })
+    .await
+    .unwrap();
+    let wal = svc.data.path().join("wal");
+    assert!(
+        std::fs::read_dir(&wal).unwrap().count() >= 2,
+        "segments kept"
+    );
+
+    std::fs::remove_file(&readings).unwrap();
+    wait_until(Duration::from_secs(10), || {
+        stats.archive_rows.load(Ordering::Relaxed) >= 5
+    })
+    .await
+    .unwrap();
+    gw.close().await;
+    svc.running.shutdown().await.unwrap();
+    let counts = row_counts(&read_archive(&archive).unwrap());
+    assert_eq!(counts.len(), 5);
+    assert!(counts.values().all(|&n| n == 1));
+    // Archived segments are gone: what is left holds nothing unarchived.
+    let left: Vec<_> = std::fs::read_dir(&wal).unwrap().collect();
+    assert!(left.len() <= 2, "{left:?}");
+}
