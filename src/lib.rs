@@ -13,6 +13,7 @@
 //! - [`escalation`]: closed-loop disposal and escalation chains.
 //! - [`risk`]: live risk colours from GB 18218 grades and alarms.
 //! - [`stats`]: alarm-system performance (EEMUA 191).
+//! - [`replay`]: archived readings through the same rules; what-if.
 //! - [`sim`]: the park simulator with scheduled incidents.
 //! - [`demo`]: `demo` and `run` in the foreground.
 //!
@@ -37,6 +38,7 @@ pub mod durable;
 pub mod escalation;
 pub mod grpc;
 pub mod reload;
+pub mod replay;
 pub mod risk;
 pub mod service;
 pub mod sim;

@@ -51,6 +51,14 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// An archive file does not hold what the archive's schema says.
+    #[error("{path}: {message}")]
+    Archive {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A setting is out of range.
     #[error("archive config: {0}")]
     Config(String),

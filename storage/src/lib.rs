@@ -12,6 +12,8 @@
 //! - [`txn`]: several files written aside and moved into place as one
 //!   atomic change, so a reader never sees half a file and a crash never
 //!   archives a reading twice.
+//! - [`reader`]: reading the archive back with partition and row-group
+//!   pruning, for replay and queries.
 //! - [`schema`]: the archive's Arrow schema, documented column by column.
 //!
 //! Layout (Hive partitions, read as is by DuckDB, pyarrow, Polars, Spark):
@@ -40,6 +42,7 @@
 pub mod archive;
 pub mod error;
 pub mod journal;
+pub mod reader;
 pub mod schema;
 pub mod txn;
 pub mod wal;

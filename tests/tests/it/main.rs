@@ -15,6 +15,7 @@ mod independent_reader;
 mod journal;
 mod lifecycle;
 mod reload;
+mod replay;
 mod risk;
 mod scenarios;
 mod tls;
