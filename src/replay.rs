@@ -21,7 +21,7 @@ use arrow_array::{
     ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use hazardwatch_proto::{Catalog, Reading, RuleEvent};
+use hazardwatch_proto::{Catalog, PointIdx, Reading, RuleEvent};
 use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel};
 use hazardwatch_storage::reader::{self, Plan, Range};
 
@@ -129,10 +129,19 @@ pub fn replay(
             && part.ts_min < end
         {
             let mut rows = Vec::with_capacity(part.rows as usize);
+            // Files are sorted by point: look each name up once per run of it.
+            let mut last = (String::new(), [UNKNOWN; 2]);
             reader::read_part(part, range, |point, ts_ms, value, quality, was_late| {
+                if point != last.0 || last.0.is_empty() {
+                    last.0.clear();
+                    last.0.push_str(point);
+                    for (slot, run) in last.1.iter_mut().zip(&runs) {
+                        *slot = run.catalog.lookup(point).unwrap_or(UNKNOWN);
+                    }
+                }
                 rows.push(Row {
                     ts_ms,
-                    point: point.into(),
+                    points: last.1,
                     value,
                     quality,
                     late: was_late,
@@ -159,15 +168,16 @@ pub fn replay(
                 span = Some(span.map_or((r.ts_ms, r.ts_ms), |(a, b)| {
                     (a.min(r.ts_ms), b.max(r.ts_ms))
                 }));
-                for run in &mut runs {
-                    match run.catalog.lookup(&r.point) {
-                        Some(point) => run.batch.push(Reading {
+                for (run, &point) in runs.iter_mut().zip(&r.points) {
+                    if point == UNKNOWN {
+                        run.unknown += 1;
+                    } else {
+                        run.batch.push(Reading {
                             point,
                             ts_ms: r.ts_ms,
                             value: r.value,
                             quality: r.quality,
-                        }),
-                        None => run.unknown += 1,
+                        });
                     }
                 }
             }
@@ -213,10 +223,13 @@ pub fn replay(
     })
 }
 
-/// A row read back, before its point is looked up.
+/// A point the configuration does not have.
+const UNKNOWN: PointIdx = PointIdx::MAX;
+
+/// A row read back, its point in each configuration's catalog.
 struct Row {
     ts_ms: i64,
-    point: Box<str>,
+    points: [PointIdx; 2],
     value: f64,
     quality: hazardwatch_proto::Quality,
     late: bool,

@@ -135,3 +135,21 @@ pub fn per_sec(n: f64) -> String {
     }
     out + "/s"
 }
+
+/// A site model of `points` level points with H, HH and L limits (and the
+/// default fault and stale rules), named `P0`, `P1`, ...
+pub fn bench_park(points: usize) -> anyhow::Result<hazardwatch_rules::SiteModel> {
+    let mut text = String::from(
+        "park = { id = \"B\" }\n[[enterprise]]\nid = \"E\"\n[[enterprise.hazard_source]]\nid = \"HS\"\ngrade = 2\n[[enterprise.hazard_source.unit]]\nid = \"U\"\n",
+    );
+    for p in 0..points {
+        text.push_str(&format!(
+            "[[enterprise.hazard_source.unit.point]]\nid = \"P{p}\"\nkind = \"level\"\neng_unit = \"m\"\nrange = [0.0, 20.0]\nl = 2.0\nh = 18.0\nhh = 19.0\n"
+        ));
+    }
+    let src = hazardwatch_rules::Source {
+        path: "bench-park.toml".into(),
+        text,
+    };
+    Ok(hazardwatch_rules::SiteModel::parse(&src)?)
+}

@@ -7,31 +7,15 @@
 
 use std::time::Instant;
 
-use hazardwatch_bench::{baseline, header, park_seconds, per_sec, row};
+use hazardwatch_bench::{baseline, bench_park, header, park_seconds, per_sec, row};
 use hazardwatch_proto::Reading;
-use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel, Source};
-
-fn park(points: usize) -> anyhow::Result<SiteModel> {
-    let mut text = String::from(
-        "park = { id = \"B\" }\n[[enterprise]]\nid = \"E\"\n[[enterprise.hazard_source]]\nid = \"HS\"\ngrade = 2\n[[enterprise.hazard_source.unit]]\nid = \"U\"\n",
-    );
-    for p in 0..points {
-        text.push_str(&format!(
-            "[[enterprise.hazard_source.unit.point]]\nid = \"P{p}\"\nkind = \"level\"\neng_unit = \"m\"\nrange = [0.0, 20.0]\nl = 2.0\nh = 18.0\nhh = 19.0\n"
-        ));
-    }
-    let src = Source {
-        path: "bench-park.toml".into(),
-        text,
-    };
-    Ok(SiteModel::parse(&src)?)
-}
+use hazardwatch_rules::{Collector, Engine, EngineConfig};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let points: usize = args.next().map_or(Ok(10_000), |s| s.parse())?;
     let seconds: i64 = args.next().map_or(Ok(200), |s| s.parse())?;
-    let model = park(points)?;
+    let model = bench_park(points)?;
     let ts0 = 1_767_225_600_000i64;
     let batches = park_seconds(points, seconds, ts0);
     let total = points as f64 * seconds as f64;

@@ -1,0 +1,69 @@
+//! Replay: readings/s from a multi-minute archive of a simulated park
+//! (files sealed every minute, as the live service seals them) through the
+//! full default rule set, against reading the same row groups with the
+//! parquet crate alone in the same run (the least work any replay must do).
+//!
+//! `cargo run --release -p hazardwatch-bench --bin replay [POINTS] [SECONDS_OF_DATA]`
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hazardwatch_bench::{baseline, bench_park, header, park_seconds, per_sec, row};
+use hazardwatch_rules::EngineConfig;
+use hazardwatch_storage::reader::{self, Range};
+use hazardwatch_storage::{ArchiveConfig, ArchiveWriter};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let points: usize = args.next().map_or(Ok(10_000), |s| s.parse())?;
+    let seconds: i64 = args.next().map_or(Ok(600), |s| s.parse())?;
+    let model = bench_park(points)?;
+    let ts0 = 1_767_225_600_000i64;
+    let dir = tempfile::tempdir()?;
+    let config = ArchiveConfig {
+        roll_rows: 100_000_000,
+        ..ArchiveConfig::default()
+    };
+    let (mut writer, _) = ArchiveWriter::open(dir.path(), Arc::new(model.catalog.clone()), config)?;
+    for (minute, chunk) in park_seconds(points, seconds, ts0).chunks(60).enumerate() {
+        for b in chunk {
+            writer.append(b, ts0, &[]);
+        }
+        writer.checkpoint(minute as u64 + 1, &[])?;
+    }
+    let total = points as u64 * seconds as u64;
+    header(
+        &format!("replay: {points} points x {seconds} s = {total} readings, default rules"),
+        &format!("cargo run --release -p hazardwatch-bench --bin replay {points} {seconds}"),
+    );
+
+    let range = Range::default();
+    let t = Instant::now();
+    let plan = reader::plan(dir.path(), &range)?;
+    let mut read = 0u64;
+    for part in &plan.parts {
+        reader::read_part(part, &range, |_, _, _, _, _| read += 1)?;
+    }
+    anyhow::ensure!(read == total, "read {read} of {total}");
+    let read_rate = read as f64 / t.elapsed().as_secs_f64();
+    baseline(
+        "read and decode the row groups (parquet crate)",
+        &per_sec(read_rate),
+    );
+
+    for workers in [1, 2] {
+        let engine = EngineConfig {
+            workers,
+            epoch_ms: 1000,
+            lateness_ms: 0,
+        };
+        let r = hazardwatch::replay::replay(dir.path(), &range, &model, None, &engine, false)?;
+        anyhow::ensure!(r.readings == total, "replayed {} of {total}", r.readings);
+        row(
+            &format!("replay through the rules, {workers} worker(s)"),
+            &per_sec(r.rate()),
+            Some(r.rate() / read_rate),
+        );
+    }
+    Ok(())
+}
