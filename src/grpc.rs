@@ -9,6 +9,7 @@ use futures::Stream;
 use hazardwatch_proto::pb;
 use hazardwatch_proto::pb::alarm_service_server::{AlarmService, AlarmServiceServer};
 use hazardwatch_proto::pb::site_service_server::{SiteService, SiteServiceServer};
+use hazardwatch_proto::pb::telemetry_service_server::TelemetryServiceServer;
 use hazardwatch_rules::alarms::ActionError;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
@@ -19,6 +20,7 @@ use tonic::{Request, Response, Status};
 use crate::access::{Access, Caller, Role};
 use crate::alarm_hub::{Action, AlarmHub, Filter, Gone};
 use crate::service::SiteControl;
+use crate::telemetry::Telemetry;
 use hazardwatch_rules::site::UnitState;
 use hazardwatch_storage::HistoryCursor;
 
@@ -586,6 +588,7 @@ pub async fn serve(
     hub: Arc<AlarmHub>,
     access: Arc<Access>,
     control: SiteControl,
+    telemetry: Telemetry,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -614,6 +617,10 @@ pub async fn serve(
                 hub: hub.clone(),
                 control,
             },
+            access.clone().interceptor(),
+        ))
+        .add_service(TelemetryServiceServer::with_interceptor(
+            telemetry,
             access.clone().interceptor(),
         ))
         .add_service(AlarmServiceServer::with_interceptor(

@@ -14,6 +14,7 @@
 //! - [`risk`]: live risk colours from GB 18218 grades and alarms.
 //! - [`stats`]: alarm-system performance (EEMUA 191).
 //! - [`replay`]: archived readings through the same rules; what-if.
+//! - [`telemetry`]: latest values and range queries over gRPC.
 //! - [`sim`]: the park simulator with scheduled incidents.
 //! - [`demo`]: `demo` and `run` in the foreground.
 //!
@@ -43,3 +44,4 @@ pub mod risk;
 pub mod service;
 pub mod sim;
 pub mod stats;
+pub mod telemetry;

@@ -17,8 +17,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc as std_mpsc};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -39,6 +39,7 @@ use crate::config::Config;
 use crate::durable::{self, WalStage};
 use crate::grpc;
 use crate::risk::RiskModel;
+use crate::telemetry::{self, Latest, Snapshot, Telemetry};
 
 /// Deliveries between ingest and the write-ahead stage.
 pub const INGEST_QUEUE: usize = 256;
@@ -46,6 +47,8 @@ pub const INGEST_QUEUE: usize = 256;
 pub const FEEDER_QUEUE: usize = 256;
 /// Alarm events archived per checkpoint at most (the rest go with the next).
 pub const ALARMS_PER_CHECKPOINT: usize = 200_000;
+/// Queries waiting for the archive thread's snapshot.
+pub const SNAPSHOT_QUEUE: usize = 64;
 /// Batches between the feeder and the archive thread.
 pub const ARCHIVE_QUEUE: usize = 256;
 /// How long [`start`] waits for the telemetry subscription to be confirmed.
@@ -351,6 +354,10 @@ pub async fn start_with(config: Config, wal_io: Arc<dyn WalIo>) -> anyhow::Resul
         "alarm table restored from the journal"
     );
     let grpc_stop = CancellationToken::new();
+    let latest = Arc::new(Latest::default());
+    let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded::<Snapshot>(SNAPSHOT_QUEUE);
+    let (catalog_tx, catalog_rx) = watch::channel(catalog.clone());
+    let telemetry = Telemetry::new(latest.clone(), catalog_rx.clone(), snapshot_tx);
     let tls = settings.grpc.identity().map_err(anyhow::Error::msg)?;
     let server = grpc::server(tls).context("grpc.tls: certificate or key")?;
     let (feed_tx, feed_rx) = mpsc::channel::<FeedMsg>(FEEDER_QUEUE);
@@ -364,6 +371,7 @@ pub async fn start_with(config: Config, wal_io: Arc<dyn WalIo>) -> anyhow::Resul
         hub.clone(),
         Arc::new(settings.access.clone()),
         control.clone(),
+        telemetry,
         grpc_stop.clone(),
     ));
     let clock = tokio::spawn(clock_loop(hub.clone(), grpc_stop.clone()));
@@ -423,18 +431,18 @@ pub async fn start_with(config: Config, wal_io: Arc<dyn WalIo>) -> anyhow::Resul
     let engine = Engine::start_from(&site, &settings.engine, sink, &restored.conditions)?;
 
     // Archive thread.
-    let (archive_tx, archive_rx) = std_mpsc::sync_channel::<ArchiveMsg>(ARCHIVE_QUEUE);
+    let (archive_tx, archive_rx) = crossbeam_channel::bounded::<ArchiveMsg>(ARCHIVE_QUEUE);
     let archive = std::thread::Builder::new().name("archive".into()).spawn({
         let stats = stats.clone();
         let hub = hub.clone();
         let wal_dir = wal_dir.clone();
-        move || archive_loop(archive_rx, writer, &hub, &wal_dir, &stats)
+        move || archive_loop(archive_rx, snapshot_rx, writer, &hub, &wal_dir, &stats)
     })?;
 
     // Feeder thread: owns the engine input and the archive sender.
     let feeder = std::thread::Builder::new().name("feeder".into()).spawn({
         let stats = stats.clone();
-        move || feeder_loop(feed_rx, engine, archive_tx, archive, &stats)
+        move || feeder_loop(feed_rx, engine, archive_tx, archive, &latest, &stats)
     })?;
     for b in recovered.batches {
         feed_tx
@@ -446,7 +454,6 @@ pub async fn start_with(config: Config, wal_io: Arc<dyn WalIo>) -> anyhow::Resul
     // The clock, the write-ahead stage, and ingest.
     let ingest_stop = CancellationToken::new();
     let ticker = tokio::spawn(ticker(feed_tx.clone(), ingest_stop.clone()));
-    let (catalog_tx, catalog_rx) = watch::channel(catalog);
     let (ingest_tx, ingest_rx) = mpsc::channel::<Delivery>(INGEST_QUEUE);
     let stage = WalStage::new(
         wal,
@@ -516,8 +523,9 @@ async fn ticker(out: mpsc::Sender<FeedMsg>, stop: CancellationToken) {
 fn feeder_loop(
     mut rx: mpsc::Receiver<FeedMsg>,
     mut engine: Engine,
-    archive_tx: std_mpsc::SyncSender<ArchiveMsg>,
+    archive_tx: crossbeam_channel::Sender<ArchiveMsg>,
     archive: std::thread::JoinHandle<anyhow::Result<()>>,
+    latest: &Latest,
     stats: &Stats,
 ) -> anyhow::Result<()> {
     let mut late = Vec::new();
@@ -526,6 +534,7 @@ fn feeder_loop(
             FeedMsg::Batch(b) => {
                 let input: &mut EngineInput = engine.input();
                 input.send(&b.readings, &mut late);
+                latest.update(&b.readings);
                 let n_late = late.iter().filter(|&&l| l).count() as u64;
                 stats
                     .readings_in
@@ -578,7 +587,8 @@ fn feeder_loop(
 }
 
 fn archive_loop(
-    rx: std_mpsc::Receiver<ArchiveMsg>,
+    rx: crossbeam_channel::Receiver<ArchiveMsg>,
+    snapshots: crossbeam_channel::Receiver<Snapshot>,
     mut writer: ArchiveWriter,
     hub: &AlarmHub,
     wal_dir: &std::path::Path,
@@ -614,13 +624,23 @@ fn archive_loop(
     // nothing new arrives.
     let mut failed: Option<u64> = None;
     loop {
-        let msg = match rx.recv_timeout(CHECKPOINT_RETRY) {
-            Ok(msg) => msg,
-            Err(std_mpsc::RecvTimeoutError::Timeout) => match failed.take() {
+        let msg = crossbeam_channel::select! {
+            recv(rx) -> msg => match msg {
+                Ok(msg) => msg,
+                Err(_) => break,
+            },
+            recv(snapshots) -> q => {
+                if let Ok(q) = q {
+                    let taken = telemetry::take(writer.root(), &writer, &q);
+                    // The caller may have gone; nothing to do then.
+                    let _ = q.reply.send(taken);
+                }
+                continue;
+            },
+            default(CHECKPOINT_RETRY) => match failed.take() {
                 Some(segment) => ArchiveMsg::Checkpoint(segment),
                 None => continue,
             },
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
         };
         match msg {
             ArchiveMsg::Rows {

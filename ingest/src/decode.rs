@@ -499,6 +499,23 @@ mod tests {
     }
 
     #[test]
+    fn a_gateway_cannot_send_the_services_offline_marker() {
+        let b = pb::ReadingBatch {
+            gateway: "GW1".into(),
+            seq: 4,
+            readings: vec![pb::Reading {
+                point: "T101.LT".into(),
+                ts_ms: NOW,
+                value: 5.0,
+                quality: pb::Quality::Offline as i32,
+            }],
+        };
+        let c = run("hw/v1/E01/GW1/telemetry/pb", &b.encode_to_vec());
+        assert!(c.readings.is_empty());
+        assert_eq!(c.rejections[0].kind, RejectKind::BadQuality);
+    }
+
+    #[test]
     fn bad_readings_are_rejected_one_by_one_with_reasons() {
         let c = run(
             "hw/v1/E01/GW1/telemetry",

@@ -72,6 +72,9 @@ impl From<pb::Quality> for Quality {
             pb::Quality::Unspecified | pb::Quality::Good => Quality::Good,
             pb::Quality::Uncertain => Quality::Uncertain,
             pb::Quality::Bad => Quality::Bad,
+            // Only the service makes offline markers: decoding refuses
+            // this one from a gateway (see `Quality::parse`).
+            pb::Quality::Offline => Quality::Offline,
         }
     }
 }
@@ -81,7 +84,8 @@ impl From<Quality> for pb::Quality {
         match q {
             Quality::Good => pb::Quality::Good,
             Quality::Uncertain => pb::Quality::Uncertain,
-            Quality::Bad | Quality::Offline => pb::Quality::Bad,
+            Quality::Bad => pb::Quality::Bad,
+            Quality::Offline => pb::Quality::Offline,
         }
     }
 }

@@ -301,6 +301,30 @@ impl ArchiveWriter {
         }
     }
 
+    /// The buffered (not yet sealed) readings of `points` with event time
+    /// in `[from_ms, to_ms)`.
+    pub fn buffered(
+        &self,
+        points: &std::collections::HashSet<PointIdx>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Vec<Reading> {
+        let mut out = Vec::new();
+        for b in self.buffers.values() {
+            for i in 0..b.len() {
+                if points.contains(&b.point[i]) && (from_ms..to_ms).contains(&b.ts[i]) {
+                    out.push(Reading {
+                        point: b.point[i],
+                        ts_ms: b.ts[i],
+                        value: b.value[i],
+                        quality: b.quality[i],
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Readings buffered and not yet sealed.
     pub fn buffered_rows(&self) -> usize {
         self.buffers.values().map(Buffer::len).sum()

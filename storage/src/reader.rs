@@ -194,14 +194,26 @@ fn plan_file(path: &Path, range: &Range, prefix: &str, plan: &mut Plan) -> Resul
 }
 
 /// The rows of one planned row group that are in `range`, calling `f` for
-/// each (no allocation per row beyond the point id borrowed for the call).
+/// each with (point id, event time, value, quality, late); no allocation
+/// per row.
 pub fn read_part(
+    part: &Part,
+    range: &Range,
+    f: impl FnMut(&str, i64, f64, Quality, bool),
+) -> Result<()> {
+    let file = File::open(&part.path).map_err(io(&part.path))?;
+    read_part_of(file, part, range, f)
+}
+
+/// [`read_part`] from `file`, opened already (a file opened before it was
+/// compacted away can still be read).
+pub fn read_part_of(
+    file: File,
     part: &Part,
     range: &Range,
     mut f: impl FnMut(&str, i64, f64, Quality, bool),
 ) -> Result<()> {
     let path = &part.path;
-    let file = File::open(path).map_err(io(path))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error(path))?;
     let schema = builder.schema().clone();
     let wanted = ["point", "ts", "value", "quality", "late"];

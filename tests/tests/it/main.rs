@@ -18,5 +18,6 @@ mod reload;
 mod replay;
 mod risk;
 mod scenarios;
+mod telemetry;
 mod tls;
 mod unit_state;

@@ -1,0 +1,107 @@
+//! `TelemetryService`: the latest values from memory, and a trend query
+//! that sees every reading exactly once whether it is sealed in the archive
+//! or not yet.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hazardwatch_proto::pb;
+use hazardwatch_proto::pb::telemetry_service_client::TelemetryServiceClient;
+use hazardwatch_tests::{Gateway, TEST_PARK, TestService, now_ms, wait_until};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_and_a_query_across_the_seal_boundary_see_every_reading_once() {
+    let text = TEST_PARK.replace("[archive]\nroll_secs = 3600", "[archive]\nroll_secs = 1");
+    let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
+        .await
+        .unwrap();
+    let stats = svc.running.stats.clone();
+    let (host, port) = svc.broker();
+    let mut gw = Gateway::connect(&host, port, "gw-trend").await.unwrap();
+    let mut client = TelemetryServiceClient::connect(format!("http://{}", svc.running.grpc_addr))
+        .await
+        .unwrap();
+    let t0 = now_ms() - 60_000;
+    let publish = |from: i64| {
+        serde_json::Value::Array(
+            (from..from + 10)
+                .map(|i| serde_json::json!({"point": "T101.LT", "ts": t0 + i * 100, "value": 5.0 + i as f64 / 10.0}))
+                .collect(),
+        )
+    };
+    // Ten readings, sealed.
+    gw.publish_json("E01", publish(0)).await.unwrap();
+    wait_until(Duration::from_secs(10), || {
+        stats.archive_rows.load(Ordering::Relaxed) >= 10
+    })
+    .await
+    .unwrap();
+    // Ten more, not sealed yet when the queries start; checkpoints seal
+    // them while the queries go on.
+    gw.publish_json("E01", publish(10)).await.unwrap();
+    svc.wait_for_readings(20).await.unwrap();
+
+    let latest = client
+        .latest(pb::LatestRequest {
+            points: vec!["T101.LT".into(), "T101.PT".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // T101.PT has not reported: only T101.LT, at its newest reading.
+    assert_eq!(latest.readings.len(), 1);
+    assert_eq!(latest.readings[0].ts_ms, t0 + 1900);
+    assert_eq!(latest.readings[0].value, 6.9);
+
+    let want: Vec<(i64, f64)> = (0..20)
+        .map(|i| (t0 + i * 100, 5.0 + i as f64 / 10.0))
+        .collect();
+    let mut saw_both = false;
+    for _ in 0..30 {
+        let buffered_before = stats.archive_rows.load(Ordering::Relaxed) < 20;
+        let mut stream = client
+            .query(pb::QueryRequest {
+                points: vec!["T101.LT".into()],
+                from_ms: t0 - 1,
+                to_ms: t0 + 10_000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut got = Vec::new();
+        while let Some(page) = stream.message().await.unwrap() {
+            got.extend(page.readings.into_iter().map(|r| (r.ts_ms, r.value)));
+        }
+        assert_eq!(got, want, "every reading once, in time order");
+        saw_both |= buffered_before;
+        if stats.archive_rows.load(Ordering::Relaxed) >= 20 && saw_both {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        saw_both,
+        "a query ran while part of the range was not sealed"
+    );
+
+    let unknown = client
+        .query(pb::QueryRequest {
+            points: vec!["NOPE".into()],
+            from_ms: t0,
+            to_ms: t0 + 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let backwards = client
+        .query(pb::QueryRequest {
+            points: vec!["T101.LT".into()],
+            from_ms: t0,
+            to_ms: t0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(backwards.code(), tonic::Code::InvalidArgument);
+    gw.close().await;
+    svc.running.shutdown().await.unwrap();
+}
