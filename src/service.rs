@@ -692,7 +692,18 @@ fn archive_loop(
         }
     }
     let left = writer.buffered_rows();
-    if left > 0 {
+    if left == 0 {
+        // The engine has finished: the alarm events of its last epochs are
+        // journaled now. Archive them with no readings (so the log's
+        // progress stays exactly where the readings put it).
+        let sealed = hub
+            .journal_after(writer.progress().alarms_seq, ALARMS_PER_CHECKPOINT)
+            .and_then(|events| Ok(writer.checkpoint(writer.progress().wal_segment, &events)?));
+        match sealed {
+            Ok(sealed) => record(&sealed),
+            Err(e) => report("archiving the last alarm events", &e),
+        }
+    } else {
         tracing::warn!(
             readings = left,
             "archive: readings not sealed at shutdown; they are in the write-ahead log and are archived at the next start"

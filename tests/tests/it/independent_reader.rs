@@ -18,6 +18,19 @@ print(json.dumps({
 }))
 "#;
 
+const READ_ALARMS: &str = r#"
+import json, sys
+import pyarrow.dataset as ds
+t = ds.dataset(sys.argv[1], format="parquet", partitioning="hive").to_table()
+print(json.dumps({
+    "rows": t.num_rows,
+    "columns": sorted(t.column_names),
+    "ids": sorted(set(t.column("alarm_id").to_pylist())),
+    "transitions": sorted(set(t.column("transition").to_pylist())),
+    "enterprises": sorted(set(t.column("enterprise").to_pylist())),
+}))
+"#;
+
 fn pyarrow_available() -> bool {
     Command::new("python3")
         .args(["-c", "import pyarrow.dataset"])
@@ -51,6 +64,7 @@ async fn pyarrow_reads_the_archive_as_a_hive_partitioned_dataset() {
     svc.wait_for_readings(20).await.unwrap();
     gw.close().await;
     let readings_dir = svc.running.archive_dir.join("readings");
+    let alarms_dir = svc.running.archive_dir.join("alarms");
     svc.running.shutdown().await.unwrap();
 
     let out = Command::new("python3")
@@ -87,5 +101,57 @@ async fn pyarrow_reads_the_archive_as_a_hive_partitioned_dataset() {
         "late",
     ] {
         assert!(columns.contains(&c), "{c} missing from {columns:?}");
+    }
+
+    // The alarm events (T101.LT's 0 m and 1 m are below its L limit) are
+    // a dataset of their own.
+    let out = Command::new("python3")
+        .args(["-c", READ_ALARMS])
+        .arg(&alarms_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(got["rows"].as_u64().unwrap() >= 1, "{got}");
+    assert!(
+        got["ids"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("T101.LT/L")),
+        "{got}"
+    );
+    assert!(
+        got["transitions"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("TRANSITION_RAISED")),
+        "{got}"
+    );
+    assert!(
+        got["enterprises"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("E01"))
+    );
+    for c in [
+        "seq",
+        "alarm_id",
+        "kind",
+        "priority",
+        "state",
+        "event_time",
+        "date",
+    ] {
+        assert!(
+            got["columns"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(c)),
+            "{c} missing from {got}"
+        );
     }
 }
