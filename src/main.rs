@@ -68,36 +68,7 @@ enum Command {
     },
     /// Replay archived readings through a configuration's rules, at full
     /// speed in event time; with --compare, a what-if of two rule sets.
-    Replay {
-        /// The archive root (the service's `DATA/archive`).
-        #[arg(long)]
-        archive: PathBuf,
-        /// The configuration whose rules judge the readings.
-        #[arg(long)]
-        config: PathBuf,
-        /// Event time from (inclusive): RFC 3339 or Unix ms.
-        #[arg(long)]
-        from: Option<String>,
-        /// Event time to (exclusive): RFC 3339 or Unix ms.
-        #[arg(long)]
-        to: Option<String>,
-        /// Only these enterprises (repeatable).
-        #[arg(long)]
-        enterprise: Vec<String>,
-        /// Only points matching this pattern (`*`, `?`), e.g. `T101.*`.
-        #[arg(long)]
-        points: Option<String>,
-        /// Write the alarms (condition changes) to FILE.jsonl or FILE.parquet.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// A second configuration: print per alarm the raises under each, the
-        /// difference, and the EEMUA 191 rate before and after.
-        #[arg(long)]
-        compare: Option<PathBuf>,
-        /// Timely worker threads (default: the configuration's).
-        #[arg(long)]
-        workers: Option<usize>,
-    },
+    Replay(ReplayArgs),
     /// Validate a configuration file; errors name file, line and field.
     CheckConfig {
         /// The file.
@@ -183,15 +154,36 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// `replay`'s arguments.
+#[derive(Args)]
 struct ReplayArgs {
+    /// The archive root (the service's `DATA/archive`).
+    #[arg(long)]
     archive: PathBuf,
+    /// The configuration whose rules judge the readings.
+    #[arg(long)]
     config: PathBuf,
+    /// Event time from (inclusive): RFC 3339 or Unix ms.
+    #[arg(long)]
     from: Option<String>,
+    /// Event time to (exclusive): RFC 3339 or Unix ms.
+    #[arg(long)]
     to: Option<String>,
+    /// Only these enterprises (repeatable).
+    #[arg(long)]
     enterprise: Vec<String>,
+    /// Only points matching this pattern (`*`, `?`), e.g. `T101.*`.
+    #[arg(long)]
     points: Option<String>,
+    /// Write the alarms (condition changes) to FILE.jsonl or FILE.parquet.
+    #[arg(long)]
     out: Option<PathBuf>,
+    /// A second configuration: print per alarm the raises under each, the
+    /// difference, and the EEMUA 191 rate before and after.
+    #[arg(long)]
     compare: Option<PathBuf>,
+    /// Timely worker threads (default: the configuration's).
+    #[arg(long)]
     workers: Option<usize>,
 }
 
@@ -278,29 +270,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        Command::Replay {
-            archive,
-            config,
-            from,
-            to,
-            enterprise,
-            points,
-            out,
-            compare,
-            workers,
-        } => {
+        Command::Replay(args) => {
             init_tracing("warn");
-            replay(ReplayArgs {
-                archive,
-                config,
-                from,
-                to,
-                enterprise,
-                points,
-                out,
-                compare,
-                workers,
-            })
+            replay(args)
         }
         Command::GenerateConfig => {
             print!("{EXAMPLE_CONFIG}");

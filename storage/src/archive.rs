@@ -618,22 +618,9 @@ fn unstage(staged: &[SealedFile]) {
 /// The sealed `part-*.parquet` files of a partition directory, by name
 /// (so by sealing time).
 pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io(dir)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io(dir))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("part-") && name.ends_with(".parquet") {
-            out.push(entry.path());
-        }
-    }
-    out.sort();
-    Ok(out)
+    txn::list(dir, |name, is_dir| {
+        !is_dir && name.starts_with("part-") && name.ends_with(".parquet")
+    })
 }
 
 /// The (event day, enterprise) of a `.../date=D/enterprise=E` directory.

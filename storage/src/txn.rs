@@ -129,14 +129,11 @@ pub fn recover(root: &Path) -> Result<Progress> {
     apply(root, &txn)?;
     let mut stray = 0;
     for dir in partition_dirs(root)? {
-        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
-            let entry = entry.map_err(io(&dir))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') && name.ends_with(".tmp") {
-                std::fs::remove_file(entry.path()).map_err(io(entry.path()))?;
-                stray += 1;
-            }
+        for path in list(&dir, |name, _| {
+            name.starts_with('.') && name.ends_with(".tmp")
+        })? {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+            stray += 1;
         }
     }
     if stray > 0 {
@@ -161,6 +158,12 @@ pub fn partition_dirs(root: &Path) -> Result<Vec<PathBuf>> {
 
 /// The subdirectories of `dir` (none if it does not exist), sorted.
 pub fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    list(dir, |_, is_dir| is_dir)
+}
+
+/// The entries of `dir` (none if it does not exist) that `keep` (given the
+/// name and whether it is a directory) keeps, sorted.
+pub fn list(dir: &Path, keep: impl Fn(&str, bool) -> bool) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -169,7 +172,8 @@ pub fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
     };
     for entry in entries {
         let entry = entry.map_err(io(dir))?;
-        if entry.file_type().map_err(io(entry.path()))?.is_dir() {
+        let is_dir = entry.file_type().map_err(io(entry.path()))?.is_dir();
+        if keep(&entry.file_name().to_string_lossy(), is_dir) {
             out.push(entry.path());
         }
     }

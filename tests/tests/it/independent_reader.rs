@@ -31,6 +31,21 @@ print(json.dumps({
 }))
 "#;
 
+/// Runs a Python script on a dataset directory; its JSON output.
+fn pyarrow(script: &str, dir: &std::path::Path) -> serde_json::Value {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn pyarrow_available() -> bool {
     Command::new("python3")
         .args(["-c", "import pyarrow.dataset"])
@@ -67,17 +82,7 @@ async fn pyarrow_reads_the_archive_as_a_hive_partitioned_dataset() {
     let alarms_dir = svc.running.archive_dir.join("alarms");
     svc.running.shutdown().await.unwrap();
 
-    let out = Command::new("python3")
-        .args(["-c", READ_DATASET])
-        .arg(&readings_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = pyarrow(READ_DATASET, &readings_dir);
     assert_eq!(got["rows"], 20);
     assert_eq!(got["enterprises"], serde_json::json!(["E01", "E02"]));
     assert_eq!(got["sum"], 90.0);
@@ -105,17 +110,7 @@ async fn pyarrow_reads_the_archive_as_a_hive_partitioned_dataset() {
 
     // The alarm events (T101.LT's 0 m and 1 m are below its L limit) are
     // a dataset of their own.
-    let out = Command::new("python3")
-        .args(["-c", READ_ALARMS])
-        .arg(&alarms_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = pyarrow(READ_ALARMS, &alarms_dir);
     assert!(got["rows"].as_u64().unwrap() >= 1, "{got}");
     assert!(
         got["ids"]
