@@ -20,6 +20,7 @@
 //! [`FeedMsg::Segment`]: the archive checkpoints there, and the segments
 //! before it can go.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -152,14 +153,14 @@ impl WalStage {
         // to be); only their ack is owed.
         let mut fresh = Vec::with_capacity(group.len());
         let mut acks = Vec::with_capacity(group.len());
-        let mut ids = Vec::new();
+        let mut ids = HashSet::new();
         let mut duplicates = 0u64;
         for Delivery { batch, ack } in group {
             let id = batch.message;
             if self.dedup.contains(id) || (id != 0 && ids.contains(&id)) {
                 duplicates += batch.readings.len() as u64;
             } else if !batch.readings.is_empty() {
-                ids.push(id);
+                ids.insert(id);
                 fresh.push(batch);
             }
             acks.push(ack);

@@ -133,3 +133,41 @@ async fn an_unwritable_archive_keeps_the_readings_in_the_log_until_it_can_be_wri
     let left: Vec<_> = std::fs::read_dir(&wal).unwrap().collect();
     assert!(left.len() <= 2, "{left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_again_is_recognised_and_taken_once() {
+    let svc = TestService::start().await.unwrap();
+    let stats = svc.running.stats.clone();
+    let (host, port) = svc.broker();
+    let mut gw = Gateway::connect(&host, port, "gw-again").await.unwrap();
+    let t0 = now_ms();
+    let message = |seq: i64| {
+        serde_json::to_vec(
+            &serde_json::json!({"gateway": "GW1", "seq": seq, "readings": [
+            {"point": "T101.PT", "ts": t0 + seq, "value": 100.0},
+            {"point": "T101.LT", "ts": t0 + seq, "value": 10.0}]}),
+        )
+        .unwrap()
+    };
+    // A gateway that did not get its acknowledgement sends message 1 again,
+    // byte for byte; message 2 has the same readings' values but is another
+    // message (another sequence number and time).
+    for seq in [1, 1, 2] {
+        gw.publish("hw/v1/E01/GW1/telemetry", message(seq))
+            .await
+            .unwrap();
+    }
+    svc.wait_for_readings(4).await.unwrap();
+    wait_until(Duration::from_secs(10), || {
+        stats.readings_duplicate.load(Ordering::Relaxed) == 2
+    })
+    .await
+    .unwrap();
+    gw.close().await;
+    let archive = svc.running.archive_dir.clone();
+    let summary = svc.running.shutdown().await.unwrap();
+    assert_eq!((summary.readings_in, summary.readings_duplicate), (4, 2));
+    let counts = row_counts(&read_archive(&archive).unwrap());
+    assert_eq!(counts.len(), 4);
+    assert!(counts.values().all(|&n| n == 1));
+}
