@@ -1,8 +1,11 @@
 //! Shared pieces of the benchmarks: synthetic parks and readings, and the
 //! report format (a Markdown row per figure plus the command to reproduce).
 //!
-//! Scenarios are binaries in `src/bin/`, one per scenario:
-//! `cargo run --release -p hazardwatch-bench --bin decode` and `--bin archive`.
+//! Scenarios are binaries in `src/bin/`, one per scenario
+//! (`cargo run --release -p hazardwatch-bench --bin NAME`): `ingest`
+//! (the bare broker relay and the full service), `decode`, `engine`,
+//! `wal`, `archive`, `replay`, `journal`. [`load`] is the shared load
+//! generator.
 //!
 //! ```
 //! let (catalog, points) = hazardwatch_bench::synthetic_catalog(2, 3);
@@ -13,6 +16,8 @@
 use std::time::{Duration, Instant};
 
 use hazardwatch_proto::{Catalog, PointIdx, PointKind, PointMeta, Quality, Reading};
+
+pub mod load;
 
 /// A catalog of `enterprises` x `per_enterprise` level points, with (name,
 /// enterprise) of each point in index order.
@@ -136,20 +141,26 @@ pub fn per_sec(n: f64) -> String {
     out + "/s"
 }
 
-/// A site model of `points` level points with H, HH and L limits (and the
-/// default fault and stale rules), named `P0`, `P1`, ...
-pub fn bench_park(points: usize) -> anyhow::Result<hazardwatch_rules::SiteModel> {
+/// The site-model text of [`bench_park`].
+pub fn bench_park_text(points: usize) -> String {
     let mut text = String::from(
-        "park = { id = \"B\" }\n[[enterprise]]\nid = \"E\"\n[[enterprise.hazard_source]]\nid = \"HS\"\ngrade = 2\n[[enterprise.hazard_source.unit]]\nid = \"U\"\n",
+        "[park]\nid = \"B\"\n[[enterprise]]\nid = \"E\"\n[[enterprise.hazard_source]]\nid = \"HS\"\ngrade = 2\n[[enterprise.hazard_source.unit]]\nid = \"U\"\n",
     );
     for p in 0..points {
         text.push_str(&format!(
             "[[enterprise.hazard_source.unit.point]]\nid = \"P{p}\"\nkind = \"level\"\neng_unit = \"m\"\nrange = [0.0, 20.0]\nl = 2.0\nh = 18.0\nhh = 19.0\n"
         ));
     }
+    text
+}
+
+/// A site model of `points` level points with H, HH and L limits (and the
+/// default fault and stale rules), named `P0`, `P1`, ..., all of
+/// enterprise `E`.
+pub fn bench_park(points: usize) -> anyhow::Result<hazardwatch_rules::SiteModel> {
     let src = hazardwatch_rules::Source {
         path: "bench-park.toml".into(),
-        text,
+        text: bench_park_text(points),
     };
     Ok(hazardwatch_rules::SiteModel::parse(&src)?)
 }

@@ -1,0 +1,127 @@
+//! Ingest: the bare broker relay (publisher to subscriber, nothing else)
+//! for each broker, then the full service (decode, write-ahead log with
+//! fsync, rules, archive, alarms) at QoS 1 with JSON and protobuf batches
+//! of 1, 10 and 80 readings, with the CPU split of the service's threads.
+//! Every figure is a ratio to the embedded broker's bare relay of
+//! 80-reading batches in the same run.
+//!
+//! `cargo run --release -p hazardwatch-bench --bin ingest [SECONDS] [POINTS] [GATEWAYS]`
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hazardwatch::config::Config;
+use hazardwatch::service;
+use hazardwatch_bench::load::{self, Format, Load};
+use hazardwatch_bench::{baseline, bench_park_text, header, per_sec, row};
+use hazardwatch_rules::Source;
+
+/// The bare relay through a broker: readings/s the subscriber received.
+async fn relay(host: &str, port: u16, load: &Load, seconds: u64) -> anyhow::Result<f64> {
+    let (received, task) = load::count_received(host, port).await?;
+    let t = Instant::now();
+    let published = load::publish_apart(host, port, load, Duration::from_secs(seconds)).await?;
+    // Wait for the subscriber to get what was acknowledged.
+    let until = Instant::now() + Duration::from_secs(10);
+    while received.load(Ordering::Relaxed) < published.messages && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let got = received.load(Ordering::Relaxed) * load.batch as u64;
+    task.abort();
+    Ok(got as f64 / t.elapsed().as_secs_f64())
+}
+
+/// The full service on the embedded broker: readings/s ingested (logged,
+/// judged, archived) from the first publish until every acknowledged
+/// reading was taken in.
+async fn service_rate(
+    load: &Load,
+    seconds: u64,
+    points: usize,
+) -> anyhow::Result<(f64, Vec<String>)> {
+    let data = tempfile::tempdir()?;
+    let text = format!(
+        "[mqtt]\nlisten = \"127.0.0.1:0\"\nmax_payload_bytes = 1048576\n\
+         [grpc]\nlisten = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n\
+         [engine]\nworkers = 2\nlateness_ms = 60000\n[archive]\nroll_secs = 10\n{}",
+        bench_park_text(points)
+    );
+    let mut config = Config::from_source(&Source {
+        path: "bench.toml".into(),
+        text,
+    })?;
+    config.settings.data_dir = data.path().to_owned();
+    let running = service::start(config).await?;
+    let (host, port) = running
+        .mqtt_addr
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.parse::<u16>()))
+        .ok_or_else(|| anyhow::anyhow!("broker address"))?;
+    let port = port?;
+    let cpu = load::cpu_by_thread();
+    let t = Instant::now();
+    let published = load::publish_apart(&host, port, load, Duration::from_secs(seconds)).await?;
+    let stats = running.stats.clone();
+    let until = Instant::now() + Duration::from_secs(60);
+    while stats.readings_in.load(Ordering::Relaxed) < published.readings && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let taken = stats.readings_in.load(Ordering::Relaxed);
+    let rate = taken as f64 / t.elapsed().as_secs_f64();
+    let split = load::cpu_split(&cpu, &load::cpu_by_thread());
+    running.shutdown().await?;
+    anyhow::ensure!(
+        taken >= published.readings,
+        "the service took {taken} of {} acknowledged readings within 60 s",
+        published.readings
+    );
+    Ok((rate, split))
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let seconds: u64 = args.next().map_or(Ok(5), |s| s.parse())?;
+    let points: usize = args.next().map_or(Ok(8_000), |s| s.parse())?;
+    let gateways: usize = args.next().map_or(Ok(4), |s| s.parse())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("service-io")
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        header(
+            &format!("ingest: {gateways} gateways, {points} points, {seconds} s per figure, QoS 1"),
+            &format!("cargo run --release -p hazardwatch-bench --bin ingest {seconds} {points} {gateways}"),
+        );
+        let load = |format, batch| Load {
+            gateways,
+            batch,
+            format,
+            points,
+        };
+        let addr = hazardwatch_ingest::broker::start_embedded("127.0.0.1:0".parse()?, 4 << 20)?;
+        let base = relay(&addr.ip().to_string(), addr.port(), &load(Format::Json, 80), seconds).await?;
+        baseline("bare relay, embedded rumqttd, JSON 80-reading batches", &per_sec(base));
+        match hazardwatch_tests::Mosquitto::start()? {
+            Some(m) => {
+                let r = relay("127.0.0.1", m.port, &load(Format::Json, 80), seconds).await?;
+                row("bare relay, mosquitto, JSON 80-reading batches", &per_sec(r), Some(r / base));
+            }
+            None => println!("| bare relay, mosquitto | not installed | - |"),
+        }
+        let mut splits = Vec::new();
+        for format in [Format::Json, Format::Protobuf] {
+            for batch in [1, 10, 80] {
+                let (rate, split) = service_rate(&load(format, batch), seconds, points).await?;
+                let name = format!("full service, {} batches of {batch}", format.as_str());
+                row(&name, &per_sec(rate), Some(rate / base));
+                splits.push((name, split));
+            }
+        }
+        println!("\nCPU split of the service and broker threads while they took the load (the load generator runs on its own threads, not shown):\n");
+        for (name, split) in splits {
+            println!("- {name}: {}", split.join(", "));
+        }
+        anyhow::Ok(())
+    })
+}

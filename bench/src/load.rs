@@ -1,0 +1,308 @@
+//! The shared load generator: simulated gateways publishing JSON or
+//! protobuf batches at QoS 1 as fast as the broker acknowledges them, a
+//! counting subscriber for the bare-broker baseline, and the CPU time of
+//! this process's threads by name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
+
+use crate::Walk;
+
+/// Payload encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.../telemetry`, JSON.
+    Json,
+    /// `.../telemetry/pb`, protobuf `ReadingBatch`.
+    Protobuf,
+}
+
+impl Format {
+    /// Its name in tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "JSON",
+            Format::Protobuf => "protobuf",
+        }
+    }
+}
+
+/// What the gateways send.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// Gateways (one MQTT connection each).
+    pub gateways: usize,
+    /// Readings per message.
+    pub batch: usize,
+    /// Encoding.
+    pub format: Format,
+    /// Points `P0..P{points}` of enterprise `E`, split evenly between the
+    /// gateways.
+    pub points: usize,
+}
+
+/// What the gateways got acknowledged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Published {
+    /// Messages acknowledged by the broker.
+    pub messages: u64,
+    /// Readings in them.
+    pub readings: u64,
+    /// Time from the first publish to the last acknowledgement.
+    pub elapsed: Duration,
+}
+
+fn options(id: &str, host: &str, port: u16) -> (AsyncClient, rumqttc::EventLoop) {
+    let mut o = MqttOptions::new(id, host, port);
+    o.set_max_packet_size(4 << 20, 4 << 20)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_inflight(100);
+    let (client, mut eventloop) = AsyncClient::new(o, 1000);
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
+    (client, eventloop)
+}
+
+/// One message of gateway `g`: `batch` readings of its points, stamped
+/// `ts_ms`.
+fn payload(load: &Load, g: usize, seq: u64, ts_ms: i64, walks: &mut [Walk]) -> Vec<u8> {
+    let per = (load.points / load.gateways).max(1);
+    let first = g * per;
+    let point = |i: usize| first + (seq as usize * load.batch + i) % per;
+    match load.format {
+        Format::Json => {
+            let mut s = String::with_capacity(32 + load.batch * 56);
+            s.push_str(&format!(
+                "{{\"gateway\":\"GW{g}\",\"seq\":{seq},\"readings\":["
+            ));
+            for i in 0..load.batch {
+                let p = point(i);
+                let v = walks[p - first].next_value();
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str(&format!(
+                    "{{\"point\":\"P{p}\",\"ts\":{ts_ms},\"value\":{v}}}"
+                ));
+            }
+            s.push_str("]}");
+            s.into_bytes()
+        }
+        Format::Protobuf => hazardwatch_proto::pb::ReadingBatch {
+            gateway: format!("GW{g}"),
+            seq,
+            readings: (0..load.batch)
+                .map(|i| {
+                    let p = point(i);
+                    hazardwatch_proto::pb::Reading {
+                        point: format!("P{p}"),
+                        ts_ms,
+                        value: walks[p - first].next_value(),
+                        quality: hazardwatch_proto::pb::Quality::Good as i32,
+                    }
+                })
+                .collect(),
+        }
+        .encode_to_vec(),
+    }
+}
+
+/// Publishes from every gateway for `duration`, as fast as the broker
+/// acknowledges (QoS 1, 100 in flight per gateway), then waits up to 10 s
+/// for the last acknowledgements.
+pub async fn publish(
+    host: &str,
+    port: u16,
+    load: &Load,
+    duration: Duration,
+) -> anyhow::Result<Published> {
+    let acked = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for g in 0..load.gateways {
+        let (client, mut eventloop) = options(&format!("bench-gw-{g}"), host, port);
+        let acked = acked.clone();
+        let poller = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        let load = load.clone();
+        let sent = sent.clone();
+        let suffix = match load.format {
+            Format::Json => "",
+            Format::Protobuf => "/pb",
+        };
+        let topic = format!("hw/v1/E/GW{g}/telemetry{suffix}");
+        tasks.push(tokio::spawn(async move {
+            let per = (load.points / load.gateways).max(1);
+            let mut walks: Vec<Walk> = (0..per)
+                .map(|i| Walk::new((g * per + i) as u64 + 1, 10.0))
+                .collect();
+            let mut seq = 0u64;
+            while start.elapsed() < duration {
+                let ts = chrono::Utc::now().timestamp_millis();
+                let body = payload(&load, g, seq, ts, &mut walks);
+                if client
+                    .publish(&topic, QoS::AtLeastOnce, false, body)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                seq += 1;
+            }
+            (client, poller)
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await?);
+    }
+    let want = sent.load(Ordering::Relaxed);
+    let until = Instant::now() + Duration::from_secs(10);
+    while acked.load(Ordering::Relaxed) < want && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = start.elapsed();
+    for (client, poller) in clients {
+        let _ = client.disconnect().await;
+        poller.abort();
+    }
+    let messages = acked.load(Ordering::Relaxed).min(want);
+    Ok(Published {
+        messages,
+        readings: messages * load.batch as u64,
+        elapsed,
+    })
+}
+
+/// [`publish`] on a runtime of its own (two threads named `loadgen`), so
+/// the CPU split tells the gateways' work from the service's.
+pub async fn publish_apart(
+    host: &str,
+    port: u16,
+    load: &Load,
+    duration: Duration,
+) -> anyhow::Result<Published> {
+    let (host, load) = (host.to_owned(), load.clone());
+    let thread = std::thread::Builder::new()
+        .name("loadgen".into())
+        .spawn(move || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("loadgen")
+                .enable_all()
+                .build()?
+                .block_on(publish(&host, port, &load, duration))
+        })?;
+    tokio::task::spawn_blocking(move || thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the load generator panicked"))?
+}
+
+/// A subscriber to every gateway topic that counts the messages it
+/// receives (QoS 1, acknowledged at once): the bare relay.
+pub async fn count_received(
+    host: &str,
+    port: u16,
+) -> anyhow::Result<(Arc<AtomicU64>, tokio::task::JoinHandle<()>)> {
+    let (client, mut eventloop) = options("bench-relay", host, port);
+    client
+        .subscribe("hw/v1/+/+/telemetry/#", QoS::AtLeastOnce)
+        .await?;
+    client
+        .subscribe("hw/v1/+/+/telemetry", QoS::AtLeastOnce)
+        .await?;
+    let received = Arc::new(AtomicU64::new(0));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn({
+        let received = received.clone();
+        async move {
+            let mut ready = Some(ready_tx);
+            let mut subacks = 0;
+            let _client = client;
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(_))) => {
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        subacks += 1;
+                        if subacks == 2
+                            && let Some(r) = ready.take()
+                        {
+                            let _ = r.send(());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), ready_rx).await??;
+    Ok((received, task))
+}
+
+/// CPU seconds used so far by this process's threads, by thread name
+/// (digits dropped, so `timely:work-0` and `-1` add up), from `/proc`.
+pub fn cpu_by_thread() -> BTreeMap<String, f64> {
+    // USER_HZ is 100 on every Linux this runs on.
+    const TICKS: f64 = 100.0;
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(t.path().join("comm")),
+            std::fs::read_to_string(t.path().join("stat")),
+        ) else {
+            continue;
+        };
+        // Fields after the parenthesised name: state is field 3, utime 14,
+        // stime 15.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let name: String = comm
+            .trim()
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect();
+        *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / TICKS;
+    }
+    out
+}
+
+/// The CPU split between two [`cpu_by_thread`] samples, largest first, as
+/// "name 1.23 s (45 %)" parts.
+pub fn cpu_split(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<String> {
+    let mut used: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v > 0.005)
+        .collect();
+    used.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = used.iter().map(|(_, v)| v).sum();
+    used.into_iter()
+        .map(|(k, v)| format!("{k} {v:.2} s ({:.0} %)", v / total.max(1e-9) * 100.0))
+        .collect()
+}
