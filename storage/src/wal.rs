@@ -60,7 +60,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hazardwatch_proto::{Catalog, PointIdx, Quality, Reading};
+use hazardwatch_proto::{Catalog, Quality, Reading};
 
 use crate::error::{Error, Result, io};
 
@@ -142,8 +142,11 @@ pub struct Wal {
     segment: u64,
     file: File,
     bytes: u64,
-    /// Local ids of the points this segment has named.
-    named: HashMap<PointIdx, u32>,
+    /// By point index, the local id this segment gave the point
+    /// ([`UNNAMED`]: none yet).
+    named: Vec<u32>,
+    /// Points named in this segment.
+    named_count: u32,
     buf: Vec<u8>,
     io: Arc<dyn WalIo>,
     /// A write or sync failed on the current segment: start a new one.
@@ -151,6 +154,8 @@ pub struct Wal {
 }
 
 const HEADER: usize = 8;
+/// [`Wal::named`] of a point not named in the current segment.
+const UNNAMED: u32 = u32::MAX;
 const READING: usize = 4 + 8 + 8 + 1;
 
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
@@ -334,7 +339,8 @@ impl Wal {
                 segment,
                 file,
                 bytes: 0,
-                named: HashMap::new(),
+                named: Vec::new(),
+                named_count: 0,
                 buf: Vec::new(),
                 io: disk,
                 broken: false,
@@ -406,41 +412,49 @@ impl Wal {
         Ok(())
     }
 
-    /// One record into `self.buf`.
+    /// One record into `self.buf`: written in place, then its length and
+    /// checksum filled in.
     fn encode(&mut self, entry: &Entry<'_>, catalog: &Catalog) {
         let readings = entry.readings;
-        let mut payload = Vec::with_capacity(32 + readings.len() * READING);
-        payload.extend_from_slice(&entry.message.to_le_bytes());
-        payload.extend_from_slice(&entry.received_ms.to_le_bytes());
-        let mut new: Vec<(u32, &str)> = Vec::new();
+        let buf = &mut self.buf;
+        buf.clear();
+        buf.reserve(HEADER + 40 + readings.len() * READING);
+        buf.extend_from_slice(&[0; HEADER]);
+        buf.extend_from_slice(&entry.message.to_le_bytes());
+        buf.extend_from_slice(&entry.received_ms.to_le_bytes());
+        let count_at = buf.len();
+        buf.extend_from_slice(&0u32.to_le_bytes());
+        let mut new = 0u32;
         for r in readings {
-            if !self.named.contains_key(&r.point) {
-                let id = self.named.len() as u32;
-                self.named.insert(r.point, id);
-                new.push((id, &catalog.meta(r.point).id));
+            let slot = r.point as usize;
+            if self.named.len() <= slot {
+                self.named.resize(slot + 1, UNNAMED);
+            }
+            if self.named[slot] == UNNAMED {
+                let id = self.named_count;
+                self.named[slot] = id;
+                self.named_count += 1;
+                new += 1;
+                // Point ids are at most 64 bytes (site validation).
+                let name = catalog.meta(r.point).id.as_bytes();
+                let name = &name[..name.len().min(usize::from(u16::MAX))];
+                buf.extend_from_slice(&id.to_le_bytes());
+                buf.extend_from_slice(&(name.len() as u16).to_le_bytes());
+                buf.extend_from_slice(name);
             }
         }
-        payload.extend_from_slice(&(new.len() as u32).to_le_bytes());
-        for (id, name) in new {
-            // Point ids are at most 64 bytes (site validation).
-            let name = &name.as_bytes()[..name.len().min(usize::from(u16::MAX))];
-            payload.extend_from_slice(&id.to_le_bytes());
-            payload.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            payload.extend_from_slice(name);
-        }
-        payload.extend_from_slice(&(readings.len() as u32).to_le_bytes());
+        buf[count_at..count_at + 4].copy_from_slice(&new.to_le_bytes());
+        buf.extend_from_slice(&(readings.len() as u32).to_le_bytes());
         for r in readings {
-            payload.extend_from_slice(&self.named[&r.point].to_le_bytes());
-            payload.extend_from_slice(&r.ts_ms.to_le_bytes());
-            payload.extend_from_slice(&r.value.to_le_bytes());
-            payload.push(quality_code(r.quality));
+            buf.extend_from_slice(&self.named[r.point as usize].to_le_bytes());
+            buf.extend_from_slice(&r.ts_ms.to_le_bytes());
+            buf.extend_from_slice(&r.value.to_le_bytes());
+            buf.push(quality_code(r.quality));
         }
-        self.buf.clear();
-        self.buf
-            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.buf
-            .extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        self.buf.extend_from_slice(&payload);
+        let payload_len = (buf.len() - HEADER) as u32;
+        let crc = crc32fast::hash(&buf[HEADER..]);
+        buf[..4].copy_from_slice(&payload_len.to_le_bytes());
+        buf[4..HEADER].copy_from_slice(&crc.to_le_bytes());
     }
 
     /// Closes the current segment and starts the next; returns its number.
@@ -450,6 +464,7 @@ impl Wal {
         self.file = file;
         self.bytes = 0;
         self.named.clear();
+        self.named_count = 0;
         self.broken = false;
         Ok(self.segment)
     }
