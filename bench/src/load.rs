@@ -12,25 +12,7 @@ use prost::Message;
 use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
 
 use crate::Walk;
-
-/// Payload encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// `.../telemetry`, JSON.
-    Json,
-    /// `.../telemetry/pb`, protobuf `ReadingBatch`.
-    Protobuf,
-}
-
-impl Format {
-    /// Its name in tables.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Json => "JSON",
-            Format::Protobuf => "protobuf",
-        }
-    }
-}
+pub use hazardwatch_ingest::topic::Format;
 
 /// What the gateways send.
 #[derive(Debug, Clone)]
@@ -142,11 +124,8 @@ pub async fn publish(
         });
         let load = load.clone();
         let sent = sent.clone();
-        let suffix = match load.format {
-            Format::Json => "",
-            Format::Protobuf => "/pb",
-        };
-        let topic = format!("hw/v1/E/GW{g}/telemetry{suffix}");
+        let topic =
+            hazardwatch_ingest::topic::telemetry("hw/v1", "E", &format!("GW{g}"), load.format);
         tasks.push(tokio::spawn(async move {
             let per = (load.points / load.gateways).max(1);
             let mut walks: Vec<Walk> = (0..per)
