@@ -1,0 +1,151 @@
+//! Scale of state: resident memory per monitored point. Each size runs in a
+//! child process of its own: the full service starts with N points (every
+//! point with H, HH and L limits, fault and stale rules) on an external
+//! mosquitto, every point reports over MQTT, the archive seals, and the
+//! child reports its resident set (which also holds what the allocator kept
+//! from parsing the configuration). Per point is the difference to a 1,000-point service,
+//! divided by the difference in points.
+//!
+//! `cargo run --release -p hazardwatch-bench --bin memory [SIZES...]`
+//! (default 10000 100000 1000000)
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hazardwatch::config::Config;
+use hazardwatch::service;
+use hazardwatch_bench::load::{self, Format, Load};
+use hazardwatch_bench::{baseline, bench_park_text, header, row};
+use hazardwatch_rules::Source;
+
+/// Resident set size of this process, bytes (`/proc/self/statm`).
+fn rss() -> anyhow::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("statm: no resident field"))?
+        .parse()?;
+    Ok(pages * 4096)
+}
+
+/// The child: one service of `points` points; prints its resident bytes.
+fn child(points: usize) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let data = tempfile::tempdir()?;
+        // An external broker, so that the broker's buffers of published
+        // messages are not counted as the service's state.
+        let broker = hazardwatch_tests::Mosquitto::start()?.ok_or_else(|| {
+            anyhow::anyhow!("this benchmark needs mosquitto (apt-get install mosquitto)")
+        })?;
+        let text = format!(
+            "[mqtt]\nbroker = \"127.0.0.1:{}\"\nmax_payload_bytes = 1048576\n\
+             [grpc]\nlisten = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n\
+             [engine]\nworkers = 2\nlateness_ms = 600000\n[archive]\nroll_secs = 1\n{}",
+            broker.port,
+            bench_park_text(points)
+        );
+        let mut config = Config::from_source(&Source {
+            path: "bench.toml".into(),
+            text,
+        })?;
+        config.settings.data_dir = data.path().to_owned();
+        let running = service::start(config).await?;
+        let (host, port) = running
+            .mqtt_addr
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_owned(), p.to_owned()))
+            .ok_or_else(|| anyhow::anyhow!("broker address"))?;
+        let port: u16 = port.parse()?;
+        let gateways = 4;
+        let load = Load {
+            gateways,
+            batch: 80,
+            format: Format::Protobuf,
+            points,
+        };
+        // Every point at least once: publish until the service took them.
+        let stats = running.stats.clone();
+        let until = Instant::now() + Duration::from_secs(300);
+        while stats.readings_in.load(Ordering::Relaxed) < points as u64 && Instant::now() < until {
+            load::publish_apart(&host, port, &load, Duration::from_secs(1)).await?;
+        }
+        // Sealed: nothing per reading is left buffered.
+        let until = Instant::now() + Duration::from_secs(60);
+        while stats.archive_rows.load(Ordering::Relaxed) < stats.readings_in.load(Ordering::Relaxed)
+            && Instant::now() < until
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        println!("rss {}", rss()?);
+        running.shutdown().await?;
+        anyhow::Ok(())
+    })
+}
+
+fn measure(points: usize) -> anyhow::Result<u64> {
+    let exe = std::env::current_exe()?;
+    let out = std::process::Command::new(exe)
+        .args(["--child", &points.to_string()])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "child for {points} points failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("rss ").and_then(|v| v.trim().parse().ok()))
+        .ok_or_else(|| anyhow::anyhow!("child for {points} points printed no rss: {text}"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        let n = args
+            .get(1)
+            .ok_or_else(|| anyhow::anyhow!("--child N"))?
+            .parse()?;
+        return child(n);
+    }
+    let sizes: Vec<usize> = if args.is_empty() {
+        vec![10_000, 100_000, 1_000_000]
+    } else {
+        args.iter().map(|a| a.parse()).collect::<Result<_, _>>()?
+    };
+    header(
+        "scale of state: resident memory per monitored point (full service)",
+        &format!(
+            "cargo run --release -p hazardwatch-bench --bin memory {}",
+            sizes
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    );
+    let base_points = 1_000;
+    let base = measure(base_points)?;
+    baseline(
+        &format!("service with {base_points} points, resident"),
+        &format!("{:.1} MiB", base as f64 / (1 << 20) as f64),
+    );
+    for n in sizes {
+        let r = measure(n)?;
+        let per = (r.saturating_sub(base)) as f64 / (n - base_points) as f64;
+        row(
+            &format!("{n} points: resident, and per point above the baseline"),
+            &format!(
+                "{:.1} MiB, {per:.0} bytes/point",
+                r as f64 / (1 << 20) as f64
+            ),
+            None,
+        );
+    }
+    Ok(())
+}
