@@ -1,5 +1,6 @@
 //! Shared pieces of the benchmarks: synthetic parks and readings, and the
-//! report format (a Markdown row per figure plus the command to reproduce).
+//! report format (a Markdown row per figure plus the command to reproduce,
+//! and the same as JSON in `target/bench-results/{binary}.json`).
 //!
 //! Scenarios are binaries in `src/bin/`, one per scenario
 //! (`cargo run --release -p hazardwatch-bench --bin NAME`): `ingest`
@@ -108,17 +109,63 @@ pub fn time_for(min: Duration, mut f: impl FnMut()) -> (u64, Duration) {
     (n, start.elapsed())
 }
 
+/// The figures printed so far, also kept as JSON: a list of tables, each
+/// `{title, command, rows: [{figure, value, ratio}]}` (`ratio` is
+/// `"baseline"`, a number, or null), rewritten after every row to
+/// `target/bench-results/{binary}.json` (or `$HAZARDWATCH_BENCH_RESULTS/`).
+static RESULTS: std::sync::Mutex<Vec<serde_json::Value>> = std::sync::Mutex::new(Vec::new());
+
+fn record(row: Option<serde_json::Value>, table: Option<serde_json::Value>) {
+    let mut results = RESULTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(t) = table {
+        results.push(t);
+    }
+    if let (Some(r), Some(serde_json::Value::Object(t))) = (row, results.last_mut())
+        && let Some(serde_json::Value::Array(rows)) = t.get_mut("rows")
+    {
+        rows.push(r);
+    }
+    let dir = std::env::var_os("HAZARDWATCH_BENCH_RESULTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results")
+        });
+    let name = std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "bench".into());
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        let text = serde_json::to_string_pretty(&*results).unwrap_or_default();
+        std::fs::write(dir.join(format!("{name}.json")), text)
+    });
+    if let Err(e) = written {
+        eprintln!("results not written to {}: {e}", dir.display());
+    }
+}
+
 /// Prints the header of a figures table.
 pub fn header(title: &str, command: &str) {
     println!("## {title}\n");
     println!("reproduce: `{command}`\n");
     println!("| figure | value | ratio to baseline |");
     println!("| --- | --- | --- |");
+    record(
+        None,
+        Some(serde_json::json!({"title": title, "command": command, "rows": []})),
+    );
 }
 
 /// Prints the baseline figure that later rows are compared with.
 pub fn baseline(name: &str, value: &str) {
     println!("| {name} | {value} | baseline |");
+    record(
+        Some(serde_json::json!({"figure": name, "value": value, "ratio": "baseline"})),
+        None,
+    );
 }
 
 /// Prints one figure; `ratio` is against the baseline measured in the same
@@ -126,6 +173,10 @@ pub fn baseline(name: &str, value: &str) {
 pub fn row(name: &str, value: &str, ratio: Option<f64>) {
     let r = ratio.map_or("-".into(), |r| format!("{r:.2}"));
     println!("| {name} | {value} | {r} |");
+    record(
+        Some(serde_json::json!({"figure": name, "value": value, "ratio": ratio})),
+        None,
+    );
 }
 
 /// Formats a rate with thousands separators.
