@@ -2,6 +2,12 @@
 //! report format (a Markdown row per figure plus the command to reproduce,
 //! and the same as JSON in `target/bench-results/{binary}.json`).
 //!
+//! ```
+//! assert_eq!(hazardwatch_bench::number("1,234,567/s"), Some(1_234_567.0));
+//! assert_eq!(hazardwatch_bench::number("49.7 MiB"), Some(49.7));
+//! assert_eq!(hazardwatch_bench::number("baseline"), None);
+//! ```
+//!
 //! Scenarios are binaries in `src/bin/`, one per scenario
 //! (`cargo run --release -p hazardwatch-bench --bin NAME`): `ingest`
 //! (the bare broker relay and the full service), `decode`, `engine`,
@@ -110,8 +116,9 @@ pub fn time_for(min: Duration, mut f: impl FnMut()) -> (u64, Duration) {
 }
 
 /// The figures printed so far, also kept as JSON: a list of tables, each
-/// `{title, command, rows: [{figure, value, ratio}]}` (`ratio` is
-/// `"baseline"`, a number, or null), rewritten after every row to
+/// `{title, command, rows: [{figure, value, number, ratio}]}` (`value` as
+/// printed, `number` its leading number, `ratio` `"baseline"`, a number, or
+/// null), rewritten after every row to
 /// `target/bench-results/{binary}.json` (or `$HAZARDWATCH_BENCH_RESULTS/`).
 static RESULTS: std::sync::Mutex<Vec<serde_json::Value>> = std::sync::Mutex::new(Vec::new());
 
@@ -147,6 +154,17 @@ fn record(row: Option<serde_json::Value>, table: Option<serde_json::Value>) {
     }
 }
 
+/// The number a formatted figure starts with (`"1,234,567/s"` is
+/// 1234567, `"0.421"` is 0.421), for the JSON results.
+pub fn number(value: &str) -> Option<f64> {
+    let digits: String = value
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',' || *c == '.' || *c == '-')
+        .filter(|c| *c != ',')
+        .collect();
+    digits.parse().ok()
+}
+
 /// Prints the header of a figures table.
 pub fn header(title: &str, command: &str) {
     println!("## {title}\n");
@@ -163,7 +181,9 @@ pub fn header(title: &str, command: &str) {
 pub fn baseline(name: &str, value: &str) {
     println!("| {name} | {value} | baseline |");
     record(
-        Some(serde_json::json!({"figure": name, "value": value, "ratio": "baseline"})),
+        Some(
+            serde_json::json!({"figure": name, "value": value, "number": number(value), "ratio": "baseline"}),
+        ),
         None,
     );
 }
@@ -174,7 +194,9 @@ pub fn row(name: &str, value: &str, ratio: Option<f64>) {
     let r = ratio.map_or("-".into(), |r| format!("{r:.2}"));
     println!("| {name} | {value} | {r} |");
     record(
-        Some(serde_json::json!({"figure": name, "value": value, "ratio": ratio})),
+        Some(
+            serde_json::json!({"figure": name, "value": value, "number": number(value), "ratio": ratio}),
+        ),
         None,
     );
 }
