@@ -451,8 +451,7 @@ fn describe_point(r: &AlarmRecord, m: &hazardwatch_proto::PointMeta) -> String {
 /// one this service wrote).
 fn restore_alarm(catalog: &Catalog, stored: &pb::JournalAlarm) -> Option<ActiveAlarm> {
     let e = stored.last.as_ref()?;
-    let (source, tag) = e.alarm_id.rsplit_once('/')?;
-    let source = catalog.source_lookup(source)?;
+    let (source, kind) = alarm_key(catalog, &e.alarm_id)?;
     if let AlarmSource::Point(p) = source
         && !catalog.is_live(p)
     {
@@ -462,7 +461,7 @@ fn restore_alarm(catalog: &Catalog, stored: &pb::JournalAlarm) -> Option<ActiveA
     let record = AlarmRecord {
         seq: e.seq,
         source,
-        kind: AlarmKind::from_tag(tag)?,
+        kind,
         priority: priority?,
         transition: transition_from_pb(e.transition)?,
         state: state_from_pb(e.state)?,
@@ -495,6 +494,12 @@ fn restore_alarm(catalog: &Catalog, stored: &pb::JournalAlarm) -> Option<ActiveA
 /// unit or enterprise id.
 pub fn alarm_id(source: &str, kind: AlarmKind) -> String {
     format!("{source}/{}", kind.tag())
+}
+
+/// The source and kind an [`alarm_id`] names in `catalog`, if any.
+pub fn alarm_key(catalog: &Catalog, id: &str) -> Option<(AlarmSource, AlarmKind)> {
+    let (source, tag) = id.rsplit_once('/')?;
+    Some((catalog.source_lookup(source)?, AlarmKind::from_tag(tag)?))
 }
 
 impl AlarmHub {
@@ -909,10 +914,7 @@ impl AlarmHub {
                     changes.contains(&e.transition)
                 })?;
             for e in &page.events {
-                let key = e.alarm_id.rsplit_once('/').and_then(|(source, tag)| {
-                    Some((catalog.source_lookup(source)?, AlarmKind::from_tag(tag)?))
-                });
-                if let Some(key) = key {
+                if let Some(key) = alarm_key(&catalog, &e.alarm_id) {
                     let last = guard.entry(key).or_insert(e.event_time_ms);
                     *last = (*last).max(e.event_time_ms);
                 }
@@ -938,13 +940,10 @@ impl AlarmHub {
         comment: &str,
         now_ms: i64,
     ) -> Result<pb::AlarmEvent, ActionError> {
-        let (source, tag) = alarm_id.rsplit_once('/').ok_or(ActionError::NotFound)?;
         let catalog = self.catalog();
-        let source = catalog
-            .source_lookup(source)
-            .filter(|&s| scope.allows(catalog.source_place(s)[0]))
+        let (source, kind) = alarm_key(&catalog, alarm_id)
+            .filter(|&(s, _)| scope.allows(catalog.source_place(s)[0]))
             .ok_or(ActionError::NotFound)?;
-        let kind = AlarmKind::from_tag(tag).ok_or(ActionError::NotFound)?;
         let mut table = self.lock();
         let record = match action {
             Action::Acknowledge => table.acknowledge(source, kind, actor, comment, now_ms)?,

@@ -235,9 +235,9 @@ struct Row {
     late: bool,
 }
 
-/// `{source}/{kind}`, as on the gRPC feed.
+/// The event's alarm id, as on the gRPC feed.
 pub fn alarm_id(catalog: &Catalog, e: &RuleEvent) -> String {
-    format!("{}/{}", catalog.source_id(e.source), e.kind.tag())
+    crate::alarm_hub::alarm_id(catalog.source_id(e.source), e.kind)
 }
 
 /// Raises per (alarm id), sorted.
