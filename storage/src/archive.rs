@@ -31,7 +31,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde::Deserialize;
 
-use crate::error::{Error, Result, io};
+use crate::error::{Error, Result, io, parquet};
 use crate::schema::{alarms_schema, readings_schema};
 use crate::txn::{self, Progress, Txn};
 
@@ -136,7 +136,8 @@ impl Buffer {
 /// Partition key: event day (days since 1970-01-01, UTC) and enterprise.
 type PartitionKey = (i64, Arc<str>);
 
-const DAY_MS: i64 = 86_400_000;
+/// One day, ms.
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// Hive's name for a partition without a value.
 const NO_ENTERPRISE: &str = "__HIVE_DEFAULT_PARTITION__";
@@ -183,15 +184,11 @@ pub fn day_of_dir(name: &str) -> Option<i64> {
 
 /// Writes `batch` to `path` and syncs it.
 fn write_parquet(path: &Path, batch: &RecordBatch, props: &WriterProperties) -> Result<u64> {
-    let parquet_err = |source| Error::Parquet {
-        path: path.to_owned(),
-        source,
-    };
     let file = File::create(path).map_err(io(path))?;
     let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(props.clone())).map_err(parquet_err)?;
-    writer.write(batch).map_err(parquet_err)?;
-    let file = writer.into_inner().map_err(parquet_err)?;
+        ArrowWriter::try_new(file, batch.schema(), Some(props.clone())).map_err(parquet(path))?;
+    writer.write(batch).map_err(parquet(path))?;
+    let file = writer.into_inner().map_err(parquet(path))?;
     file.sync_all().map_err(io(path))?;
     Ok(file.metadata().map_err(io(path))?.len())
 }
@@ -523,10 +520,10 @@ impl ArchiveWriter {
         let all = arrow_select::concat::concat_batches(&schema, &batches)?;
         let sorted = sort_rows(dataset, &all)?;
         let (day, enterprise) = partition_of(dir).ok_or_else(|| {
-            Error::Config(format!(
-                "{}: not a date=/enterprise= partition directory",
-                dir.display()
-            ))
+            Error::Archive {
+                path: dir.to_owned(),
+                message: "not a date=/enterprise= partition directory".into(),
+            }
         })?;
         let file = self.stage(dataset, day, &enterprise, &sorted)?;
         let committed = self.commit(self.progress, std::slice::from_ref(&file), files);
@@ -634,15 +631,10 @@ pub fn partition_of(dir: &Path) -> Option<(i64, String)> {
     Some((day, enterprise))
 }
 
-fn parquet_error(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> Error {
-    let path = path.to_owned();
-    move |source| Error::Parquet { path, source }
-}
-
 /// Rows in a Parquet file, from its footer.
 fn file_rows(path: &Path) -> Result<u64> {
     let file = File::open(path).map_err(io(path))?;
-    let reader = SerializedFileReader::new(file).map_err(parquet_error(path))?;
+    let reader = SerializedFileReader::new(file).map_err(parquet(path))?;
     Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
 }
 
@@ -651,15 +643,8 @@ fn read_all(path: &Path) -> Result<Vec<RecordBatch>> {
     let file = File::open(path).map_err(io(path))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
-        .map_err(parquet_error(path))?;
-    reader
-        .map(|b| {
-            b.map_err(|e| Error::Parquet {
-                path: path.to_owned(),
-                source: e.into(),
-            })
-        })
-        .collect()
+        .map_err(parquet(path))?;
+    reader.map(|b| b.map_err(parquet(path))).collect()
 }
 
 /// `batch` in its dataset's order: readings by (point, ts, value), alarm

@@ -67,6 +67,17 @@ pub enum Error {
 /// Result alias of the storage crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Names the file of a Parquet (or Arrow, while reading it) error.
+pub(crate) fn parquet<E: Into<parquet::errors::ParquetError>>(
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(E) -> Error {
+    let path = path.into();
+    move |e| Error::Parquet {
+        path,
+        source: e.into(),
+    }
+}
+
 pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { path, source }

@@ -17,11 +17,9 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::statistics::Statistics;
 
-use crate::archive::{Dataset, day_of_dir, parquet_files};
-use crate::error::{Error, Result, io};
+use crate::archive::{DAY_MS, Dataset, day_of_dir, parquet_files, partition_of};
+use crate::error::{Error, Result, io, parquet};
 use crate::txn::subdirs;
-
-const DAY_MS: i64 = 86_400_000;
 
 /// Which readings to read.
 #[derive(Debug, Clone, Default)]
@@ -110,11 +108,6 @@ impl Plan {
     }
 }
 
-fn parquet_error(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> Error {
-    let path = path.to_owned();
-    move |source| Error::Parquet { path, source }
-}
-
 /// Plans a read of the readings under `root` (see the module docs).
 pub fn plan(root: &Path, range: &Range) -> Result<Plan> {
     let mut plan = Plan::default();
@@ -131,12 +124,10 @@ pub fn plan(root: &Path, range: &Range) -> Result<Plan> {
             continue;
         }
         for dir in enterprises {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let enterprise = name.strip_prefix("enterprise=").unwrap_or(&name);
-            if !range.enterprises.is_empty() && !range.enterprises.iter().any(|e| e == enterprise) {
+            let Some((_, enterprise)) = partition_of(&dir) else {
+                continue;
+            };
+            if !range.enterprises.is_empty() && !range.enterprises.contains(&enterprise) {
                 plan.partitions_skipped += 1;
                 continue;
             }
@@ -152,7 +143,7 @@ pub fn plan(root: &Path, range: &Range) -> Result<Plan> {
 
 fn plan_file(path: &Path, range: &Range, prefix: &str, plan: &mut Plan) -> Result<()> {
     let file = File::open(path).map_err(io(path))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error(path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet(path))?;
     plan.files_opened += 1;
     let meta = builder.metadata();
     let schema = builder.schema();
@@ -214,7 +205,7 @@ pub fn read_part_of(
     mut f: impl FnMut(&str, i64, f64, Quality, bool),
 ) -> Result<()> {
     let path = &part.path;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error(path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet(path))?;
     let schema = builder.schema().clone();
     let wanted = ["point", "ts", "value", "quality", "late"];
     let mut roots = Vec::new();
@@ -227,12 +218,9 @@ pub fn read_part_of(
         .with_projection(mask)
         .with_batch_size(64 * 1024)
         .build()
-        .map_err(parquet_error(path))?;
+        .map_err(parquet(path))?;
     for batch in reader {
-        let batch = batch.map_err(|e| Error::Parquet {
-            path: path.clone(),
-            source: e.into(),
-        })?;
+        let batch = batch.map_err(parquet(path))?;
         let col = |name: &str| {
             batch.column_by_name(name).ok_or_else(|| Error::Archive {
                 path: path.clone(),
