@@ -620,6 +620,27 @@ fn archive_loop(
         metrics::counter!("hazardwatch_archive_errors_total").increment(1);
         tracing::error!(error = %e, "archive {what} failed; the readings stay in the write-ahead log and the next checkpoint retries");
     };
+    // Seals the buffered readings and the alarm events journaled since, as
+    // covering the log before `segment`; `None` (reported) if that failed.
+    let seal = |writer: &mut ArchiveWriter, segment: u64, what: &str| {
+        let events = match hub.journal_after(writer.progress().alarms_seq, ALARMS_PER_CHECKPOINT) {
+            Ok(e) => e,
+            Err(e) => {
+                report("reading the alarm journal", &e);
+                Vec::new()
+            }
+        };
+        match writer.checkpoint(segment, &events) {
+            Ok(sealed) => {
+                record(&sealed);
+                Some(sealed)
+            }
+            Err(e) => {
+                report(what, &e);
+                None
+            }
+        }
+    };
     // A checkpoint that failed, retried every CHECKPOINT_RETRY even when
     // nothing new arrives.
     let mut failed: Option<u64> = None;
@@ -631,7 +652,7 @@ fn archive_loop(
             },
             recv(snapshots) -> q => {
                 if let Ok(q) = q {
-                    let taken = telemetry::take(writer.root(), &writer, &q);
+                    let taken = telemetry::take(&writer, &q);
                     // The caller may have gone; nothing to do then.
                     let _ = q.reply.send(taken);
                 }
@@ -650,24 +671,11 @@ fn archive_loop(
             } => writer.append(&readings, received_ms, &late),
             ArchiveMsg::Catalog(catalog) => writer.set_catalog(catalog),
             ArchiveMsg::Checkpoint(segment) => {
-                failed = None;
-                let events =
-                    match hub.journal_after(writer.progress().alarms_seq, ALARMS_PER_CHECKPOINT) {
-                        Ok(e) => e,
-                        Err(e) => {
-                            report("reading the alarm journal", &e);
-                            Vec::new()
-                        }
-                    };
-                let sealed = match writer.checkpoint(segment, &events) {
-                    Ok(sealed) => sealed,
-                    Err(e) => {
-                        report("checkpoint", &e);
-                        failed = Some(segment);
-                        continue;
-                    }
+                let Some(sealed) = seal(&mut writer, segment, "checkpoint") else {
+                    failed = Some(segment);
+                    continue;
                 };
-                record(&sealed);
+                failed = None;
                 if let Err(e) = wal::release_before(wal_dir, writer.progress().wal_segment) {
                     tracing::warn!(error = %e, "write-ahead log: cannot delete archived segments");
                 }
@@ -696,13 +704,8 @@ fn archive_loop(
         // The engine has finished: the alarm events of its last epochs are
         // journaled now. Archive them with no readings (so the log's
         // progress stays exactly where the readings put it).
-        let sealed = hub
-            .journal_after(writer.progress().alarms_seq, ALARMS_PER_CHECKPOINT)
-            .and_then(|events| Ok(writer.checkpoint(writer.progress().wal_segment, &events)?));
-        match sealed {
-            Ok(sealed) => record(&sealed),
-            Err(e) => report("archiving the last alarm events", &e),
-        }
+        let segment = writer.progress().wal_segment;
+        seal(&mut writer, segment, "archiving the last alarm events");
     } else {
         tracing::warn!(
             readings = left,

@@ -83,18 +83,14 @@ pub struct Taken {
 }
 
 /// Takes a snapshot (called on the archive thread, between checkpoints).
-pub fn take(
-    root: &std::path::Path,
-    writer: &hazardwatch_storage::ArchiveWriter,
-    q: &Snapshot,
-) -> Result<Taken, String> {
+pub fn take(writer: &hazardwatch_storage::ArchiveWriter, q: &Snapshot) -> Result<Taken, String> {
     let range = Range {
         from_ms: Some(q.from_ms),
         to_ms: Some(q.to_ms),
         enterprises: q.enterprises.clone(),
         points: None,
     };
-    let plan = reader::plan(root, &range).map_err(|e| e.to_string())?;
+    let plan = reader::plan(writer.root(), &range).map_err(|e| e.to_string())?;
     let mut parts = Vec::with_capacity(plan.parts.len());
     for part in plan.parts {
         let file = File::open(&part.path).map_err(|e| format!("{}: {e}", part.path.display()))?;
