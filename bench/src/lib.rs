@@ -237,3 +237,54 @@ pub fn bench_park(points: usize) -> anyhow::Result<hazardwatch_rules::SiteModel>
     };
     Ok(hazardwatch_rules::SiteModel::parse(&src)?)
 }
+
+/// The full service on [`bench_park`] in a temporary data directory.
+pub struct BenchService {
+    /// The service.
+    pub running: hazardwatch::service::Running,
+    /// Its broker's host.
+    pub host: String,
+    /// Its broker's port.
+    pub port: u16,
+    _data: tempfile::TempDir,
+}
+
+/// Starts the service with `points` points, on the broker at
+/// `127.0.0.1:{broker}` (or its embedded one), 2 workers, the given
+/// lateness and checkpoint interval, metrics off.
+pub async fn start_service(
+    points: usize,
+    broker: Option<u16>,
+    lateness_ms: u64,
+    roll_secs: u64,
+) -> anyhow::Result<BenchService> {
+    let data = tempfile::tempdir()?;
+    let mqtt = match broker {
+        Some(port) => format!("broker = \"127.0.0.1:{port}\""),
+        None => "listen = \"127.0.0.1:0\"".into(),
+    };
+    let text = format!(
+        "[mqtt]\n{mqtt}\nmax_payload_bytes = 1048576\n\
+         [grpc]\nlisten = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n\
+         [engine]\nworkers = 2\nlateness_ms = {lateness_ms}\n\
+         [archive]\nroll_secs = {roll_secs}\n{}",
+        bench_park_text(points)
+    );
+    let mut config = hazardwatch::config::Config::from_source(&hazardwatch_rules::Source {
+        path: "bench.toml".into(),
+        text,
+    })?;
+    config.settings.data_dir = data.path().to_owned();
+    let running = hazardwatch::service::start(config).await?;
+    let (host, port) = running
+        .mqtt_addr
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("broker address {}", running.mqtt_addr))?;
+    let (host, port) = (host.to_owned(), port.parse()?);
+    Ok(BenchService {
+        running,
+        host,
+        port,
+        _data: data,
+    })
+}

@@ -519,11 +519,9 @@ impl ArchiveWriter {
         };
         let all = arrow_select::concat::concat_batches(&schema, &batches)?;
         let sorted = sort_rows(dataset, &all)?;
-        let (day, enterprise) = partition_of(dir).ok_or_else(|| {
-            Error::Archive {
-                path: dir.to_owned(),
-                message: "not a date=/enterprise= partition directory".into(),
-            }
+        let (day, enterprise) = partition_of(dir).ok_or_else(|| Error::Archive {
+            path: dir.to_owned(),
+            message: "not a date=/enterprise= partition directory".into(),
         })?;
         let file = self.stage(dataset, day, &enterprise, &sorted)?;
         let committed = self.commit(self.progress, std::slice::from_ref(&file), files);

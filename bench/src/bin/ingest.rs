@@ -10,11 +10,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use hazardwatch::config::Config;
-use hazardwatch::service;
 use hazardwatch_bench::load::{self, Format, Load};
-use hazardwatch_bench::{baseline, bench_park_text, header, per_sec, row};
-use hazardwatch_rules::Source;
+use hazardwatch_bench::{baseline, header, per_sec, row, start_service};
 
 /// The bare relay through a broker: readings/s the subscriber received.
 async fn relay(host: &str, port: u16, load: &Load, seconds: u64) -> anyhow::Result<f64> {
@@ -39,29 +36,13 @@ async fn service_rate(
     seconds: u64,
     points: usize,
 ) -> anyhow::Result<(f64, Vec<String>)> {
-    let data = tempfile::tempdir()?;
-    let text = format!(
-        "[mqtt]\nlisten = \"127.0.0.1:0\"\nmax_payload_bytes = 1048576\n\
-         [grpc]\nlisten = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n\
-         [engine]\nworkers = 2\nlateness_ms = 60000\n[archive]\nroll_secs = 10\n{}",
-        bench_park_text(points)
-    );
-    let mut config = Config::from_source(&Source {
-        path: "bench.toml".into(),
-        text,
-    })?;
-    config.settings.data_dir = data.path().to_owned();
-    let running = service::start(config).await?;
-    let (host, port) = running
-        .mqtt_addr
-        .rsplit_once(':')
-        .map(|(h, p)| (h.to_owned(), p.parse::<u16>()))
-        .ok_or_else(|| anyhow::anyhow!("broker address"))?;
-    let port = port?;
+    // Keeps the data directory until the end of the scope.
+    let svc = start_service(points, None, 60_000, 10).await?;
     let cpu = load::cpu_by_thread();
     let t = Instant::now();
-    let published = load::publish_apart(&host, port, load, Duration::from_secs(seconds)).await?;
-    let stats = running.stats.clone();
+    let published =
+        load::publish_apart(&svc.host, svc.port, load, Duration::from_secs(seconds)).await?;
+    let stats = svc.running.stats.clone();
     let until = Instant::now() + Duration::from_secs(60);
     while stats.readings_in.load(Ordering::Relaxed) < published.readings && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -69,7 +50,7 @@ async fn service_rate(
     let taken = stats.readings_in.load(Ordering::Relaxed);
     let rate = taken as f64 / t.elapsed().as_secs_f64();
     let split = load::cpu_split(&cpu, &load::cpu_by_thread());
-    running.shutdown().await?;
+    svc.running.shutdown().await?;
     anyhow::ensure!(
         taken >= published.readings,
         "the service took {taken} of {} acknowledged readings within 60 s",

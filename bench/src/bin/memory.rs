@@ -12,11 +12,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use hazardwatch::config::Config;
-use hazardwatch::service;
 use hazardwatch_bench::load::{self, Format, Load};
-use hazardwatch_bench::{baseline, bench_park_text, header, row};
-use hazardwatch_rules::Source;
+use hazardwatch_bench::{baseline, header, row, start_service};
 
 /// Resident set size of this process, bytes (`/proc/self/statm`).
 fn rss() -> anyhow::Result<u64> {
@@ -36,31 +33,13 @@ fn child(points: usize) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let data = tempfile::tempdir()?;
         // An external broker, so that the broker's buffers of published
         // messages are not counted as the service's state.
         let broker = hazardwatch_tests::Mosquitto::start()?.ok_or_else(|| {
             anyhow::anyhow!("this benchmark needs mosquitto (apt-get install mosquitto)")
         })?;
-        let text = format!(
-            "[mqtt]\nbroker = \"127.0.0.1:{}\"\nmax_payload_bytes = 1048576\n\
-             [grpc]\nlisten = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n\
-             [engine]\nworkers = 2\nlateness_ms = 600000\n[archive]\nroll_secs = 1\n{}",
-            broker.port,
-            bench_park_text(points)
-        );
-        let mut config = Config::from_source(&Source {
-            path: "bench.toml".into(),
-            text,
-        })?;
-        config.settings.data_dir = data.path().to_owned();
-        let running = service::start(config).await?;
-        let (host, port) = running
-            .mqtt_addr
-            .rsplit_once(':')
-            .map(|(h, p)| (h.to_owned(), p.to_owned()))
-            .ok_or_else(|| anyhow::anyhow!("broker address"))?;
-        let port: u16 = port.parse()?;
+        // Keeps the data directory until the end of the scope.
+        let svc = start_service(points, Some(broker.port), 600_000, 1).await?;
         let gateways = 4;
         let load = Load {
             gateways,
@@ -69,10 +48,10 @@ fn child(points: usize) -> anyhow::Result<()> {
             points,
         };
         // Every point at least once: publish until the service took them.
-        let stats = running.stats.clone();
+        let stats = svc.running.stats.clone();
         let until = Instant::now() + Duration::from_secs(300);
         while stats.readings_in.load(Ordering::Relaxed) < points as u64 && Instant::now() < until {
-            load::publish_apart(&host, port, &load, Duration::from_secs(1)).await?;
+            load::publish_apart(&svc.host, svc.port, &load, Duration::from_secs(1)).await?;
         }
         // Sealed: nothing per reading is left buffered.
         let until = Instant::now() + Duration::from_secs(60);
@@ -83,7 +62,7 @@ fn child(points: usize) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         println!("rss {}", rss()?);
-        running.shutdown().await?;
+        svc.running.shutdown().await?;
         anyhow::Ok(())
     })
 }
