@@ -128,7 +128,8 @@ pub fn replay(
         while let Some(part) = plan.parts.get(next_part)
             && part.ts_min < end
         {
-            let mut rows = Vec::with_capacity(part.rows as usize);
+            // The row count comes from the file's footer: trust it only so far.
+            let mut rows = Vec::with_capacity(part.rows.min(1 << 20) as usize);
             // Files are sorted by point: look each name up once per run of it.
             let mut last = (String::new(), [UNKNOWN; 2]);
             reader::read_part(part, range, |point, ts_ms, value, quality, was_late| {

@@ -81,6 +81,19 @@ pub fn commit(root: &Path, txn: &Txn) -> Result<()> {
 /// Moves the added files into place and deletes the removed ones; what is
 /// already done is skipped.
 fn apply(root: &Path, txn: &Txn) -> Result<()> {
+    // Only plain paths inside the archive: a damaged or foreign record must
+    // not move or delete anything else.
+    let inside = |p: &Path| {
+        p.components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    };
+    let named = txn.add.iter().flat_map(|(a, b)| [a, b]).chain(&txn.remove);
+    if let Some(bad) = named.into_iter().find(|p| !inside(p)) {
+        return Err(Error::Txn {
+            path: root.join(RECORD),
+            message: format!("{} is not a path inside the archive", bad.display()),
+        });
+    }
     let mut dirs: Vec<PathBuf> = Vec::new();
     for (tmp, fin) in &txn.add {
         let (tmp, fin) = (root.join(tmp), root.join(fin));
@@ -220,6 +233,26 @@ mod tests {
         // Recovering again changes nothing.
         assert_eq!(recover(root).unwrap(), txn.progress);
         assert_eq!(std::fs::read(&new).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_record_naming_paths_outside_the_archive_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("precious");
+        std::fs::write(&outside, b"keep").unwrap();
+        let root = dir.path().join("archive");
+        std::fs::create_dir_all(&root).unwrap();
+        let txn = Txn {
+            remove: vec![PathBuf::from("../precious")],
+            ..Txn::default()
+        };
+        std::fs::write(root.join(RECORD), serde_json::to_vec(&txn).unwrap()).unwrap();
+        let err = recover(&root).unwrap_err();
+        assert!(
+            err.to_string().contains("not a path inside the archive"),
+            "{err}"
+        );
+        assert!(outside.exists());
     }
 
     #[test]
