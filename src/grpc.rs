@@ -627,6 +627,19 @@ pub async fn serve(
             Alarms::new(hub, shutdown.clone()),
             access.interceptor(),
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
+        .serve_with_incoming_shutdown(no_delay(listener), shutdown.cancelled())
         .await
+}
+
+/// The listener's connections with `TCP_NODELAY` set (the builder's own
+/// setting is not applied to an incoming stream): an alarm event is one
+/// small frame, and Nagle's algorithm would hold it back for the peer's
+/// delayed acknowledgement.
+fn no_delay(listener: TcpListener) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }

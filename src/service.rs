@@ -453,7 +453,10 @@ pub async fn start_with(config: Config, wal_io: Arc<dyn WalIo>) -> anyhow::Resul
 
     // The clock, the write-ahead stage, and ingest.
     let ingest_stop = CancellationToken::new();
-    let ticker = tokio::spawn(ticker(feed_tx.clone(), ingest_stop.clone()));
+    // Event time advances every epoch (at most every TICK), so a short
+    // epoch also means a short wait for a quiet park's last readings.
+    let period = TICK.min(Duration::from_millis(settings.engine.epoch_ms));
+    let ticker = tokio::spawn(ticker(feed_tx.clone(), period, ingest_stop.clone()));
     let (ingest_tx, ingest_rx) = mpsc::channel::<Delivery>(INGEST_QUEUE);
     let stage = WalStage::new(
         wal,
@@ -504,9 +507,9 @@ pub async fn start_with(config: Config, wal_io: Arc<dyn WalIo>) -> anyhow::Resul
     })
 }
 
-/// Advances live event time every [`TICK`] until `stop`.
-async fn ticker(out: mpsc::Sender<FeedMsg>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(TICK);
+/// Advances live event time every `period` until `stop`.
+async fn ticker(out: mpsc::Sender<FeedMsg>, period: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
@@ -529,11 +532,21 @@ fn feeder_loop(
     stats: &Stats,
 ) -> anyhow::Result<()> {
     let mut late = Vec::new();
+    // Live from the first tick on: recovered batches come before it and are
+    // judged against the watermark they would have met.
+    let mut live = false;
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             FeedMsg::Batch(b) => {
                 let input: &mut EngineInput = engine.input();
                 input.send(&b.readings, &mut late);
+                if live {
+                    // Event time also follows the wall clock between ticks,
+                    // so a busy park's readings are judged as soon as the
+                    // lateness bound allows, not at the next tick.
+                    let lateness = input.lateness_ms();
+                    input.advance_to(now_ms() - lateness);
+                }
                 latest.update(&b.readings);
                 let n_late = late.iter().filter(|&&l| l).count() as u64;
                 stats
@@ -562,6 +575,7 @@ fn feeder_loop(
                 }
             }
             FeedMsg::Tick(now) => {
+                live = true;
                 let input = engine.input();
                 let lateness = input.lateness_ms();
                 input.advance_to(now - lateness);

@@ -214,10 +214,16 @@ pub fn per_sec(n: f64) -> String {
     out + "/s"
 }
 
-/// The site-model text of [`bench_park`].
-pub fn bench_park_text(points: usize) -> String {
-    let mut text = String::from(
-        "[park]\nid = \"B\"\n[[enterprise]]\nid = \"E\"\n[[enterprise.hazard_source]]\nid = \"HS\"\ngrade = 2\n[[enterprise.hazard_source.unit]]\nid = \"U\"\n",
+/// The site-model text of [`bench_park`]; with `no_delays`, level points
+/// have no on- or off-delay (an alarm is raised by the reading that
+/// crosses its limit and cleared by the one that returns).
+pub fn bench_park_text(points: usize, no_delays: bool) -> String {
+    let mut text = String::from("[park]\nid = \"B\"\n");
+    if no_delays {
+        text.push_str("[defaults.level]\non_delay_s = 0\noff_delay_s = 0\n");
+    }
+    text.push_str(
+        "[[enterprise]]\nid = \"E\"\n[[enterprise.hazard_source]]\nid = \"HS\"\ngrade = 2\n[[enterprise.hazard_source.unit]]\nid = \"U\"\n",
     );
     for p in 0..points {
         text.push_str(&format!(
@@ -233,9 +239,40 @@ pub fn bench_park_text(points: usize) -> String {
 pub fn bench_park(points: usize) -> anyhow::Result<hazardwatch_rules::SiteModel> {
     let src = hazardwatch_rules::Source {
         path: "bench-park.toml".into(),
-        text: bench_park_text(points),
+        text: bench_park_text(points, false),
     };
     Ok(hazardwatch_rules::SiteModel::parse(&src)?)
+}
+
+/// How a benchmark's service is set up: [`bench_park`] of `points` points,
+/// 2 workers, metrics off.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Points in the park.
+    pub points: usize,
+    /// The broker at `127.0.0.1:{broker}`, or the embedded one.
+    pub broker: Option<u16>,
+    /// `[engine] lateness_ms`.
+    pub lateness_ms: u64,
+    /// `[engine] epoch_ms`.
+    pub epoch_ms: u64,
+    /// `[archive] roll_secs`.
+    pub roll_secs: u64,
+    /// No on- and off-delays (see [`bench_park_text`]).
+    pub no_delays: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            points: 8_000,
+            broker: None,
+            lateness_ms: 60_000,
+            epoch_ms: 100,
+            roll_secs: 10,
+            no_delays: false,
+        }
+    }
 }
 
 /// The full service on [`bench_park`] in a temporary data directory.
@@ -249,26 +286,22 @@ pub struct BenchService {
     _data: tempfile::TempDir,
 }
 
-/// Starts the service with `points` points, on the broker at
-/// `127.0.0.1:{broker}` (or its embedded one), 2 workers, the given
-/// lateness and checkpoint interval, metrics off.
-pub async fn start_service(
-    points: usize,
-    broker: Option<u16>,
-    lateness_ms: u64,
-    roll_secs: u64,
-) -> anyhow::Result<BenchService> {
+/// Starts the service as `setup` says.
+pub async fn start_service(setup: &Setup) -> anyhow::Result<BenchService> {
     let data = tempfile::tempdir()?;
-    let mqtt = match broker {
+    let mqtt = match setup.broker {
         Some(port) => format!("broker = \"127.0.0.1:{port}\""),
         None => "listen = \"127.0.0.1:0\"".into(),
     };
     let text = format!(
         "[mqtt]\n{mqtt}\nmax_payload_bytes = 1048576\n\
          [grpc]\nlisten = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n\
-         [engine]\nworkers = 2\nlateness_ms = {lateness_ms}\n\
-         [archive]\nroll_secs = {roll_secs}\n{}",
-        bench_park_text(points)
+         [engine]\nworkers = 2\nlateness_ms = {}\nepoch_ms = {}\n\
+         [archive]\nroll_secs = {}\n{}",
+        setup.lateness_ms,
+        setup.epoch_ms,
+        setup.roll_secs,
+        bench_park_text(setup.points, setup.no_delays)
     );
     let mut config = hazardwatch::config::Config::from_source(&hazardwatch_rules::Source {
         path: "bench.toml".into(),

@@ -26,6 +26,9 @@ pub struct Load {
     /// Points `P0..P{points}` of enterprise `E`, split evenly between the
     /// gateways.
     pub points: usize,
+    /// Readings per second from all gateways together, evenly paced; `None`:
+    /// as fast as the broker acknowledges.
+    pub rate: Option<f64>,
 }
 
 /// What the gateways got acknowledged.
@@ -39,7 +42,9 @@ pub struct Published {
     pub elapsed: Duration,
 }
 
-fn options(id: &str, host: &str, port: u16) -> (AsyncClient, rumqttc::EventLoop) {
+/// A client of `host:port` with the benchmarks' settings: 4 MiB packets, 100
+/// in flight, `TCP_NODELAY`.
+pub fn options(id: &str, host: &str, port: u16) -> (AsyncClient, rumqttc::EventLoop) {
     let mut o = MqttOptions::new(id, host, port);
     o.set_max_packet_size(4 << 20, 4 << 20)
         .set_keep_alive(Duration::from_secs(30))
@@ -95,9 +100,9 @@ fn payload(load: &Load, g: usize, seq: u64, ts_ms: i64, walks: &mut [Walk]) -> V
     }
 }
 
-/// Publishes from every gateway for `duration`, as fast as the broker
-/// acknowledges (QoS 1, 100 in flight per gateway), then waits up to 10 s
-/// for the last acknowledgements.
+/// Publishes from every gateway for `duration`, at the load's rate or as
+/// fast as the broker acknowledges (QoS 1, 100 in flight per gateway), then
+/// waits up to 10 s for the last acknowledgements.
 pub async fn publish(
     host: &str,
     port: u16,
@@ -131,8 +136,16 @@ pub async fn publish(
             let mut walks: Vec<Walk> = (0..per)
                 .map(|i| Walk::new((g * per + i) as u64 + 1, 10.0))
                 .collect();
+            // Messages per second of this gateway, when paced.
+            let pace = load
+                .rate
+                .map(|r| r / load.batch as f64 / load.gateways as f64);
             let mut seq = 0u64;
             while start.elapsed() < duration {
+                if let Some(pace) = pace {
+                    let due = start + Duration::from_secs_f64(seq as f64 / pace);
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let ts = chrono::Utc::now().timestamp_millis();
                 let body = payload(&load, g, seq, ts, &mut walks);
                 if client
@@ -170,6 +183,30 @@ pub async fn publish(
     })
 }
 
+/// Runs `future` to its end on a runtime of its own (`threads` threads
+/// named `name`), so that its work neither waits for nor is counted as the
+/// service's.
+pub async fn apart<F, T>(name: &str, threads: usize, future: F) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let name = name.to_owned();
+    let thread = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name(name)
+                .enable_all()
+                .build()?
+                .block_on(future)
+        })?;
+    tokio::task::spawn_blocking(move || thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("a benchmark thread panicked"))?
+}
+
 /// [`publish`] on a runtime of its own (two threads named `loadgen`), so
 /// the CPU split tells the gateways' work from the service's.
 pub async fn publish_apart(
@@ -179,27 +216,20 @@ pub async fn publish_apart(
     duration: Duration,
 ) -> anyhow::Result<Published> {
     let (host, load) = (host.to_owned(), load.clone());
-    let thread = std::thread::Builder::new()
-        .name("loadgen".into())
-        .spawn(move || {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("loadgen")
-                .enable_all()
-                .build()?
-                .block_on(publish(&host, port, &load, duration))
-        })?;
-    tokio::task::spawn_blocking(move || thread.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the load generator panicked"))?
+    apart("loadgen", 2, async move {
+        publish(&host, port, &load, duration).await
+    })
+    .await
 }
 
-/// A subscriber to every gateway topic that counts the messages it
-/// receives (QoS 1, acknowledged at once): the bare relay.
-pub async fn count_received(
+/// A subscriber to every gateway topic (QoS 1, acknowledged at once) that
+/// hands each message it receives to `on_message`: the bare relay. Returns
+/// once subscribed.
+pub async fn relay_subscriber(
     host: &str,
     port: u16,
-) -> anyhow::Result<(Arc<AtomicU64>, tokio::task::JoinHandle<()>)> {
+    mut on_message: impl FnMut(&rumqttc::Publish) + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let (client, mut eventloop) = options("bench-relay", host, port);
     client
         .subscribe("hw/v1/+/+/telemetry/#", QoS::AtLeastOnce)
@@ -207,34 +237,42 @@ pub async fn count_received(
     client
         .subscribe("hw/v1/+/+/telemetry", QoS::AtLeastOnce)
         .await?;
-    let received = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn({
-        let received = received.clone();
-        async move {
-            let mut ready = Some(ready_tx);
-            let mut subacks = 0;
-            let _client = client;
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::Publish(_))) => {
-                        received.fetch_add(1, Ordering::Relaxed);
+    let task = tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        let mut subacks = 0;
+        let _client = client;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => on_message(&p),
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    subacks += 1;
+                    if subacks == 2
+                        && let Some(r) = ready.take()
+                    {
+                        let _ = r.send(());
                     }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        subacks += 1;
-                        if subacks == 2
-                            && let Some(r) = ready.take()
-                        {
-                            let _ = r.send(());
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
     });
     tokio::time::timeout(Duration::from_secs(10), ready_rx).await??;
+    Ok(task)
+}
+
+/// A [`relay_subscriber`] that counts the messages it receives.
+pub async fn count_received(
+    host: &str,
+    port: u16,
+) -> anyhow::Result<(Arc<AtomicU64>, tokio::task::JoinHandle<()>)> {
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let task = relay_subscriber(host, port, move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    })
+    .await?;
     Ok((received, task))
 }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hazardwatch_bench::load::{self, Format, Load};
-use hazardwatch_bench::{baseline, header, per_sec, row, start_service};
+use hazardwatch_bench::{Setup, baseline, header, per_sec, row, start_service};
 
 /// The bare relay through a broker: readings/s the subscriber received.
 async fn relay(host: &str, port: u16, load: &Load, seconds: u64) -> anyhow::Result<f64> {
@@ -37,7 +37,11 @@ async fn service_rate(
     points: usize,
 ) -> anyhow::Result<(f64, Vec<String>)> {
     // Keeps the data directory until the end of the scope.
-    let svc = start_service(points, None, 60_000, 10).await?;
+    let svc = start_service(&Setup {
+        points,
+        ..Setup::default()
+    })
+    .await?;
     let cpu = load::cpu_by_thread();
     let t = Instant::now();
     let published =
@@ -79,6 +83,7 @@ fn main() -> anyhow::Result<()> {
             batch,
             format,
             points,
+            rate: None,
         };
         let addr = hazardwatch_ingest::broker::start_embedded("127.0.0.1:0".parse()?, 4 << 20)?;
         let base = relay(&addr.ip().to_string(), addr.port(), &load(Format::Json, 80), seconds).await?;

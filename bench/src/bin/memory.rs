@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hazardwatch_bench::load::{self, Format, Load};
-use hazardwatch_bench::{baseline, header, row, start_service};
+use hazardwatch_bench::{Setup, baseline, header, row, start_service};
 
 /// Resident set size of this process, bytes (`/proc/self/statm`).
 fn rss() -> anyhow::Result<u64> {
@@ -39,13 +39,21 @@ fn child(points: usize) -> anyhow::Result<()> {
             anyhow::anyhow!("this benchmark needs mosquitto (apt-get install mosquitto)")
         })?;
         // Keeps the data directory until the end of the scope.
-        let svc = start_service(points, Some(broker.port), 600_000, 1).await?;
+        let svc = start_service(&Setup {
+            points,
+            broker: Some(broker.port),
+            lateness_ms: 600_000,
+            roll_secs: 1,
+            ..Setup::default()
+        })
+        .await?;
         let gateways = 4;
         let load = Load {
             gateways,
             batch: 80,
             format: Format::Protobuf,
             points,
+            rate: None,
         };
         // Every point at least once: publish until the service took them.
         let stats = svc.running.stats.clone();
