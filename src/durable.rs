@@ -20,14 +20,14 @@
 //! [`FeedMsg::Segment`]: the archive checkpoints there, and the segments
 //! before it can go.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
 use hazardwatch_ingest::decode::{RejectKind, Rejection};
-use hazardwatch_ingest::{Dedup, Delivery, IngestBatch, Quarantine};
+use hazardwatch_ingest::{Ack, Dedup, Delivery, IngestBatch, Quarantine};
 use hazardwatch_proto::{Catalog, Reading};
 use hazardwatch_storage::wal::{Entry, LoggedBatch, Wal};
 use tokio::sync::{mpsc, watch};
@@ -40,6 +40,9 @@ use crate::service::{FeedMsg, Stats};
 pub const MAX_GROUP: usize = 1024;
 /// Pause between attempts while the log cannot be written.
 pub const RETRY: Duration = Duration::from_secs(1);
+/// Pause before acks that found the MQTT client's request queue full are
+/// tried again.
+const ACK_RETRY: Duration = Duration::from_millis(1);
 
 /// The stage (see the module docs).
 pub struct WalStage {
@@ -50,6 +53,9 @@ pub struct WalStage {
     feed: mpsc::Sender<FeedMsg>,
     roll_every: Duration,
     stats: Arc<Stats>,
+    /// Acks owed to the broker, in order, that did not fit in the MQTT
+    /// client's request queue yet.
+    unsent: VecDeque<Ack>,
 }
 
 impl WalStage {
@@ -70,6 +76,21 @@ impl WalStage {
             feed,
             roll_every,
             stats,
+            unsent: VecDeque::new(),
+        }
+    }
+
+    /// Sends the owed acks, in order, as far as the client's request queue
+    /// takes them. Never waits: the queue drains only while ingest polls
+    /// the MQTT event loop, and ingest may itself be waiting for this stage
+    /// to take the next delivery. Waiting here would deadlock both once
+    /// the broker lets more messages be in flight than the queue holds.
+    fn send_acks(&mut self) {
+        while let Some(ack) = self.unsent.pop_front() {
+            if let Err(ack) = ack.try_send() {
+                self.unsent.push_front(ack);
+                return;
+            }
         }
     }
 
@@ -95,6 +116,10 @@ impl WalStage {
                     Some(d) => d,
                     None => break,
                 },
+                _ = tokio::time::sleep(ACK_RETRY), if !self.unsent.is_empty() => {
+                    self.send_acks();
+                    continue;
+                }
                 _ = tokio::time::sleep_until(next_roll) => {
                     next_roll = Instant::now() + self.roll_every;
                     if self.wal()?.segment_len() > 0 {
@@ -186,13 +211,11 @@ impl WalStage {
                 self.dedup.insert(id);
             }
         }
-        for ack in acks {
-            if let Err(e) = ack.send().await {
-                // The message comes again after a reconnect and is then
-                // recognised as a redelivery.
-                tracing::debug!(error = %e, "ack not sent");
-            }
-        }
+        // An ack that never reaches the broker (ingest stopped or
+        // reconnected) only means the message comes again, and is then
+        // recognised as a redelivery.
+        self.unsent.extend(acks);
+        self.send_acks();
         Ok(true)
     }
 

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::MqttConfig;
 use crate::decode::{self, GatewayStatus, Limits};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::quarantine::Quarantine;
 use crate::topic;
 
@@ -76,12 +76,16 @@ pub struct Ack {
 }
 
 impl Ack {
-    /// Acknowledges the message to the broker.
-    pub async fn send(self) -> Result<()> {
-        self.client
-            .ack(&self.publish)
-            .await
-            .map_err(|e| Error::Client(format!("ack: {e}")))
+    /// Acknowledges the message to the broker if the event loop's request
+    /// queue has room; otherwise hands the ack back, to be tried again. It
+    /// never waits: the queue is drained only while the event loop is
+    /// polled, and the poller may itself be waiting for the pipeline that
+    /// wants to acknowledge.
+    pub fn try_send(self) -> std::result::Result<(), Ack> {
+        match self.client.try_ack(&self.publish) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self),
+        }
     }
 }
 

@@ -25,9 +25,6 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The MQTT client failed in a way it cannot recover from.
-    #[error("mqtt client: {0}")]
-    Client(String),
 }
 
 /// Result alias of the ingest crate.

@@ -171,3 +171,92 @@ async fn a_message_sent_again_is_recognised_and_taken_once() {
     assert_eq!(counts.len(), 4);
     assert!(counts.values().all(|&n| n == 1));
 }
+
+/// A broker that lets more messages be in flight than the MQTT client's
+/// request queue holds acks (mosquitto here lets well over a thousand
+/// through) must not stall ingest: the acks wait in the write-ahead stage,
+/// never the stage on the acks. Before that, the stage blocked on a full
+/// request queue that only the (blocked) ingest poller drains, and nothing
+/// more was taken in or archived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_ack_queue_is_taken_in_and_archived() {
+    let Some(broker) = hazardwatch_tests::Mosquitto::start().unwrap() else {
+        return;
+    };
+    let text = TEST_PARK
+        .replacen(
+            "listen = \"127.0.0.1:0\"\nmax_payload_bytes = 4096",
+            &format!(
+                "broker = \"127.0.0.1:{}\"\nmax_payload_bytes = 65536",
+                broker.port
+            ),
+            1,
+        )
+        .replace("roll_secs = 3600", "roll_secs = 1");
+    let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
+        .await
+        .unwrap();
+    let stats = svc.running.stats.clone();
+
+    // One gateway publishing as fast as the broker acknowledges, 100 in
+    // flight: 6,000 messages of 20 readings.
+    let (messages, per) = (6_000i64, 20i64);
+    let mut options = rumqttc::MqttOptions::new("gw-burst", "127.0.0.1", broker.port);
+    options
+        .set_max_packet_size(1 << 20, 1 << 20)
+        .set_inflight(100);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
+    let acked = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let poller = tokio::spawn({
+        let acked = acked.clone();
+        async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                        acked.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+    });
+    let t0 = now_ms() - 1_000;
+    for m in 0..messages {
+        let readings: Vec<serde_json::Value> = (0..per)
+            .map(
+                |k| serde_json::json!({"point": "T101.PT", "ts": t0 - (m * per + k), "value": 1.0}),
+            )
+            .collect();
+        let body = serde_json::json!({"gateway": "GWB", "seq": m, "readings": readings});
+        client
+            .publish(
+                "hw/v1/E01/GWB/telemetry",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                serde_json::to_vec(&body).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    wait_until(Duration::from_secs(60), || {
+        acked.load(Ordering::SeqCst) >= messages
+    })
+    .await
+    .unwrap();
+    let total = (messages * per) as u64;
+    wait_until(Duration::from_secs(60), || {
+        stats.readings_in.load(Ordering::Relaxed) >= total
+            && stats.archive_rows.load(Ordering::Relaxed) >= total
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "taken in {} and archived {} of {total} readings",
+            stats.readings_in.load(Ordering::Relaxed),
+            stats.archive_rows.load(Ordering::Relaxed)
+        )
+    });
+    poller.abort();
+    svc.running.shutdown().await.unwrap();
+}
