@@ -72,7 +72,7 @@ impl Run {
         Ok(Run {
             engine,
             events,
-            catalog: Arc::new(model.catalog.clone()),
+            catalog: model.catalog.clone(),
             batch: Vec::new(),
             unknown: 0,
         })

@@ -307,7 +307,7 @@ pub async fn start_with(config: Config, wal_io: Arc<dyn WalIo>) -> anyhow::Resul
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let stats = Arc::new(Stats::default());
-    let catalog = Arc::new(site.catalog.clone());
+    let catalog = site.catalog.clone();
 
     // MQTT broker (embedded unless an external one is configured).
     let (host, port, mqtt_addr) = match &settings.mqtt.broker {
@@ -567,10 +567,7 @@ fn feeder_loop(
             }
             FeedMsg::Reload(site) => {
                 engine.input().reload(&site);
-                if archive_tx
-                    .send(ArchiveMsg::Catalog(Arc::new(site.catalog)))
-                    .is_err()
-                {
+                if archive_tx.send(ArchiveMsg::Catalog(site.catalog)).is_err() {
                     anyhow::bail!("archive thread stopped");
                 }
             }
@@ -739,7 +736,7 @@ impl Running {
     pub async fn reload(&self, mut site: SiteModel) -> anyhow::Result<Reloaded> {
         let running = self.catalog.borrow().clone();
         let (added, removed) = site.rebase(&running);
-        let catalog = Arc::new(site.catalog.clone());
+        let catalog = site.catalog.clone();
         let risk = RiskModel::from_site(&site);
         self.control.replace(site.clone());
         self.reload

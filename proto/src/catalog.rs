@@ -1,6 +1,6 @@
 //! The catalog: every point the site model knows, with its dense index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -120,6 +120,9 @@ pub struct Catalog {
     /// (their archived readings and alarms keep their names), no longer
     /// looked up, and given their old index back if they return.
     retired: HashMap<Arc<str>, PointIdx>,
+    /// The enterprise, hazard source, unit and engineering-unit strings,
+    /// each held once and shared by every point that names it.
+    strings: HashSet<Arc<str>>,
 }
 
 impl Catalog {
@@ -136,10 +139,27 @@ impl Catalog {
         for meta in metas {
             self.put(meta);
         }
+        self.points.shrink_to_fit();
+        self.point_unit.shrink_to_fit();
         self.rebuild_ranks();
     }
 
-    fn put(&mut self, meta: PointMeta) -> PointIdx {
+    /// The shared copy of `s`.
+    fn intern(&mut self, s: &Arc<str>) -> Arc<str> {
+        match self.strings.get(&**s) {
+            Some(shared) => shared.clone(),
+            None => {
+                self.strings.insert(s.clone());
+                s.clone()
+            }
+        }
+    }
+
+    fn put(&mut self, mut meta: PointMeta) -> PointIdx {
+        meta.enterprise = self.intern(&meta.enterprise);
+        meta.hazard_source = self.intern(&meta.hazard_source);
+        meta.unit = self.intern(&meta.unit);
+        meta.eng_unit = self.intern(&meta.eng_unit);
         let unit = self.unit_for(&meta);
         if let Some(idx) = self.retired.remove(&meta.id) {
             self.by_name.insert(meta.id.clone(), idx);

@@ -15,7 +15,7 @@ use crate::site::{PointRules, SiteModel, UnitRules, default_priority};
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     /// Rule parameters by point.
-    pub points: Vec<PointRules>,
+    pub points: std::sync::Arc<Vec<PointRules>>,
     /// What each point measures.
     pub kinds: Vec<PointKind>,
     /// Unit of each point.

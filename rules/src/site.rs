@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hazardwatch_proto::{AlarmKind, Catalog, PointIdx, PointKind, PointMeta, Priority, UnitIdx};
 use serde::Deserialize;
@@ -526,10 +527,13 @@ pub struct SiteModel {
     pub park_name: String,
     /// Enterprises, in file order.
     pub enterprises: Vec<EnterpriseInfo>,
-    /// Every point, by name and index.
-    pub catalog: Catalog,
-    /// Rule parameters, indexed by [`PointIdx`].
-    pub rules: Vec<PointRules>,
+    /// Every point, by name and index; shared with ingest, the archive
+    /// and the alarm hub rather than copied (it is most of the memory a
+    /// point costs).
+    pub catalog: Arc<Catalog>,
+    /// Rule parameters, indexed by [`PointIdx`]; shared with the engine's
+    /// [`crate::rule_set::RuleSet`].
+    pub rules: Arc<Vec<PointRules>>,
     /// Unit rules, indexed by [`UnitIdx`] (the catalog's unit numbering).
     pub units: Vec<UnitRules>,
 }
@@ -1304,12 +1308,17 @@ impl SiteModel {
                 units[u as usize] = r;
             }
         }
+        // Held for as long as the model runs: no spare capacity.
+        for r in &mut rules {
+            r.limits.shrink_to_fit();
+        }
+        rules.shrink_to_fit();
         Ok(SiteModel {
             park_id: spec.park.id.get_ref().clone(),
             park_name: spec.park.name.clone(),
             enterprises,
-            catalog,
-            rules,
+            catalog: Arc::new(catalog),
+            rules: Arc::new(rules),
             units,
         })
     }
@@ -1379,9 +1388,9 @@ impl SiteModel {
                 }
             }
         }
-        self.rules = rules;
+        self.rules = Arc::new(rules);
         self.units = units;
-        self.catalog = merged;
+        self.catalog = Arc::new(merged);
         (added, removed)
     }
 }

@@ -1,8 +1,8 @@
 //! Scale of state: resident memory per monitored point. Each size runs in a
 //! child process of its own: the full service starts with N points (every
 //! point with H, HH and L limits, fault and stale rules) on an external
-//! mosquitto, every point reports over MQTT, the archive seals, and the
-//! child reports its resident set (which also holds what the allocator kept
+//! mosquitto, every point reports about once over MQTT, the archive seals,
+//! the rules judge, and the child reports its resident set (which also holds what the allocator kept
 //! from parsing the configuration). Per point is the difference to a 1,000-point service,
 //! divided by the difference in points.
 //!
@@ -38,37 +38,42 @@ fn child(points: usize) -> anyhow::Result<()> {
         let broker = hazardwatch_tests::Mosquitto::start()?.ok_or_else(|| {
             anyhow::anyhow!("this benchmark needs mosquitto (apt-get install mosquitto)")
         })?;
-        // Keeps the data directory until the end of the scope.
+        // Keeps the data directory until the end of the scope. The default
+        // lateness: the rules hold a reading only that long.
+        let lateness = Duration::from_secs(2);
         let svc = start_service(&Setup {
             points,
             broker: Some(broker.port),
-            lateness_ms: 600_000,
+            lateness_ms: lateness.as_millis() as u64,
             roll_secs: 1,
             ..Setup::default()
         })
         .await?;
-        let gateways = 4;
+        // Each gateway reports its points in turn, at most 200,000 readings/s
+        // in all: every point about once, so what is measured is the state
+        // per point, not a backlog of readings.
+        let rate = points.min(200_000) as f64;
         let load = Load {
-            gateways,
+            gateways: 4,
             batch: 80,
             format: Format::Protobuf,
             points,
-            rate: None,
+            rate: Some(rate),
         };
-        // Every point at least once: publish until the service took them.
         let stats = svc.running.stats.clone();
         let until = Instant::now() + Duration::from_secs(300);
+        let once = Duration::from_secs_f64(points as f64 / rate);
         while stats.readings_in.load(Ordering::Relaxed) < points as u64 && Instant::now() < until {
-            load::publish_apart(&svc.host, svc.port, &load, Duration::from_secs(1)).await?;
+            load::publish_apart(&svc.host, svc.port, &load, once).await?;
         }
-        // Sealed: nothing per reading is left buffered.
+        // Sealed and judged: nothing per reading is left buffered.
         let until = Instant::now() + Duration::from_secs(60);
         while stats.archive_rows.load(Ordering::Relaxed) < stats.readings_in.load(Ordering::Relaxed)
             && Instant::now() < until
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(lateness + Duration::from_secs(1)).await;
         println!("rss {}", rss()?);
         svc.running.shutdown().await?;
         anyhow::Ok(())

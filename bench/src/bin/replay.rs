@@ -5,7 +5,6 @@
 //!
 //! `cargo run --release -p hazardwatch-bench --bin replay [POINTS] [SECONDS_OF_DATA]`
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use hazardwatch_bench::{baseline, bench_park, header, park_seconds, per_sec, row};
@@ -24,7 +23,7 @@ fn main() -> anyhow::Result<()> {
         roll_rows: 100_000_000,
         ..ArchiveConfig::default()
     };
-    let (mut writer, _) = ArchiveWriter::open(dir.path(), Arc::new(model.catalog.clone()), config)?;
+    let (mut writer, _) = ArchiveWriter::open(dir.path(), model.catalog.clone(), config)?;
     for (minute, chunk) in park_seconds(points, seconds, ts0).chunks(60).enumerate() {
         for b in chunk {
             writer.append(b, ts0, &[]);
