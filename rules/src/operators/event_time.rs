@@ -70,6 +70,12 @@ impl Scheduled {
     }
 }
 
+/// The state of a rule that few points configure (flatline, rate of
+/// change, predicted limit): allocated when the rule first judges a reading
+/// of the point, so a point without it costs one pointer in the state table
+/// rather than the whole state (the table is most of a point's memory).
+pub type Sparse<S> = Option<Box<S>>;
+
 /// A deadline that moves (stale: last reading + N; flatline: last change +
 /// N) with at most one timer pending for it: the timer is set once, and when
 /// it fires before the deadline (the deadline moved meanwhile) it is set

@@ -46,7 +46,7 @@
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Reading, RuleEvent};
 
-use crate::operators::event_time::{Deadline, KeyedLogic, Scheduled, withdraw};
+use crate::operators::event_time::{Deadline, KeyedLogic, Scheduled, Sparse, withdraw};
 use crate::rule_set::RuleSet;
 
 /// The flatline rule over every point with `flatline_s`.
@@ -64,12 +64,12 @@ pub struct FlatlineState {
 
 impl KeyedLogic for Flatline {
     type Input = Reading;
-    type State = FlatlineState;
+    type State = Sparse<FlatlineState>;
 
     fn on_input(
         &self,
         rules: &RuleSet,
-        st: &mut FlatlineState,
+        st: &mut Sparse<FlatlineState>,
         r: &Reading,
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
@@ -77,6 +77,7 @@ impl KeyedLogic for Flatline {
         let Some(f) = rules.point(r.point).and_then(|p| p.flatline) else {
             return;
         };
+        let st = st.get_or_insert_with(Box::default);
         if !r.quality.is_process_value() {
             return;
         }
@@ -105,12 +106,13 @@ impl KeyedLogic for Flatline {
     fn on_timer(
         &self,
         rules: &RuleSet,
-        st: &mut FlatlineState,
+        st: &mut Sparse<FlatlineState>,
         point: PointIdx,
         due_ms: i64,
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
+        let Some(st) = st.as_deref_mut() else { return };
         let (Some(f), Some((value, since))) =
             (rules.point(point).and_then(|p| p.flatline), st.reference)
         else {
@@ -133,11 +135,12 @@ impl KeyedLogic for Flatline {
     fn on_rules_changed(
         &self,
         rules: &RuleSet,
-        st: &mut FlatlineState,
+        st: &mut Sparse<FlatlineState>,
         point: PointIdx,
         ts_ms: i64,
         out: &mut Vec<RuleEvent>,
     ) {
+        let Some(st) = st.as_deref_mut() else { return };
         let configured = rules.point(point).is_some_and(|p| p.flatline.is_some());
         withdraw(
             &mut st.active,
@@ -150,9 +153,9 @@ impl KeyedLogic for Flatline {
         );
     }
 
-    fn on_restore(&self, st: &mut FlatlineState, kind: AlarmKind) {
+    fn on_restore(&self, st: &mut Sparse<FlatlineState>, kind: AlarmKind) {
         if kind == AlarmKind::Flatline {
-            st.active = true;
+            st.get_or_insert_with(Box::default).active = true;
         }
     }
 }

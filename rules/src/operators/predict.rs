@@ -49,7 +49,7 @@
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Reading, RuleEvent};
 
-use crate::operators::event_time::{KeyedLogic, Scheduled, withdraw};
+use crate::operators::event_time::{KeyedLogic, Scheduled, Sparse, withdraw};
 use crate::operators::slope::SlopeWindow;
 use crate::rule_set::RuleSet;
 
@@ -71,12 +71,12 @@ pub struct PredictState {
 
 impl KeyedLogic for Predict {
     type Input = Reading;
-    type State = PredictState;
+    type State = Sparse<PredictState>;
 
     fn on_input(
         &self,
         rules: &RuleSet,
-        state: &mut PredictState,
+        state: &mut Sparse<PredictState>,
         r: &Reading,
         _timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
@@ -85,6 +85,7 @@ impl KeyedLogic for Predict {
             return;
         };
         let Some(p) = pr.predict else { return };
+        let state = state.get_or_insert_with(Box::default);
         let (lo, hi) = pr.range;
         if !r.quality.is_process_value() || r.value < lo || r.value > hi {
             return;
@@ -137,11 +138,14 @@ impl KeyedLogic for Predict {
     fn on_rules_changed(
         &self,
         rules: &RuleSet,
-        state: &mut PredictState,
+        state: &mut Sparse<PredictState>,
         point: PointIdx,
         ts_ms: i64,
         out: &mut Vec<RuleEvent>,
     ) {
+        let Some(state) = state.as_deref_mut() else {
+            return;
+        };
         let configured = rules.point(point).is_some_and(|p| p.predict.is_some());
         if let Some(kind) = state.active {
             let mut active = true;
@@ -160,12 +164,12 @@ impl KeyedLogic for Predict {
         }
     }
 
-    fn on_restore(&self, state: &mut PredictState, kind: AlarmKind) {
+    fn on_restore(&self, state: &mut Sparse<PredictState>, kind: AlarmKind) {
         if matches!(
             kind,
             AlarmKind::PredictedHighHigh | AlarmKind::PredictedLowLow
         ) {
-            state.active = Some(kind);
+            state.get_or_insert_with(Box::default).active = Some(kind);
         }
     }
 }

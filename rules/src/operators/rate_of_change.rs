@@ -48,7 +48,7 @@
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Reading, RuleEvent};
 
-use crate::operators::event_time::{KeyedLogic, Scheduled, withdraw};
+use crate::operators::event_time::{KeyedLogic, Scheduled, Sparse, withdraw};
 use crate::operators::slope::SlopeWindow;
 use crate::rule_set::RuleSet;
 
@@ -68,12 +68,12 @@ pub struct RocState {
 
 impl KeyedLogic for RateOfChange {
     type Input = Reading;
-    type State = RocState;
+    type State = Sparse<RocState>;
 
     fn on_input(
         &self,
         rules: &RuleSet,
-        state: &mut RocState,
+        state: &mut Sparse<RocState>,
         r: &Reading,
         _timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
@@ -82,6 +82,7 @@ impl KeyedLogic for RateOfChange {
             return;
         };
         let Some(roc) = pr.roc else { return };
+        let state = state.get_or_insert_with(Box::default);
         let (lo, hi) = pr.range;
         if !r.quality.is_process_value() || r.value < lo || r.value > hi {
             return;
@@ -114,11 +115,14 @@ impl KeyedLogic for RateOfChange {
     fn on_rules_changed(
         &self,
         rules: &RuleSet,
-        state: &mut RocState,
+        state: &mut Sparse<RocState>,
         point: PointIdx,
         ts_ms: i64,
         out: &mut Vec<RuleEvent>,
     ) {
+        let Some(state) = state.as_deref_mut() else {
+            return;
+        };
         let configured = rules.point(point).is_some_and(|p| p.roc.is_some());
         withdraw(
             &mut state.active,
@@ -131,9 +135,9 @@ impl KeyedLogic for RateOfChange {
         );
     }
 
-    fn on_restore(&self, state: &mut RocState, kind: AlarmKind) {
+    fn on_restore(&self, state: &mut Sparse<RocState>, kind: AlarmKind) {
         if kind == AlarmKind::RateOfChange {
-            state.active = true;
+            state.get_or_insert_with(Box::default).active = true;
         }
     }
 }
