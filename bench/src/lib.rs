@@ -10,9 +10,10 @@
 //!
 //! Scenarios are binaries in `src/bin/`, one per scenario
 //! (`cargo run --release -p hazardwatch-bench --bin NAME`): `ingest`
-//! (the bare broker relay and the full service), `decode`, `engine`,
-//! `wal`, `archive`, `replay`, `journal`. [`load`] is the shared load
-//! generator.
+//! (the bare broker relay and the full service), `latency` (publish to gRPC
+//! alarm event), `replay`, `archive`, `memory` (resident bytes per point),
+//! `decode`, `engine`, `wal`, `journal`, and `quick` (all of them at a
+//! reduced size, with the targets). [`load`] is the shared load generator.
 //!
 //! ```
 //! let (catalog, points) = hazardwatch_bench::synthetic_catalog(2, 3);
