@@ -528,8 +528,8 @@ pub struct SiteModel {
     /// Enterprises, in file order.
     pub enterprises: Vec<EnterpriseInfo>,
     /// Every point, by name and index; shared with ingest, the archive
-    /// and the alarm hub rather than copied (it is most of the memory a
-    /// point costs).
+    /// and the alarm hub rather than copied (each copy would cost about
+    /// 150 bytes per point).
     pub catalog: Arc<Catalog>,
     /// Rule parameters, indexed by [`PointIdx`]; shared with the engine's
     /// [`crate::rule_set::RuleSet`].
