@@ -109,6 +109,12 @@ pub async fn publish(
     load: &Load,
     duration: Duration,
 ) -> anyhow::Result<Published> {
+    if let Some(rate) = load.rate {
+        anyhow::ensure!(
+            rate.is_finite() && rate > 0.0,
+            "a paced load needs a rate above 0 readings/s, not {rate}"
+        );
+    }
     let acked = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
     let start = Instant::now();

@@ -2,9 +2,10 @@
 //! child process of its own: the full service starts with N points (every
 //! point with H, HH and L limits, fault and stale rules) on an external
 //! mosquitto, every point reports about once over MQTT, the archive seals,
-//! the rules judge, and the child reports its resident set (which also holds what the allocator kept
-//! from parsing the configuration). Per point is the difference to a 1,000-point service,
-//! divided by the difference in points.
+//! the rules judge, and the child reports its resident set (which also
+//! holds what the allocator kept from parsing the configuration). Per point
+//! is the difference to a 1,000-point service, divided by the difference in
+//! points.
 //!
 //! `cargo run --release -p hazardwatch-bench --bin memory [SIZES...]`
 //! (default 10000 100000 1000000)
@@ -110,6 +111,10 @@ fn main() -> anyhow::Result<()> {
     } else {
         args.iter().map(|a| a.parse()).collect::<Result<_, _>>()?
     };
+    let base_points = 1_000;
+    if let Some(n) = sizes.iter().find(|&&n| n <= base_points) {
+        anyhow::bail!("size {n}: each size must be above the {base_points}-point baseline");
+    }
     header(
         "scale of state: resident memory per monitored point (full service)",
         &format!(
@@ -121,7 +126,6 @@ fn main() -> anyhow::Result<()> {
                 .join(" ")
         ),
     );
-    let base_points = 1_000;
     let base = measure(base_points)?;
     baseline(
         &format!("service with {base_points} points, resident"),
