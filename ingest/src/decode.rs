@@ -481,36 +481,34 @@ mod tests {
         assert_eq!((c.readings.len(), c.rejections.len()), (1, 0));
     }
 
-    #[test]
-    fn protobuf_batch_is_accepted() {
-        let b = pb::ReadingBatch {
+    /// A protobuf batch of GW1 with one T101.LT reading at [`NOW`].
+    fn pb_one(value: f64, quality: pb::Quality) -> Vec<u8> {
+        pb::ReadingBatch {
             gateway: "GW1".into(),
             seq: 3,
             readings: vec![pb::Reading {
                 point: "T101.LT".into(),
                 ts_ms: NOW,
-                value: 5.0,
-                quality: pb::Quality::Bad as i32,
+                value,
+                quality: quality as i32,
             }],
-        };
-        let c = run("hw/v1/E01/GW1/telemetry/pb", &b.encode_to_vec());
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn protobuf_batch_is_accepted() {
+        let c = run("hw/v1/E01/GW1/telemetry/pb", &pb_one(5.0, pb::Quality::Bad));
         assert_eq!(c.readings.len(), 1);
         assert_eq!(c.readings[0].quality, Quality::Bad);
     }
 
     #[test]
     fn a_gateway_cannot_send_the_services_offline_marker() {
-        let b = pb::ReadingBatch {
-            gateway: "GW1".into(),
-            seq: 4,
-            readings: vec![pb::Reading {
-                point: "T101.LT".into(),
-                ts_ms: NOW,
-                value: 5.0,
-                quality: pb::Quality::Offline as i32,
-            }],
-        };
-        let c = run("hw/v1/E01/GW1/telemetry/pb", &b.encode_to_vec());
+        let c = run(
+            "hw/v1/E01/GW1/telemetry/pb",
+            &pb_one(5.0, pb::Quality::Offline),
+        );
         assert!(c.readings.is_empty());
         assert_eq!(c.rejections[0].kind, RejectKind::BadQuality);
     }
@@ -582,16 +580,10 @@ mod tests {
             run("hw/v1/E01/GW1/telemetry", &big).rejections[0].kind,
             RejectKind::TooLarge
         );
-        let nan = pb::ReadingBatch {
-            readings: vec![pb::Reading {
-                point: "T101.LT".into(),
-                ts_ms: NOW,
-                value: f64::NAN,
-                quality: 0,
-            }],
-            ..Default::default()
-        };
-        let c = run("hw/v1/E01/GW1/telemetry/pb", &nan.encode_to_vec());
+        let c = run(
+            "hw/v1/E01/GW1/telemetry/pb",
+            &pb_one(f64::NAN, pb::Quality::Unspecified),
+        );
         assert_eq!(c.rejections[0].kind, RejectKind::BadValue);
     }
 
