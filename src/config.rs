@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 
 use hazardwatch_ingest::MqttConfig;
 
-use crate::access::{Access, AccessConfig};
-use crate::escalation::{EscalationPolicy, EscalationSpec};
+use hazardwatch_alarms::{Access, AccessConfig, EscalationPolicy, EscalationSpec};
 use hazardwatch_rules::site::{DefaultsSpec, EnterpriseSpec, ParkSpec};
 use hazardwatch_rules::{EngineConfig, SiteModel, SiteSpec, Source};
 use hazardwatch_storage::ArchiveConfig;
@@ -196,7 +195,7 @@ impl Config {
             r.map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))
         };
         section(file.mqtt.validate().map_err(|e| e.to_string()))?;
-        section(file.engine.validate())?;
+        section(file.engine.validate().map_err(|e| e.to_string()))?;
         section(file.grpc.validate())?;
         section(file.archive.validate().map_err(|e| e.to_string()))?;
         let enterprises = file

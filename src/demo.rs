@@ -1,5 +1,5 @@
-//! `hazardwatch demo` and `hazardwatch run`: the service in the foreground,
-//! with alarms printed as they happen (demo) until a signal or a duration.
+//! `hazardwatch demo`: the service, a simulated park publishing to it, and
+//! alarms printed as they happen, until a signal or a duration.
 
 use std::time::Duration;
 
@@ -8,36 +8,10 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::service::{self, Running, Summary};
+use crate::run::{print_banner, print_summary};
+use crate::service;
+use crate::shutdown::shutdown_signal;
 use crate::sim::{self, SimOptions};
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-}
 
 /// The column header of [`alarm_line`].
 pub const ALARM_HEADER: &str = "time (UTC)    enterprise  unit      point       alarm  priority  event          value  limit    message";
@@ -104,50 +78,6 @@ async fn print_alarms(mut rx: broadcast::Receiver<pb::AlarmEvent>, stop: Cancell
     }
 }
 
-fn print_summary(s: &Summary, running_archive: &std::path::Path) {
-    let per_reading = if s.archive_rows > 0 {
-        s.archive_bytes as f64 / s.archive_rows as f64
-    } else {
-        0.0
-    };
-    println!();
-    println!(
-        "readings ingested {}  (late {}), alarms raised {}",
-        s.readings_in, s.readings_late, s.alarms_raised
-    );
-    println!(
-        "archive: {} rows in {} sealed Parquet files, {} bytes ({per_reading:.2} bytes/reading) under {}",
-        s.archive_rows,
-        s.archive_files,
-        s.archive_bytes,
-        running_archive.display()
-    );
-}
-
-fn print_banner(r: &Running, config: &Config, embedded: bool) {
-    let site = &config.site;
-    println!(
-        "hazardwatch: park {} ({}), {} enterprises, {} points",
-        site.park_id,
-        site.park_name,
-        site.enterprises.len(),
-        site.point_count()
-    );
-    println!(
-        "  MQTT {}{}   gRPC {}   metrics {}",
-        r.mqtt_addr,
-        if embedded { " (embedded broker)" } else { "" },
-        r.grpc_addr,
-        r.metrics_addr
-            .map_or("off".to_string(), |a| format!("http://{a}/metrics"))
-    );
-    println!(
-        "  archive {}   quarantine {}",
-        r.archive_dir.display(),
-        r.quarantine_file.display()
-    );
-}
-
 /// Runs the demo: the service, the simulated park publishing to it over
 /// MQTT, and alarms on screen, until `duration` or a signal.
 pub async fn demo(config: Config, duration: Option<Duration>, seed: u64) -> anyhow::Result<()> {
@@ -197,28 +127,6 @@ pub async fn demo(config: Config, duration: Option<Duration>, seed: u64) -> anyh
     printer_stop.cancel();
     let _ = printer.await;
     println!("\nsimulator published {published} readings");
-    print_summary(&summary, &archive_dir);
-    Ok(())
-}
-
-/// Runs the service until a signal. With the configuration file's path
-/// (and its service settings as written), the site model is reloaded on
-/// SIGHUP or when the file changes.
-pub async fn run(
-    config: Config,
-    reload_from: Option<(std::path::PathBuf, crate::config::Settings)>,
-) -> anyhow::Result<()> {
-    let running = service::start(config.clone()).await?;
-    print_banner(&running, &config, config.settings.mqtt.broker.is_none());
-    match reload_from {
-        Some((path, file_settings)) => {
-            crate::reload::watch(path, file_settings, &running, shutdown_signal()).await;
-        }
-        None => shutdown_signal().await,
-    }
-    tracing::info!("shutting down");
-    let archive_dir = running.archive_dir.clone();
-    let summary = running.shutdown().await?;
     print_summary(&summary, &archive_dir);
     Ok(())
 }

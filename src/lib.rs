@@ -5,18 +5,23 @@
 //! benchmarks drive the same entry points as the command line.
 //!
 //! - [`config`]: the one configuration file (service settings + site model).
-//! - [`service`]: starts and stops a whole service ([`service::start`]).
-//! - [`durable`]: the write-ahead stage: log, sync, then acknowledge.
-//! - [`alarm_hub`]: live alarm state, numbered events, fan-out.
-//! - [`grpc`]: the gRPC edge (`AlarmService`, health, reflection).
-//! - [`access`]: bearer tokens, roles and scopes of gRPC callers.
-//! - [`escalation`]: closed-loop disposal and escalation chains.
-//! - [`risk`]: live risk colours from GB 18218 grades and alarms.
-//! - [`stats`]: alarm-system performance (EEMUA 191).
+//! - [`service`]: starts and stops a whole service ([`service::start`]),
+//!   wiring the rooms below; knows every room, and no room knows it.
+//! - [`pipeline`]: the stages between MQTT and the rules (write-ahead
+//!   stage, feeder, archiver) and the messages they share.
+//! - [`live_site`]: the running site model, changed through the API.
+//! - [`grpc`]: the gRPC edge, one file per service; the only place that
+//!   knows tonic's `Status`.
+//! - [`telemetry`]: latest values and range queries, for any edge.
 //! - [`replay`]: archived readings through the same rules; what-if.
-//! - [`telemetry`]: latest values and range queries over gRPC.
+//! - [`reload`]: the configuration applied again on SIGHUP or a change.
+//! - [`run`]: `hazardwatch run` in the foreground; [`shutdown`]: the
+//!   signals that stop it.
 //! - [`sim`]: the park simulator with scheduled incidents.
-//! - [`demo`]: `demo` and `run` in the foreground.
+//! - [`demo`]: `hazardwatch demo`: service, simulator, alarms on screen.
+//!
+//! The alarm service itself (table, hub, escalation, risk, EEMUA 191,
+//! access) is the `hazardwatch-alarms` crate.
 //!
 //! ```no_run
 //! # async fn f() -> anyhow::Result<()> {
@@ -31,17 +36,15 @@
 //! # Ok(()) }
 //! ```
 
-pub mod access;
-pub mod alarm_hub;
 pub mod config;
 pub mod demo;
-pub mod durable;
-pub mod escalation;
 pub mod grpc;
+pub mod live_site;
+pub mod pipeline;
 pub mod reload;
 pub mod replay;
-pub mod risk;
+pub mod run;
 pub mod service;
+pub mod shutdown;
 pub mod sim;
-pub mod stats;
 pub mod telemetry;

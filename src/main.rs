@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use hazardwatch::config::{Config, EXAMPLE_CONFIG};
+use hazardwatch::replay::ReplayCommand;
 use hazardwatch::sim::{PayloadFormat, SimOptions};
-use tokio_util::sync::CancellationToken;
 
 /// Telemetry and early warning for major hazard sources in chemical parks.
 #[derive(Parser)]
@@ -68,7 +68,7 @@ enum Command {
     },
     /// Replay archived readings through a configuration's rules, at full
     /// speed in event time; with --compare, a what-if of two rule sets.
-    Replay(ReplayArgs),
+    Replay(ReplayCommand),
     /// Validate a configuration file; errors name file, line and field.
     CheckConfig {
         /// The file.
@@ -154,103 +154,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// `replay`'s arguments.
-#[derive(Args)]
-struct ReplayArgs {
-    /// The archive root (the service's `DATA/archive`).
-    #[arg(long)]
-    archive: PathBuf,
-    /// The configuration whose rules judge the readings.
-    #[arg(long)]
-    config: PathBuf,
-    /// Event time from (inclusive): RFC 3339 or Unix ms.
-    #[arg(long)]
-    from: Option<String>,
-    /// Event time to (exclusive): RFC 3339 or Unix ms.
-    #[arg(long)]
-    to: Option<String>,
-    /// Only these enterprises (repeatable).
-    #[arg(long)]
-    enterprise: Vec<String>,
-    /// Only points matching this pattern (`*`, `?`), e.g. `T101.*`.
-    #[arg(long)]
-    points: Option<String>,
-    /// Write the alarms (condition changes) to FILE.jsonl or FILE.parquet.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// A second configuration: print per alarm the raises under each, the
-    /// difference, and the EEMUA 191 rate before and after.
-    #[arg(long)]
-    compare: Option<PathBuf>,
-    /// Timely worker threads (default: the configuration's).
-    #[arg(long)]
-    workers: Option<usize>,
-}
-
-/// A time argument: Unix ms, or RFC 3339.
-fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|d| d.timestamp_millis())
-        .map_err(|e| anyhow::anyhow!("{flag} {s}: not Unix ms or RFC 3339 ({e})"))
-}
-
-fn replay(a: ReplayArgs) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    anyhow::ensure!(
-        a.archive.join("readings").is_dir(),
-        "--archive {}: no readings/ directory there (give the service's DATA/archive)",
-        a.archive.display()
-    );
-    let config = load(Some(&a.config))?;
-    let other = a.compare.as_ref().map(|p| load(Some(p))).transpose()?;
-    let range = hazardwatch_storage::reader::Range {
-        from_ms: a
-            .from
-            .as_deref()
-            .map(|s| parse_time("--from", s))
-            .transpose()?,
-        to_ms: a.to.as_deref().map(|s| parse_time("--to", s)).transpose()?,
-        enterprises: a.enterprise,
-        points: a.points,
-    };
-    if let (Some(f), Some(t)) = (range.from_ms, range.to_ms) {
-        anyhow::ensure!(f < t, "--from must be before --to");
-    }
-    let mut engine = config.settings.engine.clone();
-    if let Some(w) = a.workers {
-        engine.workers = w;
-    }
-    let r = hazardwatch::replay::replay(
-        &a.archive,
-        &range,
-        &config.site,
-        other.as_ref().map(|c| &c.site),
-        &engine,
-        std::io::stderr().is_terminal(),
-    )?;
-    println!("{}", hazardwatch::replay::summary(&r));
-    if let Some(out) = &a.out {
-        hazardwatch::replay::write_events(out, &config.site.catalog, &r.events)?;
-        println!("alarms written to {}", out.display());
-    }
-    if let (Some(other), Some(compared)) = (&other, &r.compared) {
-        print!(
-            "{}",
-            hazardwatch::replay::compare_table(
-                &config.site.catalog,
-                &r.events,
-                &other.site.catalog,
-                compared,
-                r.span_ms,
-            )
-        );
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -270,9 +173,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        Command::Replay(args) => {
+        Command::Replay(a) => {
             init_tracing("warn");
-            replay(args)
+            hazardwatch::replay::command(a)
         }
         Command::GenerateConfig => {
             print!("{EXAMPLE_CONFIG}");
@@ -299,7 +202,7 @@ fn main() -> ExitCode {
             load(Some(&config)).and_then(|mut c| {
                 let file_settings = c.settings.clone();
                 overrides.apply(&mut c);
-                runtime()?.block_on(hazardwatch::demo::run(c, Some((config, file_settings))))
+                runtime()?.block_on(hazardwatch::run::run(c, Some((config, file_settings))))
             })
         }
         Command::Simulate {
@@ -322,24 +225,14 @@ fn main() -> ExitCode {
                     topic_prefix: c.settings.mqtt.topic_prefix.clone(),
                 };
                 runtime()?.block_on(async move {
-                    let stop = CancellationToken::new();
-                    let signal = tokio::spawn({
-                        let stop = stop.clone();
-                        async move {
-                            hazardwatch::demo::shutdown_signal().await;
-                            stop.cancel();
-                        }
-                    });
-                    let n = hazardwatch::sim::publish(
+                    let n = hazardwatch::sim::publish_until_signal(
                         &c.site,
                         &options,
                         &host,
                         port,
                         duration.map(Duration::from_secs),
-                        stop,
                     )
                     .await?;
-                    signal.abort();
                     println!("published {n} readings");
                     Ok(())
                 })

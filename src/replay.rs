@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,10 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use hazardwatch_proto::{Catalog, PointIdx, Reading, RuleEvent};
 use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel};
+use hazardwatch_storage::ArchiveConfig;
 use hazardwatch_storage::reader::{self, Plan, Range};
+
+use crate::config::Config;
 
 /// Event time handed to the engine per step.
 const WINDOW_MS: i64 = 60_000;
@@ -238,7 +241,7 @@ struct Row {
 
 /// The event's alarm id, as on the gRPC feed.
 pub fn alarm_id(catalog: &Catalog, e: &RuleEvent) -> String {
-    crate::alarm_hub::alarm_id(catalog.source_id(e.source), e.kind)
+    hazardwatch_alarms::wire::alarm_id(catalog.source_id(e.source), e.kind)
 }
 
 /// Raises per (alarm id), sorted.
@@ -251,8 +254,13 @@ pub fn raises(catalog: &Catalog, events: &[RuleEvent]) -> BTreeMap<String, u64> 
 }
 
 /// Writes rule events to `path`: JSON lines (`.jsonl`) or Parquet
-/// (`.parquet`).
-pub fn write_events(path: &Path, catalog: &Catalog, events: &[RuleEvent]) -> anyhow::Result<()> {
+/// (`.parquet`, with the archive's writer settings `archive`).
+pub fn write_events(
+    path: &Path,
+    catalog: &Catalog,
+    events: &[RuleEvent],
+    archive: &ArchiveConfig,
+) -> anyhow::Result<()> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     match ext {
         "jsonl" => {
@@ -325,12 +333,8 @@ pub fn write_events(path: &Path, catalog: &Catalog, events: &[RuleEvent]) -> any
                     events.iter().map(|e| Some(e.suppressed)),
                 )),
             ];
-            let batch = RecordBatch::try_new(schema.clone(), columns)?;
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
-            w.write(&batch)?;
-            w.close()?;
+            let batch = RecordBatch::try_new(schema, columns)?;
+            hazardwatch_storage::archive::export_parquet(path, &batch, archive)?;
         }
         _ => anyhow::bail!(
             "--out {}: the file name must end in .jsonl or .parquet",
@@ -427,4 +431,108 @@ pub fn compare_table(
         rate(tb),
     ));
     out
+}
+
+/// A time argument: Unix ms, or RFC 3339.
+pub fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|d| d.timestamp_millis())
+        .map_err(|e| anyhow::anyhow!("{flag} {s}: not Unix ms or RFC 3339 ({e})"))
+}
+
+/// `hazardwatch replay`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayCommand {
+    /// The archive root (the service's `DATA/archive`).
+    #[arg(long)]
+    pub archive: PathBuf,
+    /// The configuration whose rules judge the readings.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Event time from (inclusive): RFC 3339 or Unix ms.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Event time to (exclusive): RFC 3339 or Unix ms.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only these enterprises (repeatable).
+    #[arg(long)]
+    pub enterprise: Vec<String>,
+    /// Only points matching this pattern (`*`, `?`), e.g. `T101.*`.
+    #[arg(long)]
+    pub points: Option<String>,
+    /// Write the alarms (condition changes) to FILE.jsonl or FILE.parquet.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A second configuration: print per alarm the raises under each, the
+    /// difference, and the EEMUA 191 rate before and after.
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
+    /// Timely worker threads (default: the configuration's).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+/// Runs `hazardwatch replay`: checks the arguments, replays, prints the
+/// summary (and the comparison), writes `--out`.
+pub fn command(a: ReplayCommand) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    anyhow::ensure!(
+        a.archive.join("readings").is_dir(),
+        "--archive {}: no readings/ directory there (give the service's DATA/archive)",
+        a.archive.display()
+    );
+    let config = Config::load(&a.config)?;
+    let other = a.compare.as_deref().map(Config::load).transpose()?;
+    let range = Range {
+        from_ms: a
+            .from
+            .as_deref()
+            .map(|s| parse_time("--from", s))
+            .transpose()?,
+        to_ms: a.to.as_deref().map(|s| parse_time("--to", s)).transpose()?,
+        enterprises: a.enterprise,
+        points: a.points,
+    };
+    if let (Some(f), Some(t)) = (range.from_ms, range.to_ms) {
+        anyhow::ensure!(f < t, "--from must be before --to");
+    }
+    let mut engine = config.settings.engine.clone();
+    if let Some(w) = a.workers {
+        engine.workers = w;
+    }
+    let r = replay(
+        &a.archive,
+        &range,
+        &config.site,
+        other.as_ref().map(|c| &c.site),
+        &engine,
+        std::io::stderr().is_terminal(),
+    )?;
+    println!("{}", summary(&r));
+    if let Some(out) = &a.out {
+        write_events(
+            out,
+            &config.site.catalog,
+            &r.events,
+            &config.settings.archive,
+        )?;
+        println!("alarms written to {}", out.display());
+    }
+    if let (Some(other), Some(compared)) = (&other, &r.compared) {
+        print!(
+            "{}",
+            compare_table(
+                &config.site.catalog,
+                &r.events,
+                &other.site.catalog,
+                compared,
+                r.span_ms,
+            )
+        );
+    }
+    Ok(())
 }

@@ -17,10 +17,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hazardwatch_ingest::encode::{self, OutReading};
 use hazardwatch_ingest::topic::{self, Format};
-use hazardwatch_proto::{PointIdx, PointKind, Quality, Reading, pb};
+use hazardwatch_proto::{PointIdx, PointKind, Quality, Reading};
 use hazardwatch_rules::SiteModel;
-use prost::Message;
 use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
@@ -62,12 +62,20 @@ impl Default for SimOptions {
     }
 }
 
-/// SplitMix64: small, fast and deterministic; good enough for noise.
+/// The project's one seeded random generator (the simulator's noise, the
+/// benchmarks' random walks): SplitMix64, small, fast and deterministic;
+/// good enough for noise, not for secrets.
 #[derive(Debug, Clone)]
-struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
+    /// A generator from `seed`: the same seed, the same sequence.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -75,12 +83,13 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn uniform(&mut self) -> f64 {
+    /// Uniform in `[0, 1)`.
+    pub fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Standard normal (Box-Muller).
-    fn normal(&mut self) -> f64 {
+    pub fn normal(&mut self) -> f64 {
         let u1 = self.uniform().max(f64::MIN_POSITIVE);
         let u2 = self.uniform();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
@@ -242,7 +251,7 @@ impl Simulator {
             points,
             gateways,
             incidents,
-            rng: Rng(options.seed),
+            rng: Rng::new(options.seed),
             start_ms: None,
             prefix: options.topic_prefix.clone(),
         }
@@ -295,40 +304,14 @@ impl Simulator {
         let mut out = Vec::with_capacity(self.gateways.len());
         for g in &mut self.gateways {
             g.seq += 1;
-            let payload = match g.format {
-                Format::Json => {
-                    let readings: Vec<serde_json::Value> = g
-                        .points
-                        .iter()
-                        .map(|&i| {
-                            serde_json::json!({
-                                "point": &*self.points[i].name,
-                                "ts": now_ms,
-                                "value": values[i],
-                            })
-                        })
-                        .collect();
-                    serde_json::to_vec(&serde_json::json!({
-                        "gateway": g.id, "seq": g.seq, "readings": readings,
-                    }))
-                    .expect("JSON of strings and finite numbers always serialises")
-                }
-                Format::Protobuf => pb::ReadingBatch {
-                    gateway: g.id.clone(),
-                    seq: g.seq,
-                    readings: g
-                        .points
-                        .iter()
-                        .map(|&i| pb::Reading {
-                            point: self.points[i].name.to_string(),
-                            ts_ms: now_ms,
-                            value: values[i],
-                            quality: pb::Quality::Good as i32,
-                        })
-                        .collect(),
-                }
-                .encode_to_vec(),
-            };
+            let points = &self.points;
+            let readings = g.points.iter().map(|&i| OutReading {
+                point: &points[i].name,
+                ts_ms: now_ms,
+                value: values[i],
+                quality: Quality::Good,
+            });
+            let payload = encode::batch(g.format, &g.id, g.seq, readings);
             out.push(GatewayMessage {
                 topic: topic::telemetry(&self.prefix, &g.enterprise, &g.id, g.format),
                 payload,
@@ -515,6 +498,28 @@ pub async fn publish(
     poll_stop.cancel();
     let _ = poller.await;
     Ok(published)
+}
+
+/// [`publish`] until `duration` passes or Ctrl-C/SIGTERM arrives
+/// (`hazardwatch simulate`); returns the readings published.
+pub async fn publish_until_signal(
+    model: &SiteModel,
+    options: &SimOptions,
+    host: &str,
+    port: u16,
+    duration: Option<Duration>,
+) -> anyhow::Result<u64> {
+    let stop = CancellationToken::new();
+    let signal = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            crate::shutdown::shutdown_signal().await;
+            stop.cancel();
+        }
+    });
+    let published = publish(model, options, host, port, duration, stop).await;
+    signal.abort();
+    published
 }
 
 #[cfg(test)]

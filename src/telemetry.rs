@@ -1,6 +1,8 @@
-//! `TelemetryService`: the latest value of each point, from memory, and
+//! Telemetry queries: the latest value of each point, from memory, and
 //! readings over a time range from the archive and the readings not sealed
-//! yet, for control-room trend charts.
+//! yet, for control-room trend charts. The gRPC `TelemetryService` in
+//! [`crate::grpc`] is one edge over [`Telemetry`]; any other edge asks the
+//! same methods.
 //!
 //! A query's snapshot is taken by the archive thread in one step: the
 //! sealed files that can hold the range, opened there and then (a later
@@ -11,17 +13,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::pin::Pin;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use hazardwatch_proto::pb::telemetry_service_server::TelemetryService;
+use hazardwatch_alarms::Caller;
 use hazardwatch_proto::{Catalog, PointIdx, Quality, Reading, pb};
 use hazardwatch_storage::reader::{self, Part, Range};
 use tokio::sync::{oneshot, watch};
-use tokio_stream::Stream;
-use tonic::{Request, Response, Status};
-
-use crate::access::Caller;
 
 /// Most points in one `Latest` call.
 pub const MAX_LATEST_POINTS: usize = 10_000;
@@ -30,8 +28,35 @@ pub const MAX_QUERY_POINTS: usize = 1_000;
 /// Most readings one `Query` returns; a wider query is refused with a hint
 /// to narrow it.
 pub const MAX_QUERY_READINGS: usize = 5_000_000;
-/// Readings per streamed page.
-const PAGE: usize = 10_000;
+
+/// Why a telemetry query was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The request is malformed (`INVALID_ARGUMENT`).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A point that is unknown, or outside the caller's scope (`NOT_FOUND`).
+    #[error("no point `{0}` in the site")]
+    NoPoint(String),
+    /// More readings than one query may return (`RESOURCE_EXHAUSTED`).
+    #[error("more than {MAX_QUERY_READINGS} readings: narrow the range or the points")]
+    TooMany,
+    /// Too many queries wait for the archive thread (`UNAVAILABLE`).
+    #[error("too many queries waiting; try again")]
+    Busy,
+    /// The service is stopping (`UNAVAILABLE`).
+    #[error("the service is stopping")]
+    Stopping,
+    /// A sealed file could not be listed, opened or read (`INTERNAL`).
+    #[error("reading the archive: {0}")]
+    Archive(String),
+}
+
+impl From<hazardwatch_storage::Error> for QueryError {
+    fn from(e: hazardwatch_storage::Error) -> Self {
+        QueryError::Archive(e.to_string())
+    }
+}
 
 /// The latest reading of every point, by event time.
 #[derive(Debug, Default)]
@@ -71,7 +96,7 @@ pub struct Snapshot {
     /// Event time to (exclusive).
     pub to_ms: i64,
     /// Where the answer goes.
-    pub reply: oneshot::Sender<Result<Taken, String>>,
+    pub reply: oneshot::Sender<Result<Taken, QueryError>>,
 }
 
 /// What the archive thread took for a query.
@@ -83,17 +108,23 @@ pub struct Taken {
 }
 
 /// Takes a snapshot (called on the archive thread, between checkpoints).
-pub fn take(writer: &hazardwatch_storage::ArchiveWriter, q: &Snapshot) -> Result<Taken, String> {
+pub fn take(
+    writer: &hazardwatch_storage::ArchiveWriter,
+    q: &Snapshot,
+) -> Result<Taken, QueryError> {
     let range = Range {
         from_ms: Some(q.from_ms),
         to_ms: Some(q.to_ms),
         enterprises: q.enterprises.clone(),
         points: None,
     };
-    let plan = reader::plan(writer.root(), &range).map_err(|e| e.to_string())?;
+    let plan = reader::plan(writer.root(), &range)?;
     let mut parts = Vec::with_capacity(plan.parts.len());
     for part in plan.parts {
-        let file = File::open(&part.path).map_err(|e| format!("{}: {e}", part.path.display()))?;
+        let unreadable = |e: std::io::Error, path: &PathBuf| {
+            QueryError::Archive(format!("{}: {e}", path.display()))
+        };
+        let file = File::open(&part.path).map_err(|e| unreadable(e, &part.path))?;
         parts.push((part, file));
     }
     Ok(Taken {
@@ -102,7 +133,7 @@ pub fn take(writer: &hazardwatch_storage::ArchiveWriter, q: &Snapshot) -> Result
     })
 }
 
-/// The gRPC service.
+/// Telemetry queries over the latest values and the archive.
 pub struct Telemetry {
     latest: Arc<Latest>,
     catalog: watch::Receiver<Arc<Catalog>>,
@@ -125,15 +156,15 @@ impl Telemetry {
     }
 
     /// The points, looked up and checked against the caller's scope; a
-    /// point unknown or out of scope is NOT_FOUND.
+    /// point unknown or out of scope is not found.
     fn points(
         &self,
         caller: &Caller,
         names: &[String],
         max: usize,
-    ) -> Result<Vec<(PointIdx, String)>, Status> {
+    ) -> Result<Vec<(PointIdx, String)>, QueryError> {
         if names.is_empty() || names.len() > max {
-            return Err(Status::invalid_argument(format!(
+            return Err(QueryError::InvalidArgument(format!(
                 "points: give 1 to {max} point ids"
             )));
         }
@@ -145,9 +176,99 @@ impl Telemetry {
                     .lookup(name)
                     .filter(|&p| caller.scope.allows(&catalog.meta(p).enterprise))
                     .map(|p| (p, catalog.meta(p).enterprise.to_string()))
-                    .ok_or_else(|| Status::not_found(format!("no point `{name}` in the site")))
+                    .ok_or_else(|| QueryError::NoPoint(name.clone()))
             })
             .collect()
+    }
+
+    /// The latest reading of each named point that has one.
+    pub fn latest_values(
+        &self,
+        caller: &Caller,
+        names: &[String],
+    ) -> Result<Vec<pb::Reading>, QueryError> {
+        let points = self.points(caller, names, MAX_LATEST_POINTS)?;
+        Ok(points
+            .iter()
+            .zip(names)
+            .filter_map(|(&(p, _), name)| {
+                self.latest.get(p).map(|(ts, v, q)| reading(name, ts, v, q))
+            })
+            .collect())
+    }
+
+    /// The readings of the named points in `[from_ms, to_ms)`, archived or
+    /// not sealed yet, sorted by point name then time.
+    pub async fn readings(
+        &self,
+        caller: &Caller,
+        names: &[String],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<pb::Reading>, QueryError> {
+        if from_ms >= to_ms {
+            return Err(QueryError::InvalidArgument(
+                "from_ms must be before to_ms".into(),
+            ));
+        }
+        let points = self.points(caller, names, MAX_QUERY_POINTS)?;
+        let mut enterprises: Vec<String> = points.iter().map(|(_, e)| e.clone()).collect();
+        enterprises.sort();
+        enterprises.dedup();
+        let (reply, answer) = oneshot::channel();
+        let snapshot = Snapshot {
+            points: points.iter().map(|&(p, _)| p).collect(),
+            enterprises,
+            from_ms,
+            to_ms,
+            reply,
+        };
+        self.snapshots.try_send(snapshot).map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(_) => QueryError::Busy,
+            crossbeam_channel::TrySendError::Disconnected(_) => QueryError::Stopping,
+        })?;
+        let taken = answer.await.map_err(|_| QueryError::Stopping)??;
+        let catalog = self.catalog.borrow().clone();
+        let wanted: HashMap<String, PointIdx> = points
+            .iter()
+            .map(|&(p, _)| (catalog.meta(p).id.to_string(), p))
+            .collect();
+        let range = Range {
+            from_ms: Some(from_ms),
+            to_ms: Some(to_ms),
+            ..Range::default()
+        };
+        // Decode on a blocking thread; sort by (point name, time).
+        tokio::task::spawn_blocking(move || {
+            let mut out = taken.buffered;
+            for (part, file) in taken.parts {
+                let mut too_many = false;
+                reader::read_part_of(file, &part, &range, |name, ts_ms, value, quality, _| {
+                    if let Some(&point) = wanted.get(name) {
+                        if out.len() >= MAX_QUERY_READINGS {
+                            too_many = true;
+                            return;
+                        }
+                        out.push(Reading {
+                            point,
+                            ts_ms,
+                            value,
+                            quality,
+                        });
+                    }
+                })?;
+                if too_many {
+                    return Err(QueryError::TooMany);
+                }
+            }
+            out.sort_by_key(|r| (catalog.name_rank(r.point), r.ts_ms, r.value.to_bits()));
+            Ok(out
+                .iter()
+                .map(|r| reading(&catalog.meta(r.point).id, r.ts_ms, r.value, r.quality))
+                .collect())
+        })
+        .await
+        .map_err(|e| QueryError::Archive(e.to_string()))?
     }
 }
 
@@ -157,114 +278,5 @@ fn reading(name: &str, ts_ms: i64, value: f64, quality: Quality) -> pb::Reading 
         ts_ms,
         value,
         quality: pb::Quality::from(quality) as i32,
-    }
-}
-
-type QueryStream = Pin<Box<dyn Stream<Item = Result<pb::QueryResponse, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl TelemetryService for Telemetry {
-    async fn latest(
-        &self,
-        request: Request<pb::LatestRequest>,
-    ) -> Result<Response<pb::LatestResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        let names = request.into_inner().points;
-        let points = self.points(&caller, &names, MAX_LATEST_POINTS)?;
-        let readings = points
-            .iter()
-            .zip(&names)
-            .filter_map(|(&(p, _), name)| {
-                self.latest.get(p).map(|(ts, v, q)| reading(name, ts, v, q))
-            })
-            .collect();
-        Ok(Response::new(pb::LatestResponse { readings }))
-    }
-
-    type QueryStream = QueryStream;
-
-    async fn query(
-        &self,
-        request: Request<pb::QueryRequest>,
-    ) -> Result<Response<QueryStream>, Status> {
-        let caller = Caller::of(&request)?;
-        let req = request.into_inner();
-        if req.from_ms >= req.to_ms {
-            return Err(Status::invalid_argument("from_ms must be before to_ms"));
-        }
-        let points = self.points(&caller, &req.points, MAX_QUERY_POINTS)?;
-        let mut enterprises: Vec<String> = points.iter().map(|(_, e)| e.clone()).collect();
-        enterprises.sort();
-        enterprises.dedup();
-        let (reply, answer) = oneshot::channel();
-        let snapshot = Snapshot {
-            points: points.iter().map(|&(p, _)| p).collect(),
-            enterprises,
-            from_ms: req.from_ms,
-            to_ms: req.to_ms,
-            reply,
-        };
-        let stopping = || Status::unavailable("the service is stopping");
-        self.snapshots.try_send(snapshot).map_err(|e| match e {
-            crossbeam_channel::TrySendError::Full(_) => {
-                Status::unavailable("too many queries waiting; try again")
-            }
-            crossbeam_channel::TrySendError::Disconnected(_) => stopping(),
-        })?;
-        let taken = answer
-            .await
-            .map_err(|_| stopping())?
-            .map_err(|e| Status::internal(format!("reading the archive: {e}")))?;
-        let catalog = self.catalog.borrow().clone();
-        let wanted: HashMap<String, PointIdx> = points
-            .iter()
-            .map(|&(p, _)| (catalog.meta(p).id.to_string(), p))
-            .collect();
-        let range = Range {
-            from_ms: Some(req.from_ms),
-            to_ms: Some(req.to_ms),
-            ..Range::default()
-        };
-        // Decode on a blocking thread; sort by (point name, time).
-        let readings = tokio::task::spawn_blocking({
-            let catalog = catalog.clone();
-            move || -> Result<Vec<Reading>, Status> {
-                let mut out = taken.buffered;
-                for (part, file) in taken.parts {
-                    let mut too_many = false;
-                    reader::read_part_of(file, &part, &range, |name, ts_ms, value, quality, _| {
-                        if let Some(&point) = wanted.get(name) {
-                            if out.len() >= MAX_QUERY_READINGS {
-                                too_many = true;
-                                return;
-                            }
-                            out.push(Reading { point, ts_ms, value, quality });
-                        }
-                    })
-                    .map_err(|e| Status::internal(format!("reading the archive: {e}")))?;
-                    if too_many {
-                        return Err(Status::resource_exhausted(format!(
-                            "more than {MAX_QUERY_READINGS} readings: narrow the range or the points"
-                        )));
-                    }
-                }
-                out.sort_by_key(|r| (catalog.name_rank(r.point), r.ts_ms, r.value.to_bits()));
-                Ok(out)
-            }
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))??;
-        let pages: Vec<Result<pb::QueryResponse, Status>> = readings
-            .chunks(PAGE)
-            .map(|page| {
-                Ok(pb::QueryResponse {
-                    readings: page
-                        .iter()
-                        .map(|r| reading(&catalog.meta(r.point).id, r.ts_ms, r.value, r.quality))
-                        .collect(),
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(pages))))
     }
 }

@@ -23,6 +23,7 @@
 
 use std::time::{Duration, Instant};
 
+use hazardwatch::sim::Rng;
 use hazardwatch_proto::{Catalog, PointIdx, PointKind, PointMeta, Quality, Reading};
 
 pub mod load;
@@ -58,7 +59,7 @@ pub fn synthetic_catalog(
 
 /// A quantised random walk, as an instrument with 0.01 resolution reports.
 pub struct Walk {
-    state: u64,
+    rng: Rng,
     value: f64,
 }
 
@@ -66,19 +67,14 @@ impl Walk {
     /// A walk starting at `value`.
     pub fn new(seed: u64, value: f64) -> Walk {
         Walk {
-            state: seed | 1,
+            rng: Rng::new(seed),
             value,
         }
     }
 
     /// The next value.
     pub fn next_value(&mut self) -> f64 {
-        // xorshift64*
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        let r = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        let step = ((r >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.04;
+        let step = (self.rng.uniform() - 0.5) * 0.04;
         self.value = ((self.value + step) * 100.0).round() / 100.0;
         self.value
     }

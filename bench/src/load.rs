@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use prost::Message;
 use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
 
 use crate::Walk;
+use hazardwatch_ingest::encode::{self, OutReading};
 pub use hazardwatch_ingest::topic::Format;
+use hazardwatch_proto::Quality;
 
 /// What the gateways send.
 #[derive(Debug, Clone)]
@@ -62,42 +63,15 @@ fn payload(load: &Load, g: usize, seq: u64, ts_ms: i64, walks: &mut [Walk]) -> V
     let per = (load.points / load.gateways).max(1);
     let first = g * per;
     let point = |i: usize| first + (seq as usize * load.batch + i) % per;
-    match load.format {
-        Format::Json => {
-            let mut s = String::with_capacity(32 + load.batch * 56);
-            s.push_str(&format!(
-                "{{\"gateway\":\"GW{g}\",\"seq\":{seq},\"readings\":["
-            ));
-            for i in 0..load.batch {
-                let p = point(i);
-                let v = walks[p - first].next_value();
-                if i > 0 {
-                    s.push(',');
-                }
-                s.push_str(&format!(
-                    "{{\"point\":\"P{p}\",\"ts\":{ts_ms},\"value\":{v}}}"
-                ));
-            }
-            s.push_str("]}");
-            s.into_bytes()
-        }
-        Format::Protobuf => hazardwatch_proto::pb::ReadingBatch {
-            gateway: format!("GW{g}"),
-            seq,
-            readings: (0..load.batch)
-                .map(|i| {
-                    let p = point(i);
-                    hazardwatch_proto::pb::Reading {
-                        point: format!("P{p}"),
-                        ts_ms,
-                        value: walks[p - first].next_value(),
-                        quality: hazardwatch_proto::pb::Quality::Good as i32,
-                    }
-                })
-                .collect(),
-        }
-        .encode_to_vec(),
-    }
+    let gateway = format!("GW{g}");
+    let names: Vec<String> = (0..load.batch).map(|i| format!("P{}", point(i))).collect();
+    let readings = names.iter().enumerate().map(|(i, name)| OutReading {
+        point: name,
+        ts_ms,
+        value: walks[point(i) - first].next_value(),
+        quality: Quality::Good,
+    });
+    encode::batch(load.format, &gateway, seq, readings)
 }
 
 /// Publishes from every gateway for `duration`, at the load's rate or as

@@ -26,15 +26,9 @@ pub fn start_embedded(listen: SocketAddr, max_payload_bytes: usize) -> Result<So
         addr: listen.to_string(),
         reason,
     };
-    let addr = if listen.port() == 0 {
-        // rumqttd does not report the port it bound, so pick one here.
-        let probe = TcpListener::bind(listen).map_err(|e| fail(e.to_string()))?;
-        probe.local_addr().map_err(|e| fail(e.to_string()))?
-    } else {
-        // Fail clearly if the port is taken, rather than inside rumqttd.
-        drop(TcpListener::bind(listen).map_err(|e| fail(e.to_string()))?);
-        listen
-    };
+    // rumqttd does not report the port it bound, so pick one here; and
+    // fail clearly if the port is taken, rather than inside rumqttd.
+    let addr = resolve_port(listen).map_err(|e| fail(e.to_string()))?;
     let server = ServerSettings {
         name: "v4-1".into(),
         listen: addr,
@@ -83,4 +77,17 @@ pub fn start_embedded(listen: SocketAddr, max_payload_bytes: usize) -> Result<So
     }
     tracing::info!(%addr, "embedded MQTT broker listening");
     Ok(addr)
+}
+
+/// `addr` with a free port in place of port 0 (probed by binding it, then
+/// letting it go), for servers that cannot report the port they bound; a
+/// given port is checked to be free. The one free-port probe of the
+/// project: the service's servers, the tests' external brokers and the
+/// benchmarks all use it.
+pub fn resolve_port(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let probe = TcpListener::bind(addr)?;
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    probe.local_addr()
 }

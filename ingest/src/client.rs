@@ -32,6 +32,7 @@ use crate::decode::{self, GatewayStatus, Limits};
 use crate::error::Result;
 use crate::quarantine::Quarantine;
 use crate::topic;
+use hazardwatch_proto::clock::SharedClock;
 
 /// Publishes waiting between the event loop and the ingest task.
 pub const PUBLISH_QUEUE: usize = 256;
@@ -119,11 +120,9 @@ pub struct Subscriber {
     pub config: MqttConfig,
     /// The current site catalog (replaced on reload).
     pub catalog: watch::Receiver<Arc<Catalog>>,
-}
-
-/// Wall clock, Unix ms.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    /// Stamps each message's receipt (and so its readings' clock-skew
+    /// check and its offline markers).
+    pub clock: SharedClock,
 }
 
 impl Subscriber {
@@ -175,7 +174,7 @@ impl Subscriber {
                     None => break Ok(()),
                 },
             };
-            let received_ms = now_ms();
+            let received_ms = self.clock.now_ms();
             // Status messages become offline markers, telemetry readings.
             let mut message = 0;
             let (readings, rejections) = if let Some((enterprise, gateway)) =

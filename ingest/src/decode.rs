@@ -168,17 +168,33 @@ struct JsonMessage<'a> {
     quality: Option<Cow<'a, str>>,
 }
 
+/// Why a payload could not be decoded at all (quarantined as `malformed`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    /// Not JSON, or JSON outside the schema (an unknown field, a wrong type).
+    #[error("JSON: {0}")]
+    Json(String),
+    /// Both a batch and a single reading's fields.
+    #[error("JSON: give either `readings` or one reading's `point`/`ts`/`value`, not both")]
+    BatchAndSingle,
+    /// A single reading without all of its fields.
+    #[error("JSON: a single reading needs `point`, `ts` and `value`")]
+    IncompleteSingle,
+    /// Neither a batch nor a single reading.
+    #[error("JSON: no `readings` and no single reading")]
+    Empty,
+    /// Not a protobuf `ReadingBatch`.
+    #[error("protobuf: {0}")]
+    Protobuf(String),
+}
+
 /// Decodes a JSON payload (see the README for the schema).
-pub fn decode_json(payload: &[u8]) -> Result<Decoded<'_>, String> {
-    let m: JsonMessage<'_> = serde_json::from_slice(payload).map_err(|e| format!("JSON: {e}"))?;
+pub fn decode_json(payload: &[u8]) -> Result<Decoded<'_>, Malformed> {
+    let m: JsonMessage<'_> =
+        serde_json::from_slice(payload).map_err(|e| Malformed::Json(e.to_string()))?;
     let single = m.point.is_some() || m.ts.is_some() || m.value.is_some();
     let readings = match (m.readings, single) {
-        (Some(_), true) => {
-            return Err(
-                "JSON: give either `readings` or one reading's `point`/`ts`/`value`, not both"
-                    .into(),
-            );
-        }
+        (Some(_), true) => return Err(Malformed::BatchAndSingle),
         (Some(rs), false) => rs
             .into_iter()
             .map(|r| RawReading {
@@ -190,7 +206,7 @@ pub fn decode_json(payload: &[u8]) -> Result<Decoded<'_>, String> {
             .collect(),
         (None, true) => {
             let (Some(point), Some(ts), Some(value)) = (m.point, m.ts, m.value) else {
-                return Err("JSON: a single reading needs `point`, `ts` and `value`".into());
+                return Err(Malformed::IncompleteSingle);
             };
             vec![RawReading {
                 point,
@@ -199,7 +215,7 @@ pub fn decode_json(payload: &[u8]) -> Result<Decoded<'_>, String> {
                 quality: m.quality,
             }]
         }
-        (None, false) => return Err("JSON: no `readings` and no single reading".into()),
+        (None, false) => return Err(Malformed::Empty),
     };
     Ok(Decoded {
         gateway: m.gateway,
@@ -209,8 +225,8 @@ pub fn decode_json(payload: &[u8]) -> Result<Decoded<'_>, String> {
 }
 
 /// Decodes a protobuf `ReadingBatch` payload.
-pub fn decode_protobuf(payload: &[u8]) -> Result<Decoded<'static>, String> {
-    let b = pb::ReadingBatch::decode(payload).map_err(|e| format!("protobuf: {e}"))?;
+pub fn decode_protobuf(payload: &[u8]) -> Result<Decoded<'static>, Malformed> {
+    let b = pb::ReadingBatch::decode(payload).map_err(|e| Malformed::Protobuf(e.to_string()))?;
     let readings = b
         .readings
         .into_iter()
@@ -333,7 +349,7 @@ pub fn check(
     };
     let decoded = match decoded {
         Ok(d) => d,
-        Err(e) => return whole(reject(RejectKind::Malformed, e)),
+        Err(e) => return whole(reject(RejectKind::Malformed, e.to_string())),
     };
     if let Some(g) = decoded.gateway.as_deref()
         && g != t.gateway

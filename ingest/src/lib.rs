@@ -30,6 +30,7 @@ pub mod client;
 pub mod config;
 pub mod decode;
 pub mod dedup;
+pub mod encode;
 pub mod error;
 pub mod quarantine;
 pub mod topic;

@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use hazardwatch_proto::clock::{SharedClock, rfc3339_ms};
 use serde::Serialize;
 
 use crate::decode::Rejection;
@@ -34,11 +35,14 @@ pub struct QuarantineRecord {
 pub struct Quarantine {
     path: PathBuf,
     out: BufWriter<File>,
+    /// Stamps each record's `time`.
+    clock: SharedClock,
 }
 
 impl Quarantine {
-    /// Opens (creating) `dir/quarantine.jsonl` for appending.
-    pub fn open(dir: &Path) -> Result<Quarantine> {
+    /// Opens (creating) `dir/quarantine.jsonl` for appending; records are
+    /// stamped with `clock`'s time.
+    pub fn open(dir: &Path, clock: SharedClock) -> Result<Quarantine> {
         let path = dir.join("quarantine.jsonl");
         let err = |source| Error::Quarantine {
             path: path.clone(),
@@ -53,6 +57,7 @@ impl Quarantine {
         Ok(Quarantine {
             path,
             out: BufWriter::new(file),
+            clock,
         })
     }
 
@@ -67,7 +72,7 @@ impl Quarantine {
             return Ok(());
         }
         let excerpt = String::from_utf8_lossy(&payload[..payload.len().min(EXCERPT_BYTES)]);
-        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let time = rfc3339_ms(self.clock.now_ms());
         for r in rejections {
             metrics::counter!("hazardwatch_quarantined_total", "reason" => r.kind.as_str())
                 .increment(1);

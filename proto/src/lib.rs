@@ -9,6 +9,9 @@
 //!   to the point's place in the site (enterprise, hazard source, unit, kind).
 //! - [`alarm`]: [`RuleEvent`], what the rule engine emits, with [`AlarmKind`]
 //!   and [`Priority`].
+//! - [`clock`]: the [`clock::Clock`] every crate asks for "now" (the wall
+//!   clock in production, a settable one in tests). It lives here because
+//!   every crate shares it and it has no implementation to speak of.
 //!
 //! ```
 //! use hazardwatch_proto::{Catalog, PointKind, PointMeta, Quality, Reading};
@@ -22,6 +25,7 @@
 
 pub mod alarm;
 pub mod catalog;
+pub mod clock;
 pub mod reading;
 
 pub use alarm::{AlarmKind, AlarmSource, Priority, RuleEvent};

@@ -84,21 +84,25 @@ impl Default for EngineConfig {
 
 impl EngineConfig {
     /// Checks the settings, naming the field that is wrong.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field, message| Err(Error::Setting { field, message });
         if self.workers > 256 {
-            return Err(format!("engine.workers: {} is more than 256", self.workers));
+            return bad(
+                "engine.workers",
+                format!("{} is more than 256", self.workers),
+            );
         }
         if !(1..=60_000).contains(&self.epoch_ms) {
-            return Err(format!(
-                "engine.epoch_ms: {} must be from 1 to 60000",
-                self.epoch_ms
-            ));
+            return bad(
+                "engine.epoch_ms",
+                format!("{} must be from 1 to 60000", self.epoch_ms),
+            );
         }
         if self.lateness_ms > 86_400_000 {
-            return Err(format!(
-                "engine.lateness_ms: {} is more than a day",
-                self.lateness_ms
-            ));
+            return bad(
+                "engine.lateness_ms",
+                format!("{} is more than a day", self.lateness_ms),
+            );
         }
         Ok(())
     }
@@ -235,7 +239,7 @@ impl Engine {
             restore[stage].push((key, kind));
         }
         let restore = Arc::new(restore);
-        config.validate().map_err(Error::Engine)?;
+        config.validate()?;
         let workers = config.worker_count();
         let epochs = Epochs {
             epoch_ms: config.epoch_ms as i64,

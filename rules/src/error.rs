@@ -42,6 +42,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A service setting (`[engine]`) is out of its range.
+    #[error("{field}: {message}")]
+    Setting {
+        /// The field, e.g. `engine.workers`.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// The timely dataflow could not start.
     #[error("rule engine: {0}")]
     Engine(String),

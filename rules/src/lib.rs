@@ -1,5 +1,6 @@
-//! The rule engine: the site model, the timely dataflow and its operators,
-//! and the alarm table.
+//! The rule engine: the site model, the timely dataflow and its operators.
+//! What becomes of a rule's finding (the alarm table, its ISA-18.2 states)
+//! is the `hazardwatch-alarms` crate's.
 //!
 //! - [`site`]: the TOML site model (park > enterprise > hazard source > unit >
 //!   point) and its validation, with errors that name file, line and field.
@@ -7,7 +8,6 @@
 //! - [`operators`]: the rules, each a [`operators::KeyedLogic`] run by the
 //!   shared event-time mechanics.
 //! - [`rule_set`]: the rules in force, by the epoch from which they apply.
-//! - [`alarms`]: the table of active alarms and their ISA-18.2 states.
 //!
 //! ```
 //! use hazardwatch_proto::{Quality, Reading};
@@ -46,7 +46,6 @@
 //! assert!(events[0].active && events[0].ts_ms == 2_000);
 //! ```
 
-pub mod alarms;
 pub mod engine;
 pub mod error;
 pub mod operators;

@@ -27,7 +27,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde::Deserialize;
 
@@ -193,6 +193,31 @@ fn write_parquet(path: &Path, batch: &RecordBatch, props: &WriterProperties) -> 
     Ok(file.metadata().map_err(io(path))?.len())
 }
 
+/// The archive's writer settings (zstd at `config.zstd_level`, page
+/// statistics, bounded row groups), for files sorted by `sort`.
+fn writer_properties(
+    config: &ArchiveConfig,
+    sort: Vec<SortingColumn>,
+) -> Result<WriterPropertiesBuilder> {
+    let level = ZstdLevel::try_new(config.zstd_level)
+        .map_err(|e| Error::Config(format!("archive.zstd_level: {e}")))?;
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(config.row_group_rows))
+        .set_sorting_columns(Some(sort))
+        .set_created_by(concat!("hazardwatch ", env!("CARGO_PKG_VERSION")).into()))
+}
+
+/// Writes `batch` as one Parquet file at `path` with the archive's writer
+/// settings, synced: for exports outside the archive (`replay --out`), so
+/// that every Parquet file hazardwatch writes is written one way. Returns
+/// its size in bytes.
+pub fn export_parquet(path: &Path, batch: &RecordBatch, config: &ArchiveConfig) -> Result<u64> {
+    let props = writer_properties(config, Vec::new())?.build();
+    write_parquet(path, batch, &props)
+}
+
 /// Buffers readings per partition and seals them into Parquet files at
 /// checkpoints.
 pub struct ArchiveWriter {
@@ -222,27 +247,18 @@ impl ArchiveWriter {
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         }
         let progress = txn::recover(root)?;
-        let level = ZstdLevel::try_new(config.zstd_level)
-            .map_err(|e| Error::Config(format!("archive.zstd_level: {e}")))?;
-        let props = |sort: Vec<SortingColumn>| {
-            WriterProperties::builder()
-                .set_compression(Compression::ZSTD(level))
-                .set_statistics_enabled(EnabledStatistics::Page)
-                .set_max_row_group_row_count(Some(config.row_group_rows))
-                .set_sorting_columns(Some(sort))
-                .set_created_by(concat!("hazardwatch ", env!("CARGO_PKG_VERSION")).into())
-        };
+        let props = |sort| writer_properties(&config, sort);
         let ascending = |column_idx| SortingColumn {
             column_idx,
             descending: false,
             nulls_first: false,
         };
-        let readings_props = props(vec![ascending(0), ascending(4)])
+        let readings_props = props(vec![ascending(0), ascending(4)])?
             // Event times step by about a second within a point's run.
             .set_column_encoding("ts".into(), Encoding::DELTA_BINARY_PACKED)
             .set_column_dictionary_enabled("ts".into(), false)
             .build();
-        let alarms_props = props(vec![ascending(0)]).build();
+        let alarms_props = props(vec![ascending(0)])?.build();
         Ok((
             ArchiveWriter {
                 root: root.to_owned(),

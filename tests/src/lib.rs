@@ -146,7 +146,11 @@ impl TestService {
         };
         let mut config = Config::from_source(&src)?;
         config.settings.data_dir = data.path().to_owned();
-        let running = service::start_with(config, wal_io).await?;
+        let env = service::Environment {
+            wal_io,
+            ..Default::default()
+        };
+        let running = service::start_with(config, env).await?;
         Ok(TestService { running, data })
     }
 
@@ -216,7 +220,7 @@ impl TestService {
 
     /// Waits until the service has accepted at least `n` readings.
     pub async fn wait_for_readings(&self, n: u64) -> anyhow::Result<()> {
-        let stats = &self.running.stats;
+        let stats = &self.running.counters;
         wait_until(Duration::from_secs(20), || {
             stats.readings_in.load(std::sync::atomic::Ordering::Relaxed) >= n
         })
@@ -516,9 +520,7 @@ impl Mosquitto {
             eprintln!("mosquitto not installed: skipping (apt-get install mosquitto)");
             return Ok(None);
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = hazardwatch_ingest::broker::resolve_port("127.0.0.1:0".parse()?)?.port();
         let dir = tempfile::tempdir()?;
         let conf = dir.path().join("mosquitto.conf");
         // Queue without limit for a disconnected persistent session: the

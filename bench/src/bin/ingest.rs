@@ -46,7 +46,7 @@ async fn service_rate(
     let t = Instant::now();
     let published =
         load::publish_apart(&svc.host, svc.port, load, Duration::from_secs(seconds)).await?;
-    let stats = svc.running.stats.clone();
+    let stats = svc.running.counters.clone();
     let until = Instant::now() + Duration::from_secs(60);
     while stats.readings_in.load(Ordering::Relaxed) < published.readings && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(5)).await;

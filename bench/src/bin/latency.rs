@@ -246,7 +246,7 @@ async fn service(load: &Load, seconds: u64, lateness_ms: u64) -> anyhow::Result<
     // The subscriber connects during the warm-up.
     let n = run_probes(&svc.host, svc.port, load, seconds, sent.clone()).await?;
     let lost = stragglers(&sent).await;
-    let stats = svc.running.stats.clone();
+    let stats = svc.running.counters.clone();
     let late = stats.readings_late.load(Ordering::Relaxed);
     let taken = stats.readings_in.load(Ordering::Relaxed);
     svc.running.shutdown().await?;

@@ -61,7 +61,7 @@ fn child(points: usize) -> anyhow::Result<()> {
             points,
             rate: Some(rate),
         };
-        let stats = svc.running.stats.clone();
+        let stats = svc.running.counters.clone();
         let until = Instant::now() + Duration::from_secs(300);
         let once = Duration::from_secs_f64(points as f64 / rate);
         while stats.readings_in.load(Ordering::Relaxed) < points as u64 && Instant::now() < until {

@@ -47,7 +47,7 @@ async fn a_full_disk_stops_the_acks_and_nothing_is_lost_when_space_returns() {
     let svc = TestService::start_with(tempfile::tempdir().unwrap(), TEST_PARK, disk.clone())
         .await
         .unwrap();
-    let stats = svc.running.stats.clone();
+    let stats = svc.running.counters.clone();
     let (host, port) = svc.broker();
     let mut gw = Gateway::connect(&host, port, "gw-disk").await.unwrap();
     let t0 = now_ms();
@@ -93,7 +93,7 @@ async fn an_unwritable_archive_keeps_the_readings_in_the_log_until_it_can_be_wri
     let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
         .await
         .unwrap();
-    let stats = svc.running.stats.clone();
+    let stats = svc.running.counters.clone();
     let archive = svc.running.archive_dir.clone();
     // Something is in the way of the readings' directory.
     let readings = archive.join("readings");
@@ -137,7 +137,7 @@ async fn an_unwritable_archive_keeps_the_readings_in_the_log_until_it_can_be_wri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_again_is_recognised_and_taken_once() {
     let svc = TestService::start().await.unwrap();
-    let stats = svc.running.stats.clone();
+    let stats = svc.running.counters.clone();
     let (host, port) = svc.broker();
     let mut gw = Gateway::connect(&host, port, "gw-again").await.unwrap();
     let t0 = now_ms();
@@ -196,7 +196,7 @@ async fn a_burst_beyond_the_ack_queue_is_taken_in_and_archived() {
     let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
         .await
         .unwrap();
-    let stats = svc.running.stats.clone();
+    let stats = svc.running.counters.clone();
 
     // One gateway publishing as fast as the broker acknowledges, 100 in
     // flight: 6,000 messages of 20 readings.

@@ -67,7 +67,7 @@ async fn replaying_the_archive_gives_the_alarms_the_live_service_raised() {
         }
     }
     gw.close().await;
-    let stats = running.stats.clone();
+    let stats = running.counters.clone();
     hazardwatch_tests::wait_until(std::time::Duration::from_secs(20), || {
         stats.readings_in.load(std::sync::atomic::Ordering::Relaxed) >= published
     })

@@ -15,7 +15,7 @@ async fn latest_and_a_query_across_the_seal_boundary_see_every_reading_once() {
     let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
         .await
         .unwrap();
-    let stats = svc.running.stats.clone();
+    let stats = svc.running.counters.clone();
     let (host, port) = svc.broker();
     let mut gw = Gateway::connect(&host, port, "gw-trend").await.unwrap();
     let mut client = TelemetryServiceClient::connect(format!("http://{}", svc.running.grpc_addr))

@@ -26,7 +26,7 @@ fn is(e: &pb::AlarmEvent, t: pb::Transition) -> bool {
 
 /// The statistics of `[from_ms, to_ms)` from one enterprise's events in
 /// time order, starting up to [`LOOKBACK_MS`] before `from_ms`.
-pub fn stats(
+pub fn report(
     enterprise: &str,
     from_ms: i64,
     to_ms: i64,
@@ -165,7 +165,7 @@ mod tests {
         events.push(ev("E01/FLOOD", from + H + 850_000, Cleared, Flood));
         events.push(ev("P2/H", from + 2 * H, Raised, High));
         events.sort_by_key(|e| e.event_time_ms);
-        let s = stats("E01", from, from + day, events);
+        let s = report("E01", from, from + day, events);
         assert_eq!(s.raises, 13);
         assert_eq!(s.per_10min_peak, 12);
         assert_eq!(s.peak_window_start_ms, from + H);
@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn extreme_ranges_from_a_request_do_not_overflow() {
-        let s = stats("E01", i64::MIN, i64::MAX, Vec::new());
+        let s = report("E01", i64::MIN, i64::MAX, Vec::new());
         assert_eq!(s.raises, 0);
         assert_eq!(s.flood_fraction, 0.0);
     }

@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::{FeedMsg, Stats};
+use super::{Counters, FeedMsg};
 
 /// Most deliveries made durable by one sync.
 pub const MAX_GROUP: usize = 1024;
@@ -52,7 +52,7 @@ pub struct WalStage {
     catalog: watch::Receiver<Arc<Catalog>>,
     feed: mpsc::Sender<FeedMsg>,
     roll_every: Duration,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
     /// Acks owed to the broker, in order, that did not fit in the MQTT
     /// client's request queue yet.
     unsent: VecDeque<Ack>,
@@ -67,7 +67,7 @@ impl WalStage {
         catalog: watch::Receiver<Arc<Catalog>>,
         feed: mpsc::Sender<FeedMsg>,
         roll_every: Duration,
-        stats: Arc<Stats>,
+        counters: Arc<Counters>,
     ) -> Self {
         WalStage {
             wal: Some(wal),
@@ -75,7 +75,7 @@ impl WalStage {
             catalog,
             feed,
             roll_every,
-            stats,
+            counters,
             unsent: VecDeque::new(),
         }
     }
@@ -191,7 +191,7 @@ impl WalStage {
             acks.push(ack);
         }
         if duplicates > 0 {
-            self.stats
+            self.counters
                 .readings_duplicate
                 .fetch_add(duplicates, Ordering::Relaxed);
             metrics::counter!("hazardwatch_readings_duplicate_total").increment(duplicates);
@@ -254,15 +254,15 @@ impl WalStage {
                             failures,
                             "write-ahead log writable again; acknowledging resumes"
                         );
-                        self.stats.wal_stalled.store(false, Ordering::Relaxed);
+                        self.counters.wal_stalled.store(false, Ordering::Relaxed);
                         metrics::gauge!("hazardwatch_wal_stalled").set(0.0);
                     }
                     return Ok(Some((segment, batches)));
                 }
                 Err(e) => {
                     failures += 1;
-                    self.stats.wal_errors.fetch_add(1, Ordering::Relaxed);
-                    self.stats.wal_stalled.store(true, Ordering::Relaxed);
+                    self.counters.wal_errors.fetch_add(1, Ordering::Relaxed);
+                    self.counters.wal_stalled.store(true, Ordering::Relaxed);
                     metrics::counter!("hazardwatch_wal_errors_total").increment(1);
                     metrics::gauge!("hazardwatch_wal_stalled").set(1.0);
                     tracing::error!(

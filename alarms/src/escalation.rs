@@ -21,6 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use hazardwatch_proto::Priority;
 use serde::Deserialize;
 
+use crate::error::{Error, Result};
+
 /// One `[[escalation]]` as written.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -67,7 +69,7 @@ impl EscalationPolicy {
     pub fn new(
         specs: &[EscalationSpec],
         enterprises: &BTreeSet<String>,
-    ) -> Result<EscalationPolicy, String> {
+    ) -> Result<EscalationPolicy> {
         let mut policy = EscalationPolicy::default();
         for (i, spec) in specs.iter().enumerate() {
             let at = format!("escalation[{i}]");
@@ -81,8 +83,11 @@ impl EscalationPolicy {
             let mut before = 0.0;
             for (j, (field, m)) in minutes.into_iter().enumerate() {
                 if !m.is_finite() || m <= before || m > 7.0 * 24.0 * 60.0 {
-                    return Err(format!(
-                        "{at}.{field}: {m} must be more than the level before ({before}) and at most a week"
+                    return Err(Error::config(
+                        format!("{at}.{field}"),
+                        format!(
+                            "{m} must be more than the level before ({before}) and at most a week"
+                        ),
                     ));
                 }
                 before = m;
@@ -94,21 +99,31 @@ impl EscalationPolicy {
             };
             if spec.enterprises == ["*"] {
                 if policy.default.replace(chain).is_some() {
-                    return Err(format!("{at}.enterprises: a second [\"*\"] entry"));
+                    return Err(Error::config(
+                        format!("{at}.enterprises"),
+                        "a second [\"*\"] entry",
+                    ));
                 }
                 continue;
             }
             if spec.enterprises.is_empty() {
-                return Err(format!(
-                    "{at}.enterprises: list the enterprises, or [\"*\"] for all"
+                return Err(Error::config(
+                    format!("{at}.enterprises"),
+                    "list the enterprises, or [\"*\"] for all",
                 ));
             }
             for e in &spec.enterprises {
                 if !enterprises.contains(e) {
-                    return Err(format!("{at}.enterprises: no enterprise `{e}` in the site"));
+                    return Err(Error::config(
+                        format!("{at}.enterprises"),
+                        format!("no enterprise `{e}` in the site"),
+                    ));
                 }
                 if policy.chains.insert(e.clone(), chain).is_some() {
-                    return Err(format!("{at}.enterprises: `{e}` has a chain already"));
+                    return Err(Error::config(
+                        format!("{at}.enterprises"),
+                        format!("`{e}` has a chain already"),
+                    ));
                 }
             }
         }
@@ -151,11 +166,13 @@ mod tests {
         .unwrap();
         assert_eq!(p.chain("E01").unwrap().after_ms[0], 600_000);
         assert_eq!(p.chain("E02").unwrap().after_ms[3], 3_600_000);
-        let err =
-            EscalationPolicy::new(&[spec(&["E01"], [10.0, 5.0, 60.0, 120.0])], &site).unwrap_err();
+        let err = EscalationPolicy::new(&[spec(&["E01"], [10.0, 5.0, 60.0, 120.0])], &site)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("escalation[0].county_min"), "{err}");
-        let err =
-            EscalationPolicy::new(&[spec(&["E09"], [1.0, 2.0, 3.0, 4.0])], &site).unwrap_err();
+        let err = EscalationPolicy::new(&[spec(&["E09"], [1.0, 2.0, 3.0, 4.0])], &site)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no enterprise `E09`"), "{err}");
         assert!(
             EscalationPolicy::new(&[], &site)

@@ -16,10 +16,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::table::ActiveAlarm;
+use crate::table::ESCALATION_LEVELS;
 use hazardwatch_proto::{AlarmKind, Priority, pb};
 use hazardwatch_rules::SiteModel;
-use hazardwatch_rules::alarms::ActiveAlarm;
-use hazardwatch_rules::alarms::ESCALATION_LEVELS;
 
 /// A risk colour, in increasing risk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -164,8 +164,8 @@ pub fn colour<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::{AlarmRecord, AlarmState, Transition};
     use hazardwatch_proto::AlarmSource;
-    use hazardwatch_rules::alarms::{AlarmRecord, AlarmState, Transition};
 
     fn alarm(kind: AlarmKind, priority: Priority, condition: bool) -> ActiveAlarm {
         ActiveAlarm {

@@ -1,28 +1,23 @@
-//! The gRPC edge: `AlarmService`, with gRPC health and reflection, so
-//! grpcurl or any gRPC client works without the `.proto` files in hand.
+//! `AlarmService`: the live feed with catch-up and resume, lists,
+//! operator actions, EEMUA 191 statistics and history, over the alarm hub.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use hazardwatch_alarms::hub::MAX_TEXT;
+use hazardwatch_alarms::{Action, AlarmHub, Caller, Filter};
+use hazardwatch_proto::clock::SharedClock;
 use hazardwatch_proto::pb;
-use hazardwatch_proto::pb::alarm_service_server::{AlarmService, AlarmServiceServer};
-use hazardwatch_proto::pb::site_service_server::{SiteService, SiteServiceServer};
-use hazardwatch_proto::pb::telemetry_service_server::TelemetryServiceServer;
-use hazardwatch_rules::alarms::ActionError;
-use tokio::net::TcpListener;
+use hazardwatch_proto::pb::alarm_service_server::AlarmService;
+use hazardwatch_storage::HistoryCursor;
 use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::access::{Access, Caller, Role};
-use crate::alarm_hub::{Action, AlarmHub, Filter, Gone};
-use crate::service::SiteControl;
-use crate::telemetry::Telemetry;
-use hazardwatch_rules::site::UnitState;
-use hazardwatch_storage::HistoryCursor;
+use super::access::caller;
+use super::status::{IntoStatus, alarms_status};
 
 /// Events queued for one subscriber's connection; when full, the subscriber
 /// task waits, and if the live feed outruns it, it catches up from the
@@ -36,15 +31,14 @@ const CATCH_UP_PAGE: usize = 4_096;
 /// accepted.
 const HISTORY_PAGE: (u32, u32) = (1_000, 10_000);
 
-/// Longest operator name or comment accepted, in bytes.
-const MAX_TEXT: usize = 1_024;
-
 /// Longest shelf, seconds: one shift. A shelved alarm must come back.
 pub const MAX_SHELVE_S: u32 = 8 * 3600;
 
 /// The `AlarmService` implementation.
 pub struct Alarms {
     hub: Arc<AlarmHub>,
+    /// Stamps operator actions and ends default ranges.
+    clock: SharedClock,
     /// Ends every open Subscribe stream when the server stops, so graceful
     /// shutdown does not wait on subscribers that never hang up.
     shutdown: CancellationToken,
@@ -52,15 +46,18 @@ pub struct Alarms {
 
 impl Alarms {
     /// A service over the hub.
-    pub fn new(hub: Arc<AlarmHub>, shutdown: CancellationToken) -> Self {
-        Alarms { hub, shutdown }
+    pub fn new(hub: Arc<AlarmHub>, clock: SharedClock, shutdown: CancellationToken) -> Self {
+        Alarms {
+            hub,
+            clock,
+            shutdown,
+        }
     }
 }
 
 impl Alarms {
-    /// Validates and applies an operator action (in a blocking task: it
-    /// commits to the journal), mapping refusals to gRPC status codes.
-    /// Actions that hide an alarm, and comments, need a comment: the why.
+    /// Applies an operator action (in a blocking task: it commits to the
+    /// journal); the hub checks it and the caller's role and scope.
     async fn act(
         &self,
         caller: Caller,
@@ -69,47 +66,15 @@ impl Alarms {
         operator: String,
         comment: String,
     ) -> Result<Response<pb::ActionResponse>, Status> {
-        caller.require(Role::Operator)?;
-        let operator = operator.trim().to_owned();
-        if operator.is_empty() {
-            return Err(Status::invalid_argument(
-                "operator is required: operator actions record who acted",
-            ));
-        }
-        if operator.len() > MAX_TEXT || comment.len() > MAX_TEXT {
-            return Err(Status::invalid_argument(format!(
-                "operator and comment are limited to {MAX_TEXT} bytes"
-            )));
-        }
-        let needs_why = matches!(
-            action,
-            Action::Shelve(_) | Action::Comment | Action::OutOfService(true) | Action::Dispose(_)
-        );
-        if needs_why && comment.trim().is_empty() {
-            let field = if matches!(action, Action::Dispose(_)) {
-                "cause"
-            } else {
-                "comment"
-            };
-            return Err(Status::invalid_argument(format!(
-                "{field} is required: say why (it is recorded with the action)"
-            )));
-        }
         let hub = self.hub.clone();
-        let now = chrono::Utc::now().timestamp_millis();
-        let done = tokio::task::spawn_blocking(move || {
-            let actor = caller.actor(&operator);
-            hub.act(action, &alarm_id, &caller.scope, &actor, &comment, now)
-                .map_err(|e| match e {
-                    ActionError::NotFound => Status::not_found(format!(
-                        "no active, unacknowledged or shelved alarm `{alarm_id}`"
-                    )),
-                    other => Status::failed_precondition(format!("alarm `{alarm_id}`: {other}")),
-                })
+        let now = self.clock.now_ms();
+        let event = tokio::task::spawn_blocking(move || {
+            hub.act(&caller, action, &alarm_id, &operator, &comment, now)
         })
         .await
-        .map_err(|e| Status::internal(format!("operator action: {e}")))?;
-        Ok(Response::new(pb::ActionResponse { event: Some(done?) }))
+        .map_err(|e| Status::internal(format!("operator action: {e}")))?
+        .into_status()?;
+        Ok(Response::new(pb::ActionResponse { event: Some(event) }))
     }
 }
 
@@ -123,12 +88,12 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
-        let filter = Filter::for_caller(req.filter, &caller)?;
+        let filter = Filter::for_caller(req.filter, &caller).into_status()?;
         let newest = self.hub.last_seq();
         if req.resume_after > newest {
-            return Err(gone_status(Gone::Ahead {
+            return Err(alarms_status(hazardwatch_alarms::Error::ResumeAhead {
                 requested: req.resume_after,
                 newest,
             }));
@@ -149,8 +114,8 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::ListActiveRequest>,
     ) -> Result<Response<pb::ListActiveResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        let filter = Filter::for_caller(request.into_inner().filter, &caller)?;
+        let caller = caller(&request)?;
+        let filter = Filter::for_caller(request.into_inner().filter, &caller).into_status()?;
         let (alarms, as_of_seq) = self.hub.list_active(&filter);
         Ok(Response::new(pb::ListActiveResponse { alarms, as_of_seq }))
     }
@@ -159,7 +124,7 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::AcknowledgeRequest>,
     ) -> Result<Response<pb::AcknowledgeResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
         let done = self
             .act(
@@ -179,7 +144,7 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::ResetRequest>,
     ) -> Result<Response<pb::ResetResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
         let done = self
             .act(
@@ -199,7 +164,7 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::ShelveRequest>,
     ) -> Result<Response<pb::ActionResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
         if !(1..=MAX_SHELVE_S).contains(&req.duration_s) {
             return Err(Status::invalid_argument(format!(
@@ -207,7 +172,7 @@ impl AlarmService for Alarms {
                 req.duration_s
             )));
         }
-        let until = chrono::Utc::now().timestamp_millis() + i64::from(req.duration_s) * 1000;
+        let until = self.clock.now_ms() + i64::from(req.duration_s) * 1000;
         self.act(
             caller,
             Action::Shelve(until),
@@ -222,7 +187,7 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::ActionRequest>,
     ) -> Result<Response<pb::ActionResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
         self.act(
             caller,
@@ -238,7 +203,7 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::ActionRequest>,
     ) -> Result<Response<pb::ActionResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
         self.act(
             caller,
@@ -254,7 +219,7 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::SetOutOfServiceRequest>,
     ) -> Result<Response<pb::ActionResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
         self.act(
             caller,
@@ -270,7 +235,7 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::DisposeRequest>,
     ) -> Result<Response<pb::ActionResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
         if req.action.trim().is_empty() || req.action.len() > MAX_TEXT {
             return Err(Status::invalid_argument(format!(
@@ -291,7 +256,7 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
         if !caller.scope.allows(&req.enterprise) {
             return Err(Status::permission_denied(format!(
@@ -306,7 +271,7 @@ impl AlarmService for Alarms {
             )));
         }
         let to_ms = if req.to_ms == 0 {
-            chrono::Utc::now().timestamp_millis()
+            self.clock.now_ms()
         } else {
             req.to_ms
         };
@@ -317,11 +282,12 @@ impl AlarmService for Alarms {
             )));
         }
         let hub = self.hub.clone();
-        let stats =
-            tokio::task::spawn_blocking(move || hub.stats(&req.enterprise, req.from_ms, to_ms))
-                .await
-                .map_err(|e| Status::internal(format!("stats: {e}")))?
-                .map_err(gone_status)?;
+        let stats = tokio::task::spawn_blocking(move || {
+            hub.performance(&req.enterprise, req.from_ms, to_ms)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("stats: {e}")))?
+        .into_status()?;
         Ok(Response::new(stats))
     }
 
@@ -329,9 +295,9 @@ impl AlarmService for Alarms {
         &self,
         request: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
-        let filter = Filter::for_caller(req.filter, &caller)?;
+        let filter = Filter::for_caller(req.filter, &caller).into_status()?;
         let to_ms = if req.to_ms == 0 { i64::MAX } else { req.to_ms };
         if req.from_ms >= to_ms {
             return Err(Status::invalid_argument(format!(
@@ -361,106 +327,11 @@ impl AlarmService for Alarms {
         })
         .await
         .map_err(|e| Status::internal(format!("history read: {e}")))?
-        .map_err(gone_status)?;
+        .into_status()?;
         Ok(Response::new(pb::HistoryResponse {
             events: page.events,
             next_page_token: page.next.map(|c| c.token()).unwrap_or_default(),
         }))
-    }
-}
-
-/// The `SiteService` implementation: grades and live risk colours.
-pub struct Site {
-    hub: Arc<AlarmHub>,
-    control: SiteControl,
-}
-
-#[tonic::async_trait]
-impl SiteService for Site {
-    async fn risk(
-        &self,
-        request: Request<pb::RiskRequest>,
-    ) -> Result<Response<pb::RiskResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        let enterprises = request.into_inner().enterprises;
-        let filter = Filter::for_caller(
-            Some(pb::AlarmFilter {
-                enterprises,
-                ..Default::default()
-            }),
-            &caller,
-        )?;
-        Ok(Response::new(self.hub.risk_report(&filter)))
-    }
-
-    async fn set_unit_state(
-        &self,
-        request: Request<pb::SetUnitStateRequest>,
-    ) -> Result<Response<pb::SetUnitStateResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require(Role::Admin)?;
-        let req = request.into_inner();
-        let state = match pb::UnitState::try_from(req.state) {
-            Ok(pb::UnitState::Running) => UnitState::Running,
-            Ok(pb::UnitState::Stopped) => UnitState::Stopped,
-            Ok(pb::UnitState::Overhaul) => UnitState::Overhaul,
-            Ok(pb::UnitState::Trial) => UnitState::Trial,
-            _ => {
-                return Err(Status::invalid_argument(format!(
-                    "state {} is not running, stopped, overhaul or trial",
-                    req.state
-                )));
-            }
-        };
-        let operator = req.operator.trim();
-        if operator.is_empty() || req.comment.trim().is_empty() {
-            return Err(Status::invalid_argument(
-                "operator and comment (why) are required",
-            ));
-        }
-        if operator.len() > MAX_TEXT || req.comment.len() > MAX_TEXT {
-            return Err(Status::invalid_argument(format!(
-                "operator and comment are limited to {MAX_TEXT} bytes"
-            )));
-        }
-        let not_found = || Status::not_found(format!("no unit `{}` in the site", req.unit));
-        let (before, [enterprise, hazard_source]) = self
-            .control
-            .set_unit_state(&req.unit, state, |e| caller.scope.allows(e))
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?
-            .ok_or_else(not_found)?;
-        let actor = caller.actor(operator);
-        let event = self.hub.record(pb::AlarmEvent {
-            alarm_id: format!("{}/STATE", req.unit),
-            enterprise,
-            hazard_source,
-            unit: req.unit.clone(),
-            transition: pb::Transition::UnitStateChanged as i32,
-            event_time_ms: chrono::Utc::now().timestamp_millis(),
-            value: f64::NAN,
-            limit: f64::NAN,
-            message: format!(
-                "{} state {} (was {}) by {actor}: {}",
-                req.unit,
-                state.as_str(),
-                before.as_str(),
-                req.comment
-            ),
-            actor,
-            comment: req.comment,
-            ..Default::default()
-        });
-        Ok(Response::new(pb::SetUnitStateResponse {
-            event: Some(event),
-        }))
-    }
-}
-
-fn gone_status(e: Gone) -> Status {
-    match e {
-        Gone::Ahead { .. } => Status::out_of_range(e.to_string()),
-        Gone::Journal(_) => Status::unavailable(e.to_string()),
     }
 }
 
@@ -534,7 +405,7 @@ async fn catch_up(
         let (events, upto) = match page.await {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
-                fail(gone_status(e)).await;
+                fail(alarms_status(e)).await;
                 return None;
             }
             Err(e) => {
@@ -550,7 +421,7 @@ async fn catch_up(
     let (tail, as_of, rx) = match hub.tail_and_watch(filter, *last) {
         Ok(t) => t,
         Err(e) => {
-            fail(gone_status(e)).await;
+            fail(alarms_status(e)).await;
             return None;
         }
     };
@@ -559,87 +430,4 @@ async fn catch_up(
     }
     *last = as_of;
     Some(rx)
-}
-
-/// Binds the gRPC listener (port 0: a free port).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
-
-/// The server, with TLS when an identity is given: a certificate or key
-/// that does not parse is an error here, before anything is served.
-pub fn server(
-    tls: Option<tonic::transport::Identity>,
-) -> Result<tonic::transport::Server, tonic::transport::Error> {
-    let server = tonic::transport::Server::builder();
-    match tls {
-        Some(identity) => {
-            server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-        }
-        None => Ok(server),
-    }
-}
-
-/// Serves the alarm and site services, health and reflection on
-/// `listener` with `server` (see [`server`]) until `shutdown` is cancelled.
-pub async fn serve(
-    mut server: tonic::transport::Server,
-    listener: TcpListener,
-    hub: Arc<AlarmHub>,
-    access: Arc<Access>,
-    control: SiteControl,
-    telemetry: Telemetry,
-    shutdown: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AlarmServiceServer<Alarms>>()
-        .await;
-    // Reflection in both protocol versions: grpcurl speaks v1, older
-    // clients (Python's grpcio-reflection among them) only v1alpha.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection()
-        .build_v1()
-        .expect("the embedded descriptor sets are valid (built by protox)");
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .expect("the embedded descriptor sets are valid (built by protox)");
-    server
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(SiteServiceServer::with_interceptor(
-            Site {
-                hub: hub.clone(),
-                control,
-            },
-            access.clone().interceptor(),
-        ))
-        .add_service(TelemetryServiceServer::with_interceptor(
-            telemetry,
-            access.clone().interceptor(),
-        ))
-        .add_service(AlarmServiceServer::with_interceptor(
-            Alarms::new(hub, shutdown.clone()),
-            access.interceptor(),
-        ))
-        .serve_with_incoming_shutdown(no_delay(listener), shutdown.cancelled())
-        .await
-}
-
-/// The listener's connections with `TCP_NODELAY` set (the builder's own
-/// setting is not applied to an incoming stream): an alarm event is one
-/// small frame, and Nagle's algorithm would hold it back for the peer's
-/// delayed acknowledgement.
-fn no_delay(listener: TcpListener) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
 }

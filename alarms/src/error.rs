@@ -1,0 +1,71 @@
+//! Errors of the alarm service. Each says what is wrong in words a caller
+//! can act on; the edges (gRPC, HTTP) map the variants to their own status
+//! codes, so this crate knows no transport.
+
+use crate::table::ActionError;
+
+/// Why the alarm service refused or failed a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field holds a value that is not allowed (gRPC
+    /// `INVALID_ARGUMENT`).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// No credential, or one nobody issued (`UNAUTHENTICATED`).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The caller's role or scope does not allow this (`PERMISSION_DENIED`).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The named thing does not exist for this caller (`NOT_FOUND`).
+    #[error("{0}")]
+    NotFound(String),
+    /// An operator action the alarm's state does not allow
+    /// (`NOT_FOUND` for an alarm that is not there, else
+    /// `FAILED_PRECONDITION`).
+    #[error("alarm `{alarm_id}`: {source}")]
+    Action {
+        /// The alarm acted on.
+        alarm_id: String,
+        /// Why the table refused.
+        source: ActionError,
+    },
+    /// A resume point ahead of every event this service has numbered (its
+    /// journal was replaced since the subscriber's last event). The
+    /// subscriber must resynchronise (ListActive, then subscribe from its
+    /// `as_of_seq`) rather than be served a stream with a hole in it
+    /// (`OUT_OF_RANGE`).
+    #[error(
+        "resume point {requested} is ahead of the newest event {newest} (was the journal replaced?); call ListActive and resume from its as_of_seq"
+    )]
+    ResumeAhead {
+        /// The resume point asked for.
+        requested: u64,
+        /// The newest sequence number.
+        newest: u64,
+    },
+    /// A configuration section (`[access]`, `[[escalation]]`) is invalid.
+    #[error("{field}: {message}")]
+    Config {
+        /// The field, as written in the file (`access.token[2].enterprises`).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The alarm journal could not be read or written (`UNAVAILABLE`).
+    #[error("alarm journal: {0}")]
+    Journal(#[from] hazardwatch_storage::Error),
+}
+
+impl Error {
+    /// A configuration error of `field`.
+    pub(crate) fn config(field: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Config {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The alarm service's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,336 @@
+//! What the engine runs on: the validated site model, every default
+//! filled in (made by [`super::check`] from [`super::spec`]).
+
+use std::sync::Arc;
+
+use hazardwatch_proto::{AlarmKind, Catalog, PointIdx, PointKind, Priority, UnitIdx};
+
+use super::spec::UnitState;
+
+/// Validated flatline parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlatlineRules {
+    /// How long the value may stay unchanged, ms.
+    pub after_ms: i64,
+    /// Largest change that counts as unchanged.
+    pub band: f64,
+}
+
+/// Validated rate-of-change parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RocRules {
+    /// Limit, engineering units per second.
+    pub limit_per_s: f64,
+    /// Slope window, ms.
+    pub window_ms: i64,
+}
+
+/// Validated predicted-limit parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PredictRules {
+    /// Horizon, ms.
+    pub horizon_ms: i64,
+    /// Slope window, ms.
+    pub window_ms: i64,
+}
+
+/// Defaults used when neither the point nor `[defaults.KIND]` says otherwise.
+///
+/// Deadbands follow EEMUA 191's guidance (temperature 1 %, level and pressure
+/// 2 % of span); delays follow ISA-18.2's typical values (15 s for
+/// temperature, 5 s for level and pressure). Gas detection must annunciate at
+/// once (GB/T 50493), so gas points have no on-delay. Every point is stale
+/// after 60 s without a reading.
+pub fn builtin_defaults(kind: PointKind) -> KindDefaults {
+    match kind {
+        PointKind::Temperature => KindDefaults {
+            deadband_pct: 1.0,
+            on_delay_s: 15.0,
+            off_delay_s: 15.0,
+            stale_s: DEFAULT_STALE_S,
+        },
+        PointKind::Level | PointKind::Pressure => KindDefaults {
+            deadband_pct: 2.0,
+            on_delay_s: 5.0,
+            off_delay_s: 5.0,
+            stale_s: DEFAULT_STALE_S,
+        },
+        PointKind::CombustibleGas | PointKind::ToxicGas => KindDefaults {
+            deadband_pct: 2.0,
+            on_delay_s: 0.0,
+            off_delay_s: 5.0,
+            stale_s: DEFAULT_STALE_S,
+        },
+    }
+}
+
+/// Seconds without a reading before a point is stale, unless configured.
+pub const DEFAULT_STALE_S: f64 = 60.0;
+
+/// Resolved per-kind defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KindDefaults {
+    /// Deadband, percent of span.
+    pub deadband_pct: f64,
+    /// On-delay, seconds.
+    pub on_delay_s: f64,
+    /// Off-delay, seconds.
+    pub off_delay_s: f64,
+    /// Stale after this many seconds without a reading (0: off).
+    pub stale_s: f64,
+}
+
+/// One alarm limit of a point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    /// Which limit.
+    pub kind: AlarmKind,
+    /// The limit value, engineering units.
+    pub value: f64,
+    /// Priority of the alarm it raises.
+    pub priority: Priority,
+}
+
+impl Limit {
+    /// True for HH and H: the alarm is raised above the limit.
+    pub fn is_high(&self) -> bool {
+        matches!(self.kind, AlarmKind::HighHigh | AlarmKind::High)
+    }
+}
+
+/// The validated rule parameters of one point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointRules {
+    /// Instrument range.
+    pub range: (f64, f64),
+    /// Configured limits (HH, H, L, LL order; absent ones omitted).
+    pub limits: Vec<Limit>,
+    /// Deadband in engineering units.
+    pub deadband: f64,
+    /// On-delay, ms of event time.
+    pub on_delay_ms: i64,
+    /// Off-delay, ms of event time.
+    pub off_delay_ms: i64,
+    /// Stale after this long without a reading, ms (None: off).
+    pub stale_ms: Option<i64>,
+    /// Flatline check, when configured.
+    pub flatline: Option<FlatlineRules>,
+    /// Rate-of-change alarm, when configured.
+    pub roc: Option<RocRules>,
+    /// Predicted HH/LL early warning, when configured.
+    pub predict: Option<PredictRules>,
+    /// The limit alarms latch until reset (gas detection).
+    pub latch: bool,
+}
+
+impl PointRules {
+    /// True for the rules of a point removed from the site model.
+    pub fn is_inert(&self) -> bool {
+        *self == Self::inert()
+    }
+
+    /// The rules of a point removed from the site model: nothing to judge.
+    pub fn inert() -> Self {
+        PointRules {
+            range: (f64::NEG_INFINITY, f64::INFINITY),
+            limits: Vec::new(),
+            deadband: 0.0,
+            on_delay_ms: 0,
+            off_delay_ms: 0,
+            stale_ms: None,
+            flatline: None,
+            roc: None,
+            predict: None,
+            latch: false,
+        }
+    }
+}
+
+/// Validated voting parameters of a unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VotingRules {
+    /// Detectors at the first level that confirm a leak.
+    pub k: usize,
+    /// The voting detectors.
+    pub members: Vec<PointIdx>,
+    /// Priority of the unit alarm.
+    pub priority: Priority,
+}
+
+/// Validated correlation parameters of a unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorrelationRules {
+    /// The temperature point.
+    pub temperature: PointIdx,
+    /// The pressure point.
+    pub pressure: PointIdx,
+    /// Largest gap between the two rises, ms.
+    pub window_ms: i64,
+    /// Priority of the unit alarm.
+    pub priority: Priority,
+}
+
+/// The validated rules of one unit.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UnitRules {
+    /// Operating state.
+    pub state: UnitState,
+    /// Voting, when configured.
+    pub voting: Option<VotingRules>,
+    /// Correlation, when configured.
+    pub correlation: Option<CorrelationRules>,
+}
+
+/// A unit in the validated model.
+#[derive(Debug, Clone)]
+pub struct UnitInfo {
+    /// Unit id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Its points.
+    pub points: Vec<PointIdx>,
+}
+
+/// A hazard source in the validated model.
+#[derive(Debug, Clone)]
+pub struct HazardSourceInfo {
+    /// Hazard source id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// GB 18218 grade, 1 to 4.
+    pub grade: u8,
+    /// R = α · Σ βᵢ · qᵢ / Qᵢ when computed from substances.
+    pub r_value: Option<f64>,
+    /// Its units.
+    pub units: Vec<UnitInfo>,
+}
+
+/// An enterprise in the validated model.
+#[derive(Debug, Clone)]
+pub struct EnterpriseInfo {
+    /// Enterprise id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Its hazard sources.
+    pub hazard_sources: Vec<HazardSourceInfo>,
+}
+
+/// The validated site model.
+#[derive(Debug, Clone)]
+pub struct SiteModel {
+    /// Park id.
+    pub park_id: String,
+    /// Park name.
+    pub park_name: String,
+    /// Enterprises, in file order.
+    pub enterprises: Vec<EnterpriseInfo>,
+    /// Every point, by name and index; shared with ingest, the archive
+    /// and the alarm hub rather than copied (each copy would cost about
+    /// 150 bytes per point).
+    pub catalog: Arc<Catalog>,
+    /// Rule parameters, indexed by [`PointIdx`]; shared with the engine's
+    /// [`crate::rule_set::RuleSet`].
+    pub rules: Arc<Vec<PointRules>>,
+    /// Unit rules, indexed by [`UnitIdx`] (the catalog's unit numbering).
+    pub units: Vec<UnitRules>,
+}
+
+/// Priority of an alarm when the config does not set one: gas detection's
+/// second level is critical and its first high; process HH/LL are high and
+/// H/L medium; rate-of-change alarms and predicted-limit early warnings are
+/// medium (they come before a limit, with time to act); sensor health
+/// (fault, stale, flatline) is high on gas detectors and low (stale:
+/// medium) elsewhere.
+pub fn default_priority(point: PointKind, kind: AlarmKind) -> Priority {
+    let gas = matches!(point, PointKind::CombustibleGas | PointKind::ToxicGas);
+    match (gas, kind) {
+        (
+            _,
+            AlarmKind::RateOfChange | AlarmKind::PredictedHighHigh | AlarmKind::PredictedLowLow,
+        ) => Priority::Medium,
+        // A gas detector that cannot be trusted is lost protection.
+        (true, AlarmKind::Fault | AlarmKind::Stale | AlarmKind::Flatline) => Priority::High,
+        (false, AlarmKind::Stale) => Priority::Medium,
+        (false, AlarmKind::Fault | AlarmKind::Flatline) => Priority::Low,
+        (true, AlarmKind::HighHigh) => Priority::Critical,
+        (true, _) => Priority::High,
+        (false, AlarmKind::HighHigh | AlarmKind::LowLow) => Priority::High,
+        (false, _) => Priority::Medium,
+    }
+}
+
+impl SiteModel {
+    /// Rule parameters of a point.
+    pub fn point_rules(&self, idx: PointIdx) -> &PointRules {
+        &self.rules[idx as usize]
+    }
+
+    /// Number of points.
+    pub fn point_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Renumbers this (reloaded) model onto the catalog of the model that
+    /// is running, so every point and unit keeps the index the engine, the
+    /// archive and the alarms know it by: points still present keep theirs,
+    /// new ones are appended, removed ones are retired (no longer accepted,
+    /// no rules, still named). Returns the names of added and removed points.
+    pub fn rebase(&mut self, running: &Catalog) -> (Vec<String>, Vec<String>) {
+        let mut merged = running.clone();
+        let removed: Vec<String> = running
+            .iter()
+            .filter(|(i, m)| running.is_live(*i) && self.catalog.lookup(&m.id).is_none())
+            .map(|(_, m)| m.id.to_string())
+            .collect();
+        for name in &removed {
+            merged.retire(name);
+        }
+        let added: Vec<String> = self
+            .catalog
+            .iter()
+            .filter(|(_, m)| running.lookup(&m.id).is_none())
+            .map(|(_, m)| m.id.to_string())
+            .collect();
+        merged.extend(self.catalog.iter().map(|(_, m)| m.clone()));
+        let to_merged = |p: PointIdx| -> PointIdx {
+            let name = &self.catalog.meta(p).id;
+            merged
+                .lookup(name)
+                .expect("every point of the model was just added")
+        };
+        let mut rules = vec![PointRules::inert(); merged.len()];
+        for (p, r) in self.rules.iter().enumerate() {
+            rules[to_merged(p as PointIdx) as usize] = r.clone();
+        }
+        let mut units = vec![UnitRules::default(); merged.unit_count()];
+        for (u, r) in self.units.iter().enumerate() {
+            let id = &self.catalog.unit(u as UnitIdx).id;
+            let Some(m) = merged.unit_lookup(id) else {
+                continue;
+            };
+            let mut r = r.clone();
+            if let Some(v) = &mut r.voting {
+                v.members = v.members.iter().map(|&p| to_merged(p)).collect();
+            }
+            if let Some(c) = &mut r.correlation {
+                c.temperature = to_merged(c.temperature);
+                c.pressure = to_merged(c.pressure);
+            }
+            units[m as usize] = r;
+        }
+        for e in &mut self.enterprises {
+            for hs in &mut e.hazard_sources {
+                for u in &mut hs.units {
+                    u.points = u.points.iter().map(|&p| to_merged(p)).collect();
+                }
+            }
+        }
+        self.rules = Arc::new(rules);
+        self.units = units;
+        self.catalog = Arc::new(merged);
+        (added, removed)
+    }
+}

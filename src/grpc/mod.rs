@@ -1,0 +1,136 @@
+//! The gRPC edge: one file per service, with gRPC health and reflection,
+//! so grpcurl or any gRPC client works without the `.proto` files in hand.
+//!
+//! - [`alarms`]: `AlarmService` over the alarm hub.
+//! - [`site`]: `SiteService` (risk colours, unit states).
+//! - [`telemetry`]: `TelemetryService` over [`crate::telemetry`].
+//! - [`access`]: the bearer-token interceptor and the caller of a request.
+//! - [`status`]: the one place errors become gRPC status codes.
+//!
+//! Only this module knows tonic's `Status`: the alarm service and the
+//! telemetry queries return typed errors that [`status`] maps.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::Stream;
+use hazardwatch_alarms::{Access, AlarmHub};
+use hazardwatch_proto::clock::SharedClock;
+use hazardwatch_proto::pb;
+use hazardwatch_proto::pb::alarm_service_server::AlarmServiceServer;
+use hazardwatch_proto::pb::site_service_server::SiteServiceServer;
+use hazardwatch_proto::pb::telemetry_service_server::TelemetryServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::live_site::LiveSite;
+use crate::telemetry::Telemetry;
+
+pub mod access;
+pub mod alarms;
+pub mod site;
+pub mod status;
+pub mod telemetry;
+
+use access::interceptor;
+use alarms::Alarms;
+use site::SiteApi;
+
+/// Binds the gRPC listener (port 0: a free port).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// The server, with TLS when an identity is given: a certificate or key
+/// that does not parse is an error here, before anything is served.
+pub fn server(
+    tls: Option<tonic::transport::Identity>,
+) -> Result<tonic::transport::Server, tonic::transport::Error> {
+    let server = tonic::transport::Server::builder();
+    match tls {
+        Some(identity) => {
+            server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+        }
+        None => Ok(server),
+    }
+}
+
+/// What the gRPC services serve.
+pub struct Backends {
+    /// Live alarm state.
+    pub hub: Arc<AlarmHub>,
+    /// Who may call.
+    pub access: Arc<Access>,
+    /// The running site model (unit states).
+    pub site: LiveSite,
+    /// Telemetry queries.
+    pub telemetry: Telemetry,
+    /// Where "now" comes from.
+    pub clock: SharedClock,
+}
+
+/// Serves the alarm, site and telemetry services, health and reflection on
+/// `listener` with `server` (see [`server`]) until `shutdown` is cancelled.
+pub async fn serve(
+    mut server: tonic::transport::Server,
+    listener: TcpListener,
+    backends: Backends,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let Backends {
+        hub,
+        access,
+        site,
+        telemetry,
+        clock,
+    } = backends;
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AlarmServiceServer<Alarms>>()
+        .await;
+    // Reflection in both protocol versions: grpcurl speaks v1, older
+    // clients (Python's grpcio-reflection among them) only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .expect("the embedded descriptor sets are valid (built by protox)");
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .expect("the embedded descriptor sets are valid (built by protox)");
+    server
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(SiteServiceServer::with_interceptor(
+            SiteApi::new(hub.clone(), site, clock.clone()),
+            interceptor(access.clone()),
+        ))
+        .add_service(TelemetryServiceServer::with_interceptor(
+            telemetry,
+            interceptor(access.clone()),
+        ))
+        .add_service(AlarmServiceServer::with_interceptor(
+            Alarms::new(hub, clock, shutdown.clone()),
+            interceptor(access),
+        ))
+        .serve_with_incoming_shutdown(no_delay(listener), shutdown.cancelled())
+        .await
+}
+
+/// The listener's connections with `TCP_NODELAY` set (the builder's own
+/// setting is not applied to an incoming stream): an alarm event is one
+/// small frame, and Nagle's algorithm would hold it back for the peer's
+/// delayed acknowledgement.
+fn no_delay(listener: TcpListener) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
+}

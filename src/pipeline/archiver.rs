@@ -1,0 +1,156 @@
+//! The archiver: the one thread that writes the Parquet archive. Readings
+//! are buffered and sealed at each write-ahead log segment the feeder
+//! passes on (a checkpoint), with the alarm events journaled since; then
+//! the log segments the archive now covers are released, touched
+//! partitions compacted and partitions past the retention deleted. A
+//! failed checkpoint is retried every [`CHECKPOINT_RETRY`]: the readings
+//! stay in the log meanwhile.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hazardwatch_alarms::AlarmHub;
+use hazardwatch_proto::clock::Clock;
+use hazardwatch_storage::{ArchiveWriter, wal};
+
+use super::{ArchiveMsg, Counters};
+use crate::telemetry::{self, Snapshot};
+
+/// Alarm events archived per checkpoint at most (the rest go with the next).
+pub const ALARMS_PER_CHECKPOINT: usize = 200_000;
+/// How soon a failed archive checkpoint is tried again.
+pub const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
+
+/// The archiver thread: appends readings, seals at checkpoints (with the
+/// alarm events journaled since), releases the archived log segments,
+/// compacts and expires; between messages it answers telemetry snapshot
+/// queries and retries a failed checkpoint.
+pub fn archive_loop(
+    rx: crossbeam_channel::Receiver<ArchiveMsg>,
+    snapshots: crossbeam_channel::Receiver<Snapshot>,
+    mut writer: ArchiveWriter,
+    hub: &AlarmHub,
+    wal_dir: &std::path::Path,
+    counters: &Counters,
+    clock: &dyn Clock,
+) -> anyhow::Result<()> {
+    let record = |sealed: &[hazardwatch_storage::SealedFile]| {
+        for f in sealed {
+            if f.dataset == hazardwatch_storage::Dataset::Alarms {
+                counters
+                    .archive_alarm_events
+                    .fetch_add(f.rows as u64, Ordering::Relaxed);
+                metrics::counter!("hazardwatch_archive_alarm_events_total")
+                    .increment(f.rows as u64);
+                continue;
+            }
+            counters.archive_files.fetch_add(1, Ordering::Relaxed);
+            counters
+                .archive_rows
+                .fetch_add(f.rows as u64, Ordering::Relaxed);
+            counters.archive_bytes.fetch_add(f.bytes, Ordering::Relaxed);
+            metrics::counter!("hazardwatch_archive_rows_total").increment(f.rows as u64);
+            metrics::counter!("hazardwatch_archive_bytes_total").increment(f.bytes);
+            metrics::counter!("hazardwatch_archive_files_total").increment(1);
+            tracing::debug!(path = %f.path.display(), rows = f.rows, bytes = f.bytes, "sealed");
+        }
+    };
+    let report = |what: &str, e: &dyn std::fmt::Display| {
+        counters.archive_errors.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("hazardwatch_archive_errors_total").increment(1);
+        tracing::error!(error = %e, "archive {what} failed; the readings stay in the write-ahead log and the next checkpoint retries");
+    };
+    // Seals the buffered readings and the alarm events journaled since, as
+    // covering the log before `segment`; `None` (reported) if that failed.
+    let seal = |writer: &mut ArchiveWriter, segment: u64, what: &str| {
+        let events = match hub.journal_after(writer.progress().alarms_seq, ALARMS_PER_CHECKPOINT) {
+            Ok(e) => e,
+            Err(e) => {
+                report("reading the alarm journal", &e);
+                Vec::new()
+            }
+        };
+        match writer.checkpoint(segment, &events) {
+            Ok(sealed) => {
+                record(&sealed);
+                Some(sealed)
+            }
+            Err(e) => {
+                report(what, &e);
+                None
+            }
+        }
+    };
+    // A checkpoint that failed, retried every CHECKPOINT_RETRY even when
+    // nothing new arrives.
+    let mut failed: Option<u64> = None;
+    loop {
+        let msg = crossbeam_channel::select! {
+            recv(rx) -> msg => match msg {
+                Ok(msg) => msg,
+                Err(_) => break,
+            },
+            recv(snapshots) -> q => {
+                if let Ok(q) = q {
+                    let taken = telemetry::take(&writer, &q);
+                    // The caller may have gone; nothing to do then.
+                    let _ = q.reply.send(taken);
+                }
+                continue;
+            },
+            default(CHECKPOINT_RETRY) => match failed.take() {
+                Some(segment) => ArchiveMsg::Checkpoint(segment),
+                None => continue,
+            },
+        };
+        match msg {
+            ArchiveMsg::Rows {
+                readings,
+                received_ms,
+                late,
+            } => writer.append(&readings, received_ms, &late),
+            ArchiveMsg::Catalog(catalog) => writer.set_catalog(catalog),
+            ArchiveMsg::Checkpoint(segment) => {
+                let Some(sealed) = seal(&mut writer, segment, "checkpoint") else {
+                    failed = Some(segment);
+                    continue;
+                };
+                failed = None;
+                if let Err(e) = wal::release_before(wal_dir, writer.progress().wal_segment) {
+                    tracing::warn!(error = %e, "write-ahead log: cannot delete archived segments");
+                }
+                let mut touched: Vec<std::path::PathBuf> = sealed
+                    .iter()
+                    .filter_map(|f| f.path.parent().map(std::path::Path::to_owned))
+                    .collect();
+                touched.sort();
+                touched.dedup();
+                if let Err(e) = writer.compact(Some(&touched)) {
+                    report("compaction", &e);
+                }
+                match writer.expire(clock.now_ms()) {
+                    Ok(gone) => {
+                        for d in gone {
+                            tracing::info!(partition = %d.display(), "archive: deleted past the retention");
+                        }
+                    }
+                    Err(e) => report("retention", &e),
+                }
+            }
+        }
+    }
+    let left = writer.buffered_rows();
+    if left == 0 {
+        // The engine has finished: the alarm events of its last epochs are
+        // journaled now. Archive them with no readings (so the log's
+        // progress stays exactly where the readings put it).
+        let segment = writer.progress().wal_segment;
+        seal(&mut writer, segment, "archiving the last alarm events");
+    } else {
+        tracing::warn!(
+            readings = left,
+            "archive: readings not sealed at shutdown; they are in the write-ahead log and are archived at the next start"
+        );
+    }
+    Ok(())
+}

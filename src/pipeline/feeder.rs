@@ -1,0 +1,248 @@
+//! The feeder: the one thread that owns the rule engine's input. It takes
+//! durable readings, clock ticks, reloads and log segments in order from
+//! the write-ahead stage, advances event time with the clock (wall clock
+//! less the lateness), records the latest values, and hands every reading
+//! to the archiver with its late flag.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use hazardwatch_proto::clock::{Clock, SharedClock};
+use hazardwatch_rules::{Engine, EngineInput};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{ArchiveMsg, Counters, FeedMsg};
+use crate::telemetry::Latest;
+
+/// Advances live event time every `period` until `stop`.
+pub async fn ticker(
+    out: mpsc::Sender<FeedMsg>,
+    period: Duration,
+    clock: SharedClock,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if out.send(FeedMsg::Tick(clock.now_ms())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The feeder thread: takes [`FeedMsg`]s in order until every sender is
+/// gone, then drains the engine and waits for the archiver to seal.
+pub fn feeder_loop(
+    mut rx: mpsc::Receiver<FeedMsg>,
+    mut engine: Engine,
+    archive_tx: crossbeam_channel::Sender<ArchiveMsg>,
+    archive: std::thread::JoinHandle<anyhow::Result<()>>,
+    latest: &Latest,
+    counters: &Counters,
+    clock: &dyn Clock,
+) -> anyhow::Result<()> {
+    let mut late = Vec::new();
+    // Live from the first tick on: recovered batches come before it and are
+    // judged against the watermark they would have met.
+    let mut live = false;
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            FeedMsg::Batch(b) => {
+                let input: &mut EngineInput = engine.input();
+                input.send(&b.readings, &mut late);
+                if live {
+                    // Event time also follows the wall clock between ticks,
+                    // so a busy park's readings are judged as soon as the
+                    // lateness bound allows, not at the next tick.
+                    let lateness = input.lateness_ms();
+                    input.advance_to(clock.now_ms() - lateness);
+                }
+                latest.update(&b.readings);
+                let n_late = late.iter().filter(|&&l| l).count() as u64;
+                counters
+                    .readings_in
+                    .fetch_add(b.readings.len() as u64, Ordering::Relaxed);
+                if n_late > 0 {
+                    counters.readings_late.fetch_add(n_late, Ordering::Relaxed);
+                    metrics::counter!("hazardwatch_readings_late_total").increment(n_late);
+                }
+                let rows = ArchiveMsg::Rows {
+                    readings: b.readings,
+                    received_ms: b.received_ms,
+                    late: std::mem::take(&mut late),
+                };
+                if archive_tx.send(rows).is_err() {
+                    anyhow::bail!("archive thread stopped");
+                }
+            }
+            FeedMsg::Reload(site) => {
+                engine.input().reload(&site);
+                if archive_tx.send(ArchiveMsg::Catalog(site.catalog)).is_err() {
+                    anyhow::bail!("archive thread stopped");
+                }
+            }
+            FeedMsg::Tick(now) => {
+                live = true;
+                let input = engine.input();
+                let lateness = input.lateness_ms();
+                input.advance_to(now - lateness);
+            }
+            FeedMsg::Segment(segment) => {
+                if archive_tx.send(ArchiveMsg::Checkpoint(segment)).is_err() {
+                    anyhow::bail!("archive thread stopped");
+                }
+            }
+        }
+    }
+    // Input has ended: nothing more can arrive, so event time up to now is
+    // complete. Judge what is left, then stop the engine.
+    engine.input().advance_to(clock.now_ms());
+    let drained = engine.finish();
+    // Seal the archive whatever happened to the engine.
+    drop(archive_tx);
+    let sealed = archive
+        .join()
+        .map_err(|_| anyhow::anyhow!("archive thread panicked"))?;
+    drained.context("rule engine")?;
+    sealed
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use hazardwatch_ingest::IngestBatch;
+    use hazardwatch_proto::clock::SettableClock;
+    use hazardwatch_proto::{Quality, Reading};
+    use hazardwatch_rules::{Collector, EngineConfig, SiteModel, Source};
+
+    use super::*;
+
+    const PARK: &str = r#"
+park = { id = "P" }
+[[enterprise]]
+id = "E01"
+[[enterprise.hazard_source]]
+id = "HS1"
+grade = 2
+[[enterprise.hazard_source.unit]]
+id = "T101"
+[[enterprise.hazard_source.unit.point]]
+id = "T101.LT"
+kind = "level"
+eng_unit = "m"
+range = [0.0, 20.0]
+h = 18.0
+on_delay_s = 0
+stale_s = 0
+"#;
+
+    /// The feeder on its own thread with a settable clock, an archiver
+    /// that keeps what it is sent, and the engine's events collected.
+    struct Harness {
+        feed: mpsc::Sender<FeedMsg>,
+        feeder: std::thread::JoinHandle<anyhow::Result<()>>,
+        archived: crossbeam_channel::Receiver<ArchiveMsg>,
+        events: Collector,
+        counters: Arc<Counters>,
+        point: u32,
+    }
+
+    fn harness(clock: Arc<SettableClock>) -> Harness {
+        let src = Source {
+            path: "park.toml".into(),
+            text: PARK.into(),
+        };
+        let site = SiteModel::parse(&src).unwrap();
+        let config = EngineConfig {
+            workers: 1,
+            lateness_ms: 2_000,
+            ..EngineConfig::default()
+        };
+        let events = Collector::new();
+        let engine = Engine::start(&site, &config, events.sink()).unwrap();
+        let (feed, rx) = mpsc::channel(16);
+        let (archive_tx, archive_rx) = crossbeam_channel::bounded(16);
+        let (kept_tx, archived) = crossbeam_channel::unbounded();
+        let archiver = std::thread::spawn(move || {
+            for msg in archive_rx {
+                kept_tx.send(msg).unwrap();
+            }
+            Ok(())
+        });
+        let counters = Arc::new(Counters::default());
+        let feeder = std::thread::spawn({
+            let counters = counters.clone();
+            move || {
+                let latest = Latest::default();
+                feeder_loop(
+                    rx, engine, archive_tx, archiver, &latest, &counters, &*clock,
+                )
+            }
+        });
+        Harness {
+            feed,
+            feeder,
+            archived,
+            events,
+            counters,
+            point: site.catalog.lookup("T101.LT").unwrap(),
+        }
+    }
+
+    fn reading(point: u32, ts_ms: i64, value: f64) -> Reading {
+        Reading {
+            point,
+            ts_ms,
+            value,
+            quality: Quality::Good,
+        }
+    }
+
+    #[test]
+    fn readings_older_than_the_clock_less_the_lateness_are_archived_late_and_not_judged() {
+        let t0 = 1_800_000_000_000;
+        let clock = Arc::new(SettableClock::new(t0));
+        let h = harness(clock.clone());
+        h.feed.blocking_send(FeedMsg::Tick(t0)).unwrap();
+        let batch = IngestBatch {
+            // 10 s old: behind the watermark (t0 - 2 s). 1 s old: in time.
+            readings: vec![
+                reading(h.point, t0 - 10_000, 19.0),
+                reading(h.point, t0 - 1_000, 18.5),
+            ],
+            received_ms: t0,
+            message: 1,
+        };
+        h.feed.blocking_send(FeedMsg::Batch(batch)).unwrap();
+        // Time passes; the input ends; the feeder drains to the clock.
+        clock.advance(5_000);
+        drop(h.feed);
+        h.feeder.join().unwrap().unwrap();
+
+        let rows: Vec<Vec<bool>> = h
+            .archived
+            .try_iter()
+            .filter_map(|m| match m {
+                ArchiveMsg::Rows { late, .. } => Some(late),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rows, vec![vec![true, false]]);
+        assert_eq!(h.counters.readings_in.load(Ordering::Relaxed), 2);
+        assert_eq!(h.counters.readings_late.load(Ordering::Relaxed), 1);
+        // Only the reading in time was judged: one H alarm, at its time.
+        let events = h.events.take();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].active && events[0].ts_ms == t0 - 1_000);
+    }
+}
