@@ -612,3 +612,6 @@ pub fn check_operator_text<'a>(operator: &'a str, comment: &str) -> Result<&'a s
     }
     Ok(operator)
 }
+
+#[cfg(test)]
+mod tests;
