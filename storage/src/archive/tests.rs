@@ -1,0 +1,198 @@
+//! The archive writer: checkpoints, compaction, retention, exports.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use hazardwatch_proto::{PointKind, PointMeta};
+
+const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+fn writer(dir: &Path, config: ArchiveConfig) -> (ArchiveWriter, Progress) {
+    let mut c = Catalog::default();
+    for (id, e) in [("A.LT", "E1"), ("B.LT", "E1"), ("C.LT", "E2")] {
+        c.insert(PointMeta::new(id, e, "HS", "U", PointKind::Level, "m"));
+    }
+    ArchiveWriter::open(dir, Arc::new(c), config).unwrap()
+}
+
+fn reading(point: PointIdx, ts_ms: i64) -> Reading {
+    Reading {
+        point,
+        ts_ms,
+        value: ts_ms as f64 / 1000.0,
+        quality: Quality::Good,
+    }
+}
+
+fn rows_in(root: &Path, dataset: Dataset) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    for dir in txn::partition_dirs(root).unwrap() {
+        if dir.starts_with(root.join(dataset.dir())) {
+            for f in parquet_files(&dir).unwrap() {
+                out.extend(read_all(&f).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+fn event(seq: u64, enterprise: &str, ts: i64) -> pb::AlarmEvent {
+    pb::AlarmEvent {
+        seq,
+        alarm_id: "A.LT/HH".into(),
+        enterprise: enterprise.into(),
+        point: "A.LT".into(),
+        kind: pb::AlarmKind::HighHigh as i32,
+        priority: pb::Priority::High as i32,
+        transition: pb::Transition::Raised as i32,
+        event_time_ms: ts,
+        value: 19.5,
+        limit: 19.0,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_checkpoint_seals_readings_and_alarms_at_once_and_records_its_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, p) = writer(dir.path(), ArchiveConfig::default());
+    assert_eq!(p, Progress::default());
+    // Two days, two enterprises.
+    w.append(
+        &[reading(0, T0), reading(2, T0 + 5), reading(1, T0 + DAY_MS)],
+        T0,
+        &[],
+    );
+    let events = [
+        event(1, "E1", T0),
+        event(2, "E2", T0 + 1),
+        event(3, "E1", T0 + 2),
+    ];
+    let sealed = w.checkpoint(4, &events).unwrap();
+    assert_eq!(sealed.len(), 3 + 2);
+    assert_eq!(w.buffered_rows(), 0);
+    assert_eq!(count(&rows_in(dir.path(), Dataset::Readings)), 3);
+    let alarms = rows_in(dir.path(), Dataset::Alarms);
+    assert_eq!(count(&alarms), 3);
+    assert!(sealed.iter().any(|f| {
+        f.path
+            .to_string_lossy()
+            .contains("alarms/date=2026-01-01/enterprise=E1/part-")
+    }));
+    // Events already archived are not archived again.
+    w.append(&[reading(0, T0 + 1000)], T0, &[]);
+    w.checkpoint(5, &events).unwrap();
+    assert_eq!(count(&rows_in(dir.path(), Dataset::Alarms)), 3);
+    drop(w);
+    let (_, p) = writer(dir.path(), ArchiveConfig::default());
+    assert_eq!(
+        p,
+        Progress {
+            wal_segment: 5,
+            alarms_seq: 3
+        }
+    );
+}
+
+#[test]
+fn a_failed_checkpoint_changes_nothing_and_the_next_one_archives_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, _) = writer(dir.path(), ArchiveConfig::default());
+    w.append(&[reading(0, T0)], T0, &[]);
+    w.checkpoint(2, &[]).unwrap();
+    // The enterprise E2 partition cannot be created: a file is in the way.
+    let blocked = dir.path().join("readings/date=2026-01-01/enterprise=E2");
+    std::fs::write(&blocked, b"in the way").unwrap();
+    w.append(&[reading(1, T0 + 1), reading(2, T0 + 2)], T0, &[]);
+    assert!(w.checkpoint(3, &[event(1, "E1", T0)]).is_err());
+    assert_eq!(w.progress().wal_segment, 2);
+    assert_eq!(w.buffered_rows(), 2);
+    assert_eq!(count(&rows_in(dir.path(), Dataset::Readings)), 1);
+    // Nothing written aside is left behind.
+    let leftovers: Vec<_> =
+        std::fs::read_dir(dir.path().join("readings/date=2026-01-01/enterprise=E1"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .collect();
+    assert!(leftovers.is_empty());
+    std::fs::remove_file(&blocked).unwrap();
+    w.append(&[reading(0, T0 + 3)], T0, &[]);
+    w.checkpoint(4, &[event(1, "E1", T0)]).unwrap();
+    assert_eq!(count(&rows_in(dir.path(), Dataset::Readings)), 4);
+    assert_eq!(count(&rows_in(dir.path(), Dataset::Alarms)), 1);
+    assert_eq!(w.progress().wal_segment, 4);
+}
+
+#[test]
+fn compaction_merges_eight_small_files_of_a_tier_into_one_sorted_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, _) = writer(dir.path(), ArchiveConfig::default());
+    for i in 0..9 {
+        // Both points of E1, newest first within a file, so merging has
+        // to sort.
+        w.append(&[reading(1, T0 + 10 - i), reading(0, T0 + 20 - i)], T0, &[]);
+        w.checkpoint(i as u64 + 1, &[event(i as u64 + 1, "E1", T0)])
+            .unwrap();
+    }
+    let part = dir.path().join("readings/date=2026-01-01/enterprise=E1");
+    assert_eq!(parquet_files(&part).unwrap().len(), 9);
+    let written = w.compact(None).unwrap();
+    // Readings: 8 of tier 0 (2 rows each) merged; alarms: 8 of 9 too.
+    assert_eq!(written.len(), 2);
+    assert_eq!(parquet_files(&part).unwrap().len(), 2);
+    let batches = rows_in(dir.path(), Dataset::Readings);
+    assert_eq!(count(&batches), 18);
+    let merged = read_all(&written[0].path).unwrap();
+    let merged = arrow_select::concat::concat_batches(&readings_schema(), &merged).unwrap();
+    let point = merged.column_by_name("point").unwrap().as_string::<i32>();
+    let ts = merged
+        .column_by_name("ts")
+        .unwrap()
+        .as_primitive::<TimestampMillisecondType>();
+    let keys: Vec<_> = (0..merged.num_rows())
+        .map(|i| (point.value(i), ts.value(i)))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert_eq!(count(&rows_in(dir.path(), Dataset::Alarms)), 9);
+    // Nothing more to do.
+    assert!(w.compact(None).unwrap().is_empty());
+}
+
+#[test]
+fn retention_deletes_whole_days_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ArchiveConfig {
+        retention_days: 2,
+        ..ArchiveConfig::default()
+    };
+    let (mut w, _) = writer(dir.path(), config);
+    for day in 0..4 {
+        w.append(&[reading(0, T0 + day * DAY_MS)], T0, &[]);
+    }
+    w.checkpoint(1, &[event(1, "E1", T0)]).unwrap();
+    let gone = w.expire(T0 + 3 * DAY_MS + 5).unwrap();
+    // Today is day 3: days 1, 2, 3 are kept.
+    assert_eq!(gone.len(), 2, "{gone:?}");
+    let left: Vec<_> = txn::subdirs(&dir.path().join("readings"))
+        .unwrap()
+        .iter()
+        .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        ["date=2026-01-02", "date=2026-01-03", "date=2026-01-04"]
+    );
+    assert!(txn::subdirs(&dir.path().join("alarms")).unwrap().is_empty());
+}
