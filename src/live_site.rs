@@ -20,6 +20,14 @@ pub struct LiveSite {
 }
 
 impl LiveSite {
+    /// The running `site`, whose changes go to the feeder through `feed`.
+    pub(crate) fn new(site: SiteModel, feed: &mpsc::Sender<FeedMsg>) -> LiveSite {
+        LiveSite {
+            site: Arc::new(Mutex::new(site)),
+            feed: feed.downgrade(),
+        }
+    }
+
     /// The running site model.
     fn site(&self) -> MutexGuard<'_, SiteModel> {
         self.site.lock().unwrap_or_else(|p| p.into_inner())
@@ -62,15 +70,5 @@ impl LiveSite {
     /// Replaces the running model (after a reload of the file).
     pub(crate) fn replace(&self, site: SiteModel) {
         *self.site() = site;
-    }
-}
-
-impl LiveSite {
-    /// The running `site`, whose changes go to the feeder through `feed`.
-    pub(crate) fn new(site: SiteModel, feed: &mpsc::Sender<FeedMsg>) -> LiveSite {
-        LiveSite {
-            site: Arc::new(Mutex::new(site)),
-            feed: feed.downgrade(),
-        }
     }
 }

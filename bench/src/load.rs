@@ -57,21 +57,43 @@ pub fn options(id: &str, host: &str, port: u16) -> (AsyncClient, rumqttc::EventL
     (client, eventloop)
 }
 
-/// One message of gateway `g`: `batch` readings of its points, stamped
-/// `ts_ms`.
-fn payload(load: &Load, g: usize, seq: u64, ts_ms: i64, walks: &mut [Walk]) -> Vec<u8> {
-    let per = (load.points / load.gateways).max(1);
-    let first = g * per;
-    let point = |i: usize| first + (seq as usize * load.batch + i) % per;
-    let gateway = format!("GW{g}");
-    let names: Vec<String> = (0..load.batch).map(|i| format!("P{}", point(i))).collect();
-    let readings = names.iter().enumerate().map(|(i, name)| OutReading {
-        point: name,
-        ts_ms,
-        value: walks[point(i) - first].next_value(),
-        quality: Quality::Good,
-    });
-    encode::batch(load.format, &gateway, seq, readings)
+/// One simulated gateway of a load: its id, and its points' names and
+/// random walks, made once so a message costs only its encoding.
+struct GatewaySim {
+    id: String,
+    names: Vec<String>,
+    walks: Vec<Walk>,
+}
+
+impl GatewaySim {
+    /// Gateway `g` of `load`: points `P{g*per}..` where `per` is its share.
+    fn new(load: &Load, g: usize) -> GatewaySim {
+        let per = (load.points / load.gateways).max(1);
+        let first = g * per;
+        GatewaySim {
+            id: format!("GW{g}"),
+            names: (first..first + per).map(|p| format!("P{p}")).collect(),
+            walks: (first..first + per)
+                .map(|p| Walk::new(p as u64 + 1, 10.0))
+                .collect(),
+        }
+    }
+
+    /// Message `seq`: `batch` readings of its points in turn, stamped
+    /// `ts_ms`.
+    fn payload(&mut self, load: &Load, seq: u64, ts_ms: i64) -> Vec<u8> {
+        let (names, walks) = (&self.names, &mut self.walks);
+        let readings = (0..load.batch).map(|i| {
+            let k = (seq as usize * load.batch + i) % names.len();
+            OutReading {
+                point: &names[k],
+                ts_ms,
+                value: walks[k].next_value(),
+                quality: Quality::Good,
+            }
+        });
+        encode::batch(load.format, &self.id, seq, readings)
+    }
 }
 
 /// Publishes from every gateway for `duration`, at the load's rate or as
@@ -112,10 +134,7 @@ pub async fn publish(
         let topic =
             hazardwatch_ingest::topic::telemetry("hw/v1", "E", &format!("GW{g}"), load.format);
         tasks.push(tokio::spawn(async move {
-            let per = (load.points / load.gateways).max(1);
-            let mut walks: Vec<Walk> = (0..per)
-                .map(|i| Walk::new((g * per + i) as u64 + 1, 10.0))
-                .collect();
+            let mut gateway = GatewaySim::new(&load, g);
             // Messages per second of this gateway, when paced.
             let pace = load
                 .rate
@@ -127,7 +146,7 @@ pub async fn publish(
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let ts = chrono::Utc::now().timestamp_millis();
-                let body = payload(&load, g, seq, ts, &mut walks);
+                let body = gateway.payload(&load, seq, ts);
                 if client
                     .publish(&topic, QoS::AtLeastOnce, false, body)
                     .await

@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use hazardwatch_alarms::hub::MAX_TEXT;
 use hazardwatch_alarms::{Action, AlarmHub, Caller, Filter};
 use hazardwatch_proto::clock::SharedClock;
 use hazardwatch_proto::pb;
@@ -30,9 +29,6 @@ const CATCH_UP_PAGE: usize = 4_096;
 /// History page size when the request leaves it at 0, and the largest
 /// accepted.
 const HISTORY_PAGE: (u32, u32) = (1_000, 10_000);
-
-/// Longest shelf, seconds: one shift. A shelved alarm must come back.
-pub const MAX_SHELVE_S: u32 = 8 * 3600;
 
 /// The `AlarmService` implementation.
 pub struct Alarms {
@@ -166,16 +162,9 @@ impl AlarmService for Alarms {
     ) -> Result<Response<pb::ActionResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
-        if !(1..=MAX_SHELVE_S).contains(&req.duration_s) {
-            return Err(Status::invalid_argument(format!(
-                "duration_s {} must be from 1 to {MAX_SHELVE_S} (one shift)",
-                req.duration_s
-            )));
-        }
-        let until = self.clock.now_ms() + i64::from(req.duration_s) * 1000;
         self.act(
             caller,
-            Action::Shelve(until),
+            Action::Shelve(req.duration_s),
             req.alarm_id,
             req.operator,
             req.comment,
@@ -237,11 +226,6 @@ impl AlarmService for Alarms {
     ) -> Result<Response<pb::ActionResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
-        if req.action.trim().is_empty() || req.action.len() > MAX_TEXT {
-            return Err(Status::invalid_argument(format!(
-                "action is required (what was done), at most {MAX_TEXT} bytes"
-            )));
-        }
         self.act(
             caller,
             Action::Dispose(req.action),

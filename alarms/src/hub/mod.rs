@@ -42,8 +42,8 @@ pub enum Action {
     Acknowledge,
     /// Reset of a latched alarm.
     Reset,
-    /// Shelve until a wall time, Unix ms.
-    Shelve(i64),
+    /// Shelve for this many seconds, 1 to [`MAX_SHELVE_S`].
+    Shelve(u32),
     /// End a shelf.
     Unshelve,
     /// A comment only.
@@ -374,6 +374,19 @@ impl AlarmHub {
             action,
             Action::Shelve(_) | Action::Comment | Action::OutOfService(true) | Action::Dispose(_)
         );
+        match &action {
+            Action::Shelve(s) if !(1..=MAX_SHELVE_S).contains(s) => {
+                return Err(Error::InvalidArgument(format!(
+                    "duration_s {s} must be from 1 to {MAX_SHELVE_S} (one shift)"
+                )));
+            }
+            Action::Dispose(done) if done.trim().is_empty() || done.len() > MAX_TEXT => {
+                return Err(Error::InvalidArgument(format!(
+                    "action is required (what was done), at most {MAX_TEXT} bytes"
+                )));
+            }
+            _ => {}
+        }
         if needs_why && comment.trim().is_empty() {
             let field = if matches!(action, Action::Dispose(_)) {
                 "cause"
@@ -414,7 +427,10 @@ impl AlarmHub {
         let record = match action {
             Action::Acknowledge => table.acknowledge(source, kind, actor, comment, now_ms)?,
             Action::Reset => table.reset(source, kind, actor, comment, now_ms)?,
-            Action::Shelve(until) => table.shelve(source, kind, until, actor, comment, now_ms)?,
+            Action::Shelve(s) => {
+                let until = now_ms + i64::from(s) * 1000;
+                table.shelve(source, kind, until, actor, comment, now_ms)?
+            }
             Action::Unshelve => table.unshelve(source, kind, actor, comment, now_ms)?,
             Action::Comment => table.comment(source, kind, actor, comment, now_ms)?,
             Action::OutOfService(out) => {
@@ -594,6 +610,9 @@ impl AlarmHub {
 
 /// Longest operator name or comment accepted, in bytes.
 pub const MAX_TEXT: usize = 1_024;
+
+/// Longest shelf, seconds: one shift. A shelved alarm must come back.
+pub const MAX_SHELVE_S: u32 = 8 * 3600;
 
 /// Checks the person and the why of an operator action or a change to the
 /// site: the person is required, both are bounded. Returns the trimmed

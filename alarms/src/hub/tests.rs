@@ -85,10 +85,10 @@ fn a_shelf_expires_when_the_clock_passes_it_and_actions_are_checked() {
         role: Role::Viewer,
         ..operator()
     };
-    let until = clock.now_ms() + 60_000;
     let now = clock.now_ms();
+    let until = now + 60_000;
     let shelve =
-        |c: &Caller, id: &str, why: &str| hub.act(c, Action::Shelve(until), id, "li.na", why, now);
+        |c: &Caller, id: &str, why: &str| hub.act(c, Action::Shelve(60), id, "li.na", why, now);
     assert!(matches!(
         shelve(&viewer, "T101.LT/HH", "known upset"),
         Err(Error::PermissionDenied(_))
