@@ -194,16 +194,14 @@ impl Config {
         let section = |r: Result<(), String>| {
             r.map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))
         };
-        section(file.mqtt.validate().map_err(|e| e.to_string()))?;
         section(file.engine.validate().map_err(|e| e.to_string()))?;
-        section(file.grpc.validate())?;
         section(file.archive.validate().map_err(|e| e.to_string()))?;
         let enterprises = file
             .enterprise
             .iter()
             .map(|e| e.id.get_ref().clone())
             .collect();
-        let access = Access::new(&file.access, &enterprises, file.grpc.listen)
+        let access = Access::new(&file.access, &enterprises)
             .map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))?;
         let escalation = EscalationPolicy::new(&file.escalation, &enterprises)
             .map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))?;
@@ -213,7 +211,7 @@ impl Config {
             enterprise: file.enterprise,
         };
         let site = SiteModel::from_spec(&spec, src).map_err(|e| ConfigError(e.to_string()))?;
-        Ok(Config {
+        let config = Config {
             settings: Settings {
                 data_dir: file.data_dir,
                 mqtt: file.mqtt,
@@ -225,7 +223,41 @@ impl Config {
                 escalation,
             },
             site,
-        })
+        };
+        config
+            .check_exposure()
+            .map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))?;
+        Ok(config)
+    }
+
+    /// Checks what the service exposes to the network, as it will run
+    /// (call it again after command-line or environment overrides):
+    /// plaintext or unauthenticated gRPC and MQTT only on loopback.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        let s = &self.settings;
+        s.grpc.validate().map_err(ConfigError)?;
+        if s.access.is_open() && !s.grpc.listen.ip().is_loopback() {
+            return Err(ConfigError(format!(
+                "grpc.listen {} is not loopback, so [[access.token]] entries are required",
+                s.grpc.listen
+            )));
+        }
+        s.mqtt.validate().map_err(|e| ConfigError(e.to_string()))?;
+        if s.mqtt.broker.is_none() && !s.mqtt.listen.ip().is_loopback() {
+            if s.mqtt.tls.is_none() {
+                return Err(ConfigError(format!(
+                    "mqtt.listen {} is not loopback: configure mqtt.tls = {{ cert = ..., key = ... }}",
+                    s.mqtt.listen
+                )));
+            }
+            if self.site.registry.is_open() {
+                return Err(ConfigError(format!(
+                    "mqtt.listen {} is not loopback, so gateways must be registered ([[enterprise.gateway]] with a credential)",
+                    s.mqtt.listen
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -105,7 +105,16 @@ struct Overrides {
 }
 
 impl Overrides {
-    fn apply(self, config: &mut Config) {
+    /// Applies the overrides, then checks again what the service would
+    /// expose: an override must not open what the file's checks refused.
+    fn apply(self, config: &mut Config) -> anyhow::Result<()> {
+        self.set(config);
+        config
+            .check_exposure()
+            .map_err(|e| anyhow::anyhow!("{e} (with the command-line and HAZARDWATCH_* overrides)"))
+    }
+
+    fn set(self, config: &mut Config) {
         let s = &mut config.settings;
         if let Some(d) = self.data {
             s.data_dir = d;
@@ -156,6 +165,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    hazardwatch::service::install_crypto_provider();
     let result = match cli.command {
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
@@ -187,9 +197,9 @@ fn main() -> ExitCode {
             config,
             overrides,
         } => {
-            init_tracing("warn,rumqttd=off");
+            init_tracing("warn,rmqtt=off,rmqtt_net=off");
             load(config.as_ref()).and_then(|mut c| {
-                overrides.apply(&mut c);
+                overrides.apply(&mut c)?;
                 runtime()?.block_on(hazardwatch::demo::demo(
                     c,
                     duration.map(Duration::from_secs),
@@ -198,10 +208,10 @@ fn main() -> ExitCode {
             })
         }
         Command::Run { config, overrides } => {
-            init_tracing("info,rumqttd=off");
+            init_tracing("info,rmqtt=warn,rmqtt_net=warn");
             load(Some(&config)).and_then(|mut c| {
                 let file_settings = c.settings.clone();
-                overrides.apply(&mut c);
+                overrides.apply(&mut c)?;
                 runtime()?.block_on(hazardwatch::run::run(c, Some((config, file_settings))))
             })
         }

@@ -23,11 +23,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hazardwatch_alarms::{AlarmHub, RiskModel};
-use hazardwatch_ingest::broker::{self, resolve_port};
-use hazardwatch_ingest::config::broker_host_port;
+use hazardwatch_ingest::auth::ServiceIdentity;
+use hazardwatch_ingest::broker::{BrokerSettings, EmbeddedBroker, ListenerTls, resolve_port};
+use hazardwatch_ingest::config::{MqttConfig, broker_host_port};
 use hazardwatch_ingest::{Dedup, Delivery, Quarantine, Subscriber};
-use hazardwatch_proto::Catalog;
 use hazardwatch_proto::clock::{SharedClock, WallClock};
+use hazardwatch_proto::{Catalog, Registry};
 use hazardwatch_rules::{Engine, SiteModel};
 use hazardwatch_storage::wal::{self, FileIo, Wal, WalConfig, WalIo};
 use hazardwatch_storage::{AlarmJournal, ArchiveWriter};
@@ -52,7 +53,8 @@ pub const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running service.
 pub struct Running {
-    /// Where the MQTT broker listens (embedded) or is (external).
+    /// Where gateways reach the MQTT broker: the embedded broker's gateway
+    /// listener, or the external broker.
     pub mqtt_addr: String,
     /// Where gRPC listens.
     pub grpc_addr: SocketAddr,
@@ -80,6 +82,74 @@ pub struct Running {
     feeder: std::thread::JoinHandle<anyhow::Result<()>>,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     clock: JoinHandle<()>,
+    /// The embedded broker (none with an external one); stops when dropped.
+    broker: Option<EmbeddedBroker>,
+}
+
+/// How ingest reaches the broker.
+struct BrokerLink {
+    host: String,
+    port: u16,
+    /// Where gateways connect.
+    gateways: String,
+    credentials: Option<(String, String)>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    embedded: Option<EmbeddedBroker>,
+}
+
+/// Starts the embedded broker, or prepares the link to the external one.
+async fn connect_broker(mqtt: &MqttConfig, registry: Arc<Registry>) -> anyhow::Result<BrokerLink> {
+    if let Some(b) = &mqtt.broker {
+        let (host, port) = broker_host_port(b)?;
+        let credentials = match (&mqtt.username, mqtt.password()?) {
+            (Some(u), Some(p)) => Some((u.clone(), p)),
+            _ => None,
+        };
+        let tls = match &mqtt.broker_tls {
+            Some(t) => Some(
+                hazardwatch_ingest::tls::client_config(
+                    &t.ca,
+                    t.cert.as_deref().zip(t.key.as_deref()),
+                )
+                .context("mqtt.broker_tls")?,
+            ),
+            None => None,
+        };
+        return Ok(BrokerLink {
+            host,
+            port,
+            gateways: b.clone(),
+            credentials,
+            tls,
+            embedded: None,
+        });
+    }
+    let service = ServiceIdentity::generate(&mqtt.client_id);
+    let credentials = Some((
+        service.username.clone(),
+        String::from_utf8_lossy(&service.secret).into_owned(),
+    ));
+    let settings = BrokerSettings {
+        listen: mqtt.listen,
+        tls: mqtt.tls.as_ref().map(|t| ListenerTls {
+            cert: t.cert.clone(),
+            key: t.key.clone(),
+            client_ca: t.client_ca.clone(),
+        }),
+        max_packet_bytes: mqtt.max_payload_bytes * 4 + 1024,
+        topic_prefix: mqtt.topic_prefix.clone(),
+        service,
+    };
+    let broker =
+        tokio::task::spawn_blocking(move || EmbeddedBroker::start(settings, registry)).await??;
+    Ok(BrokerLink {
+        host: broker.service_addr.ip().to_string(),
+        port: broker.service_addr.port(),
+        gateways: broker.addr.to_string(),
+        credentials,
+        tls: None,
+        embedded: Some(broker),
+    })
 }
 
 /// What a reload changed.
@@ -114,6 +184,14 @@ fn install_metrics(addr: SocketAddr) -> Option<SocketAddr> {
             None
         }
     }
+}
+
+/// Makes ring the process's rustls provider. The process links two
+/// (rmqtt brings aws-lc-rs, tonic ring), and rustls then picks neither on
+/// its own: a TLS client or server built without an explicit provider
+/// would panic. Installing twice is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Drives the alarm hub's wall-clock work (shelves expiring) once a second
@@ -159,6 +237,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
 /// [`start`] in an [`Environment`] of the caller's.
 pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Running> {
+    install_crypto_provider();
     let Environment { clock, wal_io } = env;
     let Config { settings, site } = config;
     let data_dir = settings.data_dir.clone();
@@ -168,21 +247,8 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     let catalog = site.catalog.clone();
 
     // MQTT broker (embedded unless an external one is configured).
-    let (host, port, mqtt_addr) = match &settings.mqtt.broker {
-        Some(b) => {
-            let (h, p) = broker_host_port(b)?;
-            (h, p, b.clone())
-        }
-        None => {
-            let limit = settings.mqtt.max_payload_bytes * 4 + 1024;
-            let addr = tokio::task::spawn_blocking({
-                let listen = settings.mqtt.listen;
-                move || broker::start_embedded(listen, limit)
-            })
-            .await??;
-            (addr.ip().to_string(), addr.port(), addr.to_string())
-        }
-    };
+    let link = connect_broker(&settings.mqtt, site.registry.clone()).await?;
+    let mqtt_addr = link.gateways.clone();
 
     let metrics_addr = if settings.metrics.enabled {
         install_metrics(settings.metrics.listen)
@@ -341,8 +407,10 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     let wal_stage = tokio::spawn(stage.run(ingest_rx, ingest_stop.clone()));
     let reload = feed_tx;
     let subscriber = Subscriber {
-        host,
-        port,
+        host: link.host,
+        port: link.port,
+        credentials: link.credentials,
+        tls: link.tls,
         config: settings.mqtt.clone(),
         catalog: catalog_rx,
         clock,
@@ -377,6 +445,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         feeder,
         grpc,
         clock: clock_task,
+        broker: link.embedded,
     })
 }
 
@@ -392,12 +461,16 @@ impl Running {
         let (added, removed) = site.rebase(&running);
         let catalog = site.catalog.clone();
         let risk = RiskModel::from_site(&site);
+        let site_registry = site.registry.clone();
         self.site.replace(site.clone());
         self.reload
             .send(FeedMsg::Reload(Box::new(site)))
             .await
             .map_err(|_| anyhow::anyhow!("the service is stopping"))?;
         self.hub.set_site(catalog.clone(), risk);
+        if let Some(b) = &self.broker {
+            b.set_registry(site_registry);
+        }
         self.catalog.send_replace(catalog);
         metrics::counter!("hazardwatch_config_reloads_total", "result" => "applied").increment(1);
         Ok(Reloaded { added, removed })
@@ -420,6 +493,11 @@ impl Running {
         self.grpc_stop.cancel();
         let served = self.grpc.await.context("gRPC task")?;
         self.clock.await.context("clock task")?;
+        if let Some(b) = self.broker {
+            tokio::task::spawn_blocking(move || drop(b))
+                .await
+                .context("stopping the embedded broker")?;
+        }
         ingest.context("ingest")?;
         logged.context("write-ahead log")?;
         drained.context("draining the engine and archive")?;

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
 
 use crate::Walk;
+use hazardwatch_ingest::auth::ServiceIdentity;
+use hazardwatch_ingest::broker::{BrokerSettings, EmbeddedBroker};
 use hazardwatch_ingest::encode::{self, OutReading};
 pub use hazardwatch_ingest::topic::Format;
 use hazardwatch_proto::Quality;
@@ -55,6 +57,53 @@ pub fn options(id: &str, host: &str, port: u16) -> (AsyncClient, rumqttc::EventL
     net.set_tcp_nodelay(true);
     eventloop.set_network_options(net);
     (client, eventloop)
+}
+
+/// Where a relay's subscriber reads: a broker's address and, for the
+/// embedded broker (where only the service may subscribe to telemetry),
+/// the service identity it subscribes as.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// The service's identity at the embedded broker.
+    pub identity: Option<ServiceIdentity>,
+}
+
+impl Reader {
+    /// A reader of a broker without authentication (mosquitto's default).
+    pub fn anonymous(host: &str, port: u16) -> Reader {
+        Reader {
+            host: host.to_owned(),
+            port,
+            identity: None,
+        }
+    }
+}
+
+/// The embedded broker with an open registry on a free loopback port, as
+/// the service runs it; gateways publish to its `addr`, and the returned
+/// [`Reader`] subscribes as the service.
+pub fn embedded_broker() -> anyhow::Result<(EmbeddedBroker, Reader)> {
+    let service = ServiceIdentity::generate("bench-relay");
+    let broker = EmbeddedBroker::start(
+        BrokerSettings {
+            listen: "127.0.0.1:0".parse()?,
+            tls: None,
+            max_packet_bytes: 4 << 20,
+            topic_prefix: "hw/v1".into(),
+            service: service.clone(),
+        },
+        Arc::default(),
+    )?;
+    let reader = Reader {
+        host: broker.service_addr.ip().to_string(),
+        port: broker.service_addr.port(),
+        identity: Some(service),
+    };
+    Ok((broker, reader))
 }
 
 /// One simulated gateway of a load: its id and its points' random walks.
@@ -232,11 +281,24 @@ pub async fn publish_apart(
 /// hands each message it receives to `on_message`: the bare relay. Returns
 /// once subscribed.
 pub async fn relay_subscriber(
-    host: &str,
-    port: u16,
+    reader: &Reader,
     mut on_message: impl FnMut(&rumqttc::Publish) + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let (client, mut eventloop) = options("bench-relay", host, port);
+    let (client, mut eventloop) = match &reader.identity {
+        None => options("bench-relay", &reader.host, reader.port),
+        Some(id) => {
+            let mut o = MqttOptions::new(&id.client_id, &reader.host, reader.port);
+            o.set_max_packet_size(4 << 20, 4 << 20)
+                .set_keep_alive(Duration::from_secs(30))
+                .set_inflight(100)
+                .set_credentials(&id.username, String::from_utf8_lossy(&id.secret));
+            let (client, mut eventloop) = AsyncClient::new(o, 1000);
+            let mut net = NetworkOptions::new();
+            net.set_tcp_nodelay(true);
+            eventloop.set_network_options(net);
+            (client, eventloop)
+        }
+    };
     client
         .subscribe("hw/v1/+/+/telemetry/#", QoS::AtLeastOnce)
         .await?;
@@ -270,12 +332,11 @@ pub async fn relay_subscriber(
 
 /// A [`relay_subscriber`] that counts the messages it receives.
 pub async fn count_received(
-    host: &str,
-    port: u16,
+    reader: &Reader,
 ) -> anyhow::Result<(Arc<AtomicU64>, tokio::task::JoinHandle<()>)> {
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
-    let task = relay_subscriber(host, port, move |_| {
+    let task = relay_subscriber(reader, move |_| {
         counter.fetch_add(1, Ordering::Relaxed);
     })
     .await?;

@@ -116,6 +116,11 @@ pub struct Subscriber {
     pub host: String,
     /// Broker port.
     pub port: u16,
+    /// User name and password at the broker (the embedded broker's service
+    /// identity, or `[mqtt] username` and `password_file`).
+    pub credentials: Option<(String, String)>,
+    /// TLS towards the broker (`[mqtt] broker_tls`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Settings.
     pub config: MqttConfig,
     /// The current site catalog (replaced on reload).
@@ -144,6 +149,14 @@ impl Subscriber {
             .set_request_channel_capacity(REQUEST_QUEUE)
             // Let oversize messages in so they are quarantined with a reason.
             .set_max_packet_size(self.config.max_payload_bytes * 4 + 1024, 64 * 1024);
+        if let Some((user, password)) = &self.credentials {
+            options.set_credentials(user, password);
+        }
+        if let Some(tls) = &self.tls {
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
+            ));
+        }
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
         let mut net = NetworkOptions::new();
         net.set_tcp_nodelay(true);

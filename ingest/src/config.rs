@@ -1,6 +1,7 @@
 //! `[mqtt]` settings.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -14,7 +15,23 @@ pub struct MqttConfig {
     /// started on `listen`.
     pub broker: Option<String>,
     /// Listen address of the embedded broker. Port 0 picks a free port.
+    /// Off loopback it needs `tls` and registered gateways.
     pub listen: SocketAddr,
+    /// TLS of the embedded broker's listener (rustls); with `client_ca`,
+    /// mutual TLS.
+    pub tls: Option<ListenerTlsConfig>,
+    /// TLS towards the external `broker`: the CA that signed its
+    /// certificate, and this client's certificate for mutual TLS.
+    pub broker_tls: Option<BrokerTlsConfig>,
+    /// User name of the service at the external `broker`.
+    pub username: Option<String>,
+    /// File holding the service's password at the external `broker` (one
+    /// line; keep it readable by the service only).
+    pub password_file: Option<PathBuf>,
+    /// Connect to an external broker that is not on loopback without TLS.
+    /// Off by default: credentials and telemetry must not cross a network
+    /// in clear.
+    pub allow_plaintext: bool,
     /// Topic prefix: gateways publish to `{prefix}/{enterprise}/{gateway}/telemetry`.
     pub topic_prefix: String,
     /// MQTT client id of the ingest subscriber (its persistent session).
@@ -33,11 +50,41 @@ pub struct MqttConfig {
     pub dedup_window: usize,
 }
 
+/// `[mqtt] tls = { cert = "...", key = "...", client_ca = "..." }`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsConfig {
+    /// Server certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Server private key, PEM.
+    pub key: PathBuf,
+    /// CA of the gateways' client certificates, PEM (mutual TLS: every
+    /// client must present one).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[mqtt] broker_tls = { ca = "...", cert = "...", key = "..." }`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerTlsConfig {
+    /// The CA that signed the broker's certificate, PEM.
+    pub ca: PathBuf,
+    /// This client's certificate chain, PEM (mutual TLS).
+    pub cert: Option<PathBuf>,
+    /// This client's private key, PEM (mutual TLS).
+    pub key: Option<PathBuf>,
+}
+
 impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
             broker: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            tls: None,
+            broker_tls: None,
+            username: None,
+            password_file: None,
+            allow_plaintext: false,
             topic_prefix: "hw/v1".into(),
             client_id: "hazardwatch".into(),
             max_payload_bytes: 256 * 1024,
@@ -78,10 +125,74 @@ impl MqttConfig {
             ));
         }
         if let Some(b) = &self.broker {
-            broker_host_port(b)?;
+            let (host, _) = broker_host_port(b)?;
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !loopback && self.broker_tls.is_none() && !self.allow_plaintext {
+                return bad(format!(
+                    "mqtt.broker {b} is not loopback: configure mqtt.broker_tls = {{ ca = ... }}, or set mqtt.allow_plaintext = true"
+                ));
+            }
+            if self.username.is_some() != self.password_file.is_some() {
+                return bad("mqtt.username and mqtt.password_file go together".into());
+            }
+        } else if self.broker_tls.is_some()
+            || self.username.is_some()
+            || self.password_file.is_some()
+        {
+            return bad(
+                "mqtt.broker_tls, mqtt.username and mqtt.password_file are for an external mqtt.broker; the embedded broker authenticates the service itself".into(),
+            );
+        }
+        if let Some(t) = &self.broker_tls {
+            if t.cert.is_some() != t.key.is_some() {
+                return bad("mqtt.broker_tls: cert and key go together".into());
+            }
+            readable("mqtt.broker_tls.ca", &t.ca)?;
+            for (f, p) in [("cert", &t.cert), ("key", &t.key)] {
+                if let Some(p) = p {
+                    readable(&format!("mqtt.broker_tls.{f}"), p)?;
+                }
+            }
+        }
+        if let Some(t) = &self.tls {
+            readable("mqtt.tls.cert", &t.cert)?;
+            readable("mqtt.tls.key", &t.key)?;
+            if let Some(ca) = &t.client_ca {
+                readable("mqtt.tls.client_ca", ca)?;
+            }
+        }
+        if let Some(p) = &self.password_file {
+            readable("mqtt.password_file", p)?;
         }
         Ok(())
     }
+
+    /// The service's password at the external broker, read from
+    /// `password_file` (first line, without its line end).
+    pub fn password(&self) -> Result<Option<String>> {
+        let Some(path) = &self.password_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("mqtt.password_file: {}: {e}", path.display())))?;
+        let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+        if line.is_empty() {
+            return Err(Error::Config(format!(
+                "mqtt.password_file: {} is empty",
+                path.display()
+            )));
+        }
+        Ok(Some(line.to_owned()))
+    }
+}
+
+fn readable(field: &str, path: &std::path::Path) -> Result<()> {
+    std::fs::metadata(path)
+        .map(|_| ())
+        .map_err(|e| Error::Config(format!("{field}: {}: {e}", path.display())))
 }
 
 /// Splits `host:port`.

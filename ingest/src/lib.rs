@@ -1,6 +1,8 @@
 //! Telemetry in: the MQTT side of hazardwatch.
 //!
-//! - [`broker`]: the embedded rumqttd broker.
+//! - [`auth`]: who may connect to the broker and what each may do, from
+//!   the gateway registry.
+//! - [`broker`]: the embedded broker.
 //! - [`client`]: the QoS 1 subscriber with manual acks; hands validated
 //!   readings to the pipeline with the ack it owes, to send once they are
 //!   durable.
@@ -25,6 +27,7 @@
 //! assert!(checked.rejections.is_empty());
 //! ```
 
+pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod config;
@@ -33,6 +36,7 @@ pub mod dedup;
 pub mod encode;
 pub mod error;
 pub mod quarantine;
+pub mod tls;
 pub mod topic;
 
 pub use client::{Ack, Delivery, IngestBatch, Subscriber, message_id};

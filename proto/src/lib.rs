@@ -7,6 +7,8 @@
 //!   service. A reading names its point by a dense [`PointIdx`], not a string.
 //! - [`catalog`]: [`Catalog`], the table from point name to [`PointIdx`] and
 //!   to the point's place in the site (enterprise, hazard source, unit, kind).
+//! - [`registry`]: [`Registry`], the gateways allowed to report the
+//!   points, which points each reports, and how it authenticates.
 //! - [`alarm`]: [`RuleEvent`], what the rule engine emits, with [`AlarmKind`]
 //!   and [`Priority`].
 //! - [`clock`]: the [`clock::Clock`] every crate asks for "now" (the wall
@@ -27,10 +29,12 @@ pub mod alarm;
 pub mod catalog;
 pub mod clock;
 pub mod reading;
+pub mod registry;
 
 pub use alarm::{AlarmKind, AlarmSource, Priority, RuleEvent};
 pub use catalog::{Catalog, PointKind, PointMeta, UnitMeta};
 pub use reading::{ConsoleIdx, PointIdx, Quality, Reading, UnitIdx};
+pub use registry::{Credential, GatewayIdx, GatewayInfo, NO_GATEWAY, Registry};
 
 /// Generated protobuf and gRPC types of package `hazardwatch.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

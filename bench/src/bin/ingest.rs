@@ -14,8 +14,14 @@ use hazardwatch_bench::load::{self, Format, Load};
 use hazardwatch_bench::{Setup, baseline, header, per_sec, row, start_service};
 
 /// The bare relay through a broker: readings/s the subscriber received.
-async fn relay(host: &str, port: u16, load: &Load, seconds: u64) -> anyhow::Result<f64> {
-    let (received, task) = load::count_received(host, port).await?;
+async fn relay(
+    host: &str,
+    port: u16,
+    reader: &load::Reader,
+    load: &Load,
+    seconds: u64,
+) -> anyhow::Result<f64> {
+    let (received, task) = load::count_received(reader).await?;
     let t = Instant::now();
     let published = load::publish_apart(host, port, load, Duration::from_secs(seconds)).await?;
     // Wait for the subscriber to get what was acknowledged.
@@ -85,12 +91,15 @@ fn main() -> anyhow::Result<()> {
             points,
             rate: None,
         };
-        let addr = hazardwatch_ingest::broker::start_embedded("127.0.0.1:0".parse()?, 4 << 20)?;
-        let base = relay(&addr.ip().to_string(), addr.port(), &load(Format::Json, 80), seconds).await?;
-        baseline("bare relay, embedded rumqttd, JSON 80-reading batches", &per_sec(base));
+        let (broker, reader) = load::embedded_broker()?;
+        let (host, port) = (broker.addr.ip().to_string(), broker.addr.port());
+        let base = relay(&host, port, &reader, &load(Format::Json, 80), seconds).await?;
+        drop(broker);
+        baseline("bare relay, embedded rmqtt, JSON 80-reading batches", &per_sec(base));
         match hazardwatch_tests::Mosquitto::start()? {
             Some(m) => {
-                let r = relay("127.0.0.1", m.port, &load(Format::Json, 80), seconds).await?;
+                let reader = load::Reader::anonymous("127.0.0.1", m.port);
+                let r = relay("127.0.0.1", m.port, &reader, &load(Format::Json, 80), seconds).await?;
                 row("bare relay, mosquitto, JSON 80-reading batches", &per_sec(r), Some(r / base));
             }
             None => println!("| bare relay, mosquitto | not installed | - |"),

@@ -140,10 +140,16 @@ fn seen(
 
 /// The bare relay: the probes through the broker to a subscriber of every
 /// gateway topic, while the background load runs.
-async fn relay(host: &str, port: u16, load: &Load, seconds: u64) -> anyhow::Result<Probed> {
+async fn relay(
+    host: &str,
+    port: u16,
+    reader: &load::Reader,
+    load: &Load,
+    seconds: u64,
+) -> anyhow::Result<Probed> {
     let sent: Sent = Arc::default();
     let total = Arc::new(Mutex::new(histogram()?));
-    let subscriber = load::relay_subscriber(host, port, {
+    let subscriber = load::relay_subscriber(reader, {
         let (sent, total) = (sent.clone(), total.clone());
         move |p: &rumqttc::Publish| {
             if !p.topic.contains("/GWprobe/") {
@@ -310,9 +316,10 @@ fn main() -> anyhow::Result<()> {
                 ),
                 &command,
             );
-            let addr =
-                hazardwatch_ingest::broker::start_embedded("127.0.0.1:0".parse()?, 4 << 20)?;
-            let bare = relay(&addr.ip().to_string(), addr.port(), &load, seconds).await?;
+            let (broker, reader) = load::embedded_broker()?;
+            let (host, port) = (broker.addr.ip().to_string(), broker.addr.port());
+            let bare = relay(&host, port, &reader, &load, seconds).await?;
+            drop(broker);
             let Service {
                 probed: full,
                 beyond,

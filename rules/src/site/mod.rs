@@ -1,7 +1,7 @@
 //! The site model: park > enterprise > hazard source > unit > point, with
 //! each point's instrument range, alarm limits and rule parameters.
 //!
-//! Three rooms, one per question:
+//! The rooms, one per question:
 //!
 //! - [`spec`]: what the TOML file says: the `*Spec` structs (serde,
 //!   `deny_unknown_fields`, spans kept for error messages).
@@ -20,6 +20,7 @@ pub mod model;
 pub mod source;
 pub mod spec;
 
+pub use hazardwatch_proto::registry::{Credential, GatewayIdx, GatewayInfo, NO_GATEWAY, Registry};
 pub use model::*;
 pub use source::*;
 pub use spec::*;

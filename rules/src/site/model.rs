@@ -6,6 +6,7 @@ use std::sync::Arc;
 use hazardwatch_proto::{AlarmKind, Catalog, PointIdx, PointKind, Priority, UnitIdx};
 
 use super::spec::UnitState;
+use hazardwatch_proto::Registry;
 
 /// Validated flatline parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -236,6 +237,9 @@ pub struct SiteModel {
     pub rules: Arc<Vec<PointRules>>,
     /// Unit rules, indexed by [`UnitIdx`] (the catalog's unit numbering).
     pub units: Vec<UnitRules>,
+    /// The gateways allowed to report the points; shared with ingest and
+    /// the broker (empty: open mode).
+    pub registry: Arc<Registry>,
 }
 
 /// Priority of an alarm when the config does not set one: gas detection's
@@ -328,6 +332,7 @@ impl SiteModel {
                 }
             }
         }
+        self.registry = Arc::new(self.registry.renumbered(merged.len(), to_merged));
         self.rules = Arc::new(rules);
         self.units = units;
         self.catalog = Arc::new(merged);

@@ -31,6 +31,41 @@ pub struct EnterpriseSpec {
     /// The enterprise's major hazard sources.
     #[serde(default)]
     pub hazard_source: Vec<HazardSourceSpec>,
+    /// The enterprise's gateways: the registry of devices allowed to
+    /// report its points (see [`GatewaySpec`]).
+    #[serde(default)]
+    pub gateway: Vec<GatewaySpec>,
+}
+
+/// One gateway of an enterprise: the device that reports some of its points
+/// over MQTT, as `{prefix}/{enterprise}/{id}/...`. Once any gateway is
+/// registered, every point of the park must be reported by exactly one, and
+/// only registered gateways may connect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySpec {
+    /// Gateway id: its topic segment, MQTT client id and user name.
+    pub id: Spanned<String>,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Units whose every point this gateway reports.
+    #[serde(default)]
+    pub units: Vec<Spanned<String>>,
+    /// Single points this gateway reports (besides its `units`).
+    #[serde(default)]
+    pub points: Vec<Spanned<String>>,
+    /// How often the gateway reports each of its points, seconds: the
+    /// basis of its data completeness and of its silence timeout.
+    pub interval_s: Spanned<f64>,
+    /// Silence after which the gateway is offline, seconds (default three
+    /// intervals, at least 10 s).
+    pub offline_after_s: Option<Spanned<f64>>,
+    /// Its password, as an argon2id PHC string (`$argon2id$v=19$...`), made
+    /// with `hazardwatch gateway hash-password`. Never the password itself.
+    pub password_hash: Option<Spanned<String>>,
+    /// The common name (CN) of its client certificate, for mutual TLS.
+    pub cert_cn: Option<Spanned<String>>,
 }
 
 /// A major hazard source (GB 18218), graded 1 (most severe) to 4.

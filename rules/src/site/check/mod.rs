@@ -19,8 +19,11 @@ use super::source::{Invalid, Source};
 use super::spec::*;
 use crate::error::Error;
 
+mod gateway;
 mod point;
 mod unit;
+
+pub use gateway::check_password_hash;
 
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -219,6 +222,10 @@ impl SiteModel {
         let mut rules = Vec::new();
         let mut unit_rules = Vec::new();
         let mut enterprises = Vec::new();
+        let mut names = gateway::Names {
+            units: Default::default(),
+            points: Default::default(),
+        };
         for e in &spec.enterprise {
             c.id("enterprise", &e.id, false);
             let mut hazard_sources = Vec::new();
@@ -232,6 +239,9 @@ impl SiteModel {
                     let mut points = Vec::new();
                     for p in &u.point {
                         let r = c.point(p, &defaults);
+                        names
+                            .points
+                            .insert(p.id.get_ref(), (e.id.get_ref(), metas.len() as PointIdx));
                         points.push(metas.len() as PointIdx);
                         metas.push(PointMeta::new(
                             p.id.get_ref(),
@@ -244,6 +254,9 @@ impl SiteModel {
                         rules.push(r);
                     }
                     unit_rules.push((u.id.get_ref().clone(), c.unit(u, first, &rules)));
+                    names
+                        .units
+                        .insert(u.id.get_ref(), (e.id.get_ref(), points.clone()));
                     units.push(UnitInfo {
                         id: u.id.get_ref().clone(),
                         name: u.name.clone(),
@@ -264,6 +277,7 @@ impl SiteModel {
                 hazard_sources,
             });
         }
+        let registry = c.registry(spec, &names, metas.len());
         if !c.errors.is_empty() {
             return Err(Invalid(c.errors));
         }
@@ -288,6 +302,7 @@ impl SiteModel {
             catalog: Arc::new(catalog),
             rules: Arc::new(rules),
             units,
+            registry: Arc::new(registry),
         })
     }
 }
