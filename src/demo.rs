@@ -80,13 +80,19 @@ async fn print_alarms(mut rx: broadcast::Receiver<pb::AlarmEvent>, stop: Cancell
 
 /// Runs the demo: the service, the simulated park publishing to it over
 /// MQTT, and alarms on screen, until `duration` or a signal.
-pub async fn demo(config: Config, duration: Option<Duration>, seed: u64) -> anyhow::Result<()> {
+pub async fn demo(
+    config: Config,
+    duration: Option<Duration>,
+    seed: u64,
+    credentials: sim::Credentials,
+) -> anyhow::Result<()> {
     let running = service::start(config.clone()).await?;
     print_banner(&running, &config, config.settings.mqtt.broker.is_none());
     let options = SimOptions {
         seed,
         format: sim::PayloadFormat::Mixed,
         topic_prefix: config.settings.mqtt.topic_prefix.clone(),
+        credentials,
         ..SimOptions::default()
     };
     let preview = sim::Simulator::new(&config.site, &options);

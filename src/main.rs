@@ -31,6 +31,10 @@ enum Command {
         /// Site model and settings (default: the built-in example park).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The simulated gateways' passwords, TOML `GATEWAY = "password"`
+        /// (default: the example park's public demo passwords).
+        #[arg(long)]
+        credentials: Option<PathBuf>,
         #[command(flatten)]
         overrides: Overrides,
     },
@@ -65,6 +69,10 @@ enum Command {
         /// Seed of the simulated noise.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// The gateways' passwords, TOML `GATEWAY = "password"` (default:
+        /// the example park's public demo passwords).
+        #[arg(long)]
+        credentials: Option<PathBuf>,
     },
     /// Replay archived readings through a configuration's rules, at full
     /// speed in event time; with --compare, a what-if of two rule sets.
@@ -76,6 +84,17 @@ enum Command {
     },
     /// Print the documented example configuration.
     GenerateConfig,
+    /// Gateway credentials.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+}
+
+#[derive(Subcommand)]
+enum GatewayCommand {
+    /// Read a password from standard input (one line) and print its
+    /// argon2id hash for a gateway's `password_hash`. The password is never
+    /// taken as an argument, where other users could see it.
+    HashPassword,
 }
 
 /// Settings a command line (or container environment) can override.
@@ -147,6 +166,29 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
+fn hash_password() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.len() < 12 {
+        anyhow::bail!(
+            "the password must have at least 12 characters (got {})",
+            password.len()
+        );
+    }
+    let hash = hazardwatch_ingest::auth::hash_password(password).map_err(anyhow::Error::msg)?;
+    println!("{hash}");
+    Ok(())
+}
+
+/// The simulated gateways' passwords: from `path`, or the demo's.
+fn credentials(path: Option<&PathBuf>) -> anyhow::Result<hazardwatch::sim::Credentials> {
+    match path {
+        Some(p) => hazardwatch::sim::read_credentials(p),
+        None => hazardwatch::sim::parse_credentials(hazardwatch::sim::DEMO_CREDENTIALS),
+    }
+}
+
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -191,19 +233,23 @@ fn main() -> ExitCode {
             print!("{EXAMPLE_CONFIG}");
             Ok(())
         }
+        Command::Gateway(GatewayCommand::HashPassword) => hash_password(),
         Command::Demo {
             duration,
             seed,
             config,
+            credentials: creds,
             overrides,
         } => {
             init_tracing("warn,rmqtt=off,rmqtt_net=off");
             load(config.as_ref()).and_then(|mut c| {
                 overrides.apply(&mut c)?;
+                let creds = credentials(creds.as_ref())?;
                 runtime()?.block_on(hazardwatch::demo::demo(
                     c,
                     duration.map(Duration::from_secs),
                     seed,
+                    creds,
                 ))
             })
         }
@@ -223,6 +269,7 @@ fn main() -> ExitCode {
             no_incidents,
             incident_start,
             seed,
+            credentials: creds,
         } => {
             init_tracing("info");
             load(config.as_ref()).and_then(|c| {
@@ -233,6 +280,7 @@ fn main() -> ExitCode {
                     incident_start_s: incident_start,
                     format,
                     topic_prefix: c.settings.mqtt.topic_prefix.clone(),
+                    credentials: credentials(creds.as_ref())?,
                 };
                 runtime()?.block_on(async move {
                     let n = hazardwatch::sim::publish_until_signal(

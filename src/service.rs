@@ -450,6 +450,11 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
 }
 
 impl Running {
+    /// The embedded broker, unless an external one is configured.
+    pub fn broker(&self) -> Option<&EmbeddedBroker> {
+        self.broker.as_ref()
+    }
+
     /// Applies a changed site model without a restart. Points and units
     /// keep their indices (see [`SiteModel::rebase`]); the new rules apply
     /// from the current watermark on; alarm state and the rule state of

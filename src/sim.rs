@@ -4,7 +4,10 @@
 //! Normal operation: each point wanders around a set point inside its
 //! limits (a mean-reverting random walk, so no nuisance alarms), quantised
 //! to an instrument resolution, one reading per point per second. Each
-//! enterprise has one gateway that publishes all its points in one batch.
+//! registered gateway publishes its points in one batch, on its own MQTT
+//! connection, as itself (client id and user name its id, its password
+//! from [`SimOptions::credentials`]); with no registry, each enterprise has
+//! one anonymous gateway for all its points.
 //!
 //! Incidents (times after the start, shifted by `--incident-start`):
 //! - **overfill**: the first level point of the first enterprise rises past
@@ -14,6 +17,8 @@
 //! - **gas leak**: the gas detectors of the first gas unit of the third
 //!   enterprise rise one after another, the first past both levels.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +53,27 @@ pub struct SimOptions {
     pub format: PayloadFormat,
     /// MQTT topic prefix.
     pub topic_prefix: String,
+    /// Password of each registered gateway, by id.
+    pub credentials: Credentials,
+}
+
+/// The gateways' passwords, by gateway id: what each gateway device holds.
+pub type Credentials = BTreeMap<String, String>;
+
+/// The demo's gateway passwords (public: they match the example park's
+/// hashes, for the demo on loopback only).
+pub const DEMO_CREDENTIALS: &str = include_str!("../deploy/config/demo-gateways.toml");
+
+/// Reads gateway passwords from TOML text (`GATEWAY-ID = "password"`).
+pub fn parse_credentials(text: &str) -> anyhow::Result<Credentials> {
+    toml::from_str(text).map_err(|e| anyhow::anyhow!("gateway credentials: {e}"))
+}
+
+/// Reads gateway passwords from a file (see [`parse_credentials`]).
+pub fn read_credentials(path: &Path) -> anyhow::Result<Credentials> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    parse_credentials(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 impl Default for SimOptions {
@@ -58,6 +84,7 @@ impl Default for SimOptions {
             incident_start_s: 10.0,
             format: PayloadFormat::Json,
             topic_prefix: "hw/v1".into(),
+            credentials: Credentials::new(),
         }
     }
 }
@@ -159,6 +186,8 @@ struct Gateway {
 /// One MQTT message a gateway would publish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatewayMessage {
+    /// The gateway (its index in [`Simulator::gateways`]).
+    pub gateway: usize,
     /// Topic.
     pub topic: String,
     /// Encoded payload.
@@ -220,27 +249,39 @@ impl Simulator {
                 decimals: decimals_for(span),
             });
         }
+        let format = |i: usize| match options.format {
+            PayloadFormat::Json => Format::Json,
+            PayloadFormat::Protobuf => Format::Protobuf,
+            PayloadFormat::Mixed if i.is_multiple_of(2) => Format::Json,
+            PayloadFormat::Mixed => Format::Protobuf,
+        };
         let mut gateways = Vec::new();
-        for (i, e) in model.enterprises.iter().enumerate() {
-            let format = match options.format {
-                PayloadFormat::Json => Format::Json,
-                PayloadFormat::Protobuf => Format::Protobuf,
-                PayloadFormat::Mixed if i % 2 == 0 => Format::Json,
-                PayloadFormat::Mixed => Format::Protobuf,
-            };
-            let pts = e
-                .hazard_sources
-                .iter()
-                .flat_map(|h| h.units.iter())
-                .flat_map(|u| u.points.iter().map(|&p| p as usize))
-                .collect();
-            gateways.push(Gateway {
-                enterprise: e.id.clone(),
-                id: format!("GW-{}", e.id),
-                format,
-                points: pts,
-                seq: 0,
-            });
+        if model.registry.is_open() {
+            for (i, e) in model.enterprises.iter().enumerate() {
+                let pts = e
+                    .hazard_sources
+                    .iter()
+                    .flat_map(|h| h.units.iter())
+                    .flat_map(|u| u.points.iter().map(|&p| p as usize))
+                    .collect();
+                gateways.push(Gateway {
+                    enterprise: e.id.clone(),
+                    id: format!("GW-{}", e.id),
+                    format: format(i),
+                    points: pts,
+                    seq: 0,
+                });
+            }
+        } else {
+            for (i, g) in model.registry.gateways().iter().enumerate() {
+                gateways.push(Gateway {
+                    enterprise: g.enterprise.clone(),
+                    id: g.id.clone(),
+                    format: format(i),
+                    points: g.points.iter().map(|&p| p as usize).collect(),
+                    seq: 0,
+                });
+            }
         }
         let incidents = if options.incidents {
             schedule(model, &points, options.incident_start_s)
@@ -255,6 +296,11 @@ impl Simulator {
             start_ms: None,
             prefix: options.topic_prefix.clone(),
         }
+    }
+
+    /// The simulated gateways' ids, in message order.
+    pub fn gateways(&self) -> impl Iterator<Item = &str> {
+        self.gateways.iter().map(|g| g.id.as_str())
     }
 
     /// The scheduled incidents.
@@ -302,7 +348,7 @@ impl Simulator {
     pub fn messages(&mut self, now_ms: i64) -> Vec<GatewayMessage> {
         let values = self.step(now_ms);
         let mut out = Vec::with_capacity(self.gateways.len());
-        for g in &mut self.gateways {
+        for (gateway, g) in self.gateways.iter_mut().enumerate() {
             g.seq += 1;
             let points = &self.points;
             let readings = g.points.iter().map(|&i| OutReading {
@@ -313,6 +359,7 @@ impl Simulator {
             });
             let payload = encode::batch(g.format, &g.id, g.seq, readings);
             out.push(GatewayMessage {
+                gateway,
                 topic: topic::telemetry(&self.prefix, &g.enterprise, &g.id, g.format),
                 payload,
                 readings: g.points.len(),
@@ -427,9 +474,63 @@ fn schedule(model: &SiteModel, points: &[SimPoint], t0: f64) -> Vec<Incident> {
     out
 }
 
+/// One simulated gateway's MQTT connection: its client and the task that
+/// polls it (reconnecting after errors, as a gateway does).
+struct Link {
+    client: AsyncClient,
+    poller: tokio::task::JoinHandle<()>,
+}
+
+/// Connects gateway `id` (registered: as itself, with its password from
+/// `credentials`; open mode: anonymously).
+fn connect(
+    id: &str,
+    registered: bool,
+    credentials: &Credentials,
+    host: &str,
+    port: u16,
+    stop: CancellationToken,
+) -> anyhow::Result<Link> {
+    let client_id = if registered {
+        id.to_owned()
+    } else {
+        format!("hazardwatch-sim-{}-{id}", std::process::id())
+    };
+    let mut mqtt = MqttOptions::new(client_id, host, port);
+    mqtt.set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(1 << 20, 1 << 20);
+    if registered {
+        let password = credentials.get(id).ok_or_else(|| {
+            anyhow::anyhow!("no password for gateway {id} in the simulator's credentials")
+        })?;
+        mqtt.set_credentials(id, password);
+    }
+    let (client, mut eventloop) = AsyncClient::new(mqtt, 1024);
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
+    let id = id.to_owned();
+    let poller = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                ev = eventloop.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => tracing::info!(gateway = %id, "simulated gateway connected"),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(gateway = %id, error = %e, "simulated gateway: MQTT connection error");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+    });
+    Ok(Link { client, poller })
+}
+
 /// Publishes the simulated park to an MQTT broker once a second (event time
-/// = wall clock) until `duration` has passed or `stop` is cancelled.
-/// Returns the readings published.
+/// = wall clock), each gateway on its own connection, until `duration` has
+/// passed or `stop` is cancelled. Returns the readings published.
 pub async fn publish(
     model: &SiteModel,
     options: &SimOptions,
@@ -442,36 +543,21 @@ pub async fn publish(
     for inc in sim.incidents() {
         tracing::info!(incident = inc.name, point = %inc.point, start_s = inc.start_s, peak = inc.peak, "scheduled");
     }
-    let mut mqtt = MqttOptions::new(
-        format!("hazardwatch-sim-{}", std::process::id()),
-        host,
-        port,
-    );
-    mqtt.set_keep_alive(Duration::from_secs(30))
-        .set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut eventloop) = AsyncClient::new(mqtt, 1024);
-    let mut net = NetworkOptions::new();
-    net.set_tcp_nodelay(true);
-    eventloop.set_network_options(net);
     let poll_stop = stop.child_token();
-    let poller = tokio::spawn({
-        let poll_stop = poll_stop.clone();
-        async move {
-            loop {
-                tokio::select! {
-                    _ = poll_stop.cancelled() => return,
-                    ev = eventloop.poll() => match ev {
-                        Ok(Event::Incoming(Packet::ConnAck(_))) => tracing::info!("simulator connected"),
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, "simulator: MQTT connection error");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    }
-                }
-            }
-        }
-    });
+    let registered = !model.registry.is_open();
+    let links = sim
+        .gateways()
+        .map(|id| {
+            connect(
+                id,
+                registered,
+                &options.credentials,
+                host,
+                port,
+                poll_stop.clone(),
+            )
+        })
+        .collect::<anyhow::Result<Vec<Link>>>()?;
     let started = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -486,7 +572,8 @@ pub async fn publish(
         }
         let now = chrono::Utc::now().timestamp_millis();
         for m in sim.messages(now) {
-            client
+            links[m.gateway]
+                .client
                 .publish(m.topic, QoS::AtLeastOnce, false, m.payload)
                 .await?;
             published += m.readings as u64;
@@ -494,9 +581,13 @@ pub async fn publish(
     }
     // Give the last publishes a moment to be acknowledged.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = client.disconnect().await;
+    for l in &links {
+        let _ = l.client.disconnect().await;
+    }
     poll_stop.cancel();
-    let _ = poller.await;
+    for l in links {
+        let _ = l.poller.await;
+    }
     Ok(published)
 }
 

@@ -20,6 +20,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::num::NonZeroU16;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -78,12 +79,24 @@ pub struct BrokerSettings {
     pub service: ServiceIdentity,
 }
 
+/// What the broker refused since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Denied {
+    /// CONNECTs refused.
+    pub connect: u64,
+    /// PUBLISHes refused (each also disconnected its client).
+    pub publish: u64,
+    /// Subscriptions refused.
+    pub subscribe: u64,
+}
+
 /// The gatekeeper behind the broker's hooks.
 struct Gate {
     registry: RwLock<Arc<Registry>>,
     service: ServiceIdentity,
     prefix: String,
     verifies: Arc<Semaphore>,
+    denied: [AtomicU64; 3],
 }
 
 impl Gate {
@@ -149,9 +162,14 @@ impl Gate {
     }
 }
 
-fn denied(action: &'static str, reason: &'static str) {
-    metrics::counter!("hazardwatch_mqtt_denied_total", "action" => action, "reason" => reason)
-        .increment(1);
+impl Gate {
+    /// Counts a refusal (`action`: 0 connect, 1 publish, 2 subscribe).
+    fn deny(&self, action: usize, reason: &'static str) {
+        self.denied[action].fetch_add(1, Ordering::Relaxed);
+        let label = ["connect", "publish", "subscribe"][action];
+        metrics::counter!("hazardwatch_mqtt_denied_total", "action" => label, "reason" => reason)
+            .increment(1);
+    }
 }
 
 #[async_trait]
@@ -165,7 +183,7 @@ impl Handler for GateHandler {
                     Some(HookResult::AuthResult(AuthResult::Allow(false, None))),
                 ),
                 Err(refusal) => {
-                    denied("connect", refusal.as_str());
+                    gate.deny(0, refusal.as_str());
                     tracing::warn!(
                         client_id = %ci.client_id(),
                         username = ?ci.username().map(|u| u.to_string()),
@@ -194,7 +212,7 @@ impl Handler for GateHandler {
                         Some(HookResult::PublishAclResult(PublishAclResult::allow())),
                     )
                 } else {
-                    denied("publish", "foreign_topic");
+                    gate.deny(1, "foreign_topic");
                     tracing::warn!(client_id = %client_id, topic = %publish.topic, "MQTT publish refused: not the client's own topic; disconnecting it");
                     (
                         false,
@@ -215,7 +233,7 @@ impl Handler for GateHandler {
                 let result = if allowed {
                     SubscribeAclResult::new_success(subscribe.opts.qos(), None)
                 } else {
-                    denied("subscribe", "foreign_filter");
+                    gate.deny(2, "foreign_filter");
                     tracing::warn!(client_id = %client_id, filter = %filter, "MQTT subscription refused");
                     SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
                 };
@@ -281,6 +299,7 @@ impl EmbeddedBroker {
             service: settings.service.clone(),
             prefix: settings.topic_prefix.clone(),
             verifies: Arc::new(Semaphore::new(CONCURRENT_VERIFIES)),
+            denied: Default::default(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -394,6 +413,16 @@ impl EmbeddedBroker {
             .listener_by_id(service, 2)
             .build();
         Ok((server, scx, (addr, service_addr)))
+    }
+
+    /// What the broker refused since it started.
+    pub fn denied(&self) -> Denied {
+        let n = |i: usize| self.gate.denied[i].load(Ordering::Relaxed);
+        Denied {
+            connect: n(0),
+            publish: n(1),
+            subscribe: n(2),
+        }
     }
 
     /// The service's identity: its client connects to

@@ -284,8 +284,23 @@ impl Gateway {
         id: &str,
         will_topic: Option<&str>,
     ) -> anyhow::Result<Gateway> {
+        Self::connect_as(host, port, id, None, will_topic).await
+    }
+
+    /// Connects as a registered gateway: client id and user name `id`,
+    /// with its password.
+    pub async fn connect_as(
+        host: &str,
+        port: u16,
+        id: &str,
+        password: Option<&str>,
+        will_topic: Option<&str>,
+    ) -> anyhow::Result<Gateway> {
         let mut options = MqttOptions::new(id, host, port);
         options.set_max_packet_size(1 << 20, 1 << 20);
+        if let Some(p) = password {
+            options.set_credentials(id, p);
+        }
         if let Some(topic) = will_topic {
             options.set_last_will(LastWill::new(topic, "offline", QoS::AtLeastOnce, false));
         }
@@ -559,5 +574,132 @@ impl Drop for Mosquitto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An MQTT client that reports how the broker answered it, for the
+/// trusted-edge tests: it never reconnects, so a refusal or a
+/// disconnection is seen, not hidden by a retry.
+pub struct Probe {
+    /// The client.
+    pub client: AsyncClient,
+    events: tokio::sync::mpsc::UnboundedReceiver<Result<Packet, String>>,
+    poller: JoinHandle<()>,
+}
+
+/// Who a [`Probe`] claims to be.
+#[derive(Debug, Clone, Default)]
+pub struct Identity<'a> {
+    /// MQTT client id.
+    pub client_id: &'a str,
+    /// User name and password.
+    pub login: Option<(&'a str, &'a str)>,
+    /// Last will topic (payload `offline`).
+    pub will: Option<&'a str>,
+    /// TLS towards the broker.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Probe {
+    /// Connects and waits for the CONNACK: `Err` with the reason when the
+    /// broker refuses or drops the connection (or TLS fails).
+    pub async fn connect(host: &str, port: u16, id: Identity<'_>) -> Result<Probe, String> {
+        let mut options = MqttOptions::new(id.client_id, host, port);
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        if let Some((u, p)) = id.login {
+            options.set_credentials(u, p);
+        }
+        if let Some(topic) = id.will {
+            options.set_last_will(LastWill::new(topic, "offline", QoS::AtLeastOnce, false));
+        }
+        if let Some(tls) = id.tls {
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls),
+            ));
+        }
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let poller = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(p)) => {
+                        if tx.send(Ok(p)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                }
+            }
+        });
+        let answer = tokio::time::timeout(Duration::from_secs(20), events.recv()).await;
+        match answer {
+            Ok(Some(Ok(Packet::ConnAck(ack))))
+                if ack.code == rumqttc::ConnectReturnCode::Success =>
+            {
+                Ok(Probe {
+                    client,
+                    events,
+                    poller,
+                })
+            }
+            Ok(Some(Ok(other))) => Err(format!("{other:?}")),
+            Ok(Some(Err(e))) => Err(e),
+            Ok(None) => Err("closed".into()),
+            Err(_) => Err("no answer in 20 s".into()),
+        }
+    }
+
+    /// The next packet from the broker within `limit`: `Ok(None)` when
+    /// nothing came, `Err` when the connection ended.
+    pub async fn next(&mut self, limit: Duration) -> Result<Option<Packet>, String> {
+        match tokio::time::timeout(limit, self.events.recv()).await {
+            Err(_) => Ok(None),
+            Ok(None) => Err("closed".into()),
+            Ok(Some(r)) => r.map(Some),
+        }
+    }
+
+    /// Publishes at QoS 1 and waits for the PUBACK: `Err` when the broker
+    /// disconnects instead.
+    pub async fn publish(&mut self, topic: &str, payload: Vec<u8>) -> Result<(), String> {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            match self.next(Duration::from_secs(10)).await? {
+                Some(Packet::PubAck(_)) => return Ok(()),
+                Some(_) => {}
+                None => return Err("no PUBACK in 10 s".into()),
+            }
+        }
+    }
+
+    /// Subscribes and returns the broker's answer (the SUBACK's codes).
+    pub async fn subscribe(
+        &mut self,
+        filter: &str,
+    ) -> Result<Vec<rumqttc::SubscribeReasonCode>, String> {
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            match self.next(Duration::from_secs(10)).await? {
+                Some(Packet::SubAck(ack)) => return Ok(ack.return_codes),
+                Some(_) => {}
+                None => return Err("no SUBACK in 10 s".into()),
+            }
+        }
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.poller.abort();
     }
 }

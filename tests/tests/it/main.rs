@@ -20,4 +20,5 @@ mod risk;
 mod scenarios;
 mod telemetry;
 mod tls;
+mod trusted_edge;
 mod unit_state;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use hazardwatch::config::Config;
 use hazardwatch::service;
-use hazardwatch::sim::{SimOptions, Simulator};
+use hazardwatch::sim::{DEMO_CREDENTIALS, SimOptions, Simulator, parse_credentials};
 use hazardwatch_proto::pb;
 use hazardwatch_storage::reader::Range;
 use hazardwatch_tests::{Gateway, now_ms};
@@ -36,37 +36,38 @@ async fn replaying_the_archive_gives_the_alarms_the_live_service_raised() {
     let engine = config.settings.engine.clone();
     let running = service::start(config).await.unwrap();
     let (host, port) = running.mqtt_addr.rsplit_once(':').unwrap();
-    let mut gw = Gateway::connect(host, port.parse().unwrap(), "sim")
-        .await
-        .unwrap();
+    let port: u16 = port.parse().unwrap();
 
-    let t0 = now_ms() - (SECONDS + 20) * 1000;
+    // The example park's registered gateways, each as itself.
+    let credentials = parse_credentials(DEMO_CREDENTIALS).unwrap();
     let mut sim = Simulator::new(&model, &SimOptions::default());
+    let mut gateways = Vec::new();
+    for id in sim.gateways() {
+        let password = credentials[id].as_str();
+        gateways.push(
+            Gateway::connect_as(host, port, id, Some(password), None)
+                .await
+                .unwrap(),
+        );
+    }
+    let t0 = now_ms() - (SECONDS + 20) * 1000;
     let mut published = 0;
     for s in 0..SECONDS {
-        let readings = sim.readings(t0 + s * 1000);
-        for enterprise in ["E01", "E02", "E03"] {
-            let batch: Vec<serde_json::Value> = readings
-                .iter()
-                .filter(|r| &*model.catalog.meta(r.point).enterprise == enterprise)
-                .map(|r| {
-                    serde_json::json!({"point": &*model.catalog.meta(r.point).id,
-                        "ts": r.ts_ms, "value": r.value})
-                })
-                .collect();
-            published += batch.len() as u64;
-            if !batch.is_empty() {
-                gw.publish_json(enterprise, serde_json::Value::Array(batch))
-                    .await
-                    .unwrap();
-            }
+        for m in sim.messages(t0 + s * 1000) {
+            published += m.readings as u64;
+            gateways[m.gateway]
+                .publish(&m.topic, m.payload)
+                .await
+                .unwrap();
         }
         // Spread over checkpoints.
         if s % 20 == 19 {
             tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         }
     }
-    gw.close().await;
+    for gw in gateways {
+        gw.close().await;
+    }
     let stats = running.counters.clone();
     hazardwatch_tests::wait_until(std::time::Duration::from_secs(20), || {
         stats.readings_in.load(std::sync::atomic::Ordering::Relaxed) >= published

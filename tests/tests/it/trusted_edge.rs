@@ -1,0 +1,241 @@
+//! The trusted edge on the embedded broker, with real rumqttc clients:
+//! only registered gateways connect, each only on its own topics; nobody
+//! reads telemetry or takes the service's session; a revoked gateway is
+//! disconnected.
+
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hazardwatch::config::Config;
+use hazardwatch::reload::reload_once;
+use hazardwatch_ingest::auth::hash_password;
+use hazardwatch_tests::{Identity, Probe, TEST_PARK, TestService, now_ms};
+use rumqttc::SubscribeReasonCode;
+
+const GW1_PASSWORD: &str = "gw1-password-0123456789";
+const GW2_PASSWORD: &str = "gw2-password-0123456789";
+const E02_PASSWORD: &str = "e02-password-0123456789";
+
+/// [`TEST_PARK`] with a registry: E01-GW1 reports T101, E01-GW2 the gas
+/// unit, E02-GW1 all of E02. `drop_gw2` leaves E01-GW2 out (its points go
+/// to E01-GW1): a revocation.
+fn registered_park(drop_gw2: bool) -> String {
+    // Hashed once: a new salt would be a changed credential on reload.
+    static HASHES: OnceLock<Vec<(&str, String)>> = OnceLock::new();
+    let hashes = HASHES.get_or_init(|| {
+        [GW1_PASSWORD, GW2_PASSWORD, E02_PASSWORD]
+            .into_iter()
+            .map(|p| (p, hash_password(p).unwrap()))
+            .collect()
+    });
+    let gw = |id: &str, units: &str, password: &str| {
+        let hash = &hashes.iter().find(|(p, _)| *p == password).unwrap().1;
+        format!(
+            "[[enterprise.gateway]]\nid = \"{id}\"\nunits = [{units}]\ninterval_s = 1\npassword_hash = \"{hash}\"\n"
+        )
+    };
+    let e01 = if drop_gw2 {
+        gw("E01-GW1", "\"T101\", \"E01-GAS\"", GW1_PASSWORD)
+    } else {
+        gw("E01-GW1", "\"T101\"", GW1_PASSWORD) + &gw("E01-GW2", "\"E01-GAS\"", GW2_PASSWORD)
+    };
+    let text = TEST_PARK.replacen(
+        "\n[[enterprise]]\nid = \"E02\"",
+        &format!("\n{e01}\n[[enterprise]]\nid = \"E02\""),
+        1,
+    );
+    assert_ne!(text, TEST_PARK, "the fixture's E02 header moved");
+    text + "\n" + &gw("E02-GW1", "\"T201\"", E02_PASSWORD)
+}
+
+fn login<'a>(client_id: &'a str, password: &'a str) -> Identity<'a> {
+    Identity {
+        client_id,
+        login: Some((client_id, password)),
+        ..Identity::default()
+    }
+}
+
+/// A JSON batch of one reading, as gateway `gateway`.
+fn reading(gateway: &str, point: &str, value: f64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"gateway": gateway, "readings": [
+        {"point": point, "ts": now_ms(), "value": value},
+    ]}))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_registered_gateways_with_their_credential_connect() {
+    let svc = TestService::start_text(tempfile::tempdir().unwrap(), &registered_park(false))
+        .await
+        .unwrap();
+    let (host, port) = svc.broker();
+    let refused = [
+        (
+            "anonymous",
+            Identity {
+                client_id: "E01-GW1",
+                ..Identity::default()
+            },
+        ),
+        ("wrong password", login("E01-GW1", "not-the-password")),
+        ("unknown gateway", login("E09-GW1", GW1_PASSWORD)),
+        (
+            "another gateway's client id",
+            Identity {
+                client_id: "E01-GW2",
+                login: Some(("E01-GW1", GW1_PASSWORD)),
+                ..Identity::default()
+            },
+        ),
+        (
+            "a last will on another gateway's status",
+            Identity {
+                will: Some("hw/v1/E01/E01-GW2/status"),
+                ..login("E01-GW1", GW1_PASSWORD)
+            },
+        ),
+    ];
+    let n = refused.len() as u64;
+    for (what, id) in refused {
+        let r = Probe::connect(&host, port, id).await;
+        assert!(r.is_err(), "{what}: connected");
+    }
+    let denied = svc.running.broker().unwrap().denied();
+    assert_eq!(denied.connect, n, "{denied:?}");
+    // The right credential, its own topic: the reading is ingested.
+    let mut gw1 = Probe::connect(
+        &host,
+        port,
+        Identity {
+            will: Some("hw/v1/E01/E01-GW1/status"),
+            ..login("E01-GW1", GW1_PASSWORD)
+        },
+    )
+    .await
+    .unwrap();
+    gw1.publish(
+        "hw/v1/E01/E01-GW1/telemetry",
+        reading("E01-GW1", "T101.LT", 10.0),
+    )
+    .await
+    .unwrap();
+    svc.wait_for_readings(1).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_may_neither_publish_as_another_nor_read_telemetry_nor_take_the_service_session()
+{
+    let svc = TestService::start_text(tempfile::tempdir().unwrap(), &registered_park(false))
+        .await
+        .unwrap();
+    let (host, port) = svc.broker();
+    let broker = svc.running.broker().unwrap();
+    // Another gateway's topic, another enterprise's: refused, disconnected.
+    for topic in [
+        "hw/v1/E01/E01-GW2/telemetry",
+        "hw/v1/E02/E02-GW1/telemetry",
+        "hw/v1/E01/E01-GW2/status",
+    ] {
+        let mut gw1 = Probe::connect(&host, port, login("E01-GW1", GW1_PASSWORD))
+            .await
+            .unwrap();
+        let r = gw1
+            .publish(topic, reading("E01-GW1", "E01-GT01", 50.0))
+            .await;
+        assert!(r.is_err(), "{topic}: {r:?}");
+    }
+    assert_eq!(broker.denied().publish, 3);
+    // A subscription to everything, or to telemetry: refused; and nothing
+    // arrives when the other gateways publish.
+    let mut nosy = Probe::connect(&host, port, login("E01-GW1", GW1_PASSWORD))
+        .await
+        .unwrap();
+    for filter in ["#", "hw/v1/+/+/telemetry", "hw/v1/E01/E01-GW2/#"] {
+        let codes = nosy.subscribe(filter).await.unwrap();
+        assert_eq!(codes, [SubscribeReasonCode::Failure], "{filter}");
+    }
+    assert_eq!(broker.denied().subscribe, 3);
+    let mut gw2 = Probe::connect(&host, port, login("E01-GW2", GW2_PASSWORD))
+        .await
+        .unwrap();
+    gw2.publish(
+        "hw/v1/E01/E01-GW2/telemetry",
+        reading("E01-GW2", "E01-GT01", 1.0),
+    )
+    .await
+    .unwrap();
+    svc.wait_for_readings(1).await.unwrap();
+    match nosy.next(Duration::from_millis(500)).await {
+        Ok(None) => {}
+        other => panic!("the nosy gateway got {other:?}"),
+    }
+    // The service's client id, with no password or a guessed one:
+    // refused, and the service keeps its session (readings still flow).
+    for id in [
+        Identity {
+            client_id: "hazardwatch",
+            ..Identity::default()
+        },
+        login("hazardwatch", "guess"),
+        Identity {
+            client_id: "hazardwatch",
+            login: Some(("E01-GW1", GW1_PASSWORD)),
+            ..Identity::default()
+        },
+    ] {
+        assert!(Probe::connect(&host, port, id).await.is_err());
+    }
+    gw2.publish(
+        "hw/v1/E01/E01-GW2/telemetry",
+        reading("E01-GW2", "E01-GT01", 2.0),
+    )
+    .await
+    .unwrap();
+    svc.wait_for_readings(2).await.unwrap();
+    assert_eq!(svc.running.counters.readings_in.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_gateway_is_disconnected_and_refused_after_a_reload() {
+    let data = tempfile::tempdir().unwrap();
+    let path = data.path().join("park.toml");
+    std::fs::write(&path, registered_park(false)).unwrap();
+    let svc = TestService::start_text(tempfile::tempdir().unwrap(), &registered_park(false))
+        .await
+        .unwrap();
+    let (host, port) = svc.broker();
+    let mut gw2 = Probe::connect(&host, port, login("E01-GW2", GW2_PASSWORD))
+        .await
+        .unwrap();
+    let mut gw1 = Probe::connect(&host, port, login("E01-GW1", GW1_PASSWORD))
+        .await
+        .unwrap();
+    let file_settings = Config::load(&path).unwrap().settings;
+    std::fs::write(&path, registered_park(true)).unwrap();
+    reload_once(&path, &file_settings, &svc.running).await;
+    // Disconnected at once...
+    let mut gone = false;
+    for _ in 0..50 {
+        if gw2.next(Duration::from_millis(100)).await.is_err() {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the revoked gateway is still connected");
+    // ... and refused from now on; the unchanged gateway stays connected.
+    assert!(
+        Probe::connect(&host, port, login("E01-GW2", GW2_PASSWORD))
+            .await
+            .is_err()
+    );
+    gw1.publish(
+        "hw/v1/E01/E01-GW1/telemetry",
+        reading("E01-GW1", "E01-GT01", 3.0),
+    )
+    .await
+    .unwrap();
+    svc.wait_for_readings(1).await.unwrap();
+    assert_eq!(svc.running.broker().unwrap().denied().connect, 1);
+}
