@@ -211,8 +211,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
+                let gateways = match c.site.registry.gateways().len() {
+                    0 => "no gateways registered (open MQTT, loopback only)".to_owned(),
+                    n => format!("{n} gateways"),
+                };
                 println!(
-                    "{}: OK: park {}, {} enterprises, {} points",
+                    "{}: OK: park {}, {} enterprises, {} points, {gateways}",
                     file.display(),
                     c.site.park_id,
                     c.site.enterprises.len(),

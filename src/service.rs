@@ -72,6 +72,9 @@ pub struct Running {
     pub counters: Arc<Counters>,
     /// The site catalog ingest validates against (replaced on reload).
     catalog: watch::Sender<Arc<Catalog>>,
+    /// The gateway registry ingest checks readings against (replaced on
+    /// reload).
+    registry: watch::Sender<Arc<Registry>>,
     /// Reloads into the feeder, in order with the readings.
     reload: mpsc::Sender<FeedMsg>,
     ingest_stop: CancellationToken,
@@ -281,6 +284,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     let latest = Arc::new(Latest::default());
     let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded::<Snapshot>(SNAPSHOT_QUEUE);
     let (catalog_tx, catalog_rx) = watch::channel(catalog.clone());
+    let (registry_tx, registry_rx) = watch::channel(site.registry.clone());
     let telemetry = Telemetry::new(latest.clone(), catalog_rx.clone(), snapshot_tx);
     let tls = settings.grpc.identity().map_err(anyhow::Error::msg)?;
     let server = grpc::server(tls).context("grpc.tls: certificate or key")?;
@@ -413,6 +417,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         tls: link.tls,
         config: settings.mqtt.clone(),
         catalog: catalog_rx,
+        registry: registry_rx,
         clock,
     };
     let (ready_tx, mut ready_rx) = watch::channel(false);
@@ -436,6 +441,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         site: live_site,
         counters,
         catalog: catalog_tx,
+        registry: registry_tx,
         reload,
         ingest_stop,
         grpc_stop,
@@ -474,8 +480,10 @@ impl Running {
             .map_err(|_| anyhow::anyhow!("the service is stopping"))?;
         self.hub.set_site(catalog.clone(), risk);
         if let Some(b) = &self.broker {
-            b.set_registry(site_registry);
+            b.set_registry(site_registry.clone());
         }
+        // The registry first: it already knows the new points' gateways.
+        self.registry.send_replace(site_registry);
         self.catalog.send_replace(catalog);
         metrics::counter!("hazardwatch_config_reloads_total", "result" => "applied").increment(1);
         Ok(Reloaded { added, removed })

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hazardwatch_proto::{Catalog, PointIdx, Quality, Reading};
+use hazardwatch_proto::{Catalog, PointIdx, Quality, Reading, Registry};
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS,
     SubscribeFilter, SubscribeReasonCode,
@@ -125,6 +125,8 @@ pub struct Subscriber {
     pub config: MqttConfig,
     /// The current site catalog (replaced on reload).
     pub catalog: watch::Receiver<Arc<Catalog>>,
+    /// The current gateway registry (replaced on reload).
+    pub registry: watch::Receiver<Arc<Registry>>,
     /// Stamps each message's receipt (and so its readings' clock-skew
     /// check and its offline markers).
     pub clock: SharedClock,
@@ -203,8 +205,10 @@ impl Subscriber {
             } else {
                 let checked = {
                     let catalog = self.catalog.borrow();
+                    let registry = self.registry.borrow();
                     decode::check(
                         &catalog,
+                        &registry,
                         &limits,
                         &publish.topic,
                         &publish.payload,

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use hazardwatch_proto::{Catalog, Quality, Reading, pb};
+use hazardwatch_proto::{Catalog, NO_GATEWAY, Quality, Reading, Registry, pb};
 use prost::Message;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
@@ -29,6 +29,9 @@ pub enum RejectKind {
     UnknownPoint,
     /// Point of another enterprise than the topic's.
     WrongEnterprise,
+    /// Point that the topic's gateway does not report (the registry says
+    /// another gateway does), or a gateway that is not registered.
+    WrongGateway,
     /// Value not a finite number.
     BadValue,
     /// Timestamp too old or too far ahead of the clock.
@@ -47,6 +50,7 @@ impl RejectKind {
             RejectKind::GatewayMismatch => "gateway_mismatch",
             RejectKind::UnknownPoint => "unknown_point",
             RejectKind::WrongEnterprise => "wrong_enterprise",
+            RejectKind::WrongGateway => "wrong_gateway",
             RejectKind::BadValue => "bad_value",
             RejectKind::BadTimestamp => "bad_timestamp",
             RejectKind::BadQuality => "bad_quality",
@@ -315,9 +319,12 @@ pub fn status(payload: &[u8]) -> Result<GatewayStatus, Rejection> {
 }
 
 /// Checks a message against topic rules, the payload limit, the schema and
-/// the site model.
+/// the site model: each reading's point must belong to the topic's
+/// enterprise and, once gateways are registered, be reported by the
+/// topic's gateway.
 pub fn check(
     catalog: &Catalog,
+    registry: &Registry,
     limits: &Limits,
     topic: &str,
     payload: &[u8],
@@ -368,6 +375,8 @@ pub fn check(
         seq: decoded.seq,
     };
     let latest_ms = now_ms.saturating_add(limits.max_clock_skew_ms);
+    // The topic's gateway, when gateways are registered.
+    let gateway = (!registry.is_open()).then(|| registry.lookup(t.gateway));
     for (i, r) in decoded.readings.iter().enumerate() {
         let name = &r.point;
         let fail = |kind, why: String| reject(kind, format!("reading {i} (point `{name}`): {why}"));
@@ -386,6 +395,22 @@ pub fn check(
                 ),
             ));
             continue;
+        }
+        if let Some(gateway) = gateway {
+            let reporter = registry.owner(point);
+            if gateway != Some(reporter) {
+                let why = match (gateway, reporter) {
+                    (None, _) => format!("gateway `{}` is not registered", t.gateway),
+                    (_, NO_GATEWAY) => "no registered gateway reports this point".into(),
+                    (_, r) => format!(
+                        "reported by gateway `{}`, not the topic's `{}`",
+                        registry.gateway(r).id,
+                        t.gateway
+                    ),
+                };
+                out.rejections.push(fail(RejectKind::WrongGateway, why));
+                continue;
+            }
         }
         if !r.value.is_finite() {
             out.rejections.push(fail(
@@ -476,7 +501,14 @@ mod tests {
     }
 
     fn run(topic: &str, payload: &[u8]) -> Checked {
-        check(&catalog(), &limits(), topic, payload, NOW)
+        check(
+            &catalog(),
+            &Registry::default(),
+            &limits(),
+            topic,
+            payload,
+            NOW,
+        )
     }
 
     #[test]
@@ -616,5 +648,70 @@ mod tests {
             assert_eq!(r.kind, RejectKind::Malformed);
             assert!(r.reason.contains("online"), "{}", r.reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+    use hazardwatch_proto::{Credential, GatewayInfo, PointKind, PointMeta};
+
+    #[test]
+    fn a_reading_of_a_point_another_gateway_reports_is_refused() {
+        let mut catalog = Catalog::default();
+        for (p, u) in [("T101.LT", "T101"), ("T102.LT", "T102")] {
+            catalog.insert(PointMeta::new(p, "E01", "HS1", u, PointKind::Level, "m"));
+        }
+        let gw = |id: &str, points: Vec<u32>| GatewayInfo {
+            id: id.into(),
+            name: String::new(),
+            enterprise: "E01".into(),
+            points,
+            interval_ms: 1000,
+            offline_after_ms: 10_000,
+            credential: Credential {
+                password_hash: None,
+                cert_cn: Some(id.into()),
+            },
+        };
+        let registry = Registry::new(vec![gw("GW1", vec![0]), gw("GW2", vec![1])], 2);
+        let limits = Limits {
+            topic_prefix: "hw/v1".into(),
+            max_payload_bytes: 4096,
+            max_clock_skew_ms: 300_000,
+            min_timestamp_ms: 0,
+        };
+        let payload = br#"{"readings":[{"point":"T101.LT","ts":1000,"value":1},{"point":"T102.LT","ts":1000,"value":2}]}"#;
+        let on = |topic: &str| check(&catalog, &registry, &limits, topic, payload, 2000);
+        let c = on("hw/v1/E01/GW1/telemetry");
+        assert_eq!(c.readings.len(), 1);
+        assert_eq!(c.readings[0].point, 0);
+        assert_eq!(c.rejections.len(), 1);
+        assert_eq!(c.rejections[0].kind, RejectKind::WrongGateway);
+        assert!(
+            c.rejections[0]
+                .reason
+                .contains("reported by gateway `GW2`, not the topic's `GW1`"),
+            "{:?}",
+            c.rejections
+        );
+        let c = on("hw/v1/E01/GW9/telemetry");
+        assert!(c.readings.is_empty());
+        assert_eq!(c.rejections.len(), 2);
+        assert!(
+            c.rejections[0]
+                .reason
+                .contains("gateway `GW9` is not registered")
+        );
+        // Open mode: the topic's gateway is not checked.
+        let open = check(
+            &catalog,
+            &Registry::default(),
+            &limits,
+            "hw/v1/E01/GW9/telemetry",
+            payload,
+            2000,
+        );
+        assert_eq!(open.readings.len(), 2);
     }
 }

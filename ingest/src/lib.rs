@@ -15,14 +15,14 @@
 //!
 //! ```
 //! use hazardwatch_ingest::decode::{check, Limits};
-//! use hazardwatch_proto::{Catalog, PointKind, PointMeta};
+//! use hazardwatch_proto::{Catalog, PointKind, PointMeta, Registry};
 //!
 //! let mut catalog = Catalog::default();
 //! catalog.insert(PointMeta::new("T101.LT", "E01", "HS1", "T101", PointKind::Level, "m"));
 //! let limits = Limits { topic_prefix: "hw/v1".into(), max_payload_bytes: 4096,
 //!     max_clock_skew_ms: 300_000, min_timestamp_ms: 0 };
 //! let payload = br#"{"gateway":"GW01","seq":1,"readings":[{"point":"T101.LT","ts":1732262400123,"value":12.34}]}"#;
-//! let checked = check(&catalog, &limits, "hw/v1/E01/GW01/telemetry", payload, 1_732_262_400_200);
+//! let checked = check(&catalog, &Registry::default(), &limits, "hw/v1/E01/GW01/telemetry", payload, 1_732_262_400_200);
 //! assert_eq!(checked.readings.len(), 1);
 //! assert!(checked.rejections.is_empty());
 //! ```

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hazardwatch_bench::{Walk, baseline, header, per_sec, row, synthetic_catalog, time_for};
 use hazardwatch_ingest::decode::{Limits, check};
-use hazardwatch_proto::pb;
+use hazardwatch_proto::{Credential, GatewayInfo, Registry, pb};
 use prost::Message;
 
 const BATCH: usize = 80;
@@ -48,6 +48,23 @@ fn main() -> anyhow::Result<()> {
         max_clock_skew_ms: 300_000,
         min_timestamp_ms: 0,
     };
+    // One registered gateway reports them all: every reading's owner is
+    // checked, as in a park with a registry.
+    let registry = Registry::new(
+        vec![GatewayInfo {
+            id: "GW".into(),
+            name: String::new(),
+            enterprise: "E00".into(),
+            points: (0..catalog.len() as u32).collect(),
+            interval_ms: 1000,
+            offline_after_ms: 10_000,
+            credential: Credential {
+                password_hash: None,
+                cert_cn: Some("gw".into()),
+            },
+        }],
+        catalog.len(),
+    );
     let now = ts0 + 1_000;
 
     let rate = |(n, el): (u64, Duration)| (n as f64 * BATCH as f64) / el.as_secs_f64();
@@ -57,6 +74,7 @@ fn main() -> anyhow::Result<()> {
     let full_pb = rate(time_for(dur, || {
         let c = check(
             &catalog,
+            &registry,
             &limits,
             "hw/v1/E00/GW/telemetry/pb",
             black_box(&proto),
@@ -71,6 +89,7 @@ fn main() -> anyhow::Result<()> {
     let full_json = rate(time_for(dur, || {
         let c = check(
             &catalog,
+            &registry,
             &limits,
             "hw/v1/E00/GW/telemetry",
             black_box(&json),

@@ -239,3 +239,208 @@ async fn a_revoked_gateway_is_disconnected_and_refused_after_a_reload() {
     svc.wait_for_readings(1).await.unwrap();
     assert_eq!(svc.running.broker().unwrap().denied().connect, 1);
 }
+
+/// A test PKI: a CA for the gateways (which also signs the broker's
+/// certificate), and another CA nobody trusts.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    stranger: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let ca = |name: &str| {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+                .unwrap()
+        };
+        Pki {
+            dir: tempfile::tempdir().unwrap(),
+            ca: ca("Test park gateway CA"),
+            stranger: ca("Somebody else's CA"),
+        }
+    }
+
+    /// Writes a certificate for `cn` (with `sans`) signed by `issuer`,
+    /// valid over `years` (from, to), and its key; returns their paths.
+    fn issue(
+        &self,
+        name: &str,
+        cn: &str,
+        sans: &[&str],
+        issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+        years: (i32, i32),
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.not_before = rcgen::date_time_ymd(years.0, 1, 1);
+        params.not_after = rcgen::date_time_ymd(years.1, 1, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, issuer).unwrap();
+        let (c, k) = (
+            self.dir.path().join(format!("{name}.crt")),
+            self.dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    fn ca_file(&self) -> std::path::PathBuf {
+        let p = self.dir.path().join("ca.crt");
+        std::fs::write(&p, self.ca.pem()).unwrap();
+        p
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_admits_a_gateway_by_its_certificate_and_refuses_expired_and_unknown_ones() {
+    let pki = Pki::new();
+    let ca = pki.ca_file();
+    let (server_cert, server_key) = pki.issue(
+        "broker",
+        "broker",
+        &["127.0.0.1", "localhost"],
+        &pki.ca,
+        (2020, 2100),
+    );
+    // E01-GW2 authenticates by certificate alone, E01-GW1 by certificate
+    // and password.
+    let text = registered_park(false)
+        .replacen(
+            "id = \"E01-GW2\"\n",
+            "id = \"E01-GW2\"\ncert_cn = \"e01-gw2.park.example\"\n",
+            1,
+        )
+        .replacen(
+            "id = \"E01-GW1\"\n",
+            "id = \"E01-GW1\"\ncert_cn = \"e01-gw1.park.example\"\n",
+            1,
+        );
+    // E01-GW2 has no password in this park.
+    let text = {
+        let at = text.find("id = \"E01-GW2\"").unwrap();
+        let line = text[at..].find("password_hash").unwrap() + at;
+        let end = text[line..].find('\n').unwrap() + line + 1;
+        format!("{}{}", &text[..line], &text[end..])
+    };
+    let text = text.replacen(
+        "[mqtt]\nlisten = \"127.0.0.1:0\"",
+        &format!(
+            "[mqtt]\nlisten = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}",
+            server_cert.display(),
+            server_key.display(),
+            ca.display()
+        ),
+        1,
+    );
+    assert!(text.contains("client_ca"));
+    let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
+        .await
+        .unwrap();
+    let (host, port) = svc.broker();
+    let client_tls = |identity: Option<&(std::path::PathBuf, std::path::PathBuf)>| {
+        hazardwatch_ingest::tls::client_config(
+            &ca,
+            identity.map(|(c, k)| (c.as_path(), k.as_path())),
+        )
+        .unwrap()
+    };
+    let gw2 = pki.issue("gw2", "e01-gw2.park.example", &[], &pki.ca, (2020, 2100));
+    let gw1 = pki.issue("gw1", "e01-gw1.park.example", &[], &pki.ca, (2020, 2100));
+    let expired = pki.issue(
+        "expired",
+        "e01-gw2.park.example",
+        &[],
+        &pki.ca,
+        (2020, 2021),
+    );
+    let foreign = pki.issue(
+        "foreign",
+        "e01-gw2.park.example",
+        &[],
+        &pki.stranger,
+        (2020, 2100),
+    );
+    let as_gw2 = |tls| Identity {
+        client_id: "E01-GW2",
+        tls: Some(tls),
+        ..Identity::default()
+    };
+    // The right certificate alone is enough for E01-GW2.
+    let mut ok = Probe::connect(&host, port, as_gw2(client_tls(Some(&gw2))))
+        .await
+        .unwrap();
+    ok.publish(
+        "hw/v1/E01/E01-GW2/telemetry",
+        reading("E01-GW2", "E01-GT01", 1.0),
+    )
+    .await
+    .unwrap();
+    svc.wait_for_readings(1).await.unwrap();
+    // E01-GW1 needs its certificate and its password.
+    let gw1_tls = client_tls(Some(&gw1));
+    assert!(
+        Probe::connect(
+            &host,
+            port,
+            Identity {
+                client_id: "E01-GW1",
+                tls: Some(gw1_tls.clone()),
+                ..Identity::default()
+            }
+        )
+        .await
+        .is_err(),
+        "certificate without the password"
+    );
+    Probe::connect(
+        &host,
+        port,
+        Identity {
+            tls: Some(gw1_tls),
+            ..login("E01-GW1", GW1_PASSWORD)
+        },
+    )
+    .await
+    .unwrap();
+    // Refused: an expired certificate, one from an unknown CA, none at
+    // all, another gateway's, and plaintext.
+    for (what, tls) in [
+        ("expired", client_tls(Some(&expired))),
+        ("unknown CA", client_tls(Some(&foreign))),
+        ("no certificate", client_tls(None)),
+    ] {
+        let r = Probe::connect(&host, port, as_gw2(tls)).await;
+        assert!(r.is_err(), "{what}: connected");
+    }
+    assert!(
+        Probe::connect(
+            &host,
+            port,
+            Identity {
+                client_id: "E01-GW1",
+                tls: Some(client_tls(Some(&gw2))),
+                ..Identity::default()
+            }
+        )
+        .await
+        .is_err(),
+        "another gateway's certificate"
+    );
+    assert!(
+        Probe::connect(&host, port, login("E01-GW1", GW1_PASSWORD))
+            .await
+            .is_err(),
+        "plaintext"
+    );
+}
