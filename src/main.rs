@@ -95,6 +95,13 @@ enum GatewayCommand {
     /// argon2id hash for a gateway's `password_hash`. The password is never
     /// taken as an argument, where other users could see it.
     HashPassword,
+    /// Print the gateway registry as a mosquitto ACL file, for a park whose
+    /// production broker is mosquitto.
+    MosquittoAcl {
+        /// The configuration file.
+        #[arg(long, env = "HAZARDWATCH_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 /// Settings a command line (or container environment) can override.
@@ -238,6 +245,26 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Gateway(GatewayCommand::HashPassword) => hash_password(),
+        Command::Gateway(GatewayCommand::MosquittoAcl { config }) => Config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| {
+                let mqtt = &c.settings.mqtt;
+                anyhow::ensure!(
+                    !c.site.registry.is_open(),
+                    "{}: no gateways are registered ([[enterprise.gateway]])",
+                    config.display()
+                );
+                let service = mqtt.username.as_deref().unwrap_or(&mqtt.client_id);
+                print!(
+                    "{}",
+                    hazardwatch_ingest::auth::mosquitto_acl(
+                        &c.site.registry,
+                        &mqtt.topic_prefix,
+                        service
+                    )
+                );
+                Ok(())
+            }),
         Command::Demo {
             duration,
             seed,

@@ -508,6 +508,17 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// How [`Mosquitto::start_secured`] locks the broker down.
+#[derive(Debug, Clone, Default)]
+pub struct MosquittoSecurity {
+    /// The ACL file's text (e.g. from `hazardwatch gateway mosquitto-acl`).
+    pub acl: String,
+    /// User names and passwords, hashed into mosquitto's password file.
+    pub users: Vec<(String, String)>,
+    /// CA, certificate and key files of a TLS-only listener.
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
+}
+
 /// A Debian mosquitto broker on a free port, stopped on drop: the external
 /// broker that keeps a subscriber's persistent session (and its queued
 /// QoS 1 messages) while the service is down.
@@ -523,6 +534,16 @@ impl Mosquitto {
     /// `HAZARDWATCH_REQUIRE_MOSQUITTO` is not set (the test command sets it
     /// after installing mosquitto, so there the test cannot be skipped).
     pub fn start() -> anyhow::Result<Option<Mosquitto>> {
+        Self::start_secured(None)
+    }
+
+    /// Starts mosquitto as a park would run it in production: no anonymous
+    /// clients, a password file, an ACL file, client ids bound to user
+    /// names, and (with `tls`) TLS only. `None` without mosquitto, as
+    /// [`Mosquitto::start`].
+    pub fn start_secured(
+        security: Option<&MosquittoSecurity>,
+    ) -> anyhow::Result<Option<Mosquitto>> {
         let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
             .into_iter()
             .map(Path::new)
@@ -540,14 +561,44 @@ impl Mosquitto {
         let conf = dir.path().join("mosquitto.conf");
         // Queue without limit for a disconnected persistent session: the
         // default drops QoS 1 messages past 1000.
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 100\n\
-                 log_dest stderr\nlog_type error\nlog_type warning\n"
-            ),
-        )?;
+        let mut text = format!(
+            "per_listener_settings false\nlistener {port} 127.0.0.1\npersistence false\n\
+             max_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 100\n\
+             log_dest stderr\nlog_type error\nlog_type warning\n"
+        );
+        match security {
+            None => text.push_str("allow_anonymous true\n"),
+            Some(sec) => {
+                let passwd = dir.path().join("passwd");
+                std::fs::write(&passwd, "")?;
+                for (user, password) in &sec.users {
+                    let status = std::process::Command::new("mosquitto_passwd")
+                        .arg("-b")
+                        .arg(&passwd)
+                        .arg(user)
+                        .arg(password)
+                        .status()
+                        .context("running mosquitto_passwd")?;
+                    anyhow::ensure!(status.success(), "mosquitto_passwd failed for {user}");
+                }
+                let acl = dir.path().join("acl");
+                std::fs::write(&acl, &sec.acl)?;
+                text.push_str(&format!(
+                    "allow_anonymous false\npassword_file {}\nacl_file {}\nuse_username_as_clientid true\n",
+                    passwd.display(),
+                    acl.display()
+                ));
+                if let Some((ca, cert, key)) = &sec.tls {
+                    text.push_str(&format!(
+                        "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate false\n",
+                        ca.display(),
+                        cert.display(),
+                        key.display()
+                    ));
+                }
+            }
+        }
+        std::fs::write(&conf, text)?;
         let child = std::process::Command::new(bin)
             .arg("-c")
             .arg(&conf)

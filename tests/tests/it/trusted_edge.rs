@@ -10,7 +10,9 @@ use std::time::Duration;
 use hazardwatch::config::Config;
 use hazardwatch::reload::reload_once;
 use hazardwatch_ingest::auth::hash_password;
-use hazardwatch_tests::{Identity, Probe, TEST_PARK, TestService, now_ms};
+use hazardwatch_tests::{
+    Identity, Mosquitto, MosquittoSecurity, Probe, TEST_PARK, TestService, now_ms,
+};
 use rumqttc::SubscribeReasonCode;
 
 const GW1_PASSWORD: &str = "gw1-password-0123456789";
@@ -443,4 +445,154 @@ async fn mutual_tls_admits_a_gateway_by_its_certificate_and_refuses_expired_and_
             .is_err(),
         "plaintext"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_mosquitto_the_generated_acl_binds_gateways_and_the_service_connects_over_tls() {
+    let pki = Pki::new();
+    let ca = pki.ca_file();
+    let (cert, key) = pki.issue(
+        "mosquitto",
+        "mosquitto",
+        &["127.0.0.1"],
+        &pki.ca,
+        (2020, 2100),
+    );
+    let park = registered_park(false);
+    let site = Config::from_source(&hazardwatch_rules::Source {
+        path: "park.toml".into(),
+        text: park.clone(),
+    })
+    .unwrap()
+    .site;
+    let service_password = "service-password-0123456789";
+    let security = MosquittoSecurity {
+        acl: hazardwatch_ingest::auth::mosquitto_acl(&site.registry, "hw/v1", "hazardwatch"),
+        users: vec![
+            ("hazardwatch".into(), service_password.into()),
+            ("E01-GW1".into(), GW1_PASSWORD.into()),
+            ("E01-GW2".into(), GW2_PASSWORD.into()),
+        ],
+        tls: Some((ca.clone(), cert, key)),
+    };
+    let Some(broker) = Mosquitto::start_secured(Some(&security)).unwrap() else {
+        return;
+    };
+    let password_file = pki.dir.path().join("service.pass");
+    std::fs::write(&password_file, format!("{service_password}\n")).unwrap();
+    let text = park.replacen(
+        "[mqtt]\nlisten = \"127.0.0.1:0\"",
+        &format!(
+            "[mqtt]\nlisten = \"127.0.0.1:0\"\nbroker = \"127.0.0.1:{}\"\nbroker_tls = {{ ca = \"{}\" }}\nusername = \"hazardwatch\"\npassword_file = \"{}\"",
+            broker.port,
+            ca.display(),
+            password_file.display()
+        ),
+        1,
+    );
+    let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
+        .await
+        .unwrap();
+    let port = broker.port;
+    let tls = hazardwatch_ingest::tls::client_config(&ca, None).unwrap();
+    let over_tls = |id: Identity<'static>| Identity {
+        tls: Some(tls.clone()),
+        ..id
+    };
+    // Refused by mosquitto: anonymous, a wrong password, plaintext.
+    assert!(
+        Probe::connect(
+            "127.0.0.1",
+            port,
+            over_tls(Identity {
+                client_id: "x",
+                ..Identity::default()
+            })
+        )
+        .await
+        .is_err()
+    );
+    assert!(
+        Probe::connect(
+            "127.0.0.1",
+            port,
+            over_tls(login("E01-GW1", "wrong-password"))
+        )
+        .await
+        .is_err()
+    );
+    assert!(
+        Probe::connect("127.0.0.1", port, login("E01-GW1", GW1_PASSWORD))
+            .await
+            .is_err()
+    );
+    // A nosy gateway subscribed to everything gets nothing.
+    let mut nosy = Probe::connect("127.0.0.1", port, over_tls(login("E01-GW2", GW2_PASSWORD)))
+        .await
+        .unwrap();
+    let _ = nosy.subscribe("#").await.unwrap();
+    // Another gateway's topic: refused by the ACL (mosquitto drops the
+    // message and the connection). Its own topic: ingested.
+    let mut gw1 = Probe::connect("127.0.0.1", port, over_tls(login("E01-GW1", GW1_PASSWORD)))
+        .await
+        .unwrap();
+    let _ = gw1
+        .publish(
+            "hw/v1/E01/E01-GW2/telemetry",
+            reading("E01-GW2", "E01-GT01", 50.0),
+        )
+        .await;
+    let mut gw1 = Probe::connect("127.0.0.1", port, over_tls(login("E01-GW1", GW1_PASSWORD)))
+        .await
+        .unwrap();
+    gw1.publish(
+        "hw/v1/E01/E01-GW1/telemetry",
+        reading("E01-GW1", "T101.LT", 10.0),
+    )
+    .await
+    .unwrap();
+    svc.wait_for_readings(1).await.unwrap();
+    // And a point it does not report, on its own topic: quarantined.
+    gw1.publish(
+        "hw/v1/E01/E01-GW1/telemetry",
+        reading("E01-GW1", "E01-GT01", 51.0),
+    )
+    .await
+    .unwrap();
+    gw1.publish(
+        "hw/v1/E01/E01-GW1/telemetry",
+        reading("E01-GW1", "T101.LT", 11.0),
+    )
+    .await
+    .unwrap();
+    svc.wait_for_readings(2).await.unwrap();
+    match nosy.next(Duration::from_millis(300)).await {
+        Ok(None) => {}
+        other => panic!("the nosy gateway got {other:?}"),
+    }
+    // A gateway cannot borrow the service's client id: its user name is
+    // its client id. The service's session stays; readings still flow.
+    drop(
+        Probe::connect(
+            "127.0.0.1",
+            port,
+            over_tls(Identity {
+                client_id: "hazardwatch",
+                login: Some(("E01-GW2", GW2_PASSWORD)),
+                ..Identity::default()
+            }),
+        )
+        .await,
+    );
+    gw1.publish(
+        "hw/v1/E01/E01-GW1/telemetry",
+        reading("E01-GW1", "T101.LT", 12.0),
+    )
+    .await
+    .unwrap();
+    svc.wait_for_readings(3).await.unwrap();
+    assert_eq!(svc.running.counters.readings_in.load(Ordering::Relaxed), 3);
+    let quarantine = std::fs::read_to_string(&svc.running.quarantine_file).unwrap();
+    assert!(quarantine.contains("wrong_gateway"), "{quarantine}");
+    assert_eq!(quarantine.lines().count(), 1, "{quarantine}");
 }
