@@ -34,7 +34,8 @@ const WINDOW_MS: i64 = 60_000;
 /// What a replay did.
 #[derive(Debug)]
 pub struct Replayed {
-    /// Readings judged.
+    /// Readings judged (the service's offline and expected markers, judged
+    /// too, are not counted).
     pub readings: u64,
     /// Readings archived as late (not judged live, not judged here).
     pub late: u64,
@@ -168,7 +169,9 @@ pub fn replay(
                     late += 1;
                     continue;
                 }
-                readings += 1;
+                if !r.quality.is_marker() {
+                    readings += 1;
+                }
                 span = Some(span.map_or((r.ts_ms, r.ts_ms), |(a, b)| {
                     (a.min(r.ts_ms), b.max(r.ts_ms))
                 }));

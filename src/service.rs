@@ -42,7 +42,7 @@ use crate::live_site::LiveSite;
 use crate::pipeline::wal_stage::{self, WalStage};
 use crate::pipeline::{
     ARCHIVE_QUEUE, ArchiveMsg, Counters, FEEDER_QUEUE, FeedMsg, INGEST_QUEUE, Summary, TICK,
-    archiver, feeder,
+    archiver, feeder, watched_points,
 };
 use crate::telemetry::{Latest, Snapshot, Telemetry};
 
@@ -87,6 +87,8 @@ pub struct Running {
     clock: JoinHandle<()>,
     /// The embedded broker (none with an external one); stops when dropped.
     broker: Option<EmbeddedBroker>,
+    /// Where "now" comes from.
+    wall: SharedClock,
 }
 
 /// How ingest reaches the broker.
@@ -387,6 +389,15 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
             .await
             .map_err(|_| anyhow::anyhow!("the feeder stopped while the log was replayed"))?;
     }
+    // From now on every watched point is expected: one never heard from
+    // goes stale like one that fell silent.
+    feed_tx
+        .send(FeedMsg::Expect {
+            points: watched_points(&site),
+            at_ms: clock.now_ms(),
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("the feeder stopped at start"))?;
 
     // The clock, the write-ahead stage, and ingest.
     let ingest_stop = CancellationToken::new();
@@ -418,7 +429,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         config: settings.mqtt.clone(),
         catalog: catalog_rx,
         registry: registry_rx,
-        clock,
+        clock: clock.clone(),
     };
     let (ready_tx, mut ready_rx) = watch::channel(false);
     let ingest = tokio::spawn(subscriber.run(quarantine, ingest_tx, ingest_stop.clone(), ready_tx));
@@ -452,6 +463,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         grpc,
         clock: clock_task,
         broker: link.embedded,
+        wall: clock,
     })
 }
 
@@ -473,11 +485,25 @@ impl Running {
         let catalog = site.catalog.clone();
         let risk = RiskModel::from_site(&site);
         let site_registry = site.registry.clone();
+        let expect: Vec<_> = added
+            .iter()
+            .filter_map(|name| site.catalog.lookup(name))
+            .filter(|&p| site.point_rules(p).stale_ms.is_some())
+            .collect();
         self.site.replace(site.clone());
         self.reload
             .send(FeedMsg::Reload(Box::new(site)))
             .await
             .map_err(|_| anyhow::anyhow!("the service is stopping"))?;
+        if !expect.is_empty() {
+            self.reload
+                .send(FeedMsg::Expect {
+                    points: expect,
+                    at_ms: self.wall.now_ms(),
+                })
+                .await
+                .map_err(|_| anyhow::anyhow!("the service is stopping"))?;
+        }
         self.hub.set_site(catalog.clone(), risk);
         if let Some(b) = &self.broker {
             b.set_registry(site_registry.clone());

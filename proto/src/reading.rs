@@ -31,9 +31,24 @@ pub enum Quality {
     /// service, never accepted from a gateway; the value is NaN. Archived
     /// like any reading so that replay sees the same communication loss.
     Offline,
+    /// Not a measurement at all: the service began expecting the point here
+    /// (at its start, or when a reload added the point), so a point never
+    /// heard from goes stale `stale_s` later like one that fell silent.
+    /// Made by the service, never accepted from a gateway; the value is
+    /// NaN; archived so that replay expects the point from the same time.
+    Expected,
 }
 
 impl Quality {
+    /// Every quality, as archived.
+    pub const ALL: [Quality; 5] = [
+        Quality::Good,
+        Quality::Uncertain,
+        Quality::Bad,
+        Quality::Offline,
+        Quality::Expected,
+    ];
+
     /// The lower-case name used in JSON payloads and the archive.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,14 +56,24 @@ impl Quality {
             Quality::Uncertain => "uncertain",
             Quality::Bad => "bad",
             Quality::Offline => "offline",
+            Quality::Expected => "expected",
         }
     }
 
     /// True for a measurement of the process that the limit and trend rules
     /// may judge (good or uncertain); false for bad quality and offline
     /// markers.
+    ///
+    /// Markers ([`Quality::Offline`], [`Quality::Expected`]) are the
+    /// service's own and carry no value.
     pub fn is_process_value(self) -> bool {
         matches!(self, Quality::Good | Quality::Uncertain)
+    }
+
+    /// True for the service's own markers ([`Quality::Offline`],
+    /// [`Quality::Expected`]): rows that are not measurements.
+    pub fn is_marker(self) -> bool {
+        matches!(self, Quality::Offline | Quality::Expected)
     }
 
     /// Parses the JSON name (`good`, `uncertain`, `bad`), case-insensitively.
@@ -75,6 +100,7 @@ impl From<pb::Quality> for Quality {
             // Only the service makes offline markers: decoding refuses
             // this one from a gateway (see `Quality::parse`).
             pb::Quality::Offline => Quality::Offline,
+            pb::Quality::Expected => Quality::Expected,
         }
     }
 }
@@ -86,6 +112,7 @@ impl From<Quality> for pb::Quality {
             Quality::Uncertain => pb::Quality::Uncertain,
             Quality::Bad => pb::Quality::Bad,
             Quality::Offline => pb::Quality::Offline,
+            Quality::Expected => pb::Quality::Expected,
         }
     }
 }

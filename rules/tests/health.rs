@@ -151,3 +151,39 @@ fn a_gateway_going_offline_makes_its_points_stale_at_once() {
     // An offline marker is not a sensor fault.
     assert!(of(&events, lt, AlarmKind::Fault).is_empty());
 }
+
+#[test]
+fn a_point_never_heard_from_goes_stale_after_its_expected_marker() {
+    let m = model();
+    let lt = m.catalog.lookup("T1.LT").unwrap();
+    let gt = m.catalog.lookup("T1.GT").unwrap();
+    let expected = |point: &str, ts_ms| Reading {
+        value: f64::NAN,
+        quality: Quality::Expected,
+        ..reading(&m, point, ts_ms, 0.0)
+    };
+    // The service starts at 10 s and expects both points; the level never
+    // reports, the gas detector reports at 15 s and 50 s.
+    let readings = [
+        expected("T1.LT", 10_000),
+        expected("T1.GT", 10_000),
+        reading(&m, "T1.GT", 15_000, 1.0),
+        reading(&m, "T1.GT", 50_000, 1.0),
+    ];
+    let events = run(&m, &readings, 100_000);
+    // The level: stale 30 s after the service began expecting it.
+    assert_eq!(of(&events, lt, AlarmKind::Stale), [(true, 40_000)]);
+    let first = events.iter().find(|e| e.point() == Some(lt)).unwrap();
+    assert!(first.value.is_nan(), "no reading, no value: {first:?}");
+    // The gas detector (60 s default): from its last reading, not the
+    // marker; a marker is neither a fault nor a value.
+    assert!(of(&events, gt, AlarmKind::Stale).is_empty());
+    assert!(of(&events, gt, AlarmKind::Fault).is_empty());
+    // A marker after a reading (a restart) counts from the later of the
+    // two; it does not clear anything on its own.
+    let readings = [reading(&m, "T1.LT", 0, 5.0), expected("T1.LT", 20_000)];
+    assert_eq!(
+        of(&run(&m, &readings, 100_000), lt, AlarmKind::Stale),
+        [(true, 50_000)]
+    );
+}

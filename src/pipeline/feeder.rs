@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hazardwatch_proto::clock::{Clock, SharedClock};
+use hazardwatch_proto::{Quality, Reading};
 use hazardwatch_rules::{Engine, EngineInput};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -93,6 +94,26 @@ pub fn feeder_loop(
                 let input = engine.input();
                 let lateness = input.lateness_ms();
                 input.advance_to(now - lateness);
+            }
+            FeedMsg::Expect { points, at_ms } => {
+                let markers: Vec<Reading> = points
+                    .into_iter()
+                    .map(|point| Reading {
+                        point,
+                        ts_ms: at_ms,
+                        value: f64::NAN,
+                        quality: Quality::Expected,
+                    })
+                    .collect();
+                engine.input().send(&markers, &mut late);
+                let rows = ArchiveMsg::Rows {
+                    readings: markers,
+                    received_ms: at_ms,
+                    late: std::mem::take(&mut late),
+                };
+                if archive_tx.send(rows).is_err() {
+                    anyhow::bail!("archive thread stopped");
+                }
             }
             FeedMsg::Segment(segment) => {
                 if archive_tx.send(ArchiveMsg::Checkpoint(segment)).is_err() {

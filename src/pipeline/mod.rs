@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hazardwatch_ingest::IngestBatch;
-use hazardwatch_proto::{Catalog, Reading};
+use hazardwatch_proto::{Catalog, PointIdx, Reading};
 use hazardwatch_rules::SiteModel;
 
 pub mod archiver;
@@ -118,6 +118,25 @@ pub enum FeedMsg {
     /// The write-ahead log started this segment: every reading logged
     /// before it has been sent. The archive checkpoints here.
     Segment(u64),
+    /// The service expects these points from `at_ms` on (it started, or a
+    /// reload added them): each gets a [`hazardwatch_proto::Quality::Expected`]
+    /// marker, judged and archived like a reading but not counted as one,
+    /// so a point never heard from goes stale.
+    Expect {
+        /// The points.
+        points: Vec<PointIdx>,
+        /// When, Unix ms.
+        at_ms: i64,
+    },
+}
+
+/// The points of `site` that a stale rule watches: the ones to expect.
+pub fn watched_points(site: &SiteModel) -> Vec<PointIdx> {
+    site.catalog
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|&p| site.catalog.is_live(p) && site.point_rules(p).stale_ms.is_some())
+        .collect()
 }
 
 /// What the archiver takes, in order with the readings.

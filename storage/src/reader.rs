@@ -261,16 +261,9 @@ pub fn read_part_of(
     Ok(())
 }
 
-/// A `quality` as archived (including the service's `offline` markers).
+/// A `quality` as archived (including the service's markers).
 fn archived_quality(s: &str) -> Option<Quality> {
-    [
-        Quality::Good,
-        Quality::Uncertain,
-        Quality::Bad,
-        Quality::Offline,
-    ]
-    .into_iter()
-    .find(|q| q.as_str() == s)
+    Quality::ALL.into_iter().find(|q| q.as_str() == s)
 }
 
 fn bad_type(path: &Path, column: &str) -> Error {

@@ -168,6 +168,7 @@ fn quality_code(q: Quality) -> u8 {
         Quality::Uncertain => 1,
         Quality::Bad => 2,
         Quality::Offline => 3,
+        Quality::Expected => 4,
     }
 }
 
@@ -177,6 +178,7 @@ fn quality_of(code: u8) -> Option<Quality> {
         1 => Quality::Uncertain,
         2 => Quality::Bad,
         3 => Quality::Offline,
+        4 => Quality::Expected,
         _ => return None,
     })
 }

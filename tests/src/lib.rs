@@ -414,6 +414,8 @@ pub struct ArchivedRow {
     pub value: f64,
     /// Late flag.
     pub late: bool,
+    /// Its quality as archived (`good` ... `offline`, `expected`).
+    pub quality: String,
     /// Path relative to the archive's readings directory (partition).
     pub partition: String,
 }
@@ -439,8 +441,17 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Reads every archived reading with the parquet crate's own reader.
+/// Reads every archived reading and offline marker with the parquet crate's
+/// own reader; the `expected` markers (one per watched point each time the
+/// service starts) are left out, see [`read_archive_all`].
 pub fn read_archive(archive: &Path) -> anyhow::Result<Vec<ArchivedRow>> {
+    let mut rows = read_archive_all(archive)?;
+    rows.retain(|r| r.quality != "expected");
+    Ok(rows)
+}
+
+/// Reads every archived row, the service's markers included.
+pub fn read_archive_all(archive: &Path) -> anyhow::Result<Vec<ArchivedRow>> {
     let readings = archive.join("readings");
     let mut rows = Vec::new();
     for path in parquet_files(&readings) {
@@ -478,6 +489,11 @@ pub fn read_archive(archive: &Path) -> anyhow::Result<Vec<ArchivedRow>> {
                 .downcast_ref::<BooleanArray>()
                 .context("late is bool")?
                 .clone();
+            let quality = col("quality")?
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .context("quality is utf8")?
+                .clone();
             for i in 0..batch.num_rows() {
                 anyhow::ensure!(!point.is_null(i), "null point");
                 rows.push(ArchivedRow {
@@ -485,6 +501,7 @@ pub fn read_archive(archive: &Path) -> anyhow::Result<Vec<ArchivedRow>> {
                     ts: ts.value(i),
                     value: value.value(i),
                     late: late.value(i),
+                    quality: quality.value(i).to_owned(),
                     partition: partition.clone(),
                 });
             }

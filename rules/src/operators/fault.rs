@@ -67,7 +67,7 @@ impl KeyedLogic for Fault {
         let Some(pr) = rules.point(r.point) else {
             return;
         };
-        if r.quality == Quality::Offline {
+        if r.quality.is_marker() {
             // Communication loss is the stale rule's business.
             return;
         }

@@ -7,6 +7,12 @@
 //! stale at once, without waiting out `stale_s`. The alarm returns to normal
 //! with the next reading.
 //!
+//! A point never heard from is stale too: the service marks every point
+//! [`Quality::Expected`] when it starts (and a reload adds it), and a point
+//! with no reading `stale_s` after its marker goes stale like one that fell
+//! silent. The markers are archived, so replay expects the points from the
+//! same times.
+//!
 //! One timer per point is pending at a time: when it fires early (readings
 //! came since it was set) it is moved to the new deadline.
 //!
@@ -105,6 +111,17 @@ impl KeyedLogic for Stale {
         if r.quality == Quality::Offline {
             let last = st.last_value;
             st.change(true, rules, r.point, r.ts_ms, last, after, out);
+            return;
+        }
+        if r.quality == Quality::Expected {
+            // Expected from here: the deadline counts from the later of the
+            // marker and the last reading; nothing else changes.
+            if st.last_ts.is_none() {
+                st.last_value = f64::NAN;
+            }
+            let since = st.last_ts.map_or(r.ts_ms, |t| t.max(r.ts_ms));
+            st.last_ts = Some(since);
+            st.deadline.arm(since + after, timers);
             return;
         }
         st.change(false, rules, r.point, r.ts_ms, r.value, after, out);

@@ -47,8 +47,11 @@ async fn a_gateway_that_drops_off_makes_its_points_stale_at_once_through_its_las
     let mut markers: Vec<String> = read_archive(&archive)
         .unwrap()
         .into_iter()
-        .filter(|r| r.value.is_nan())
-        .map(|r| r.point)
+        .filter(|r| r.quality == "offline")
+        .map(|r| {
+            assert!(r.value.is_nan());
+            r.point
+        })
         .collect();
     markers.sort();
     assert_eq!(markers, ["T101.LT", "T101.PT"]);
@@ -143,4 +146,50 @@ async fn a_gas_alarm_stays_latched_after_the_gas_clears_until_an_operator_resets
         .unwrap_err();
     assert_eq!(gone.code(), tonic::Code::NotFound);
     gw.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_point_never_heard_from_goes_stale_stale_s_after_the_start() {
+    let text = format!(
+        "{}\n[defaults.level]\nstale_s = 1\n",
+        hazardwatch_tests::TEST_PARK
+    );
+    let started = now_ms();
+    let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
+        .await
+        .unwrap();
+    let (_alarms, mut stream) = svc.subscribe_all().await.unwrap();
+    // Nothing is published: the level goes stale a second after the start.
+    let e = next_event(&mut stream).await.unwrap();
+    assert_eq!(
+        (e.point.as_str(), e.kind, e.transition),
+        (
+            "T101.LT",
+            pb::AlarmKind::Stale as i32,
+            pb::Transition::Raised as i32
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.event_time_ms >= started + 1_000 && e.event_time_ms < now_ms(),
+        "{e:?}"
+    );
+    assert!(e.value.is_nan(), "never heard from: no value");
+    // The marker is archived, so a replay expects the point from the same
+    // time; it is not counted as a reading.
+    assert_eq!(
+        svc.running
+            .counters
+            .readings_in
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    let archive = svc.running.archive_dir.clone();
+    svc.running.shutdown().await.unwrap();
+    let rows = hazardwatch_tests::read_archive_all(&archive).unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.point == "T101.LT" && r.quality == "expected"),
+        "{rows:?}"
+    );
 }

@@ -9,9 +9,13 @@ use hazardwatch_tests::{Gateway, TestService, now_ms};
 const READ_DATASET: &str = r#"
 import json, sys
 import pyarrow.dataset as ds
-t = ds.dataset(sys.argv[1], format="parquet", partitioning="hive").to_table()
+d = ds.dataset(sys.argv[1], format="parquet", partitioning="hive")
+# Measurements only: the service's markers (quality offline or expected,
+# value NaN) are rows of their own.
+t = d.to_table(filter=ds.field("quality").isin(["good", "uncertain", "bad"]))
 print(json.dumps({
     "rows": t.num_rows,
+    "markers": d.count_rows(filter=ds.field("quality").isin(["offline", "expected"])),
     "columns": sorted(t.column_names),
     "enterprises": sorted(set(t.column("enterprise").to_pylist())),
     "sum": sum(t.column("value").to_pylist()),
@@ -84,6 +88,7 @@ async fn pyarrow_reads_the_archive_as_a_hive_partitioned_dataset() {
 
     let got = pyarrow(READ_DATASET, &readings_dir);
     assert_eq!(got["rows"], 20);
+    assert_eq!(got["markers"], 4, "one expected marker per watched point");
     assert_eq!(got["enterprises"], serde_json::json!(["E01", "E02"]));
     assert_eq!(got["sum"], 90.0);
     let columns: Vec<&str> = got["columns"]
