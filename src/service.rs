@@ -26,6 +26,7 @@ use hazardwatch_alarms::{AlarmHub, RiskModel};
 use hazardwatch_ingest::auth::ServiceIdentity;
 use hazardwatch_ingest::broker::{BrokerSettings, EmbeddedBroker, ListenerTls, resolve_port};
 use hazardwatch_ingest::config::{MqttConfig, broker_host_port};
+use hazardwatch_ingest::health::GatewayHealth;
 use hazardwatch_ingest::{Dedup, Delivery, Quarantine, Subscriber};
 use hazardwatch_proto::clock::{SharedClock, WallClock};
 use hazardwatch_proto::{Catalog, Registry};
@@ -89,6 +90,8 @@ pub struct Running {
     broker: Option<EmbeddedBroker>,
     /// Where "now" comes from.
     wall: SharedClock,
+    /// The gateways' online rate and completeness.
+    pub health: Arc<GatewayHealth>,
 }
 
 /// How ingest reaches the broker.
@@ -199,11 +202,17 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Drives the alarm hub's wall-clock work (shelves expiring) once a second
-/// until `stop`.
-async fn clock_loop(hub: Arc<AlarmHub>, clock: SharedClock, stop: CancellationToken) {
+/// Drives the wall-clock work once a second until `stop`: the alarm hub's
+/// (shelves expiring) and, every ten seconds, the gateways' health gauges.
+async fn clock_loop(
+    hub: Arc<AlarmHub>,
+    health: Arc<GatewayHealth>,
+    clock: SharedClock,
+    stop: CancellationToken,
+) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -211,8 +220,26 @@ async fn clock_loop(hub: Arc<AlarmHub>, clock: SharedClock, stop: CancellationTo
                 let (hub, now) = (hub.clone(), clock.now_ms());
                 // The hub commits to the journal: not on the async threads.
                 let _ = tokio::task::spawn_blocking(move || hub.tick(now)).await;
+                if ticks.is_multiple_of(10) {
+                    gateway_gauges(&health, now);
+                }
+                ticks += 1;
             }
         }
+    }
+}
+
+/// The gateways' online state, online ratio and completeness as
+/// Prometheus gauges (labelled by gateway and enterprise).
+fn gateway_gauges(health: &GatewayHealth, now_ms: i64) {
+    for r in health.report(now_ms) {
+        let labels = [
+            ("gateway", r.id.clone()),
+            ("enterprise", r.enterprise.clone()),
+        ];
+        metrics::gauge!("hazardwatch_gateway_online", &labels).set(f64::from(u8::from(r.online)));
+        metrics::gauge!("hazardwatch_gateway_online_ratio", &labels).set(r.online_ratio);
+        metrics::gauge!("hazardwatch_gateway_completeness_ratio", &labels).set(r.completeness);
     }
 }
 
@@ -287,6 +314,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded::<Snapshot>(SNAPSHOT_QUEUE);
     let (catalog_tx, catalog_rx) = watch::channel(catalog.clone());
     let (registry_tx, registry_rx) = watch::channel(site.registry.clone());
+    let health = Arc::new(GatewayHealth::new(site.registry.clone(), clock.now_ms()));
     let telemetry = Telemetry::new(latest.clone(), catalog_rx.clone(), snapshot_tx);
     let tls = settings.grpc.identity().map_err(anyhow::Error::msg)?;
     let server = grpc::server(tls).context("grpc.tls: certificate or key")?;
@@ -297,10 +325,16 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         access: Arc::new(settings.access.clone()),
         site: live_site.clone(),
         telemetry,
+        health: health.clone(),
         clock: clock.clone(),
     };
     let grpc = tokio::spawn(grpc::serve(server, listener, backends, grpc_stop.clone()));
-    let clock_task = tokio::spawn(clock_loop(hub.clone(), clock.clone(), grpc_stop.clone()));
+    let clock_task = tokio::spawn(clock_loop(
+        hub.clone(),
+        health.clone(),
+        clock.clone(),
+        grpc_stop.clone(),
+    ));
     tracing::info!(%grpc_addr, "gRPC listening");
 
     // The archive first: finish a checkpoint a crash interrupted, then
@@ -429,6 +463,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         config: settings.mqtt.clone(),
         catalog: catalog_rx,
         registry: registry_rx,
+        health: health.clone(),
         clock: clock.clone(),
     };
     let (ready_tx, mut ready_rx) = watch::channel(false);
@@ -464,6 +499,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         clock: clock_task,
         broker: link.embedded,
         wall: clock,
+        health,
     })
 }
 
@@ -509,6 +545,7 @@ impl Running {
             b.set_registry(site_registry.clone());
         }
         // The registry first: it already knows the new points' gateways.
+        self.health.set_registry(site_registry.clone());
         self.registry.send_replace(site_registry);
         self.catalog.send_replace(catalog);
         metrics::counter!("hazardwatch_config_reloads_total", "result" => "applied").increment(1);

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hazardwatch_proto::{Catalog, PointIdx, Quality, Reading, Registry};
+use hazardwatch_proto::{Catalog, GatewayIdx, PointIdx, Quality, Reading, Registry};
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS,
     SubscribeFilter, SubscribeReasonCode,
@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::MqttConfig;
 use crate::decode::{self, GatewayStatus, Limits};
 use crate::error::Result;
+use crate::health::GatewayHealth;
 use crate::quarantine::Quarantine;
 use crate::topic;
 use hazardwatch_proto::clock::SharedClock;
@@ -127,6 +128,8 @@ pub struct Subscriber {
     pub catalog: watch::Receiver<Arc<Catalog>>,
     /// The current gateway registry (replaced on reload).
     pub registry: watch::Receiver<Arc<Registry>>,
+    /// The gateways' online time and completeness, fed here.
+    pub health: Arc<GatewayHealth>,
     /// Stamps each message's receipt (and so its readings' clock-skew
     /// check and its offline markers).
     pub clock: SharedClock,
@@ -196,10 +199,18 @@ impl Subscriber {
                 topic::parse_status(&limits.topic_prefix, &publish.topic)
             {
                 match decode::status(&publish.payload) {
-                    Ok(status) => (
-                        gateways.status(enterprise, gateway, status, received_ms),
-                        Vec::new(),
-                    ),
+                    Ok(status) => {
+                        if let Some(g) = registered(&self.registry.borrow(), enterprise, gateway) {
+                            match status {
+                                GatewayStatus::Offline => self.health.offline(g, received_ms),
+                                GatewayStatus::Online => self.health.message(g, 0, received_ms),
+                            }
+                        }
+                        (
+                            gateways.status(enterprise, gateway, status, received_ms),
+                            Vec::new(),
+                        )
+                    }
                     Err(rejection) => (Vec::new(), vec![rejection]),
                 }
             } else {
@@ -221,6 +232,9 @@ impl Subscriber {
                     metrics::counter!("hazardwatch_readings_in_total")
                         .increment(checked.readings.len() as u64);
                     gateways.reported(t.enterprise, t.gateway, &checked.readings);
+                    if let Some(g) = registered(&self.registry.borrow(), t.enterprise, t.gateway) {
+                        self.health.message(g, checked.readings.len(), received_ms);
+                    }
                 }
                 if !checked.readings.is_empty() {
                     message = message_id(&publish.topic, &publish.payload);
@@ -256,6 +270,13 @@ impl Subscriber {
         let _ = poller.await;
         result
     }
+}
+
+/// The registered gateway `gateway` of `enterprise`, if there is one.
+fn registered(registry: &Registry, enterprise: &str, gateway: &str) -> Option<GatewayIdx> {
+    registry
+        .lookup(gateway)
+        .filter(|&g| registry.gateway(g).enterprise == enterprise)
 }
 
 /// Which gateway reported each point last, for its offline markers.

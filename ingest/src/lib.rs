@@ -7,6 +7,7 @@
 //!   readings to the pipeline with the ack it owes, to send once they are
 //!   durable.
 //! - [`dedup`]: recognising a redelivered message.
+//! - [`health`]: gateway online rate and data completeness.
 //! - [`decode`]: JSON and protobuf payloads to validated readings, with a
 //!   [`decode::Rejection`] for everything refused.
 //! - [`quarantine`]: the JSON-lines record of rejections.
@@ -35,6 +36,7 @@ pub mod decode;
 pub mod dedup;
 pub mod encode;
 pub mod error;
+pub mod health;
 pub mod quarantine;
 pub mod tls;
 pub mod topic;

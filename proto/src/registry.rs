@@ -95,9 +95,25 @@ impl Registry {
         &self.gateways
     }
 
-    /// A gateway by index.
+    /// Number of gateways (indices run from 0 to this).
+    pub fn len(&self) -> usize {
+        self.gateways.len()
+    }
+
+    /// True when no gateway is registered (see [`Registry::is_open`]).
+    pub fn is_empty(&self) -> bool {
+        self.gateways.is_empty()
+    }
+
+    /// A gateway by index; panics on an index this registry did not give
+    /// out (see [`Registry::get`]).
     pub fn gateway(&self, idx: GatewayIdx) -> &GatewayInfo {
         &self.gateways[idx as usize]
+    }
+
+    /// A gateway by index, if there is one.
+    pub fn get(&self, idx: GatewayIdx) -> Option<&GatewayInfo> {
+        self.gateways.get(idx as usize)
     }
 
     /// A gateway by id.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use hazardwatch_alarms::{Access, AlarmHub};
+use hazardwatch_ingest::health::GatewayHealth;
 use hazardwatch_proto::clock::SharedClock;
 use hazardwatch_proto::pb;
 use hazardwatch_proto::pb::alarm_service_server::AlarmServiceServer;
@@ -66,6 +67,8 @@ pub struct Backends {
     pub site: LiveSite,
     /// Telemetry queries.
     pub telemetry: Telemetry,
+    /// The gateways' online rate and completeness.
+    pub health: Arc<GatewayHealth>,
     /// Where "now" comes from.
     pub clock: SharedClock,
 }
@@ -83,6 +86,7 @@ pub async fn serve(
         access,
         site,
         telemetry,
+        health: gateways,
         clock,
     } = backends;
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -107,7 +111,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(SiteServiceServer::with_interceptor(
-            SiteApi::new(hub.clone(), site, clock.clone()),
+            SiteApi::new(hub.clone(), site, gateways, clock.clone()),
             interceptor(access.clone()),
         ))
         .add_service(TelemetryServiceServer::with_interceptor(

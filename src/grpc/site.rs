@@ -1,10 +1,12 @@
 //! `SiteService`: grades and live risk colours of the hazard sources, and
 //! unit operating states set by an admin.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hazardwatch_alarms::hub::check_operator_text;
 use hazardwatch_alarms::{AlarmHub, Filter, Role};
+use hazardwatch_ingest::health::{GatewayHealth, GatewayReport, Rollup};
 use hazardwatch_proto::clock::SharedClock;
 use hazardwatch_proto::pb;
 use hazardwatch_proto::pb::site_service_server::SiteService;
@@ -15,23 +17,96 @@ use super::access::caller;
 use super::status::IntoStatus;
 use crate::live_site::LiveSite;
 
-/// The `SiteService` implementation: grades and live risk colours.
+/// The `SiteService` implementation: grades and live risk colours, unit
+/// states, gateway health.
 pub struct SiteApi {
     hub: Arc<AlarmHub>,
     site: LiveSite,
-    /// Stamps unit-state changes.
+    health: Arc<GatewayHealth>,
+    /// Stamps unit-state changes and health figures.
     clock: SharedClock,
 }
 
 impl SiteApi {
-    /// A service over the hub and the running site model.
-    pub fn new(hub: Arc<AlarmHub>, site: LiveSite, clock: SharedClock) -> Self {
-        SiteApi { hub, site, clock }
+    /// A service over the hub, the running site model and the gateways'
+    /// health.
+    pub fn new(
+        hub: Arc<AlarmHub>,
+        site: LiveSite,
+        health: Arc<GatewayHealth>,
+        clock: SharedClock,
+    ) -> Self {
+        SiteApi {
+            hub,
+            site,
+            health,
+            clock,
+        }
+    }
+}
+
+fn health_rollup(enterprise: &str, r: &Rollup) -> pb::HealthRollup {
+    pb::HealthRollup {
+        enterprise: enterprise.to_owned(),
+        gateways: r.gateways,
+        online: r.online,
+        online_ratio: r.online_ratio,
+        completeness: r.completeness,
     }
 }
 
 #[tonic::async_trait]
 impl SiteService for SiteApi {
+    async fn gateways(
+        &self,
+        request: Request<pb::GatewaysRequest>,
+    ) -> Result<Response<pb::GatewaysResponse>, Status> {
+        let caller = caller(&request)?;
+        let wanted = request.into_inner().enterprises;
+        if let Some(e) = wanted.iter().find(|e| !caller.scope.allows(e)) {
+            return Err(Status::permission_denied(format!(
+                "enterprise `{e}` is outside this token's scope"
+            )));
+        }
+        let now = self.clock.now_ms();
+        let reports: Vec<GatewayReport> = self
+            .health
+            .report(now)
+            .into_iter()
+            .filter(|r| caller.scope.allows(&r.enterprise))
+            .filter(|r| wanted.is_empty() || wanted.contains(&r.enterprise))
+            .collect();
+        let mut by_enterprise: BTreeMap<&str, Vec<&GatewayReport>> = BTreeMap::new();
+        for r in &reports {
+            by_enterprise.entry(&r.enterprise).or_default().push(r);
+        }
+        let enterprises = by_enterprise
+            .iter()
+            .map(|(e, rs)| health_rollup(e, &Rollup::of(rs.iter().copied())))
+            .collect();
+        let total = health_rollup("", &Rollup::of(&reports));
+        let gateways = reports
+            .iter()
+            .map(|r| pb::GatewayHealth {
+                gateway: r.id.clone(),
+                enterprise: r.enterprise.clone(),
+                online: r.online,
+                online_ratio: r.online_ratio,
+                completeness: r.completeness,
+                received: r.received,
+                expected: r.expected,
+                last_ms: r.last_ms.unwrap_or(0),
+            })
+            .collect();
+        Ok(Response::new(pb::GatewaysResponse {
+            as_of_ms: now,
+            since_ms: self.health.since_ms(),
+            gateways,
+            enterprises,
+            total: Some(total),
+        }))
+    }
+
     async fn risk(
         &self,
         request: Request<pb::RiskRequest>,

@@ -596,3 +596,79 @@ async fn on_mosquitto_the_generated_acl_binds_gateways_and_the_service_connects_
     assert!(quarantine.contains("wrong_gateway"), "{quarantine}");
     assert_eq!(quarantine.lines().count(), 1, "{quarantine}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_reporting_at_half_its_interval_shows_half_completeness() {
+    // Every gateway registered to report each point every 0.25 s.
+    let text = registered_park(false).replace("interval_s = 1", "interval_s = 0.25");
+    let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
+        .await
+        .unwrap();
+    let (host, port) = svc.broker();
+    let mut gw1 = Probe::connect(&host, port, login("E01-GW1", GW1_PASSWORD))
+        .await
+        .unwrap();
+    // E01-GW1 sends both its points every 0.5 s for 4 s: half of what it
+    // should.
+    let until = std::time::Instant::now() + Duration::from_secs(4);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    while std::time::Instant::now() < until {
+        tick.tick().await;
+        let ts = now_ms();
+        let payload = serde_json::to_vec(&serde_json::json!({"gateway": "E01-GW1", "readings": [
+            {"point": "T101.LT", "ts": ts, "value": 10.0},
+            {"point": "T101.PT", "ts": ts, "value": 300.0},
+        ]}))
+        .unwrap();
+        gw1.publish("hw/v1/E01/E01-GW1/telemetry", payload)
+            .await
+            .unwrap();
+    }
+    let mut site = hazardwatch_proto::pb::site_service_client::SiteServiceClient::connect(format!(
+        "http://{}",
+        svc.running.grpc_addr
+    ))
+    .await
+    .unwrap();
+    let got = site
+        .gateways(hazardwatch_proto::pb::GatewaysRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let gw = |id: &str| got.gateways.iter().find(|g| g.gateway == id).unwrap();
+    let gw1 = gw("E01-GW1");
+    assert!(
+        (0.35..=0.6).contains(&gw1.completeness),
+        "about half: {gw1:?}"
+    );
+    assert!(gw1.online && gw1.online_ratio > 0.7, "{gw1:?}");
+    // The others never reported.
+    for id in ["E01-GW2", "E02-GW1"] {
+        let g = gw(id);
+        assert_eq!(
+            (g.online, g.received, g.completeness),
+            (false, 0, 0.0),
+            "{g:?}"
+        );
+    }
+    // Rolled up: E01 is its two gateways, the total all three.
+    let e01 = got
+        .enterprises
+        .iter()
+        .find(|e| e.enterprise == "E01")
+        .unwrap();
+    assert_eq!((e01.gateways, e01.online), (2, 1));
+    let total = got.total.unwrap();
+    assert_eq!((total.gateways, total.online), (3, 1));
+    assert!(total.completeness < gw1.completeness);
+    // Scoped like everything else: an enterprise filter narrows it.
+    let only_e02 = site
+        .gateways(hazardwatch_proto::pb::GatewaysRequest {
+            enterprises: vec!["E02".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(only_e02.gateways.len(), 1);
+    assert_eq!(only_e02.gateways[0].gateway, "E02-GW1");
+}
