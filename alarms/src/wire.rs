@@ -127,6 +127,15 @@ fn describe(r: &AlarmRecord, catalog: &Catalog) -> String {
 fn describe_alarm_system(r: &AlarmRecord, id: &str) -> String {
     let raised = r.transition == Transition::Raised;
     match (raised, r.kind) {
+        (true, AlarmKind::Offline) if r.value.is_nan() => format!(
+            "{id} gateway never heard from: nothing for {:.0} s since it was expected; every point it reports is unmonitored",
+            r.limit
+        ),
+        (true, AlarmKind::Offline) => format!(
+            "{id} gateway offline: silent for {:.0} s (limit {:.0} s) or disconnected; every point it reports is unmonitored",
+            r.value, r.limit
+        ),
+        (false, AlarmKind::Offline) => format!("{id} gateway reporting again"),
         (true, AlarmKind::Voting) => format!(
             "{id} leak confirmed: {:.0} gas detectors at the first level (voting {:.0} of N)",
             r.value, r.limit

@@ -200,14 +200,17 @@ impl Subscriber {
             {
                 match decode::status(&publish.payload) {
                     Ok(status) => {
-                        if let Some(g) = registered(&self.registry.borrow(), enterprise, gateway) {
+                        let registry = self.registry.borrow().clone();
+                        let g = registered(&registry, enterprise, gateway);
+                        if let Some(g) = g {
                             match status {
                                 GatewayStatus::Offline => self.health.offline(g, received_ms),
                                 GatewayStatus::Online => self.health.message(g, 0, received_ms),
                             }
                         }
+                        let points = g.map(|g| registry.gateway(g).points.as_slice());
                         (
-                            gateways.status(enterprise, gateway, status, received_ms),
+                            gateways.status(enterprise, gateway, status, received_ms, points),
                             Vec::new(),
                         )
                     }
@@ -324,12 +327,15 @@ impl Gateways {
 
     /// Handles a status message: for `offline`, the markers for every point
     /// the gateway reported last, at `now_ms`.
+    /// `registered`: the gateway's points in the registry, when gateways
+    /// are registered (then those are marked, reported yet or not).
     pub fn status(
         &self,
         enterprise: &str,
         gateway: &str,
         status: GatewayStatus,
         now_ms: i64,
+        registered: Option<&[PointIdx]>,
     ) -> Vec<Reading> {
         let label = match status {
             GatewayStatus::Online => "online",
@@ -342,11 +348,12 @@ impl Gateways {
             .and_then(|g| g.get(gateway))
             .copied();
         // A status message is rare: a scan of the points is fine here.
-        let points: Vec<PointIdx> = match id {
-            Some(id) => (0..self.owner.len() as PointIdx)
+        let points: Vec<PointIdx> = match (registered, id) {
+            (Some(points), _) => points.to_vec(),
+            (None, Some(id)) => (0..self.owner.len() as PointIdx)
                 .filter(|&p| self.owner[p as usize] == id)
                 .collect(),
-            None => Vec::new(),
+            (None, None) => Vec::new(),
         };
         tracing::info!(
             enterprise,
@@ -445,7 +452,7 @@ mod tests {
         // Point 5 moved to gateway B (a rewired transmitter).
         g.reported("E01", "B", &[r(5)]);
         let marked = |gw| -> Vec<PointIdx> {
-            g.status("E01", gw, GatewayStatus::Offline, 9)
+            g.status("E01", gw, GatewayStatus::Offline, 9, None)
                 .iter()
                 .map(|m| m.point)
                 .collect()
@@ -453,9 +460,20 @@ mod tests {
         assert_eq!(marked("A"), [0]);
         assert_eq!(marked("B"), [2, 5]);
         assert!(marked("C").is_empty());
-        assert!(g.status("E01", "A", GatewayStatus::Online, 9).is_empty());
-        let m = &g.status("E01", "B", GatewayStatus::Offline, 9)[0];
+        assert!(
+            g.status("E01", "A", GatewayStatus::Online, 9, None)
+                .is_empty()
+        );
+        let m = &g.status("E01", "B", GatewayStatus::Offline, 9, None)[0];
         assert_eq!((m.ts_ms, m.quality), (9, Quality::Offline));
         assert!(m.value.is_nan());
+        // With a registry, a gateway's last will marks every point it is
+        // registered for, reported yet or not.
+        let marked: Vec<PointIdx> = g
+            .status("E01", "C", GatewayStatus::Offline, 9, Some(&[3, 4]))
+            .iter()
+            .map(|m| m.point)
+            .collect();
+        assert_eq!(marked, [3, 4]);
     }
 }

@@ -1,12 +1,13 @@
-//! What the rule engine emits: alarm condition changes on points, units and
-//! enterprise consoles.
+//! What the rule engine emits: alarm condition changes on points, units,
+//! enterprise consoles and gateways.
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConsoleIdx, PointIdx, UnitIdx, pb};
+use crate::{ConsoleIdx, GatewayIdx, PointIdx, UnitIdx, pb};
 
 /// What an alarm is about: a point (limits, trends, sensor health), a unit
-/// (voting, correlation) or an enterprise's console (alarm flood).
+/// (voting, correlation), an enterprise's console (alarm flood) or a
+/// registered gateway (offline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AlarmSource {
     /// One measured point.
@@ -15,6 +16,8 @@ pub enum AlarmSource {
     Unit(UnitIdx),
     /// An enterprise's control-room console.
     Console(ConsoleIdx),
+    /// A registered gateway (its index among the catalog's gateways).
+    Gateway(GatewayIdx),
 }
 
 /// The condition an alarm stands for.
@@ -52,13 +55,16 @@ pub enum AlarmKind {
     /// Point or unit: its alarms are chattering (3 or more raises in a
     /// minute).
     Chattering,
+    /// Gateway: offline (silent beyond its `offline_after_s`, or its last
+    /// will): every point it reports is unmonitored.
+    Offline,
 }
 
 impl AlarmKind {
     /// Short tag used in alarm ids and on screen: `HH`, `H`, `L`, `LL`,
     /// `ROC` (rate of change), `PHH`/`PLL` (predicted HH/LL), `FAULT`,
-    /// `STALE`, `FLAT`, and on units and consoles `VOTE`, `CORR`, `FLOOD`,
-    /// `CHAT`.
+    /// `STALE`, `FLAT`, on units and consoles `VOTE`, `CORR`, `FLOOD`,
+    /// `CHAT`, and on gateways `OFFLINE`.
     pub fn tag(self) -> &'static str {
         match self {
             AlarmKind::HighHigh => "HH",
@@ -75,6 +81,7 @@ impl AlarmKind {
             AlarmKind::Correlation => "CORR",
             AlarmKind::Flood => "FLOOD",
             AlarmKind::Chattering => "CHAT",
+            AlarmKind::Offline => "OFFLINE",
         }
     }
 
@@ -101,6 +108,7 @@ impl AlarmKind {
             "CORR" => Some(AlarmKind::Correlation),
             "FLOOD" => Some(AlarmKind::Flood),
             "CHAT" => Some(AlarmKind::Chattering),
+            "OFFLINE" => Some(AlarmKind::Offline),
             _ => None,
         }
     }
@@ -123,6 +131,7 @@ impl From<AlarmKind> for pb::AlarmKind {
             AlarmKind::Correlation => pb::AlarmKind::Correlation,
             AlarmKind::Flood => pb::AlarmKind::Flood,
             AlarmKind::Chattering => pb::AlarmKind::Chattering,
+            AlarmKind::Offline => pb::AlarmKind::Offline,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AlarmSource, ConsoleIdx, PointIdx, UnitIdx};
+use crate::{AlarmSource, ConsoleIdx, GatewayIdx, PointIdx, UnitIdx};
 
 /// What a point measures. Decides per-kind defaults (deadband, delays).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -116,6 +116,11 @@ pub struct Catalog {
     /// Enterprise id of each console.
     consoles: Vec<Arc<str>>,
     console_by_name: HashMap<Arc<str>, ConsoleIdx>,
+    /// Registered gateways as alarm sources (`{gateway}/OFFLINE`): id and
+    /// enterprise, numbered in the order they were first registered and
+    /// kept when a reload removes them, like points.
+    gateways: Vec<(Arc<str>, Arc<str>)>,
+    gateway_by_name: HashMap<Arc<str>, GatewayIdx>,
     /// Points removed from the site model by a reload: still described
     /// (their archived readings and alarms keep their names), no longer
     /// looked up, and given their old index back if they return.
@@ -282,6 +287,36 @@ impl Catalog {
         &self.units[idx as usize]
     }
 
+    /// Adds a gateway as an alarm source and returns its index; a known id
+    /// keeps its index (and takes `enterprise`).
+    pub fn insert_gateway(&mut self, id: &str, enterprise: &str) -> GatewayIdx {
+        let enterprise = self.intern(&Arc::from(enterprise));
+        if let Some(&g) = self.gateway_by_name.get(id) {
+            self.gateways[g as usize].1 = enterprise;
+            return g;
+        }
+        let g = self.gateways.len() as GatewayIdx;
+        let id: Arc<str> = Arc::from(id);
+        self.gateways.push((id.clone(), enterprise));
+        self.gateway_by_name.insert(id, g);
+        g
+    }
+
+    /// A gateway's index as an alarm source.
+    pub fn gateway_lookup(&self, id: &str) -> Option<GatewayIdx> {
+        self.gateway_by_name.get(id).copied()
+    }
+
+    /// Gateways known as alarm sources, in index order: (id, enterprise).
+    pub fn gateways(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.gateways.iter().map(|(id, e)| (&**id, &**e))
+    }
+
+    /// Number of gateways known as alarm sources.
+    pub fn gateway_count(&self) -> usize {
+        self.gateways.len()
+    }
+
     /// Number of units.
     pub fn unit_count(&self) -> usize {
         self.units.len()
@@ -298,6 +333,7 @@ impl Catalog {
             AlarmSource::Point(p) => &self.meta(p).id,
             AlarmSource::Unit(u) => &self.unit(u).id,
             AlarmSource::Console(c) => &self.consoles[c as usize],
+            AlarmSource::Gateway(g) => &self.gateways[g as usize].0,
         }
     }
 
@@ -314,6 +350,7 @@ impl Catalog {
                 [&m.enterprise, &m.hazard_source, &m.id, ""]
             }
             AlarmSource::Console(c) => [&self.consoles[c as usize], "", "", ""],
+            AlarmSource::Gateway(g) => [&self.gateways[g as usize].1, "", "", ""],
         }
     }
 
@@ -324,6 +361,7 @@ impl Catalog {
             .or_else(|| self.retired.get(id).copied())
             .map(AlarmSource::Point)
             .or_else(|| self.unit_lookup(id).map(AlarmSource::Unit))
+            .or_else(|| self.gateway_lookup(id).map(AlarmSource::Gateway))
             .or_else(|| self.console_lookup(id).map(AlarmSource::Console))
     }
 

@@ -43,8 +43,8 @@ use crate::operators::event_time::{
 };
 use crate::operators::unit_state::mark_suppressed;
 use crate::operators::{
-    Chattering, Correlation, Fault, Flatline, Flood, Predict, RateOfChange, Stale, Threshold,
-    Voting,
+    Chattering, Correlation, Fault, Flatline, Flood, GatewayOffline, Predict, RateOfChange, Stale,
+    Threshold, Voting,
 };
 use crate::rule_set::{RuleBook, RuleSet};
 use crate::site::SiteModel;
@@ -229,12 +229,13 @@ impl Engine {
         sink: EventSink,
         active: &[(AlarmSource, AlarmKind)],
     ) -> Result<Engine> {
-        let mut restore: [Vec<(u32, AlarmKind)>; 3] = Default::default();
+        let mut restore: [Vec<(u32, AlarmKind)>; 4] = Default::default();
         for &(source, kind) in active {
             let (stage, key) = match source {
                 AlarmSource::Point(p) => (0, p),
                 AlarmSource::Unit(u) => (1, u),
                 AlarmSource::Console(c) => (2, c),
+                AlarmSource::Gateway(g) => (3, g),
             };
             restore[stage].push((key, kind));
         }
@@ -272,6 +273,14 @@ impl Engine {
                     Threshold,
                     (Fault, (Stale, (Flatline, (RateOfChange, Predict)))),
                 );
+                let gateway_events =
+                    crate::operators::gateway::beats(readings.clone(), book.clone()).per_key(
+                        epochs,
+                        GatewayOffline,
+                        book.clone(),
+                        Some(end.clone()),
+                        &restore[3],
+                    );
                 let point_events = readings.per_key(
                     epochs,
                     point_rules,
@@ -296,8 +305,10 @@ impl Engine {
                         Some(end.clone()),
                         &restore[1],
                     );
-                let marked =
-                    mark_suppressed(scope.concatenate([point_events, unit_events]), book.clone());
+                let marked = scope.concatenate([
+                    mark_suppressed(scope.concatenate([point_events, unit_events]), book.clone()),
+                    gateway_events,
+                ]);
                 let console_events = marked
                     .clone()
                     .each_event("ToConsole", book.clone(), |rules, e| {

@@ -6,7 +6,8 @@
 use std::sync::{Arc, RwLock};
 
 use hazardwatch_proto::{
-    AlarmKind, AlarmSource, ConsoleIdx, PointIdx, PointKind, RuleEvent, UnitIdx,
+    AlarmKind, AlarmSource, ConsoleIdx, GatewayIdx, NO_GATEWAY, PointIdx, PointKind, RuleEvent,
+    UnitIdx,
 };
 
 use crate::site::{PointRules, SiteModel, UnitRules, default_priority};
@@ -24,6 +25,11 @@ pub struct RuleSet {
     pub units: Vec<UnitRules>,
     /// Console of each unit.
     pub console_of_unit: Vec<ConsoleIdx>,
+    /// Gateway (catalog index) of each point; [`NO_GATEWAY`]: none.
+    pub gateway_of: Vec<GatewayIdx>,
+    /// By catalog gateway index: its `offline_after` (ms) and its
+    /// enterprise's console, while it is registered.
+    pub gateways: Vec<Option<(i64, Option<ConsoleIdx>)>>,
 }
 
 impl RuleSet {
@@ -38,7 +44,44 @@ impl RuleSet {
             console_of_unit: (0..c.unit_count() as UnitIdx)
                 .map(|u| c.unit(u).console)
                 .collect(),
+            gateway_of: (0..model.point_count() as PointIdx)
+                .map(|p| {
+                    let g = model.registry.owner(p);
+                    if g == NO_GATEWAY {
+                        return NO_GATEWAY;
+                    }
+                    c.gateway_lookup(&model.registry.gateway(g).id)
+                        .unwrap_or(NO_GATEWAY)
+                })
+                .collect(),
+            gateways: {
+                let mut by_index = vec![None; c.gateway_count()];
+                for g in model.registry.gateways() {
+                    if let Some(k) = c.gateway_lookup(&g.id) {
+                        by_index[k as usize] =
+                            Some((g.offline_after_ms, c.console_lookup(&g.enterprise)));
+                    }
+                }
+                by_index
+            },
         }
+    }
+
+    /// The registered gateway that reports `point`.
+    pub fn gateway_of(&self, point: PointIdx) -> Option<GatewayIdx> {
+        self.gateway_of
+            .get(point as usize)
+            .copied()
+            .filter(|&g| g != NO_GATEWAY)
+    }
+
+    /// A registered gateway's silence before it is offline, ms.
+    pub fn offline_after(&self, gateway: GatewayIdx) -> Option<i64> {
+        self.gateways
+            .get(gateway as usize)
+            .copied()
+            .flatten()
+            .map(|(after, _)| after)
     }
 
     /// A point's parameters.
@@ -56,7 +99,7 @@ impl RuleSet {
         match source {
             AlarmSource::Point(p) => self.unit_of.get(p as usize).copied(),
             AlarmSource::Unit(u) => Some(u),
-            AlarmSource::Console(_) => None,
+            AlarmSource::Console(_) | AlarmSource::Gateway(_) => None,
         }
     }
 
@@ -64,6 +107,7 @@ impl RuleSet {
     pub fn console_of(&self, source: AlarmSource) -> Option<ConsoleIdx> {
         match source {
             AlarmSource::Console(c) => Some(c),
+            AlarmSource::Gateway(g) => self.gateways.get(g as usize).copied().flatten()?.1,
             other => self
                 .unit_of(other)
                 .and_then(|u| self.console_of_unit.get(u as usize).copied()),

@@ -10,6 +10,7 @@ pub mod event_time;
 pub mod fault;
 pub mod flatline;
 pub mod flood;
+pub mod gateway;
 pub mod predict;
 pub mod rate_of_change;
 pub mod slope;
@@ -24,6 +25,7 @@ pub use event_time::{EachEvent, EndOfInput, Epochs, KeyedLogic, PerKey, Routed, 
 pub use fault::Fault;
 pub use flatline::Flatline;
 pub use flood::Flood;
+pub use gateway::GatewayOffline;
 pub use predict::Predict;
 pub use rate_of_change::RateOfChange;
 pub use stale::Stale;

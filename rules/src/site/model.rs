@@ -299,6 +299,11 @@ impl SiteModel {
             .map(|(_, m)| m.id.to_string())
             .collect();
         merged.extend(self.catalog.iter().map(|(_, m)| m.clone()));
+        // Gateways keep their alarm-source index too; removed ones stay
+        // named (their alarms end with the rules that no longer have them).
+        for (id, enterprise) in self.catalog.gateways() {
+            merged.insert_gateway(id, enterprise);
+        }
         let to_merged = |p: PointIdx| -> PointIdx {
             let name = &self.catalog.meta(p).id;
             merged

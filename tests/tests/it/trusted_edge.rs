@@ -672,3 +672,66 @@ async fn a_gateway_reporting_at_half_its_interval_shows_half_completeness() {
     assert_eq!(only_e02.gateways.len(), 1);
     assert_eq!(only_e02.gateways[0].gateway, "E02-GW1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_never_heard_from_or_gone_raises_its_offline_alarm() {
+    // Offline after 1 s of silence, for a short test.
+    let text =
+        registered_park(false).replace("interval_s = 1", "interval_s = 1\noffline_after_s = 1");
+    let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
+        .await
+        .unwrap();
+    let (_alarms, mut stream) = svc.subscribe_all().await.unwrap();
+    let (host, port) = svc.broker();
+    let mut gw1 = Probe::connect(
+        &host,
+        port,
+        Identity {
+            will: Some("hw/v1/E01/E01-GW1/status"),
+            ..login("E01-GW1", GW1_PASSWORD)
+        },
+    )
+    .await
+    .unwrap();
+    // E01-GW1 reports for 2 s; the other two are never heard from.
+    for _ in 0..8 {
+        gw1.publish(
+            "hw/v1/E01/E01-GW1/telemetry",
+            reading("E01-GW1", "T101.LT", 10.0),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut offline = std::collections::BTreeMap::new();
+    while offline.len() < 2 {
+        let e = hazardwatch_tests::next_event(&mut stream).await.unwrap();
+        if e.kind == hazardwatch_proto::pb::AlarmKind::Offline as i32 {
+            offline.insert(e.alarm_id.clone(), e);
+        }
+    }
+    let never = &offline["E02-GW1/OFFLINE"];
+    assert_eq!(never.enterprise, "E02");
+    assert!(never.value.is_nan(), "never heard from: {never:?}");
+    assert!(
+        never.message.contains("never heard from"),
+        "{}",
+        never.message
+    );
+    assert!(offline.contains_key("E01-GW2/OFFLINE"));
+    // E01-GW1's link drops: its last will makes it offline at once.
+    let cut = now_ms();
+    drop(gw1);
+    let gone = loop {
+        let e = hazardwatch_tests::next_event(&mut stream).await.unwrap();
+        if e.alarm_id == "E01-GW1/OFFLINE" {
+            break e;
+        }
+    };
+    assert_eq!(
+        gone.transition,
+        hazardwatch_proto::pb::Transition::Raised as i32
+    );
+    assert!(gone.event_time_ms >= cut - 1_000, "{gone:?}");
+    assert_eq!(gone.priority, hazardwatch_proto::pb::Priority::High as i32);
+}

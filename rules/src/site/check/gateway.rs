@@ -44,6 +44,24 @@ impl Checker<'_> {
             for g in &e.gateway {
                 self.id("gateway", &g.id, false);
                 let id = g.id.get_ref().as_str();
+                // Alarm ids name their source: a gateway must not share its
+                // id with a point, a unit or an enterprise.
+                let taken = if names.points.contains_key(id) {
+                    Some("a point")
+                } else if names.units.contains_key(id) {
+                    Some("a unit")
+                } else if spec.enterprise.iter().any(|e| e.id.get_ref() == id) {
+                    Some("an enterprise")
+                } else {
+                    None
+                };
+                if let Some(what) = taken {
+                    self.err(
+                        g.id.span(),
+                        "gateway id".into(),
+                        format!("`{id}` is already the id of {what}"),
+                    );
+                }
                 let field = |f: &str| format!("gateway {id}: {f}");
                 let mut points = Vec::new();
                 for u in &g.units {
@@ -129,11 +147,15 @@ impl Checker<'_> {
                 let offline_after_s = match &g.offline_after_s {
                     Some(o) => {
                         let v = *o.get_ref();
-                        if !(v.is_finite() && v >= interval_s && v <= 10.0 * MAX_INTERVAL_S) {
+                        let least = interval_s.max(1.0);
+                        if !(v.is_finite() && v >= least && v <= 10.0 * MAX_INTERVAL_S) {
                             self.err(
                                 o.span(),
                                 field("offline_after_s"),
-                                format!("{v} must be at least interval_s ({interval_s}) and at most {} seconds", 10.0 * MAX_INTERVAL_S),
+                                format!(
+                                    "{v} must be at least interval_s and 1 s ({least}) and at most {} seconds",
+                                    10.0 * MAX_INTERVAL_S
+                                ),
                             );
                         }
                         v

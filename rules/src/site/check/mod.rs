@@ -283,6 +283,10 @@ impl SiteModel {
         }
         let mut catalog = Catalog::default();
         catalog.extend(metas);
+        // Gateways are alarm sources too (`{gateway}/OFFLINE`).
+        for g in registry.gateways() {
+            catalog.insert_gateway(&g.id, &g.enterprise);
+        }
         // Units without points have no index and no alarms.
         let mut units = vec![UnitRules::default(); catalog.unit_count()];
         for (id, r) in unit_rules {
