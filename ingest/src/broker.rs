@@ -31,7 +31,9 @@ use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
-use rmqtt::types::{AuthResult, ClientId, Id, LastWill, PublishAclResult, SubscribeAclResult};
+use rmqtt::types::{
+    AuthResult, ClientId, Id, LastWill, MessageQueueType, PublishAclResult, SubscribeAclResult,
+};
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::auth::{self, Connect, Principal, Refusal, ServiceIdentity};
@@ -41,11 +43,27 @@ use crate::error::{Error, Result};
 const MAX_INFLIGHT: u16 = 100;
 
 /// Messages queued for one subscriber behind its in-flight window. Beyond
-/// this the broker drops (counted in `hazardwatch_mqtt_broker_dropped_total`).
+/// this the broker drops (counted in `hazardwatch_mqtt_broker_dropped_total`);
+/// backpressure keeps the service's queue far below it.
 const MAX_QUEUED: usize = 100_000;
 
-/// How long a queued message may wait for a subscriber.
-const MESSAGE_EXPIRY: Duration = Duration::from_secs(3600);
+/// Fail closed instead of dropping: once this many messages wait for the
+/// service (it is behind, or disconnected), each gateway's next publish is
+/// held, unacknowledged, until the queue is back under [`RESUME_AT`]. The
+/// gateways' in-flight windows fill and they keep their data (store and
+/// forward) instead of the broker losing what it acknowledged. The gap to
+/// [`MAX_QUEUED`] absorbs one held publish per connection.
+const HOLD_AT: usize = 20_000;
+
+/// See [`HOLD_AT`].
+const RESUME_AT: usize = 10_000;
+
+/// How often a held publish looks at the service's queue again.
+const HOLD_POLL: Duration = Duration::from_millis(5);
+
+/// How long a queued message may wait for the service (a day: the
+/// backpressure, not expiry, bounds the queue).
+const MESSAGE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 /// Password checks (argon2id: about 19 MiB and tens of milliseconds each)
 /// run at once at most; a storm of CONNECTs queues here instead of taking
@@ -97,6 +115,12 @@ struct Gate {
     prefix: String,
     verifies: Arc<Semaphore>,
     denied: [AtomicU64; 3],
+    /// The queue of messages waiting for the service's session.
+    service_queue: RwLock<Option<MessageQueueType>>,
+    /// Publishes being held now (see [`HOLD_AT`]).
+    held: AtomicU64,
+    /// Messages the broker dropped (a queue over [`MAX_QUEUED`], expiry).
+    dropped: AtomicU64,
 }
 
 impl Gate {
@@ -163,6 +187,35 @@ impl Gate {
 }
 
 impl Gate {
+    /// Holds a gateway's publish while the service is too far behind
+    /// (see [`HOLD_AT`]).
+    async fn wait_for_room(&self) {
+        let depth = || {
+            self.service_queue
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map_or(0, |q| q.len())
+        };
+        if depth() < HOLD_AT {
+            return;
+        }
+        if self.held.fetch_add(1, Ordering::Relaxed) == 0 {
+            metrics::gauge!("hazardwatch_mqtt_backpressure").set(1.0);
+            tracing::warn!(
+                queued = depth(),
+                "the service is behind: holding gateway publishes (unacknowledged) until it catches up"
+            );
+        }
+        while depth() >= RESUME_AT {
+            tokio::time::sleep(HOLD_POLL).await;
+        }
+        if self.held.fetch_sub(1, Ordering::Relaxed) == 1 {
+            metrics::gauge!("hazardwatch_mqtt_backpressure").set(0.0);
+            tracing::info!("the service caught up: gateway publishes flow again");
+        }
+    }
+
     /// Counts a refusal (`action`: 0 connect, 1 publish, 2 subscribe).
     fn deny(&self, action: usize, reason: &'static str) {
         self.denied[action].fetch_add(1, Ordering::Relaxed);
@@ -203,10 +256,13 @@ impl Handler for GateHandler {
             Parameter::MessagePublishCheckAcl(session, publish) => {
                 let registry = gate.registry();
                 let client_id = &session.id.client_id;
-                let allowed = gate
-                    .principal(&registry, client_id)
+                let principal = gate.principal(&registry, client_id);
+                let allowed = principal
                     .is_some_and(|p| auth::may_publish(&registry, &gate.prefix, p, &publish.topic));
                 if allowed {
+                    if principal != Some(Principal::Service) {
+                        gate.wait_for_room().await;
+                    }
                     (
                         false,
                         Some(HookResult::PublishAclResult(PublishAclResult::allow())),
@@ -239,7 +295,17 @@ impl Handler for GateHandler {
                 };
                 (false, Some(HookResult::SubscribeAclResult(result)))
             }
+            Parameter::ClientConnected(session) => {
+                if session.id.client_id == gate.service.client_id {
+                    *gate
+                        .service_queue
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(session.deliver_queue().clone());
+                }
+                (true, acc)
+            }
             Parameter::MessageDropped(_, _, publish, reason) => {
+                gate.dropped.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("hazardwatch_mqtt_broker_dropped_total").increment(1);
                 tracing::debug!(topic = %publish.topic, reason = ?reason, "broker dropped a message");
                 (true, acc)
@@ -300,6 +366,9 @@ impl EmbeddedBroker {
             prefix: settings.topic_prefix.clone(),
             verifies: Arc::new(Semaphore::new(CONCURRENT_VERIFIES)),
             denied: Default::default(),
+            service_queue: RwLock::new(None),
+            held: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -365,6 +434,7 @@ impl EmbeddedBroker {
         let register = scx.extends.hook_mgr().register();
         for typ in [
             Type::ClientAuthenticate,
+            Type::ClientConnected,
             Type::MessagePublishCheckAcl,
             Type::ClientSubscribeCheckAcl,
             Type::MessageDropped,
@@ -423,6 +493,17 @@ impl EmbeddedBroker {
             publish: n(1),
             subscribe: n(2),
         }
+    }
+
+    /// Messages the broker dropped since it started: a refused publish,
+    /// or a message it could not deliver (a queue over its limit, expiry).
+    pub fn dropped(&self) -> u64 {
+        self.gate.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Gateway publishes held now because the service is behind.
+    pub fn held(&self) -> u64 {
+        self.gate.held.load(Ordering::Relaxed)
     }
 
     /// The service's identity: its client connects to

@@ -260,3 +260,81 @@ async fn a_burst_beyond_the_ack_queue_is_taken_in_and_archived() {
     poller.abort();
     svc.running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_far_behind_holds_the_gateways_instead_of_the_broker_dropping_their_data() {
+    const MESSAGES: i64 = 30_000;
+    let disk = Arc::new(Disk::default());
+    let svc = TestService::start_with(tempfile::tempdir().unwrap(), TEST_PARK, disk.clone())
+        .await
+        .unwrap();
+    let broker = svc.running.broker().unwrap();
+    // The write-ahead log cannot be written: the service takes nothing.
+    disk.full.store(true, Ordering::SeqCst);
+    let (host, port) = svc.broker();
+    let mut options = rumqttc::MqttOptions::new("gw-flood", host, port);
+    options.set_inflight(100);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
+    let acked = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let poller = tokio::spawn({
+        let acked = acked.clone();
+        async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+    });
+    let t0 = now_ms();
+    let publisher = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            let payload = serde_json::to_vec(&serde_json::json!({"readings": [
+                {"point": "T101.PT", "ts": t0 + i, "value": i as f64}]}))
+            .unwrap();
+            client
+                .publish(
+                    "hw/v1/E01/GW1/telemetry",
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    payload,
+                )
+                .await
+                .unwrap();
+        }
+        client
+    });
+    // The broker acknowledges until the service's queue is full, then
+    // holds the gateway: acks stop short of everything, nothing dropped.
+    let mut last = -1;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = acked.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    assert!(last < MESSAGES, "the broker kept acknowledging: {last}");
+    assert!(broker.held() >= 1, "a publish is held");
+    assert_eq!(broker.dropped(), 0);
+    // Space returns: everything arrives, once.
+    disk.full.store(false, Ordering::SeqCst);
+    let client = publisher.await.unwrap();
+    svc.wait_for_readings(MESSAGES as u64).await.unwrap();
+    wait_until(Duration::from_secs(30), || {
+        acked.load(Ordering::Relaxed) == MESSAGES
+    })
+    .await
+    .unwrap();
+    assert_eq!(broker.dropped(), 0);
+    assert_eq!(broker.held(), 0);
+    let _ = client.disconnect().await;
+    poller.abort();
+    let summary = svc.running.shutdown().await.unwrap();
+    assert_eq!(summary.readings_in, MESSAGES as u64);
+}
