@@ -257,6 +257,11 @@ pub struct Setup {
     pub roll_secs: u64,
     /// No on- and off-delays (see [`bench_park_text`]).
     pub no_delays: bool,
+    /// The embedded broker on TLS, with this many gateways `GW{g}` of `E`
+    /// registered (each with its share of the points, as
+    /// [`load::Load`] splits them) and one password for all of them: see
+    /// [`BenchService::secure`].
+    pub secure_gateways: Option<usize>,
 }
 
 impl Default for Setup {
@@ -268,6 +273,7 @@ impl Default for Setup {
             epoch_ms: 100,
             roll_secs: 10,
             no_delays: false,
+            secure_gateways: None,
         }
     }
 }
@@ -280,15 +286,84 @@ pub struct BenchService {
     pub host: String,
     /// Its broker's port.
     pub port: u16,
+    /// With [`Setup::secure_gateways`]: what the load's gateways need.
+    pub secure: Option<load::Secure>,
     _data: tempfile::TempDir,
+}
+
+/// The password of every gateway of a secured benchmark.
+const BENCH_PASSWORD: &str = "bench-gateway-password";
+
+/// A CA, the broker's certificate and key for 127.0.0.1 in `dir`, and the
+/// `[mqtt] tls` line and gateway registry of `gateways` gateways over
+/// `points` points for [`Setup::secure_gateways`].
+fn secure_setup(
+    dir: &std::path::Path,
+    points: usize,
+    gateways: usize,
+) -> anyhow::Result<(String, String, load::Secure)> {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate()?)?;
+    let key = rcgen::KeyPair::generate()?;
+    let cert =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])?.signed_by(&key, &ca)?;
+    let (ca_file, cert_file, key_file) = (
+        dir.join("ca.pem"),
+        dir.join("broker.pem"),
+        dir.join("broker.key"),
+    );
+    std::fs::write(&ca_file, ca.pem())?;
+    std::fs::write(&cert_file, cert.pem())?;
+    std::fs::write(&key_file, key.serialize_pem())?;
+    let tls_line = format!(
+        "tls = {{ cert = \"{}\", key = \"{}\" }}",
+        cert_file.display(),
+        key_file.display()
+    );
+    let hash =
+        hazardwatch_ingest::auth::hash_password(BENCH_PASSWORD).map_err(anyhow::Error::msg)?;
+    let per = (points / gateways).max(1);
+    let mut registry = String::new();
+    for g in 0..gateways {
+        let names: Vec<String> = (g * per..((g + 1) * per).min(points))
+            .map(|p| format!("\"P{p}\""))
+            .collect();
+        registry.push_str(&format!(
+            "[[enterprise.gateway]]\nid = \"GW{g}\"\npoints = [{}]\ninterval_s = 1\npassword_hash = \"{hash}\"\n",
+            names.join(", ")
+        ));
+    }
+    // Points beyond an even split go to the last gateway.
+    let rest: Vec<String> = (gateways * per..points)
+        .map(|p| format!("\"P{p}\""))
+        .collect();
+    if !rest.is_empty() {
+        registry.push_str(&format!(
+            "[[enterprise.gateway]]\nid = \"GW-REST\"\npoints = [{}]\ninterval_s = 1\npassword_hash = \"{hash}\"\n",
+            rest.join(", ")
+        ));
+    }
+    let secure = load::Secure {
+        tls: hazardwatch_ingest::tls::client_config(&ca_file, None)?,
+        password: BENCH_PASSWORD.into(),
+    };
+    Ok((tls_line, registry, secure))
 }
 
 /// Starts the service as `setup` says.
 pub async fn start_service(setup: &Setup) -> anyhow::Result<BenchService> {
     let data = tempfile::tempdir()?;
+    let (tls_line, registry, secure) = match setup.secure_gateways {
+        Some(n) => {
+            let (t, r, s) = secure_setup(data.path(), setup.points, n)?;
+            (t, r, Some(s))
+        }
+        None => (String::new(), String::new(), None),
+    };
     let mqtt = match setup.broker {
         Some(port) => format!("broker = \"127.0.0.1:{port}\""),
-        None => "listen = \"127.0.0.1:0\"".into(),
+        None => format!("listen = \"127.0.0.1:0\"\n{tls_line}"),
     };
     let text = format!(
         "[mqtt]\n{mqtt}\nmax_payload_bytes = 1048576\n\
@@ -298,7 +373,7 @@ pub async fn start_service(setup: &Setup) -> anyhow::Result<BenchService> {
         setup.lateness_ms,
         setup.epoch_ms,
         setup.roll_secs,
-        bench_park_text(setup.points, setup.no_delays)
+        bench_park_text(setup.points, setup.no_delays) + &registry
     );
     let mut config = hazardwatch::config::Config::from_source(&hazardwatch_rules::Source {
         path: "bench.toml".into(),
@@ -315,6 +390,7 @@ pub async fn start_service(setup: &Setup) -> anyhow::Result<BenchService> {
         running,
         host,
         port,
+        secure,
         _data: data,
     })
 }

@@ -32,6 +32,25 @@ pub struct Load {
     /// Readings per second from all gateways together, evenly paced; `None`:
     /// as fast as the broker acknowledges.
     pub rate: Option<f64>,
+    /// Gateways authenticate (client id and user name `GW{g}`, this
+    /// password) over TLS (trusting this configuration); `None`: plain,
+    /// anonymous.
+    pub secure: Option<Secure>,
+}
+
+/// How a load's gateways prove who they are.
+#[derive(Clone)]
+pub struct Secure {
+    /// TLS towards the broker.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Every gateway's password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Secure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secure").finish_non_exhaustive()
+    }
 }
 
 /// What the gateways got acknowledged.
@@ -172,7 +191,25 @@ pub async fn publish(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for g in 0..load.gateways {
-        let (client, mut eventloop) = options(&format!("bench-gw-{g}"), host, port);
+        let (client, mut eventloop) = match &load.secure {
+            None => options(&format!("bench-gw-{g}"), host, port),
+            Some(secure) => {
+                let id = format!("GW{g}");
+                let mut o = MqttOptions::new(&id, host, port);
+                o.set_max_packet_size(4 << 20, 4 << 20)
+                    .set_keep_alive(Duration::from_secs(30))
+                    .set_inflight(100)
+                    .set_credentials(&id, &secure.password)
+                    .set_transport(rumqttc::Transport::tls_with_config(
+                        rumqttc::TlsConfiguration::Rustls(secure.tls.clone()),
+                    ));
+                let (client, mut eventloop) = AsyncClient::new(o, 1000);
+                let mut net = NetworkOptions::new();
+                net.set_tcp_nodelay(true);
+                eventloop.set_network_options(net);
+                (client, eventloop)
+            }
+        };
         let acked = acked.clone();
         let poller = tokio::spawn(async move {
             loop {

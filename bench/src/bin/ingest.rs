@@ -41,13 +41,19 @@ async fn service_rate(
     load: &Load,
     seconds: u64,
     points: usize,
+    secure: bool,
 ) -> anyhow::Result<(f64, Vec<String>)> {
     // Keeps the data directory until the end of the scope.
     let svc = start_service(&Setup {
         points,
+        secure_gateways: secure.then_some(load.gateways),
         ..Setup::default()
     })
     .await?;
+    let load = &Load {
+        secure: svc.secure.clone(),
+        ..load.clone()
+    };
     let cpu = load::cpu_by_thread();
     let t = Instant::now();
     let published =
@@ -90,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             format,
             points,
             rate: None,
+            secure: None,
         };
         let (broker, reader) = load::embedded_broker()?;
         let (host, port) = (broker.addr.ip().to_string(), broker.addr.port());
@@ -107,12 +114,25 @@ fn main() -> anyhow::Result<()> {
         let mut splits = Vec::new();
         for format in [Format::Json, Format::Protobuf] {
             for batch in [1, 10, 80] {
-                let (rate, split) = service_rate(&load(format, batch), seconds, points).await?;
+                let (rate, split) = service_rate(&load(format, batch), seconds, points, false).await?;
                 let name = format!("full service, {} batches of {batch}", format.as_str());
                 row(&name, &per_sec(rate), Some(rate / base));
                 splits.push((name, split));
             }
         }
+        // The trusted edge's cost: the same JSON load, once plain and
+        // anonymous, once over TLS with every gateway registered and
+        // authenticated (argon2id at connect, the ACL on every publish).
+        let (plain, _) = service_rate(&load(Format::Json, 80), seconds, points, false).await?;
+        row("full service, json batches of 80, plain (again)", &per_sec(plain), Some(plain / base));
+        let (secure, split) = service_rate(&load(Format::Json, 80), seconds, points, true).await?;
+        let name = "full service, json batches of 80, TLS + registered gateways";
+        row(name, &per_sec(secure), Some(secure / base));
+        splits.push((name.to_owned(), split));
+        println!(
+            "\nTLS and authentication keep {:.2} of the plain service's rate in this run (target: at least 0.8).",
+            secure / plain
+        );
         println!("\nCPU split of the service and broker threads while they took the load (the load generator runs on its own threads, not shown):\n");
         for (name, split) in splits {
             println!("- {name}: {}", split.join(", "));

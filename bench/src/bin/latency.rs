@@ -308,6 +308,7 @@ fn main() -> anyhow::Result<()> {
                 format: Format::Json,
                 points: POINTS,
                 rate: Some(rate),
+                secure: None,
             };
             header(
                 &format!(

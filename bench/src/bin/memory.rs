@@ -60,6 +60,7 @@ fn child(points: usize) -> anyhow::Result<()> {
             format: Format::Protobuf,
             points,
             rate: Some(rate),
+            secure: None,
         };
         let stats = svc.running.counters.clone();
         let until = Instant::now() + Duration::from_secs(300);
