@@ -771,3 +771,55 @@ impl Drop for Probe {
         self.poller.abort();
     }
 }
+
+/// A gateway that publishes as fast as the broker acknowledges (QoS 1, 100
+/// in flight), counting the PUBACKs: for load and backpressure tests.
+pub struct Burst {
+    /// The client: publish with it.
+    pub client: AsyncClient,
+    /// PUBACKs received.
+    pub acked: Arc<std::sync::atomic::AtomicI64>,
+    poller: JoinHandle<()>,
+}
+
+impl Burst {
+    /// Connects anonymously as `client_id`.
+    pub fn connect(host: &str, port: u16, client_id: &str) -> Burst {
+        let mut options = MqttOptions::new(client_id, host, port);
+        options
+            .set_max_packet_size(1 << 20, 1 << 20)
+            .set_inflight(100);
+        let (client, mut eventloop) = AsyncClient::new(options, 1000);
+        let acked = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let poller = tokio::spawn({
+            let acked = acked.clone();
+            async move {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::PubAck(_))) => {
+                            acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            }
+        });
+        Burst {
+            client,
+            acked,
+            poller,
+        }
+    }
+
+    /// PUBACKs received so far.
+    pub fn acked(&self) -> i64 {
+        self.acked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Burst {
+    fn drop(&mut self) {
+        self.poller.abort();
+    }
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hazardwatch_storage::wal::WalIo;
 use hazardwatch_tests::{
-    Gateway, TEST_PARK, TestService, now_ms, read_archive, row_counts, wait_until,
+    Burst, Gateway, TEST_PARK, TestService, now_ms, read_archive, row_counts, wait_until,
 };
 
 /// A disk that, while full, writes half of what it is given and then fails
@@ -201,26 +201,8 @@ async fn a_burst_beyond_the_ack_queue_is_taken_in_and_archived() {
     // One gateway publishing as fast as the broker acknowledges, 100 in
     // flight: 6,000 messages of 20 readings.
     let (messages, per) = (6_000i64, 20i64);
-    let mut options = rumqttc::MqttOptions::new("gw-burst", "127.0.0.1", broker.port);
-    options
-        .set_max_packet_size(1 << 20, 1 << 20)
-        .set_inflight(100);
-    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
-    let acked = Arc::new(std::sync::atomic::AtomicI64::new(0));
-    let poller = tokio::spawn({
-        let acked = acked.clone();
-        async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
-                        acked.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
-        }
-    });
+    let burst = Burst::connect("127.0.0.1", broker.port, "gw-burst");
+    let client = burst.client.clone();
     let t0 = now_ms() - 1_000;
     for m in 0..messages {
         let readings: Vec<serde_json::Value> = (0..per)
@@ -239,11 +221,9 @@ async fn a_burst_beyond_the_ack_queue_is_taken_in_and_archived() {
             .await
             .unwrap();
     }
-    wait_until(Duration::from_secs(60), || {
-        acked.load(Ordering::SeqCst) >= messages
-    })
-    .await
-    .unwrap();
+    wait_until(Duration::from_secs(60), || burst.acked() >= messages)
+        .await
+        .unwrap();
     let total = (messages * per) as u64;
     wait_until(Duration::from_secs(60), || {
         stats.readings_in.load(Ordering::Relaxed) >= total
@@ -257,7 +237,6 @@ async fn a_burst_beyond_the_ack_queue_is_taken_in_and_archived() {
             stats.archive_rows.load(Ordering::Relaxed)
         )
     });
-    poller.abort();
     svc.running.shutdown().await.unwrap();
 }
 
@@ -272,24 +251,8 @@ async fn a_service_far_behind_holds_the_gateways_instead_of_the_broker_dropping_
     // The write-ahead log cannot be written: the service takes nothing.
     disk.full.store(true, Ordering::SeqCst);
     let (host, port) = svc.broker();
-    let mut options = rumqttc::MqttOptions::new("gw-flood", host, port);
-    options.set_inflight(100);
-    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
-    let acked = Arc::new(std::sync::atomic::AtomicI64::new(0));
-    let poller = tokio::spawn({
-        let acked = acked.clone();
-        async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
-                        acked.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
-        }
-    });
+    let burst = Burst::connect(&host, port, "gw-flood");
+    let client = burst.client.clone();
     let t0 = now_ms();
     let publisher = tokio::spawn(async move {
         for i in 0..MESSAGES {
@@ -313,7 +276,7 @@ async fn a_service_far_behind_holds_the_gateways_instead_of_the_broker_dropping_
     let mut last = -1;
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = acked.load(Ordering::Relaxed);
+        let now = burst.acked();
         if now == last {
             break;
         }
@@ -326,15 +289,12 @@ async fn a_service_far_behind_holds_the_gateways_instead_of_the_broker_dropping_
     disk.full.store(false, Ordering::SeqCst);
     let client = publisher.await.unwrap();
     svc.wait_for_readings(MESSAGES as u64).await.unwrap();
-    wait_until(Duration::from_secs(30), || {
-        acked.load(Ordering::Relaxed) == MESSAGES
-    })
-    .await
-    .unwrap();
+    wait_until(Duration::from_secs(30), || burst.acked() == MESSAGES)
+        .await
+        .unwrap();
     assert_eq!(broker.dropped(), 0);
     assert_eq!(broker.held(), 0);
     let _ = client.disconnect().await;
-    poller.abort();
     let summary = svc.running.shutdown().await.unwrap();
     assert_eq!(summary.readings_in, MESSAGES as u64);
 }

@@ -51,6 +51,20 @@ fn registered_park(drop_gw2: bool) -> String {
     text + "\n" + &gw("E02-GW1", "\"T201\"", E02_PASSWORD)
 }
 
+/// E01-GW1, connected with its password and its last will.
+async fn gw1_with_will(host: &str, port: u16) -> Probe {
+    Probe::connect(
+        host,
+        port,
+        Identity {
+            will: Some("hw/v1/E01/E01-GW1/status"),
+            ..login("E01-GW1", GW1_PASSWORD)
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn login<'a>(client_id: &'a str, password: &'a str) -> Identity<'a> {
     Identity {
         client_id,
@@ -107,16 +121,7 @@ async fn only_registered_gateways_with_their_credential_connect() {
     let denied = svc.running.broker().unwrap().denied();
     assert_eq!(denied.connect, n, "{denied:?}");
     // The right credential, its own topic: the reading is ingested.
-    let mut gw1 = Probe::connect(
-        &host,
-        port,
-        Identity {
-            will: Some("hw/v1/E01/E01-GW1/status"),
-            ..login("E01-GW1", GW1_PASSWORD)
-        },
-    )
-    .await
-    .unwrap();
+    let mut gw1 = gw1_with_will(&host, port).await;
     gw1.publish(
         "hw/v1/E01/E01-GW1/telemetry",
         reading("E01-GW1", "T101.LT", 10.0),
@@ -683,16 +688,7 @@ async fn a_gateway_never_heard_from_or_gone_raises_its_offline_alarm() {
         .unwrap();
     let (_alarms, mut stream) = svc.subscribe_all().await.unwrap();
     let (host, port) = svc.broker();
-    let mut gw1 = Probe::connect(
-        &host,
-        port,
-        Identity {
-            will: Some("hw/v1/E01/E01-GW1/status"),
-            ..login("E01-GW1", GW1_PASSWORD)
-        },
-    )
-    .await
-    .unwrap();
+    let mut gw1 = gw1_with_will(&host, port).await;
     // E01-GW1 reports for 2 s; the other two are never heard from.
     for _ in 0..8 {
         gw1.publish(
