@@ -1,4 +1,5 @@
-//! Compiles `hazardwatch/v1/*.proto` with protox (pure Rust: no system
+//! Compiles `hazardwatch/v1/*.proto` and the Sparkplug B payload
+//! (`sparkplug_b/sparkplug_b.proto`) with protox (pure Rust: no system
 //! `protoc`) and generates prost messages and tonic services, plus the file
 //! descriptor set the gRPC reflection service serves.
 
@@ -10,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "hazardwatch/v1/alarms.proto",
         "hazardwatch/v1/journal.proto",
         "hazardwatch/v1/site.proto",
+        "sparkplug_b/sparkplug_b.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -93,7 +93,7 @@ pub struct BrokerSettings {
     pub max_packet_bytes: usize,
     /// Telemetry topic prefix.
     pub topic_prefix: String,
-    /// The service's own identity (see [`EmbeddedBroker::service_secret`]).
+    /// The service's own identity (see [`EmbeddedBroker::service`]).
     pub service: ServiceIdentity,
 }
 

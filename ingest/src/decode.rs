@@ -374,10 +374,37 @@ pub fn check(
         rejections: Vec::new(),
         seq: decoded.seq,
     };
+    validate(
+        catalog,
+        registry,
+        limits,
+        (t.enterprise, t.gateway),
+        &decoded.readings,
+        now_ms,
+        &mut out,
+    );
+    out
+}
+
+/// Validates decoded readings of gateway `source` = (enterprise, gateway)
+/// against the site model into `out`: each reading's point must belong to
+/// the enterprise and, once gateways are registered, be reported by the
+/// gateway; its value must be finite and its time plausible. Shared by
+/// every payload format.
+pub fn validate(
+    catalog: &Catalog,
+    registry: &Registry,
+    limits: &Limits,
+    source: (&str, &str),
+    readings: &[RawReading<'_>],
+    now_ms: i64,
+    out: &mut Checked,
+) {
+    let (enterprise, gateway_id) = source;
     let latest_ms = now_ms.saturating_add(limits.max_clock_skew_ms);
     // The topic's gateway, when gateways are registered.
-    let gateway = (!registry.is_open()).then(|| registry.lookup(t.gateway));
-    for (i, r) in decoded.readings.iter().enumerate() {
+    let gateway = (!registry.is_open()).then(|| registry.lookup(gateway_id));
+    for (i, r) in readings.iter().enumerate() {
         let name = &r.point;
         let fail = |kind, why: String| reject(kind, format!("reading {i} (point `{name}`): {why}"));
         let Some(point) = catalog.lookup(name) else {
@@ -386,13 +413,10 @@ pub fn check(
             continue;
         };
         let owner = &catalog.meta(point).enterprise;
-        if **owner != *t.enterprise {
+        if **owner != *enterprise {
             out.rejections.push(fail(
                 RejectKind::WrongEnterprise,
-                format!(
-                    "point belongs to enterprise `{owner}`, not the topic's `{}`",
-                    t.enterprise
-                ),
+                format!("point belongs to enterprise `{owner}`, not the topic's `{enterprise}`"),
             ));
             continue;
         }
@@ -400,12 +424,11 @@ pub fn check(
             let reporter = registry.owner(point);
             if gateway != Some(reporter) {
                 let why = match (gateway, reporter) {
-                    (None, _) => format!("gateway `{}` is not registered", t.gateway),
+                    (None, _) => format!("gateway `{gateway_id}` is not registered"),
                     (_, NO_GATEWAY) => "no registered gateway reports this point".into(),
                     (_, r) => format!(
-                        "reported by gateway `{}`, not the topic's `{}`",
-                        registry.gateway(r).id,
-                        t.gateway
+                        "reported by gateway `{}`, not the topic's `{gateway_id}`",
+                        registry.gateway(r).id
                     ),
                 };
                 out.rejections.push(fail(RejectKind::WrongGateway, why));
@@ -460,7 +483,6 @@ pub fn check(
             quality,
         });
     }
-    out
 }
 
 #[cfg(test)]

@@ -45,3 +45,10 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/hazardwatch_descriptor.bin"));
 }
+
+/// Generated types of the Sparkplug B payload (`org.eclipse.tahu.protobuf`,
+/// see `sparkplug_b/sparkplug_b.proto`).
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod sparkplug {
+    tonic::include_proto!("org.eclipse.tahu.protobuf");
+}
