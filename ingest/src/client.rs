@@ -32,6 +32,7 @@ use crate::decode::{self, GatewayStatus, Limits};
 use crate::error::Result;
 use crate::health::GatewayHealth;
 use crate::quarantine::Quarantine;
+use crate::sparkplug;
 use crate::topic;
 use hazardwatch_proto::clock::SharedClock;
 
@@ -184,6 +185,7 @@ impl Subscriber {
             min_timestamp_ms: self.config.min_timestamp_s.saturating_mul(1000),
         };
         let mut gateways = Gateways::default();
+        let mut sessions = sparkplug::Sessions::default();
         let result = loop {
             let publish = tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
@@ -195,7 +197,21 @@ impl Subscriber {
             let received_ms = self.clock.now_ms();
             // Status messages become offline markers, telemetry readings.
             let mut message = 0;
-            let (readings, rejections) = if let Some((enterprise, gateway)) =
+            let (readings, rejections) = if let Some(sp) = sparkplug::parse_topic(&publish.topic) {
+                let (readings, rejections) = self.sparkplug(
+                    &mut sessions,
+                    &mut gateways,
+                    &client,
+                    &limits,
+                    &sp,
+                    &publish.payload,
+                    received_ms,
+                );
+                if !readings.is_empty() {
+                    message = message_id(&publish.topic, &publish.payload);
+                }
+                (readings, rejections)
+            } else if let Some((enterprise, gateway)) =
                 topic::parse_status(&limits.topic_prefix, &publish.topic)
             {
                 match decode::status(&publish.payload) {
@@ -272,6 +288,109 @@ impl Subscriber {
         shutdown.cancel();
         let _ = poller.await;
         result
+    }
+}
+
+impl Subscriber {
+    /// A Sparkplug B message: its readings validated like any payload's,
+    /// offline markers for a dead node or device, a rebirth requested when
+    /// the session is out of step.
+    #[allow(clippy::too_many_arguments)]
+    fn sparkplug(
+        &self,
+        sessions: &mut sparkplug::Sessions,
+        gateways: &mut Gateways,
+        client: &AsyncClient,
+        limits: &Limits,
+        t: &sparkplug::Topic<'_>,
+        payload: &[u8],
+        now_ms: i64,
+    ) -> (Vec<Reading>, Vec<decode::Rejection>) {
+        let outcome = if payload.len() > limits.max_payload_bytes {
+            sparkplug::Outcome {
+                rejections: vec![decode::Rejection {
+                    kind: decode::RejectKind::TooLarge,
+                    reason: format!(
+                        "payload of {} bytes is over the limit of {} bytes",
+                        payload.len(),
+                        limits.max_payload_bytes
+                    ),
+                }],
+                ..Default::default()
+            }
+        } else {
+            sessions.handle(t, payload)
+        };
+        let registry = self.registry.borrow().clone();
+        let g = registered(&registry, t.group, t.node);
+        let mut checked = decode::Checked::default();
+        {
+            let catalog = self.catalog.borrow();
+            decode::validate(
+                &catalog,
+                &registry,
+                limits,
+                (t.group, t.node),
+                &outcome.readings,
+                now_ms,
+                &mut checked,
+            );
+            // A device's death: its points, if they are this gateway's.
+            for name in &outcome.offline_points {
+                let Some(p) = catalog.lookup(name) else {
+                    continue;
+                };
+                let ours = if registry.is_open() {
+                    *catalog.meta(p).enterprise == *t.group
+                } else {
+                    g.is_some_and(|g| registry.owner(p) == g)
+                };
+                if ours {
+                    checked.readings.push(Reading {
+                        point: p,
+                        ts_ms: now_ms,
+                        value: f64::NAN,
+                        quality: Quality::Offline,
+                    });
+                }
+            }
+        }
+        let mut rejections = outcome.rejections;
+        rejections.append(&mut checked.rejections);
+        let mut readings = checked.readings;
+        metrics::counter!("hazardwatch_mqtt_messages_total", "format" => "sparkplug").increment(1);
+        metrics::counter!("hazardwatch_readings_in_total").increment(readings.len() as u64);
+        gateways.reported(t.group, t.node, &readings);
+        if let Some(g) = g {
+            if outcome.node_offline {
+                self.health.offline(g, now_ms);
+            } else {
+                self.health.message(g, readings.len(), now_ms);
+            }
+        }
+        if outcome.node_offline {
+            let points = g.map(|g| registry.gateway(g).points.as_slice());
+            readings.extend(gateways.status(
+                t.group,
+                t.node,
+                GatewayStatus::Offline,
+                now_ms,
+                points,
+            ));
+        }
+        if outcome.rebirth {
+            let (topic, body) = sparkplug::rebirth_request(t.group, t.node, now_ms);
+            metrics::counter!("hazardwatch_sparkplug_rebirths_total").increment(1);
+            tracing::warn!(
+                group = t.group,
+                node = t.node,
+                "Sparkplug session out of step: rebirth requested"
+            );
+            if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, body) {
+                tracing::warn!(error = %e, "cannot request a Sparkplug rebirth");
+            }
+        }
+        (readings, rejections)
     }
 }
 
@@ -403,8 +522,10 @@ async fn poll(
             }
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 tracing::info!("connected to MQTT broker; subscribing");
-                let filters =
-                    topic::filters(&prefix).map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
+                let filters = topic::filters(&prefix)
+                    .into_iter()
+                    .chain(sparkplug::filters())
+                    .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
                 if let Err(e) = client.try_subscribe_many(filters) {
                     tracing::error!(error = %e, "cannot subscribe");
                 }

@@ -38,6 +38,9 @@ pub enum RejectKind {
     BadTimestamp,
     /// Quality not `good`, `uncertain` or `bad`.
     BadQuality,
+    /// Sparkplug B: a sequence number out of order (messages lost), or data
+    /// before the edge node's birth; the data is taken and a rebirth asked.
+    SequenceGap,
 }
 
 impl RejectKind {
@@ -54,6 +57,7 @@ impl RejectKind {
             RejectKind::BadValue => "bad_value",
             RejectKind::BadTimestamp => "bad_timestamp",
             RejectKind::BadQuality => "bad_quality",
+            RejectKind::SequenceGap => "sequence_gap",
         }
     }
 }

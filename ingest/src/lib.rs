@@ -11,6 +11,8 @@
 //! - [`decode`]: JSON and protobuf payloads to validated readings, with a
 //!   [`decode::Rejection`] for everything refused.
 //! - [`quarantine`]: the JSON-lines record of rejections.
+//! - [`sparkplug`]: Sparkplug B sessions (births, aliases, sequence numbers,
+//!   deaths) to readings.
 //! - [`topic`]: the topic scheme.
 //! - [`config`]: `[mqtt]` settings.
 //!
@@ -38,6 +40,7 @@ pub mod encode;
 pub mod error;
 pub mod health;
 pub mod quarantine;
+pub mod sparkplug;
 pub mod tls;
 pub mod topic;
 

@@ -662,8 +662,10 @@ pub struct Identity<'a> {
     pub client_id: &'a str,
     /// User name and password.
     pub login: Option<(&'a str, &'a str)>,
-    /// Last will topic (payload `offline`).
+    /// Last will topic (payload `offline`, or `will_payload`).
     pub will: Option<&'a str>,
+    /// The last will's payload, when not `offline`.
+    pub will_payload: Option<Vec<u8>>,
     /// TLS towards the broker.
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -678,7 +680,8 @@ impl Probe {
             options.set_credentials(u, p);
         }
         if let Some(topic) = id.will {
-            options.set_last_will(LastWill::new(topic, "offline", QoS::AtLeastOnce, false));
+            let payload = id.will_payload.unwrap_or_else(|| b"offline".to_vec());
+            options.set_last_will(LastWill::new(topic, payload, QoS::AtLeastOnce, false));
         }
         if let Some(tls) = id.tls {
             options.set_transport(rumqttc::Transport::tls_with_config(
