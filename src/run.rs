@@ -41,8 +41,9 @@ pub(crate) fn print_summary(s: &Summary, running_archive: &std::path::Path) {
         s.readings_in, s.readings_late, s.alarms_raised
     );
     println!(
-        "archive: {} rows in {} sealed Parquet files, {} bytes ({per_reading:.2} bytes/reading) under {}",
+        "archive: {} rows ({} of them the service's `expected` markers) in {} sealed Parquet files, {} bytes ({per_reading:.2} bytes/row) under {}",
         s.archive_rows,
+        s.markers_expected,
         s.archive_files,
         s.archive_bytes,
         running_archive.display()

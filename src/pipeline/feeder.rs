@@ -106,6 +106,9 @@ pub fn feeder_loop(
                     })
                     .collect();
                 engine.input().send(&markers, &mut late);
+                counters
+                    .markers_expected
+                    .fetch_add(markers.len() as u64, Ordering::Relaxed);
                 let rows = ArchiveMsg::Rows {
                     readings: markers,
                     received_ms: at_ms,

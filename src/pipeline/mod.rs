@@ -61,6 +61,8 @@ pub struct Counters {
     pub readings_duplicate: AtomicU64,
     /// Readings recovered from the write-ahead log at start.
     pub readings_recovered: AtomicU64,
+    /// `expected` markers written (archived rows that are not readings).
+    pub markers_expected: AtomicU64,
     /// Failed write-ahead log appends.
     pub wal_errors: AtomicU64,
     /// The write-ahead log cannot be written now: nothing is acknowledged.
@@ -88,6 +90,8 @@ pub struct Summary {
     pub readings_duplicate: u64,
     /// Readings recovered from the write-ahead log at start.
     pub readings_recovered: u64,
+    /// `expected` markers written.
+    pub markers_expected: u64,
 }
 
 impl Counters {
@@ -103,6 +107,7 @@ impl Counters {
             archive_files: g(&self.archive_files),
             readings_duplicate: g(&self.readings_duplicate),
             readings_recovered: g(&self.readings_recovered),
+            markers_expected: g(&self.markers_expected),
         }
     }
 }
