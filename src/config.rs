@@ -12,6 +12,8 @@ use hazardwatch_alarms::{Access, AccessConfig, EscalationPolicy, EscalationSpec}
 use hazardwatch_rules::site::{DefaultsSpec, EnterpriseSpec, ParkSpec};
 use hazardwatch_rules::{EngineConfig, SiteModel, SiteSpec, Source};
 use hazardwatch_storage::ArchiveConfig;
+
+use crate::pipeline::backfill::BackfillConfig;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -122,6 +124,8 @@ struct ConfigFile {
     #[serde(default)]
     archive: ArchiveConfig,
     #[serde(default)]
+    backfill: BackfillConfig,
+    #[serde(default)]
     access: AccessConfig,
     #[serde(default)]
     escalation: Vec<EscalationSpec>,
@@ -151,6 +155,8 @@ pub struct Settings {
     pub engine: EngineConfig,
     /// Parquet archive.
     pub archive: ArchiveConfig,
+    /// Judging readings that arrive late.
+    pub backfill: BackfillConfig,
     /// gRPC callers: tokens, roles, scopes.
     pub access: Access,
     /// Disposal and escalation chains by enterprise.
@@ -196,6 +202,7 @@ impl Config {
         };
         section(file.engine.validate().map_err(|e| e.to_string()))?;
         section(file.archive.validate().map_err(|e| e.to_string()))?;
+        section(file.backfill.validate())?;
         let enterprises = file
             .enterprise
             .iter()
@@ -219,6 +226,7 @@ impl Config {
                 metrics: file.metrics,
                 engine: file.engine,
                 archive: file.archive,
+                backfill: file.backfill,
                 access,
                 escalation,
             },

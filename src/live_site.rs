@@ -28,6 +28,11 @@ impl LiveSite {
         }
     }
 
+    /// A copy of the running site model (its tables are shared).
+    pub(crate) fn snapshot(&self) -> SiteModel {
+        self.site().clone()
+    }
+
     /// The running site model.
     fn site(&self) -> MutexGuard<'_, SiteModel> {
         self.site.lock().unwrap_or_else(|p| p.into_inner())

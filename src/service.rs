@@ -40,10 +40,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::grpc;
 use crate::live_site::LiveSite;
+use crate::pipeline::backfill::{BACKFILL_QUEUE, BackfillMsg};
+use crate::pipeline::feeder::BackfillLink;
 use crate::pipeline::wal_stage::{self, WalStage};
 use crate::pipeline::{
     ARCHIVE_QUEUE, ArchiveMsg, Counters, FEEDER_QUEUE, FeedMsg, INGEST_QUEUE, Summary, TICK,
-    archiver, feeder, watched_points,
+    archiver, backfill, feeder, watched_points,
 };
 use crate::telemetry::{Latest, Snapshot, Telemetry};
 
@@ -408,13 +410,58 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         }
     })?;
 
+    // Backfill thread: judges the late readings the feeder sends it; ends
+    // when the feeder does.
+    let (backfill_tx, backfill_rx) = crossbeam_channel::bounded::<BackfillMsg>(BACKFILL_QUEUE);
+    let backfill_thread = std::thread::Builder::new().name("backfill".into()).spawn({
+        let (site, hub, counters, clock) = (
+            live_site.clone(),
+            hub.clone(),
+            counters.clone(),
+            clock.clone(),
+        );
+        let config = settings.backfill.clone();
+        let epoch_ms = settings.engine.epoch_ms;
+        let not_judged = quarantine_dir.join("not_judged.jsonl");
+        move || {
+            backfill::backfill_loop(
+                backfill_rx,
+                site,
+                hub,
+                epoch_ms,
+                config,
+                not_judged,
+                counters,
+                clock,
+            )
+        }
+    })?;
+    let backfill_link = BackfillLink {
+        tx: backfill_tx,
+        config: settings.backfill.clone(),
+    };
+
     // Feeder thread: owns the engine input and the archive sender.
     let feeder = std::thread::Builder::new().name("feeder".into()).spawn({
         let (counters, clock) = (counters.clone(), clock.clone());
         move || {
-            feeder::feeder_loop(
-                feed_rx, engine, archive_tx, archive, &latest, &counters, &*clock,
-            )
+            let drained = feeder::feeder_loop(
+                feed_rx,
+                engine,
+                feeder::Downstream {
+                    archive_tx,
+                    archive,
+                    backfill: backfill_link,
+                },
+                &latest,
+                &counters,
+                &*clock,
+            );
+            // The last episode is judged before the feeder reports done.
+            if backfill_thread.join().is_err() {
+                tracing::error!("the backfill thread panicked");
+            }
+            drained
         }
     })?;
     for b in recovered.batches {

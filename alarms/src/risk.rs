@@ -187,6 +187,7 @@ mod tests {
                 predicted_ms: None,
                 latched: false,
                 suppressed: false,
+                backfilled: false,
                 shelved_until_ms: None,
                 out_of_service: false,
                 escalation: 0,

@@ -109,6 +109,9 @@ pub struct AlarmRecord {
     pub latched: bool,
     /// Suppressed by design: recorded, not annunciated.
     pub suppressed: bool,
+    /// A condition change judged after the fact, from readings that came
+    /// later than the lateness bound.
+    pub backfilled: bool,
     /// Shelved until this wall time (ms): recorded, not annunciated.
     pub shelved_until_ms: Option<i64>,
     /// Out of service: recorded, not annunciated, until returned.
@@ -280,6 +283,7 @@ impl AlarmTable {
             predicted_ms: ev.predicted_ms,
             latched,
             suppressed: ev.suppressed,
+            backfilled: ev.backfilled,
             shelved_until_ms: current.and_then(|a| a.last.shelved_until_ms),
             out_of_service: current.is_some_and(|a| a.last.out_of_service),
             escalation: current.map_or(0, |a| a.last.escalation),
@@ -617,6 +621,7 @@ impl AlarmTable {
             action: String::new(),
             actor: actor.to_owned(),
             comment: comment.to_owned(),
+            backfilled: false,
             ..last.clone()
         };
         self.store(record.clone(), latch, condition);

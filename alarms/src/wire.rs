@@ -119,6 +119,9 @@ fn describe(r: &AlarmRecord, catalog: &Catalog) -> String {
     if r.suppressed {
         text.push_str(" [suppressed: unit stopped or in overhaul]");
     }
+    if r.backfilled {
+        text.push_str(" [backfilled: judged from readings that arrived late]");
+    }
     text
 }
 
@@ -271,6 +274,7 @@ pub(crate) fn restore_alarm(catalog: &Catalog, stored: &pb::JournalAlarm) -> Opt
         predicted_ms: (e.predicted_time_ms != 0).then_some(e.predicted_time_ms),
         latched: e.latched,
         suppressed: e.suppressed,
+        backfilled: e.backfilled,
         shelved_until_ms: (e.shelved_until_ms != 0).then_some(e.shelved_until_ms),
         out_of_service: e.out_of_service,
         // Unspecified (0) is the first level.
@@ -336,6 +340,7 @@ pub(crate) fn event(r: &AlarmRecord, catalog: &Catalog) -> pb::AlarmEvent {
         awaiting_disposal: r.awaiting_disposal,
         action: r.action.clone(),
         risk_colour: pb::RiskColour::Unspecified as i32,
+        backfilled: r.backfilled,
     }
 }
 

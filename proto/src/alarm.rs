@@ -215,6 +215,9 @@ pub struct RuleEvent {
     /// Suppressed by design: the source's unit is stopped or under overhaul.
     /// Evaluated and recorded, not annunciated.
     pub suppressed: bool,
+    /// Judged after the fact: from readings that arrived later than the
+    /// lateness bound (a gateway's buffered readings after an outage).
+    pub backfilled: bool,
 }
 
 impl RuleEvent {
@@ -239,6 +242,7 @@ impl RuleEvent {
             predicted_ms: None,
             latch: false,
             suppressed: false,
+            backfilled: false,
         }
     }
 

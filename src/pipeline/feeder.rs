@@ -14,7 +14,65 @@ use hazardwatch_rules::{Engine, EngineInput};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::backfill::{BackfillConfig, BackfillMsg};
 use super::{ArchiveMsg, Counters, FeedMsg};
+
+/// Where the feeder sends late readings (see [`super::backfill`]).
+pub struct BackfillLink {
+    /// The backfill thread's queue.
+    pub tx: crossbeam_channel::Sender<BackfillMsg>,
+    /// `[backfill]` settings.
+    pub config: BackfillConfig,
+}
+
+impl BackfillLink {
+    /// Sends the late readings of a batch (flagged in `late`) within the
+    /// horizon to be judged, and unflags them (they are archived as
+    /// judged); reports the rest, which stay flagged: archived, not judged.
+    /// The service's markers stay flagged and are not sent.
+    pub fn route(
+        &self,
+        readings: &[Reading],
+        late: &mut [bool],
+        received_ms: i64,
+        now_ms: i64,
+    ) -> anyhow::Result<()> {
+        let oldest = self.config.oldest_judged(now_ms);
+        let mut judged = Vec::new();
+        let (mut too_old, mut span) = (0usize, (i64::MAX, i64::MIN));
+        for (r, l) in readings.iter().zip(late.iter_mut()) {
+            if !*l || r.quality.is_marker() {
+                continue;
+            }
+            match oldest {
+                Some(o) if r.ts_ms >= o => {
+                    judged.push(*r);
+                    *l = false;
+                }
+                _ => {
+                    too_old += 1;
+                    span = (span.0.min(r.ts_ms), span.1.max(r.ts_ms));
+                }
+            }
+        }
+        let gone = || anyhow::anyhow!("backfill thread stopped");
+        if !judged.is_empty() {
+            self.tx
+                .send(BackfillMsg::Late(judged))
+                .map_err(|_| gone())?;
+        }
+        if too_old > 0 {
+            self.tx
+                .send(BackfillMsg::TooOld {
+                    readings: too_old,
+                    span,
+                    received_ms,
+                })
+                .map_err(|_| gone())?;
+        }
+        Ok(())
+    }
+}
 use crate::telemetry::Latest;
 
 /// Advances live event time every `period` until `stop`.
@@ -38,17 +96,31 @@ pub async fn ticker(
     }
 }
 
+/// Where the feeder's readings go besides the engine.
+pub struct Downstream {
+    /// The archiver's queue.
+    pub archive_tx: crossbeam_channel::Sender<ArchiveMsg>,
+    /// The archiver thread, joined when the feeder ends.
+    pub archive: std::thread::JoinHandle<anyhow::Result<()>>,
+    /// The backfill thread's queue.
+    pub backfill: BackfillLink,
+}
+
 /// The feeder thread: takes [`FeedMsg`]s in order until every sender is
 /// gone, then drains the engine and waits for the archiver to seal.
 pub fn feeder_loop(
     mut rx: mpsc::Receiver<FeedMsg>,
     mut engine: Engine,
-    archive_tx: crossbeam_channel::Sender<ArchiveMsg>,
-    archive: std::thread::JoinHandle<anyhow::Result<()>>,
+    downstream: Downstream,
     latest: &Latest,
     counters: &Counters,
     clock: &dyn Clock,
 ) -> anyhow::Result<()> {
+    let Downstream {
+        archive_tx,
+        archive,
+        backfill,
+    } = downstream;
     let mut late = Vec::new();
     // Live from the first tick on: recovered batches come before it and are
     // judged against the watermark they would have met.
@@ -73,6 +145,7 @@ pub fn feeder_loop(
                 if n_late > 0 {
                     counters.readings_late.fetch_add(n_late, Ordering::Relaxed);
                     metrics::counter!("hazardwatch_readings_late_total").increment(n_late);
+                    backfill.route(&b.readings, &mut late, b.received_ms, clock.now_ms())?;
                 }
                 let rows = ArchiveMsg::Rows {
                     readings: b.readings,
@@ -129,7 +202,9 @@ pub fn feeder_loop(
     // complete. Judge what is left, then stop the engine.
     engine.input().advance_to(clock.now_ms());
     let drained = engine.finish();
-    // Seal the archive whatever happened to the engine.
+    // Judge the last late readings, then seal the archive whatever
+    // happened to the engine.
+    drop(backfill);
     drop(archive_tx);
     let sealed = archive
         .join()
@@ -173,6 +248,7 @@ stale_s = 0
     /// The feeder on its own thread with a settable clock, an archiver
     /// that keeps what it is sent, and the engine's events collected.
     struct Harness {
+        _backfill: crossbeam_channel::Receiver<BackfillMsg>,
         feed: mpsc::Sender<FeedMsg>,
         feeder: std::thread::JoinHandle<anyhow::Result<()>>,
         archived: crossbeam_channel::Receiver<ArchiveMsg>,
@@ -204,16 +280,36 @@ stale_s = 0
             Ok(())
         });
         let counters = Arc::new(Counters::default());
+        // Backfill off: late readings stay late (its own tests are in
+        // `backfill` and end to end).
+        let (backfill_tx, backfill_rx) = crossbeam_channel::unbounded();
+        let backfill = BackfillLink {
+            tx: backfill_tx,
+            config: BackfillConfig {
+                horizon_s: 0,
+                ..BackfillConfig::default()
+            },
+        };
         let feeder = std::thread::spawn({
             let counters = counters.clone();
             move || {
                 let latest = Latest::default();
                 feeder_loop(
-                    rx, engine, archive_tx, archiver, &latest, &counters, &*clock,
+                    rx,
+                    engine,
+                    Downstream {
+                        archive_tx,
+                        archive: archiver,
+                        backfill,
+                    },
+                    &latest,
+                    &counters,
+                    &*clock,
                 )
             }
         });
         Harness {
+            _backfill: backfill_rx,
             feed,
             feeder,
             archived,

@@ -13,6 +13,8 @@
 //!   the clock; hands every reading to the archiver.
 //! - [`archiver`]: appends, seals at checkpoints, compacts, expires, and
 //!   answers telemetry queries from what it buffers.
+//! - [`backfill`]: judges the readings that came later than the lateness
+//!   bound, by the same rules, as episodes.
 //!
 //! The stages know the rule engine, the storage and the alarm hub (the
 //! archiver archives journaled alarm events); nothing here knows the gRPC
@@ -27,6 +29,7 @@ use hazardwatch_proto::{Catalog, PointIdx, Reading};
 use hazardwatch_rules::SiteModel;
 
 pub mod archiver;
+pub mod backfill;
 pub mod feeder;
 pub mod wal_stage;
 
@@ -63,6 +66,10 @@ pub struct Counters {
     pub readings_recovered: AtomicU64,
     /// `expected` markers written (archived rows that are not readings).
     pub markers_expected: AtomicU64,
+    /// Late readings judged by the backfill.
+    pub readings_backfilled: AtomicU64,
+    /// Late readings beyond the backfill horizon: archived, not judged.
+    pub readings_not_judged: AtomicU64,
     /// Failed write-ahead log appends.
     pub wal_errors: AtomicU64,
     /// The write-ahead log cannot be written now: nothing is acknowledged.

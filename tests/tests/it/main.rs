@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod backfill;
 mod bad_input;
 mod config_errors;
 mod durability;
