@@ -25,9 +25,12 @@
 //! [`Wal::append`] writes any number of batches and syncs once: group
 //! commit, so the fsync cost is shared by every message waiting for its
 //! acknowledgement. A record cut short by a crash (length past the end, or
-//! a checksum that does not match) ends its segment: it was never
-//! synced, so never acknowledged; what follows it is ignored and the
-//! segment is truncated there.
+//! a checksum that does not match) at the end of the newest segment was
+//! never synced, so never acknowledged: the segment is truncated there.
+//! Damage anywhere else (a segment that was complete before a newer one
+//! began) is not a crash's tail but corruption of acknowledged data:
+//! recovery stops with an error naming the file and the byte, and leaves
+//! the file as it is for inspection.
 //!
 //! A failed write or sync (a full disk) cuts the segment back to where the
 //! append began and starts a new segment for the next attempt: nothing of a
@@ -312,10 +315,21 @@ impl Wal {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let existing = segments(dir)?;
         let mut recovered = Vec::new();
+        let newest = existing.last().copied();
         for &segment in &existing {
             let path = segment_path(dir, segment);
             let (mut batches, valid) = read_segment(&path, segment)?;
             let len = std::fs::metadata(&path).map_err(io(&path))?.len();
+            if valid < len && Some(segment) != newest {
+                return Err(Error::Wal {
+                    path: path.clone(),
+                    message: format!(
+                        "the record at byte {valid} of {len} is damaged, in a segment that was complete before a newer one began: \
+                         acknowledged readings are corrupt. Recovery stops and the file is left as it is; to start without what \
+                         follows byte {valid}, move the file aside (those readings are then lost)"
+                    ),
+                });
+            }
             if valid < len {
                 tracing::warn!(
                     path = %path.display(),
@@ -649,6 +663,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn damage_in_an_older_segment_stops_recovery_and_keeps_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = catalog(10);
+        let (mut wal, _) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+        wal.append(&[entry(1, &batch(0..5, 1))], &c).unwrap();
+        wal.append(&[entry(2, &batch(5..10, 2))], &c).unwrap();
+        let older = wal.segment();
+        drop(wal);
+        // A restart begins a newer segment, which gets a record too.
+        let (mut wal, _) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+        wal.append(&[entry(3, &batch(0..5, 3))], &c).unwrap();
+        drop(wal);
+        // A byte of the older segment's first record rots.
+        let path = segment_path(dir.path(), older);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER + 2] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Wal::open(dir.path(), WalConfig::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("is damaged"), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "kept as it was");
     }
 
     #[test]
