@@ -5,3 +5,4 @@
 //! (`CARGO_BIN_EXE_hazardwatch`); the fixtures are the end-to-end tests'.
 
 mod crash;
+mod overrides;
