@@ -1,5 +1,6 @@
 //! Tests of the real `hazardwatch` binary as a process: killed with SIGKILL
-//! mid-stream, it loses nothing a gateway was told was received.
+//! mid-stream, it loses nothing a gateway was told was received; started
+//! with overrides that would expose it, it refuses.
 //!
 //! Built by the root package so that Cargo builds the binary for it
 //! (`CARGO_BIN_EXE_hazardwatch`); the fixtures are the end-to-end tests'.

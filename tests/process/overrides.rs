@@ -3,6 +3,9 @@
 //! defect 2: `HAZARDWATCH_GRPC=0.0.0.0:50051` with no tokens used to serve
 //! plaintext with every caller an admin).
 
+// Test helpers panic on a broken fixture; that is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 use hazardwatch_tests::TEST_PARK;
