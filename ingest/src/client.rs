@@ -16,13 +16,14 @@
 //! the markers for replay.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hazardwatch_proto::{Catalog, GatewayIdx, PointIdx, Quality, Reading, Registry};
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS,
-    SubscribeFilter, SubscribeReasonCode,
+    AsyncClient, Event, MqttOptions, NetworkOptions, Packet, Publish, QoS, SubscribeFilter,
+    SubscribeReasonCode,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -76,6 +77,10 @@ pub fn message_id(topic: &str, payload: &[u8]) -> u128 {
 pub struct Ack {
     client: AsyncClient,
     publish: Publish,
+    /// The connection the message came on.
+    connection: u64,
+    /// The connection now.
+    current: Arc<AtomicU64>,
 }
 
 impl Ack {
@@ -84,7 +89,17 @@ impl Ack {
     /// never waits: the queue is drained only while the event loop is
     /// polled, and the poller may itself be waiting for the pipeline that
     /// wants to acknowledge.
+    ///
+    /// An ack is never carried across connections: packet ids restart
+    /// with each one, so an old ack would acknowledge another message. If
+    /// the message's connection is gone, the ack is dropped; the broker
+    /// sends the message again on the new connection (the session is
+    /// persistent) and the write-ahead stage recognises it.
     pub fn try_send(self) -> std::result::Result<(), Ack> {
+        if self.current.load(Ordering::SeqCst) != self.connection {
+            metrics::counter!("hazardwatch_mqtt_stale_acks_total").increment(1);
+            return Ok(());
+        }
         match self.client.try_ack(&self.publish) {
             Ok(()) => Ok(()),
             Err(_) => Err(self),
@@ -163,15 +178,13 @@ impl Subscriber {
                 rumqttc::TlsConfiguration::Rustls(tls.clone()),
             ));
         }
-        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
-        let mut net = NetworkOptions::new();
-        net.set_tcp_nodelay(true);
-        eventloop.set_network_options(net);
-
-        let (tx, mut rx) = mpsc::channel::<Publish>(PUBLISH_QUEUE);
+        let current = Arc::new(AtomicU64::new(0));
+        let latest = Arc::new(Mutex::new(None::<AsyncClient>));
+        let (tx, mut rx) = mpsc::channel::<Received>(PUBLISH_QUEUE);
         let poller = tokio::spawn(poll(
-            eventloop,
-            client.clone(),
+            options,
+            current.clone(),
+            latest.clone(),
             self.config.topic_prefix.clone(),
             tx,
             shutdown.clone(),
@@ -187,7 +200,11 @@ impl Subscriber {
         let mut gateways = Gateways::default();
         let mut sessions = sparkplug::Sessions::default();
         let result = loop {
-            let publish = tokio::select! {
+            let Received {
+                connection,
+                client,
+                publish,
+            } = tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
                 p = rx.recv() => match p {
                     Some(p) => p,
@@ -260,11 +277,29 @@ impl Subscriber {
                 }
                 (checked.readings, checked.rejections)
             };
-            if let Err(e) = quarantine.record(&publish.topic, &publish.payload, &rejections) {
-                // Without a record of the rejection the message must not be
-                // acknowledged: the broker redelivers it after a reconnect.
-                tracing::error!(error = %e, topic = %publish.topic, "cannot quarantine; not acknowledging");
-                continue;
+            // Never skip a message (its ack would be missing, and the
+            // broker would match the next one to the wrong message): a
+            // quarantine that cannot be written stalls ingest until it can.
+            let mut failures = 0u64;
+            while let Err(e) = quarantine.record(&publish.topic, &publish.payload, &rejections) {
+                if failures == 0 {
+                    tracing::error!(error = %e, topic = %publish.topic, "cannot write the quarantine; ingest waits and retries every second");
+                }
+                failures += 1;
+                metrics::counter!("hazardwatch_quarantine_errors_total").increment(1);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                if let Err(e) = quarantine.reopen() {
+                    tracing::debug!(error = %e, "quarantine still not writable");
+                }
+            }
+            if shutdown.is_cancelled() && failures > 0 {
+                break Ok(());
+            }
+            if failures > 0 {
+                tracing::info!(failures, "quarantine writable again; ingest resumes");
             }
             // The ack needs only the packet id and QoS: let the payload go.
             let mut publish = publish;
@@ -276,15 +311,20 @@ impl Subscriber {
                     message,
                 },
                 ack: Ack {
-                    client: client.clone(),
+                    client,
                     publish,
+                    connection,
+                    current: current.clone(),
                 },
             };
             if pipeline.send(delivery).await.is_err() {
                 break Ok(());
             }
         };
-        let _ = client.disconnect().await;
+        let client = latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(client) = client {
+            let _ = client.disconnect().await;
+        }
         shutdown.cancel();
         let _ = poller.await;
         result
@@ -496,61 +536,93 @@ impl Gateways {
     }
 }
 
-/// Polls the event loop, (re)subscribes on every connect, forwards publishes.
-async fn poll(
-    mut eventloop: EventLoop,
+/// A publish from the broker, with the connection it came on.
+struct Received {
+    /// The connection's number (see [`Ack`]).
+    connection: u64,
+    /// That connection's client: its ack goes back through it.
     client: AsyncClient,
+    publish: Publish,
+}
+
+/// Keeps a connection to the broker, one client and event loop per
+/// connection: when a connection ends, its event loop (and any request
+/// still queued in it) is dropped with it, and the next connection gets a
+/// new number, so no ack crosses from one connection to the next. The
+/// event loop only forwards publishes, so keep-alives and acks keep flowing.
+async fn poll(
+    options: MqttOptions,
+    current: Arc<AtomicU64>,
+    latest: Arc<Mutex<Option<AsyncClient>>>,
     prefix: String,
-    tx: mpsc::Sender<Publish>,
+    tx: mpsc::Sender<Received>,
     shutdown: CancellationToken,
     ready: watch::Sender<bool>,
 ) {
     loop {
-        let event = tokio::select! {
+        let connection = current.fetch_add(1, Ordering::SeqCst) + 1;
+        let (client, mut eventloop) = AsyncClient::new(options.clone(), REQUEST_QUEUE);
+        let mut net = NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        eventloop.set_network_options(net);
+        *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                e = eventloop.poll() => e,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    let received = Received {
+                        connection,
+                        client: client.clone(),
+                        publish,
+                    };
+                    let sent = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        s = tx.send(received) => s,
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!("connected to MQTT broker; subscribing");
+                    let filters = topic::filters(&prefix)
+                        .into_iter()
+                        .chain(sparkplug::filters())
+                        .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
+                    if let Err(e) = client.try_subscribe_many(filters) {
+                        tracing::error!(error = %e, "cannot subscribe");
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    let refused = ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, SubscribeReasonCode::Failure));
+                    if refused {
+                        tracing::error!("broker refused the telemetry subscription");
+                    } else {
+                        ready.send_replace(true);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    ready.send_replace(false);
+                    tracing::warn!(error = %e, "MQTT connection error; reconnecting");
+                    metrics::counter!("hazardwatch_mqtt_reconnects_total").increment(1);
+                    break;
+                }
+            }
+        }
+        // This connection is over: acks owed on it are dropped (see
+        // [`Ack::try_send`]) and its messages come again on the next.
+        current.fetch_add(1, Ordering::SeqCst);
+        drop(eventloop);
+        tokio::select! {
             _ = shutdown.cancelled() => return,
-            e = eventloop.poll() => e,
-        };
-        match event {
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let sent = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    s = tx.send(p) => s,
-                };
-                if sent.is_err() {
-                    return;
-                }
-            }
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                tracing::info!("connected to MQTT broker; subscribing");
-                let filters = topic::filters(&prefix)
-                    .into_iter()
-                    .chain(sparkplug::filters())
-                    .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
-                if let Err(e) = client.try_subscribe_many(filters) {
-                    tracing::error!(error = %e, "cannot subscribe");
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                let refused = ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, SubscribeReasonCode::Failure));
-                if refused {
-                    tracing::error!("broker refused the telemetry subscription");
-                } else {
-                    ready.send_replace(true);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                ready.send_replace(false);
-                tracing::warn!(error = %e, "MQTT connection error; reconnecting");
-                metrics::counter!("hazardwatch_mqtt_reconnects_total").increment(1);
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(RECONNECT_DELAY) => {}
-                }
-            }
+            _ = tokio::time::sleep(RECONNECT_DELAY) => {}
         }
     }
 }

@@ -206,6 +206,19 @@ impl Quarantine {
         Ok(())
     }
 
+    /// Opens the file again (after a failed write: it may have been
+    /// replaced, or its disk freed).
+    pub fn reopen(&mut self) -> Result<()> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| self.err(e))?;
+        self.bytes = file.metadata().map_err(|e| self.err(e))?.len();
+        self.out = BufWriter::new(file);
+        Ok(())
+    }
+
     /// Rotates when the file is over its size or a day old.
     fn rotate_if_due(&mut self, now_ms: i64) -> Result<()> {
         let old = self.since_ms.is_some_and(|s| now_ms - s >= MAX_AGE_MS);

@@ -298,3 +298,46 @@ async fn a_service_far_behind_holds_the_gateways_instead_of_the_broker_dropping_
     let summary = svc.running.shutdown().await.unwrap();
     assert_eq!(summary.readings_in, MESSAGES as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantine_that_cannot_be_written_stalls_ingest_and_skips_nothing() {
+    // The quarantine file writes to /dev/full: every write fails (ENOSPC).
+    let data = tempfile::tempdir().unwrap();
+    let quarantine = data.path().join("quarantine");
+    std::fs::create_dir_all(&quarantine).unwrap();
+    let file = quarantine.join("quarantine.jsonl");
+    std::os::unix::fs::symlink("/dev/full", &file).unwrap();
+    let svc = TestService::start_in(data).await.unwrap();
+    let stats = svc.running.counters.clone();
+    let (host, port) = svc.broker();
+    let mut gw = Gateway::connect(&host, port, "gw-quarantine")
+        .await
+        .unwrap();
+    let t0 = now_ms();
+    // One good and one bad reading: the bad one cannot be recorded.
+    gw.publish_json(
+        "E01",
+        serde_json::json!([
+            {"point": "T101.LT", "ts": t0, "value": 5.0},
+            {"point": "NOPE", "ts": t0, "value": 1.0},
+        ]),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        stats.readings_in.load(Ordering::Relaxed),
+        0,
+        "stalled, not skipped"
+    );
+    // The disk "returns": the message is taken whole, then the next one.
+    std::fs::remove_file(&file).unwrap();
+    svc.wait_for_readings(1).await.unwrap();
+    publish(&mut gw, 1, 1, t0).await;
+    svc.wait_for_readings(2).await.unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("unknown_point"), "{text}");
+    gw.close().await;
+    let summary = svc.running.shutdown().await.unwrap();
+    assert_eq!(summary.readings_in, 2);
+}
