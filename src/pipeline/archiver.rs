@@ -3,8 +3,11 @@
 //! passes on (a checkpoint), with the alarm events journaled since; then
 //! the log segments the archive now covers are released, touched
 //! partitions compacted and partitions past the retention deleted. A
-//! failed checkpoint is retried every [`CHECKPOINT_RETRY`]: the readings
-//! stay in the log meanwhile.
+//! failed checkpoint is retried every [`CHECKPOINT_RETRY`], the readings
+//! staying in the log meanwhile, but only as long as nothing was buffered
+//! since: rows of later segments sealed as covering the log before the old
+//! segment would be archived again after a crash. Once more rows came, the
+//! next checkpoint (which covers them) is the retry.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -20,6 +23,14 @@ use crate::telemetry::{self, Snapshot};
 pub const ALARMS_PER_CHECKPOINT: usize = 200_000;
 /// How soon a failed archive checkpoint is tried again.
 pub const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
+
+/// The segment to retry a failed checkpoint with: the failed one, if no
+/// rows were buffered since it failed (its rows are exactly the ones
+/// before it); otherwise none, and the next checkpoint covers them all.
+pub fn exact_retry(failed: Option<(u64, usize)>, buffered_now: usize) -> Option<u64> {
+    let (segment, buffered_then) = failed?;
+    (buffered_now == buffered_then).then_some(segment)
+}
 
 /// The archiver thread: appends readings, seals at checkpoints (with the
 /// alarm events journaled since), releases the archived log segments,
@@ -81,9 +92,9 @@ pub fn archive_loop(
             }
         }
     };
-    // A checkpoint that failed, retried every CHECKPOINT_RETRY even when
-    // nothing new arrives.
-    let mut failed: Option<u64> = None;
+    // A checkpoint that failed and the rows buffered then, retried every
+    // CHECKPOINT_RETRY while no more came (see `exact_retry`).
+    let mut failed: Option<(u64, usize)> = None;
     loop {
         let msg = crossbeam_channel::select! {
             recv(rx) -> msg => match msg {
@@ -98,7 +109,7 @@ pub fn archive_loop(
                 }
                 continue;
             },
-            default(CHECKPOINT_RETRY) => match failed.take() {
+            default(CHECKPOINT_RETRY) => match exact_retry(failed, writer.buffered_rows()) {
                 Some(segment) => ArchiveMsg::Checkpoint(segment),
                 None => continue,
             },
@@ -112,7 +123,7 @@ pub fn archive_loop(
             ArchiveMsg::Catalog(catalog) => writer.set_catalog(catalog),
             ArchiveMsg::Checkpoint(segment) => {
                 let Some(sealed) = seal(&mut writer, segment, "checkpoint") else {
-                    failed = Some(segment);
+                    failed = Some((segment, writer.buffered_rows()));
                     continue;
                 };
                 failed = None;
@@ -153,4 +164,18 @@ pub fn archive_loop(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exact_retry;
+
+    #[test]
+    fn a_failed_checkpoint_is_retried_only_while_nothing_was_buffered_since() {
+        assert_eq!(exact_retry(None, 10), None);
+        assert_eq!(exact_retry(Some((7, 10)), 10), Some(7));
+        // Rows of segment 7 arrived since: sealing them as "before 7"
+        // would archive them twice after a crash. Wait for checkpoint 8.
+        assert_eq!(exact_retry(Some((7, 10)), 11), None);
+    }
 }
