@@ -437,7 +437,7 @@ impl ArchiveWriter {
             .join(dataset.dir())
             .join(date_dir(day)?)
             .join(format!("enterprise={enterprise}"));
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        txn::create_dir_durably(&dir)?;
         self.file_seq += 1;
         let path = dir.join(format!(
             "part-{}-{}-{:06}.parquet",

@@ -58,6 +58,35 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
+/// Creates `dir` and its missing parents durably: each new directory's
+/// entry is synced in its parent, so that after a power cut the files a
+/// committed change moved into it are not lost with it (the record would
+/// name files whose directory never reached the disk). Returns the
+/// directories it synced, outermost first.
+pub fn create_dir_durably(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        missing.push(d.to_owned());
+        at = d.parent();
+    }
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut synced = Vec::new();
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+            synced.push(parent.to_owned());
+        }
+    }
+    Ok(synced)
+}
+
 /// Commits `txn` (its added files are written aside and synced) and
 /// applies it.
 pub fn commit(root: &Path, txn: &Txn) -> Result<()> {
@@ -199,6 +228,19 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn new_partition_directories_are_synced_into_their_parents() {
+        let root = tempfile::tempdir().unwrap();
+        let readings = root.path().join("readings");
+        std::fs::create_dir_all(&readings).unwrap();
+        let dir = readings.join("date=2026-11-27").join("enterprise=E01");
+        let synced = super::create_dir_durably(&dir).unwrap();
+        assert!(dir.is_dir());
+        assert_eq!(synced, [readings.clone(), readings.join("date=2026-11-27")]);
+        // Existing: nothing to create, nothing to sync.
+        assert!(super::create_dir_durably(&dir).unwrap().is_empty());
+    }
 
     #[test]
     fn a_committed_change_is_finished_at_recovery_and_an_uncommitted_one_undone() {
