@@ -243,8 +243,7 @@ impl ArchiveWriter {
     ) -> Result<(Self, Progress)> {
         config.validate()?;
         for d in [Dataset::Readings, Dataset::Alarms] {
-            let dir = root.join(d.dir());
-            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            txn::create_dir_durably(&root.join(d.dir()))?;
         }
         let progress = txn::recover(root)?;
         let props = |sort| writer_properties(&config, sort);
