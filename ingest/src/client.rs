@@ -463,6 +463,12 @@ impl Gateways {
         let Some(top) = readings.iter().map(|r| r.point).max() else {
             return;
         };
+        // Bounded whatever names topics carry: past the limit, names that
+        // no longer report any point are forgotten (a name's point moves
+        // to whichever gateway reported it last).
+        if self.known as usize > self.owner.len().max(top as usize + 1) * 2 + 1024 {
+            self.forget_idle();
+        }
         let by_gateway = match self.ids.get_mut(enterprise) {
             Some(g) => g,
             None => self.ids.entry(enterprise.to_owned()).or_default(),
@@ -482,6 +488,42 @@ impl Gateways {
         for r in readings {
             self.owner[r.point as usize] = id;
         }
+    }
+
+    /// Forgets the gateway names that report no point now, keeping the
+    /// numbers of the others.
+    fn forget_idle(&mut self) {
+        let live: std::collections::HashSet<u32> = self
+            .owner
+            .iter()
+            .copied()
+            .filter(|&o| o != NO_GATEWAY)
+            .collect();
+        for by_gateway in self.ids.values_mut() {
+            by_gateway.retain(|_, id| live.contains(id));
+        }
+        self.ids.retain(|_, g| !g.is_empty());
+        self.known = self.ids.values().map(|g| g.len() as u32).sum();
+        // Renumber densely so `known` stays a bound on the numbers in use.
+        let mut next = 0u32;
+        let mut renumber = HashMap::new();
+        for by_gateway in self.ids.values_mut() {
+            for id in by_gateway.values_mut() {
+                renumber.insert(*id, next);
+                *id = next;
+                next += 1;
+            }
+        }
+        for o in &mut self.owner {
+            if let Some(&n) = renumber.get(o) {
+                *o = n;
+            }
+        }
+    }
+
+    /// The number of gateway names remembered.
+    pub fn remembered(&self) -> usize {
+        self.ids.values().map(HashMap::len).sum()
     }
 
     /// Handles a status message: for `offline`, the markers for every point
@@ -668,5 +710,29 @@ mod tests {
             .map(|m| m.point)
             .collect();
         assert_eq!(marked, [3, 4]);
+    }
+
+    #[test]
+    fn gateway_names_churned_through_topics_do_not_pile_up() {
+        let r = |point| Reading {
+            point,
+            ts_ms: 1,
+            value: 1.0,
+            quality: Quality::Good,
+        };
+        let mut g = Gateways::default();
+        g.reported("E01", "B", &[r(2), r(5)]);
+        for i in 0..100_000 {
+            g.reported("E01", &format!("X{i}"), &[r(7)]);
+        }
+        assert!(g.remembered() < 2_000, "{}", g.remembered());
+        let marked = |gw| -> Vec<PointIdx> {
+            g.status("E01", gw, GatewayStatus::Offline, 9, None)
+                .iter()
+                .map(|m| m.point)
+                .collect()
+        };
+        assert_eq!(marked("X99999"), [7]);
+        assert_eq!(marked("B"), [2, 5]);
     }
 }
