@@ -93,7 +93,8 @@ pub struct BrokerSettings {
     pub max_packet_bytes: usize,
     /// Telemetry topic prefix.
     pub topic_prefix: String,
-    /// The service's own identity (see [`EmbeddedBroker::service`]).
+    /// The service's own identity: its client connects to the service
+    /// listener with it.
     pub service: ServiceIdentity,
 }
 
@@ -506,11 +507,6 @@ impl EmbeddedBroker {
         self.gate.held.load(Ordering::Relaxed)
     }
 
-    /// The service's identity: its client connects to
-    /// [`EmbeddedBroker::service_addr`] with it.
-    pub fn service(&self) -> &ServiceIdentity {
-        &self.gate.service
-    }
 
     /// Applies a reloaded registry: new credentials take effect for new
     /// connections at once, and every gateway whose credential or

@@ -212,10 +212,13 @@ impl Subscriber {
                 },
             };
             let received_ms = self.clock.now_ms();
+            // One registry for the whole message (a reload may swap it).
+            let registry = self.registry.borrow().clone();
             // Status messages become offline markers, telemetry readings.
             let mut message = 0;
             let (readings, rejections) = if let Some(sp) = sparkplug::parse_topic(&publish.topic) {
                 let (readings, rejections) = self.sparkplug(
+                    &registry,
                     &mut sessions,
                     &mut gateways,
                     &client,
@@ -233,7 +236,6 @@ impl Subscriber {
             {
                 match decode::status(&publish.payload) {
                     Ok(status) => {
-                        let registry = self.registry.borrow().clone();
                         let g = registered(&registry, enterprise, gateway);
                         if let Some(g) = g {
                             match status {
@@ -252,7 +254,6 @@ impl Subscriber {
             } else {
                 let checked = {
                     let catalog = self.catalog.borrow();
-                    let registry = self.registry.borrow();
                     decode::check(
                         &catalog,
                         &registry,
@@ -268,7 +269,7 @@ impl Subscriber {
                     metrics::counter!("hazardwatch_readings_in_total")
                         .increment(checked.readings.len() as u64);
                     gateways.reported(t.enterprise, t.gateway, &checked.readings);
-                    if let Some(g) = registered(&self.registry.borrow(), t.enterprise, t.gateway) {
+                    if let Some(g) = registered(&registry, t.enterprise, t.gateway) {
                         self.health.message(g, checked.readings.len(), received_ms);
                     }
                 }
@@ -338,6 +339,7 @@ impl Subscriber {
     #[allow(clippy::too_many_arguments)]
     fn sparkplug(
         &self,
+        registry: &Registry,
         sessions: &mut sparkplug::Sessions,
         gateways: &mut Gateways,
         client: &AsyncClient,
@@ -361,14 +363,13 @@ impl Subscriber {
         } else {
             sessions.handle(t, payload)
         };
-        let registry = self.registry.borrow().clone();
-        let g = registered(&registry, t.group, t.node);
+        let g = registered(registry, t.group, t.node);
         let mut checked = decode::Checked::default();
         {
             let catalog = self.catalog.borrow();
             decode::validate(
                 &catalog,
-                &registry,
+                registry,
                 limits,
                 (t.group, t.node),
                 &outcome.readings,

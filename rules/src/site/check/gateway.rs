@@ -245,7 +245,7 @@ impl Checker<'_> {
 /// Checks that `hash` is an argon2id PHC string (what `hazardwatch gateway
 /// hash-password` prints), so a plain password pasted into the file is
 /// refused rather than never matching.
-pub fn check_password_hash(hash: &str) -> Result<(), String> {
+fn check_password_hash(hash: &str) -> Result<(), String> {
     let parsed = password_hash::PasswordHash::new(hash).map_err(|e| {
         format!("not a PHC password hash ({e}); make one with `hazardwatch gateway hash-password`")
     })?;

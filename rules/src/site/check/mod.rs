@@ -23,8 +23,6 @@ mod gateway;
 mod point;
 mod unit;
 
-pub use gateway::check_password_hash;
-
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
