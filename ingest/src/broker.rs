@@ -507,7 +507,6 @@ impl EmbeddedBroker {
         self.gate.held.load(Ordering::Relaxed)
     }
 
-
     /// Applies a reloaded registry: new credentials take effect for new
     /// connections at once, and every gateway whose credential or
     /// enterprise changed, or that was removed, is disconnected (so it

@@ -7,6 +7,8 @@
 //!   readings to the pipeline with the ack it owes, to send once they are
 //!   durable.
 //! - [`dedup`]: recognising a redelivered message.
+//! - [`gateways`]: which gateway reported each point last (offline
+//!   markers).
 //! - [`health`]: gateway online rate and data completeness.
 //! - [`decode`]: JSON and protobuf payloads to validated readings, with a
 //!   [`decode::Rejection`] for everything refused.
@@ -38,6 +40,7 @@ pub mod decode;
 pub mod dedup;
 pub mod encode;
 pub mod error;
+pub mod gateways;
 pub mod health;
 pub mod quarantine;
 pub mod sparkplug;
