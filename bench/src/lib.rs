@@ -288,34 +288,25 @@ pub struct BenchService {
     pub port: u16,
     /// With [`Setup::secure_gateways`]: what the load's gateways need.
     pub secure: Option<load::Secure>,
+    /// The certificates the broker was started with.
+    _pki: Option<hazardwatch_tests::Pki>,
     _data: tempfile::TempDir,
 }
 
 /// The password of every gateway of a secured benchmark.
 const BENCH_PASSWORD: &str = "bench-gateway-password";
 
-/// A CA, the broker's certificate and key for 127.0.0.1 in `dir`, and the
+/// The broker's certificate and key for 127.0.0.1 from `pki`, and the
 /// `[mqtt] tls` line and gateway registry of `gateways` gateways over
 /// `points` points for [`Setup::secure_gateways`].
 fn secure_setup(
-    dir: &std::path::Path,
+    pki: &hazardwatch_tests::Pki,
     points: usize,
     gateways: usize,
 ) -> anyhow::Result<(String, String, load::Secure)> {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate()?)?;
-    let key = rcgen::KeyPair::generate()?;
-    let cert =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])?.signed_by(&key, &ca)?;
-    let (ca_file, cert_file, key_file) = (
-        dir.join("ca.pem"),
-        dir.join("broker.pem"),
-        dir.join("broker.key"),
-    );
-    std::fs::write(&ca_file, ca.pem())?;
-    std::fs::write(&cert_file, cert.pem())?;
-    std::fs::write(&key_file, key.serialize_pem())?;
+    let ca_file = pki.ca_file()?;
+    let (cert_file, key_file) =
+        pki.issue("broker", "broker", &["127.0.0.1"], &pki.ca, (2020, 2100))?;
     let tls_line = format!(
         "tls = {{ cert = \"{}\", key = \"{}\" }}",
         cert_file.display(),
@@ -354,12 +345,16 @@ fn secure_setup(
 /// Starts the service as `setup` says.
 pub async fn start_service(setup: &Setup) -> anyhow::Result<BenchService> {
     let data = tempfile::tempdir()?;
-    let (tls_line, registry, secure) = match setup.secure_gateways {
-        Some(n) => {
-            let (t, r, s) = secure_setup(data.path(), setup.points, n)?;
+    let pki = match setup.secure_gateways {
+        Some(_) => Some(hazardwatch_tests::Pki::new()?),
+        None => None,
+    };
+    let (tls_line, registry, secure) = match (setup.secure_gateways, &pki) {
+        (Some(n), Some(pki)) => {
+            let (t, r, s) = secure_setup(pki, setup.points, n)?;
             (t, r, Some(s))
         }
-        None => (String::new(), String::new(), None),
+        _ => (String::new(), String::new(), None),
     };
     let mqtt = match setup.broker {
         Some(port) => format!("broker = \"127.0.0.1:{port}\""),
@@ -391,6 +386,7 @@ pub async fn start_service(setup: &Setup) -> anyhow::Result<BenchService> {
         host,
         port,
         secure,
+        _pki: pki,
         _data: data,
     })
 }

@@ -826,3 +826,71 @@ impl Drop for Burst {
         self.poller.abort();
     }
 }
+
+/// A test PKI: a CA for the gateways (which also signs the broker's
+/// certificate), and another CA nobody trusts.
+pub struct Pki {
+    /// Where the files are written.
+    pub dir: tempfile::TempDir,
+    /// The park's CA.
+    pub ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    /// A CA nobody trusts.
+    pub stranger: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    /// Two fresh CAs in a temporary directory.
+    pub fn new() -> anyhow::Result<Pki> {
+        let ca = |name: &str| -> anyhow::Result<_> {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            Ok(rcgen::CertifiedIssuer::self_signed(
+                params,
+                rcgen::KeyPair::generate()?,
+            )?)
+        };
+        Ok(Pki {
+            dir: tempfile::tempdir()?,
+            ca: ca("Test park gateway CA")?,
+            stranger: ca("Somebody else's CA")?,
+        })
+    }
+
+    /// Writes a certificate for `cn` (with `sans`) signed by `issuer`,
+    /// valid over `years` (from, to), and its key; returns their paths.
+    pub fn issue(
+        &self,
+        name: &str,
+        cn: &str,
+        sans: &[&str],
+        issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+        years: (i32, i32),
+    ) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.not_before = rcgen::date_time_ymd(years.0, 1, 1);
+        params.not_after = rcgen::date_time_ymd(years.1, 1, 1);
+        let key = rcgen::KeyPair::generate()?;
+        let cert = params.signed_by(&key, issuer)?;
+        let (c, k) = (
+            self.dir.path().join(format!("{name}.crt")),
+            self.dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem())?;
+        std::fs::write(&k, key.serialize_pem())?;
+        Ok((c, k))
+    }
+
+    /// The park CA's certificate, written to a file.
+    pub fn ca_file(&self) -> anyhow::Result<PathBuf> {
+        let p = self.dir.path().join("ca.crt");
+        std::fs::write(&p, self.ca.pem())?;
+        Ok(p)
+    }
+}

@@ -11,7 +11,7 @@ use hazardwatch::config::Config;
 use hazardwatch::reload::reload_once;
 use hazardwatch_ingest::auth::hash_password;
 use hazardwatch_tests::{
-    Identity, Mosquitto, MosquittoSecurity, Probe, TEST_PARK, TestService, now_ms,
+    Identity, Mosquitto, MosquittoSecurity, Pki, Probe, TEST_PARK, TestService, now_ms,
 };
 use rumqttc::SubscribeReasonCode;
 
@@ -247,79 +247,19 @@ async fn a_revoked_gateway_is_disconnected_and_refused_after_a_reload() {
     assert_eq!(svc.running.broker().unwrap().denied().connect, 1);
 }
 
-/// A test PKI: a CA for the gateways (which also signs the broker's
-/// certificate), and another CA nobody trusts.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-    stranger: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let ca = |name: &str| {
-            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            params
-                .distinguished_name
-                .push(rcgen::DnType::CommonName, name);
-            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
-                .unwrap()
-        };
-        Pki {
-            dir: tempfile::tempdir().unwrap(),
-            ca: ca("Test park gateway CA"),
-            stranger: ca("Somebody else's CA"),
-        }
-    }
-
-    /// Writes a certificate for `cn` (with `sans`) signed by `issuer`,
-    /// valid over `years` (from, to), and its key; returns their paths.
-    fn issue(
-        &self,
-        name: &str,
-        cn: &str,
-        sans: &[&str],
-        issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-        years: (i32, i32),
-    ) -> (std::path::PathBuf, std::path::PathBuf) {
-        let mut params =
-            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.not_before = rcgen::date_time_ymd(years.0, 1, 1);
-        params.not_after = rcgen::date_time_ymd(years.1, 1, 1);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, issuer).unwrap();
-        let (c, k) = (
-            self.dir.path().join(format!("{name}.crt")),
-            self.dir.path().join(format!("{name}.key")),
-        );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
-    }
-
-    fn ca_file(&self) -> std::path::PathBuf {
-        let p = self.dir.path().join("ca.crt");
-        std::fs::write(&p, self.ca.pem()).unwrap();
-        p
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_admits_a_gateway_by_its_certificate_and_refuses_expired_and_unknown_ones() {
-    let pki = Pki::new();
-    let ca = pki.ca_file();
-    let (server_cert, server_key) = pki.issue(
-        "broker",
-        "broker",
-        &["127.0.0.1", "localhost"],
-        &pki.ca,
-        (2020, 2100),
-    );
+    let pki = Pki::new().unwrap();
+    let ca = pki.ca_file().unwrap();
+    let (server_cert, server_key) = pki
+        .issue(
+            "broker",
+            "broker",
+            &["127.0.0.1", "localhost"],
+            &pki.ca,
+            (2020, 2100),
+        )
+        .unwrap();
     // E01-GW2 authenticates by certificate alone, E01-GW1 by certificate
     // and password.
     let text = registered_park(false)
@@ -362,22 +302,30 @@ async fn mutual_tls_admits_a_gateway_by_its_certificate_and_refuses_expired_and_
         )
         .unwrap()
     };
-    let gw2 = pki.issue("gw2", "e01-gw2.park.example", &[], &pki.ca, (2020, 2100));
-    let gw1 = pki.issue("gw1", "e01-gw1.park.example", &[], &pki.ca, (2020, 2100));
-    let expired = pki.issue(
-        "expired",
-        "e01-gw2.park.example",
-        &[],
-        &pki.ca,
-        (2020, 2021),
-    );
-    let foreign = pki.issue(
-        "foreign",
-        "e01-gw2.park.example",
-        &[],
-        &pki.stranger,
-        (2020, 2100),
-    );
+    let gw2 = pki
+        .issue("gw2", "e01-gw2.park.example", &[], &pki.ca, (2020, 2100))
+        .unwrap();
+    let gw1 = pki
+        .issue("gw1", "e01-gw1.park.example", &[], &pki.ca, (2020, 2100))
+        .unwrap();
+    let expired = pki
+        .issue(
+            "expired",
+            "e01-gw2.park.example",
+            &[],
+            &pki.ca,
+            (2020, 2021),
+        )
+        .unwrap();
+    let foreign = pki
+        .issue(
+            "foreign",
+            "e01-gw2.park.example",
+            &[],
+            &pki.stranger,
+            (2020, 2100),
+        )
+        .unwrap();
     let as_gw2 = |tls| Identity {
         client_id: "E01-GW2",
         tls: Some(tls),
@@ -454,15 +402,17 @@ async fn mutual_tls_admits_a_gateway_by_its_certificate_and_refuses_expired_and_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_mosquitto_the_generated_acl_binds_gateways_and_the_service_connects_over_tls() {
-    let pki = Pki::new();
-    let ca = pki.ca_file();
-    let (cert, key) = pki.issue(
-        "mosquitto",
-        "mosquitto",
-        &["127.0.0.1"],
-        &pki.ca,
-        (2020, 2100),
-    );
+    let pki = Pki::new().unwrap();
+    let ca = pki.ca_file().unwrap();
+    let (cert, key) = pki
+        .issue(
+            "mosquitto",
+            "mosquitto",
+            &["127.0.0.1"],
+            &pki.ca,
+            (2020, 2100),
+        )
+        .unwrap();
     let park = registered_park(false);
     let site = Config::from_source(&hazardwatch_rules::Source {
         path: "park.toml".into(),
