@@ -27,7 +27,7 @@ use hazardwatch_ingest::auth::ServiceIdentity;
 use hazardwatch_ingest::broker::{BrokerSettings, EmbeddedBroker, ListenerTls, resolve_port};
 use hazardwatch_ingest::config::{MqttConfig, broker_host_port};
 use hazardwatch_ingest::health::GatewayHealth;
-use hazardwatch_ingest::{Dedup, Delivery, Quarantine, Subscriber};
+use hazardwatch_ingest::{Dedup, Delivery, Quarantine, Subscriber, quarantine};
 use hazardwatch_proto::clock::{SharedClock, WallClock};
 use hazardwatch_proto::{Catalog, Registry};
 use hazardwatch_rules::{Engine, SiteModel};
@@ -414,15 +414,16 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     // when the feeder does.
     let (backfill_tx, backfill_rx) = crossbeam_channel::bounded::<BackfillMsg>(BACKFILL_QUEUE);
     let backfill_thread = std::thread::Builder::new().name("backfill".into()).spawn({
-        let (site, hub, counters, clock) = (
-            live_site.clone(),
-            hub.clone(),
-            counters.clone(),
-            clock.clone(),
-        );
+        let (site, hub, counters) = (live_site.clone(), hub.clone(), counters.clone());
         let config = settings.backfill.clone();
         let epoch_ms = settings.engine.epoch_ms;
-        let not_judged = quarantine_dir.join("not_judged.jsonl");
+        let not_judged = Quarantine::open_named(
+            &quarantine_dir,
+            "not_judged",
+            clock.clone(),
+            quarantine::DEFAULT_MAX_BYTES,
+            quarantine::DEFAULT_KEEP,
+        )?;
         move || {
             backfill::backfill_loop(
                 backfill_rx,
@@ -432,7 +433,6 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
                 config,
                 not_judged,
                 counters,
-                clock,
             )
         }
     })?;

@@ -41,6 +41,9 @@ pub enum RejectKind {
     /// Sparkplug B: a sequence number out of order (messages lost), or data
     /// before the edge node's birth; the data is taken and a rebirth asked.
     SequenceGap,
+    /// Late beyond the backfill horizon: archived flagged late, not judged
+    /// (recorded by the backfill, not refused).
+    BeyondHorizon,
 }
 
 impl RejectKind {
@@ -58,6 +61,7 @@ impl RejectKind {
             RejectKind::BadTimestamp => "bad_timestamp",
             RejectKind::BadQuality => "bad_quality",
             RejectKind::SequenceGap => "sequence_gap",
+            RejectKind::BeyondHorizon => "beyond_horizon",
         }
     }
 }

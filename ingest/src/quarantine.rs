@@ -61,6 +61,8 @@ pub struct QuarantineRecord {
 /// Appends quarantine records to a bounded, rotated file.
 pub struct Quarantine {
     dir: PathBuf,
+    /// The file's name without `.jsonl` (`quarantine`).
+    stem: String,
     path: PathBuf,
     out: BufWriter<File>,
     /// Bytes in the current file.
@@ -90,7 +92,19 @@ impl Quarantine {
         max_bytes: u64,
         keep: usize,
     ) -> Result<Quarantine> {
-        let path = dir.join("quarantine.jsonl");
+        Self::open_named(dir, "quarantine", clock, max_bytes, keep)
+    }
+
+    /// A quarantine-style record of its own, `dir/{stem}.jsonl`, bounded
+    /// and rotated the same way (the backfill's `not_judged`).
+    pub fn open_named(
+        dir: &Path,
+        stem: &str,
+        clock: SharedClock,
+        max_bytes: u64,
+        keep: usize,
+    ) -> Result<Quarantine> {
+        let path = dir.join(format!("{stem}.jsonl"));
         let err = |source| Error::Quarantine {
             path: path.clone(),
             source,
@@ -103,11 +117,12 @@ impl Quarantine {
             .map_err(err)?;
         let bytes = file.metadata().map_err(err)?.len();
         let rotated_bytes = (1..=keep)
-            .filter_map(|i| std::fs::metadata(rotated(dir, i)).ok())
+            .filter_map(|i| std::fs::metadata(rotated(dir, stem, i)).ok())
             .map(|m| m.len())
             .sum();
         let q = Quarantine {
             dir: dir.to_owned(),
+            stem: stem.to_owned(),
             path,
             out: BufWriter::new(file),
             bytes,
@@ -229,14 +244,14 @@ impl Quarantine {
         if self.keep == 0 {
             std::fs::remove_file(&self.path).map_err(|e| self.err(e))?;
         } else {
-            let _ = std::fs::remove_file(rotated(&self.dir, self.keep));
+            let _ = std::fs::remove_file(self.rotated(self.keep));
             for i in (1..self.keep).rev() {
-                let from = rotated(&self.dir, i);
+                let from = self.rotated(i);
                 if from.exists() {
-                    std::fs::rename(&from, rotated(&self.dir, i + 1)).map_err(|e| self.err(e))?;
+                    std::fs::rename(&from, self.rotated(i + 1)).map_err(|e| self.err(e))?;
                 }
             }
-            std::fs::rename(&self.path, rotated(&self.dir, 1)).map_err(|e| self.err(e))?;
+            std::fs::rename(&self.path, self.rotated(1)).map_err(|e| self.err(e))?;
         }
         let file = OpenOptions::new()
             .create(true)
@@ -247,7 +262,7 @@ impl Quarantine {
         self.bytes = 0;
         self.since_ms = None;
         self.rotated_bytes = (1..=self.keep)
-            .filter_map(|i| std::fs::metadata(rotated(&self.dir, i)).ok())
+            .filter_map(|i| std::fs::metadata(self.rotated(i)).ok())
             .map(|m| m.len())
             .sum();
         metrics::counter!("hazardwatch_quarantine_rotations_total").increment(1);
@@ -255,9 +270,16 @@ impl Quarantine {
     }
 }
 
-/// The `i`th rotated file.
-fn rotated(dir: &Path, i: usize) -> PathBuf {
-    dir.join(format!("quarantine.{i}.jsonl"))
+/// The `i`th rotated file of `stem` in `dir`.
+fn rotated(dir: &Path, stem: &str, i: usize) -> PathBuf {
+    dir.join(format!("{stem}.{i}.jsonl"))
+}
+
+impl Quarantine {
+    /// Its `i`th rotated file.
+    fn rotated(&self, i: usize) -> PathBuf {
+        rotated(&self.dir, &self.stem, i)
+    }
 }
 
 #[cfg(test)]
@@ -321,8 +343,14 @@ mod tests {
         for _ in 0..200 {
             q.record("t", &payload, &rejections(3)).unwrap();
         }
-        assert!(rotated(dir.path(), 1).exists() && rotated(dir.path(), 2).exists());
-        assert!(!rotated(dir.path(), 3).exists(), "only two kept");
+        assert!(
+            rotated(dir.path(), "quarantine", 1).exists()
+                && rotated(dir.path(), "quarantine", 2).exists()
+        );
+        assert!(
+            !rotated(dir.path(), "quarantine", 3).exists(),
+            "only two kept"
+        );
         let on_disk: u64 = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().metadata().unwrap().len())
@@ -330,13 +358,13 @@ mod tests {
         assert_eq!(on_disk, q.disk_bytes());
         assert!(on_disk < 3 * 4096 + 4096, "{on_disk}");
         // A day later, a small file is rotated too.
-        let before = std::fs::read_to_string(rotated(dir.path(), 1)).unwrap();
+        let before = std::fs::read_to_string(rotated(dir.path(), "quarantine", 1)).unwrap();
         q.record("t", b"z", &rejections(1)).unwrap();
         let small = std::fs::metadata(q.path()).unwrap().len();
         clock.set(MAX_AGE_MS + 1);
         q.record("t", b"z", &rejections(1)).unwrap();
         assert_ne!(
-            std::fs::read_to_string(rotated(dir.path(), 1)).unwrap(),
+            std::fs::read_to_string(rotated(dir.path(), "quarantine", 1)).unwrap(),
             before
         );
         assert!(std::fs::metadata(q.path()).unwrap().len() <= small);

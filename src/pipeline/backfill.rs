@@ -17,18 +17,18 @@
 //! rules: they are about the link and the console as they were.
 //!
 //! Readings beyond the horizon are archived flagged `late`, never judged,
-//! and recorded with why in `DATA/quarantine/not_judged.jsonl`.
+//! and recorded with why in `DATA/quarantine/not_judged.jsonl` (bounded and
+//! rotated like the quarantine).
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use hazardwatch_alarms::AlarmHub;
-use hazardwatch_proto::clock::Clock;
+use hazardwatch_ingest::Quarantine;
+use hazardwatch_ingest::decode::{RejectKind, Rejection};
 use hazardwatch_proto::{AlarmKind, Reading, RuleEvent};
 use hazardwatch_rules::{EngineConfig, evaluate};
 use serde::Deserialize;
@@ -173,9 +173,8 @@ pub fn backfill_loop(
     hub: Arc<AlarmHub>,
     epoch_ms: u64,
     config: BackfillConfig,
-    not_judged: PathBuf,
+    mut not_judged: Quarantine,
     counters: Arc<Counters>,
-    clock: Arc<dyn Clock>,
 ) {
     let idle = Duration::from_millis(config.idle_ms);
     let mut pending: Vec<Reading> = Vec::new();
@@ -216,24 +215,15 @@ pub fn backfill_loop(
                     .fetch_add(readings as u64, Ordering::Relaxed);
                 metrics::counter!("hazardwatch_readings_not_judged_total")
                     .increment(readings as u64);
-                let record = serde_json::json!({
-                    "time": hazardwatch_proto::clock::rfc3339_ms(clock.now_ms()),
-                    "received_ms": received_ms,
-                    "readings": readings,
-                    "oldest_ms": span.0,
-                    "newest_ms": span.1,
-                    "reason": format!(
-                        "older than the backfill horizon ({} s): archived flagged late, not judged",
-                        config.horizon_s
+                let why = Rejection {
+                    kind: RejectKind::BeyondHorizon,
+                    reason: format!(
+                        "{readings} readings from {} to {} ms, received at {received_ms} ms: older than the backfill horizon ({} s): archived flagged late, not judged",
+                        span.0, span.1, config.horizon_s
                     ),
-                });
-                let written = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&not_judged)
-                    .and_then(|mut f| writeln!(f, "{record}"));
-                if let Err(e) = written {
-                    tracing::error!(error = %e, file = %not_judged.display(), "cannot record readings not judged");
+                };
+                if let Err(e) = not_judged.record("(backfill)", b"", &[why]) {
+                    tracing::error!(error = %e, readings, "cannot record readings not judged");
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
