@@ -36,6 +36,11 @@ pub const NAMESPACE: &str = "spBv1.0";
 /// The metric that asks an edge node to send its births again.
 pub const REBIRTH_METRIC: &str = "Node Control/Rebirth";
 
+/// Edge node sessions remembered at most. With a registry only registered
+/// gateways can publish; this bounds the open mode, where any node name
+/// can arrive: past it, sessions without a birth are forgotten, then all.
+pub const MAX_SESSIONS: usize = 100_000;
+
 /// Sparkplug's Boolean data type.
 const BOOLEAN: u32 = 11;
 
@@ -221,6 +226,16 @@ impl Sessions {
             }
         };
         let key = (topic.group.to_owned(), topic.node.to_owned());
+        if self.nodes.len() >= MAX_SESSIONS && !self.nodes.contains_key(&key) {
+            self.nodes.retain(|_, n| n.born);
+            if self.nodes.len() >= MAX_SESSIONS {
+                tracing::warn!(
+                    sessions = self.nodes.len(),
+                    "Sparkplug: too many edge node sessions; forgetting them all (nodes will be asked for a rebirth)"
+                );
+                self.nodes.clear();
+            }
+        }
         let node = self.nodes.entry(key).or_default();
         let seq = decoded.seq.map(|s| (s % 256) as u8);
         let bd_seq = decoded
@@ -561,6 +576,25 @@ mod tests {
         // Garbage is malformed.
         let o = s.handle(&topic("spBv1.0/E01/NDATA/GW1"), b"\xff\xff\xff");
         assert_eq!(o.rejections[0].kind, RejectKind::Malformed);
+    }
+
+    #[test]
+    fn sessions_stay_bounded_whatever_node_names_arrive() {
+        let mut s = Sessions::default();
+        let data = payload(
+            1,
+            vec![metric(
+                Some("T101.LT"),
+                None,
+                Some(Value::DoubleValue(1.0)),
+                1,
+            )],
+        );
+        for i in 0..MAX_SESSIONS + 10 {
+            let t = format!("spBv1.0/E01/NDATA/N{i}");
+            s.handle(&topic(&t), &data);
+        }
+        assert!(s.nodes.len() <= MAX_SESSIONS, "{}", s.nodes.len());
     }
 
     #[test]
