@@ -9,7 +9,16 @@
 //! compaction may delete them; an open file stays readable), and a copy of
 //! the matching readings still buffered. No checkpoint can fall between the
 //! two, so a reading is in exactly one of them: no gap and no repeat at the
-//! seal boundary.
+//! seal boundary. That step only lists directories and opens files: the
+//! archive thread feeds the rule engine's input (through the feeder's
+//! checkpoints), so reading footers, decoding and sorting happen on a
+//! blocking thread of the query's own.
+//!
+//! Bounds: at most [`MAX_CONCURRENT_QUERIES`] queries at once (more are
+//! refused as busy), each over at most [`MAX_QUERY_FILES`] sealed files and
+//! [`MAX_QUERY_READINGS`] readings held compactly (24 bytes each); the
+//! answer becomes wire messages one page at a time, as the client takes
+//! them.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -18,8 +27,8 @@ use std::sync::{Arc, RwLock};
 
 use hazardwatch_alarms::Caller;
 use hazardwatch_proto::{Catalog, PointIdx, Quality, Reading, pb};
-use hazardwatch_storage::reader::{self, Part, Range};
-use tokio::sync::{oneshot, watch};
+use hazardwatch_storage::reader::{self, Range};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 /// Most points in one `Latest` call.
 pub const MAX_LATEST_POINTS: usize = 10_000;
@@ -28,6 +37,14 @@ pub const MAX_QUERY_POINTS: usize = 1_000;
 /// Most readings one `Query` returns; a wider query is refused with a hint
 /// to narrow it.
 pub const MAX_QUERY_READINGS: usize = 5_000_000;
+/// Most `Query` calls answered at once (each may hold up to
+/// [`MAX_QUERY_READINGS`] readings, 120 MB, until its client has them).
+pub const MAX_CONCURRENT_QUERIES: usize = 4;
+/// Most sealed files one query opens (a day and enterprise partition holds
+/// one after compaction, a few before).
+pub const MAX_QUERY_FILES: usize = 512;
+/// Readings per page of an answer.
+pub const PAGE: usize = 10_000;
 
 /// Why a telemetry query was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +58,12 @@ pub enum QueryError {
     /// More readings than one query may return (`RESOURCE_EXHAUSTED`).
     #[error("more than {MAX_QUERY_READINGS} readings: narrow the range or the points")]
     TooMany,
-    /// Too many queries wait for the archive thread (`UNAVAILABLE`).
-    #[error("too many queries waiting; try again")]
+    /// The range spans more sealed files than one query may open
+    /// (`RESOURCE_EXHAUSTED`).
+    #[error("the range spans {0} archive files, more than {MAX_QUERY_FILES}: narrow it")]
+    TooWide(usize),
+    /// Too many queries run already (`UNAVAILABLE`).
+    #[error("too many queries at once; try again")]
     Busy,
     /// The service is stopping (`UNAVAILABLE`).
     #[error("the service is stopping")]
@@ -101,13 +122,15 @@ pub struct Snapshot {
 
 /// What the archive thread took for a query.
 pub struct Taken {
-    /// Row groups that can hold the range, with their files opened.
-    pub parts: Vec<(Part, File)>,
+    /// The sealed files that can hold the range, opened.
+    pub files: Vec<(PathBuf, File)>,
     /// Matching readings not sealed yet.
     pub buffered: Vec<Reading>,
 }
 
-/// Takes a snapshot (called on the archive thread, between checkpoints).
+/// Takes a snapshot (called on the archive thread, between checkpoints):
+/// lists the partitions the range can touch and opens their files; no
+/// footer is read here.
 pub fn take(
     writer: &hazardwatch_storage::ArchiveWriter,
     q: &Snapshot,
@@ -118,19 +141,52 @@ pub fn take(
         enterprises: q.enterprises.clone(),
         points: None,
     };
-    let plan = reader::plan(writer.root(), &range)?;
-    let mut parts = Vec::with_capacity(plan.parts.len());
-    for part in plan.parts {
-        let unreadable = |e: std::io::Error, path: &PathBuf| {
-            QueryError::Archive(format!("{}: {e}", path.display()))
-        };
-        let file = File::open(&part.path).map_err(|e| unreadable(e, &part.path))?;
-        parts.push((part, file));
+    let found = reader::candidates(writer.root(), &range)?;
+    if found.files.len() > MAX_QUERY_FILES {
+        return Err(QueryError::TooWide(found.files.len()));
+    }
+    let mut files = Vec::with_capacity(found.files.len());
+    for path in found.files {
+        let file = File::open(&path)
+            .map_err(|e| QueryError::Archive(format!("{}: {e}", path.display())))?;
+        files.push((path, file));
     }
     Ok(Taken {
-        parts,
+        files,
         buffered: writer.buffered(&q.points, q.from_ms, q.to_ms),
     })
+}
+
+/// The answer to a query: its readings sorted by (point name, time), held
+/// compactly and turned into wire readings one page at a time as it is
+/// iterated. It holds one of the [`MAX_CONCURRENT_QUERIES`] slots until it
+/// is dropped.
+pub struct Answer {
+    rows: std::vec::IntoIter<Reading>,
+    catalog: Arc<Catalog>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Answer {
+    /// Readings not yet taken.
+    pub fn remaining(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+impl Iterator for Answer {
+    type Item = Vec<pb::Reading>;
+
+    /// The next page of at most [`PAGE`] readings.
+    fn next(&mut self) -> Option<Vec<pb::Reading>> {
+        let page: Vec<pb::Reading> = self
+            .rows
+            .by_ref()
+            .take(PAGE)
+            .map(|r| reading(&self.catalog.meta(r.point).id, r.ts_ms, r.value, r.quality))
+            .collect();
+        (!page.is_empty()).then_some(page)
+    }
 }
 
 /// Telemetry queries over the latest values and the archive.
@@ -138,6 +194,7 @@ pub struct Telemetry {
     latest: Arc<Latest>,
     catalog: watch::Receiver<Arc<Catalog>>,
     snapshots: crossbeam_channel::Sender<Snapshot>,
+    slots: Arc<Semaphore>,
 }
 
 impl Telemetry {
@@ -152,6 +209,7 @@ impl Telemetry {
             latest,
             catalog,
             snapshots,
+            slots: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
         }
     }
 
@@ -198,20 +256,25 @@ impl Telemetry {
     }
 
     /// The readings of the named points in `[from_ms, to_ms)`, archived or
-    /// not sealed yet, sorted by point name then time.
-    pub async fn readings(
+    /// not sealed yet, sorted by point name then time (see [`Answer`]).
+    pub async fn query(
         &self,
         caller: &Caller,
         names: &[String],
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<Vec<pb::Reading>, QueryError> {
+    ) -> Result<Answer, QueryError> {
         if from_ms >= to_ms {
             return Err(QueryError::InvalidArgument(
                 "from_ms must be before to_ms".into(),
             ));
         }
         let points = self.points(caller, names, MAX_QUERY_POINTS)?;
+        let slot = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| QueryError::Busy)?;
         let mut enterprises: Vec<String> = points.iter().map(|(_, e)| e.clone()).collect();
         enterprises.sort();
         enterprises.dedup();
@@ -238,10 +301,10 @@ impl Telemetry {
             to_ms: Some(to_ms),
             ..Range::default()
         };
-        // Decode on a blocking thread; sort by (point name, time).
+        // Plan, decode and sort by (point name, time) on a blocking thread.
         tokio::task::spawn_blocking(move || {
             let mut out = taken.buffered;
-            for (part, file) in taken.parts {
+            for (part, file) in reader::plan_opened(taken.files, &range)? {
                 let mut too_many = false;
                 reader::read_part_of(file, &part, &range, |name, ts_ms, value, quality, _| {
                     if let Some(&point) = wanted.get(name) {
@@ -262,10 +325,11 @@ impl Telemetry {
                 }
             }
             out.sort_by_key(|r| (catalog.name_rank(r.point), r.ts_ms, r.value.to_bits()));
-            Ok(out
-                .iter()
-                .map(|r| reading(&catalog.meta(r.point).id, r.ts_ms, r.value, r.quality))
-                .collect())
+            Ok(Answer {
+                rows: out.into_iter(),
+                catalog,
+                _slot: slot,
+            })
         })
         .await
         .map_err(|e| QueryError::Archive(e.to_string()))?

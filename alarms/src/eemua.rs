@@ -3,7 +3,7 @@
 //! in flood, standing and chattering alarms, the top bad actors and the
 //! priority distribution.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use hazardwatch_proto::pb;
 
@@ -32,97 +32,147 @@ pub fn report(
     to_ms: i64,
     events: impl IntoIterator<Item = pb::AlarmEvent>,
 ) -> pb::StatsResponse {
-    let mut raises: Vec<i64> = Vec::new();
-    let mut by_alarm: BTreeMap<String, u64> = BTreeMap::new();
-    let mut by_priority: BTreeMap<i32, u64> = BTreeMap::new();
-    let mut chattering = BTreeSet::new();
-    // Condition active since, by alarm id.
-    let mut active: BTreeMap<String, i64> = BTreeMap::new();
-    let mut flood_since: Option<i64> = None;
-    let mut flood_ms = 0;
+    let mut report = Report::new(from_ms, to_ms);
     for e in events {
-        let t = e.event_time_ms;
-        if t >= to_ms {
+        if !report.add(&e) {
             break;
         }
-        let raised = is(&e, pb::Transition::Raised);
-        let cleared = is(&e, pb::Transition::Cleared);
+    }
+    report.finish(enterprise)
+}
+
+/// The statistics, taking the events one at a time: memory grows with the
+/// number of distinct alarms and the raises of the busiest 10 minutes, not
+/// with the range.
+#[derive(Debug)]
+pub struct Report {
+    from_ms: i64,
+    to_ms: i64,
+    raises: u64,
+    /// Raise times of the last 10 minutes, for the peak.
+    window: VecDeque<i64>,
+    peak: usize,
+    peak_start: i64,
+    by_alarm: BTreeMap<String, u64>,
+    by_priority: BTreeMap<i32, u64>,
+    chattering: BTreeSet<String>,
+    /// Condition active since, by alarm id.
+    active: BTreeMap<String, i64>,
+    flood_since: Option<i64>,
+    flood_ms: i64,
+}
+
+impl Report {
+    /// An empty report of `[from_ms, to_ms)`.
+    pub fn new(from_ms: i64, to_ms: i64) -> Report {
+        Report {
+            from_ms,
+            to_ms,
+            raises: 0,
+            window: VecDeque::new(),
+            peak: 0,
+            peak_start: from_ms,
+            by_alarm: BTreeMap::new(),
+            by_priority: BTreeMap::new(),
+            chattering: BTreeSet::new(),
+            active: BTreeMap::new(),
+            flood_since: None,
+            flood_ms: 0,
+        }
+    }
+
+    /// Takes the next event (in time order); `false` once the events are
+    /// past the range (the rest need not be read).
+    pub fn add(&mut self, e: &pb::AlarmEvent) -> bool {
+        let t = e.event_time_ms;
+        if t >= self.to_ms {
+            return false;
+        }
+        let raised = is(e, pb::Transition::Raised);
+        let cleared = is(e, pb::Transition::Cleared);
         if raised {
-            active.entry(e.alarm_id.clone()).or_insert(t);
+            self.active.entry(e.alarm_id.clone()).or_insert(t);
         } else if cleared {
-            active.remove(&e.alarm_id);
+            self.active.remove(&e.alarm_id);
         }
         if e.kind == FLOOD {
             if raised {
-                flood_since = Some(t.max(from_ms));
-            } else if cleared && let Some(since) = flood_since.take() {
-                flood_ms += t.saturating_sub(since).max(0);
+                self.flood_since = Some(t.max(self.from_ms));
+            } else if cleared && let Some(since) = self.flood_since.take() {
+                self.flood_ms += t.saturating_sub(since).max(0);
             }
         }
-        if t < from_ms || !raised {
-            continue;
+        if t < self.from_ms || !raised {
+            return true;
         }
         if e.kind == CHATTERING {
-            chattering.insert(
+            self.chattering.insert(
                 e.alarm_id
                     .rsplit_once('/')
                     .map_or(e.alarm_id.clone(), |(s, _)| s.to_owned()),
             );
-            continue;
+            return true;
         }
         let annunciated =
             e.kind != FLOOD && !e.suppressed && e.shelved_until_ms == 0 && !e.out_of_service;
         if annunciated {
-            raises.push(t);
-            *by_alarm.entry(e.alarm_id.clone()).or_default() += 1;
-            *by_priority.entry(e.priority).or_default() += 1;
+            self.raises += 1;
+            *self.by_alarm.entry(e.alarm_id.clone()).or_default() += 1;
+            *self.by_priority.entry(e.priority).or_default() += 1;
+            // The busiest 10 minutes: a window sliding over the raise times.
+            self.window.push_back(t);
+            while self.window.front().is_some_and(|&lo| t - lo >= WINDOW_MS) {
+                self.window.pop_front();
+            }
+            if self.window.len() > self.peak {
+                self.peak = self.window.len();
+                self.peak_start = self.window.front().copied().unwrap_or(t);
+            }
         }
+        true
     }
-    if let Some(since) = flood_since {
-        flood_ms += to_ms.saturating_sub(since).max(0);
-    }
-    // The busiest 10 minutes: a window sliding over the raise times.
-    let (mut peak, mut peak_start, mut lo) = (0usize, from_ms, 0usize);
-    for hi in 0..raises.len() {
-        while raises[hi] - raises[lo] >= WINDOW_MS {
-            lo += 1;
+
+    /// The statistics of the events taken.
+    pub fn finish(self, enterprise: &str) -> pb::StatsResponse {
+        let (from_ms, to_ms) = (self.from_ms, self.to_ms);
+        let mut flood_ms = self.flood_ms;
+        if let Some(since) = self.flood_since {
+            flood_ms += to_ms.saturating_sub(since).max(0);
         }
-        if hi + 1 - lo > peak {
-            peak = hi + 1 - lo;
-            peak_start = raises[lo];
+        // Times come from the request: saturate rather than overflow.
+        let span = to_ms.saturating_sub(from_ms).max(1);
+        let mut bad: Vec<(String, u64)> = self.by_alarm.into_iter().collect();
+        bad.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        bad.truncate(10);
+        pb::StatsResponse {
+            enterprise: enterprise.to_owned(),
+            from_ms,
+            to_ms,
+            raises: self.raises,
+            per_10min_average: self.raises as f64 * WINDOW_MS as f64 / span as f64,
+            per_10min_peak: self.peak as u64,
+            peak_window_start_ms: self.peak_start,
+            flood_ms,
+            flood_fraction: flood_ms as f64 / span as f64,
+            standing: self
+                .active
+                .into_iter()
+                .filter(|(id, since)| {
+                    to_ms.saturating_sub(*since) >= STANDING_MS && !id.ends_with("/FLOOD")
+                })
+                .map(|(id, _)| id)
+                .collect(),
+            chattering: self.chattering.into_iter().collect(),
+            bad_actors: bad
+                .into_iter()
+                .map(|(alarm_id, raises)| pb::BadActor { alarm_id, raises })
+                .collect(),
+            priorities: self
+                .by_priority
+                .into_iter()
+                .map(|(priority, raises)| pb::PriorityCount { priority, raises })
+                .collect(),
         }
-    }
-    // Times come from the request: saturate rather than overflow.
-    let span = to_ms.saturating_sub(from_ms).max(1);
-    let mut bad: Vec<(String, u64)> = by_alarm.into_iter().collect();
-    bad.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    bad.truncate(10);
-    pb::StatsResponse {
-        enterprise: enterprise.to_owned(),
-        from_ms,
-        to_ms,
-        raises: raises.len() as u64,
-        per_10min_average: raises.len() as f64 * WINDOW_MS as f64 / span as f64,
-        per_10min_peak: peak as u64,
-        peak_window_start_ms: peak_start,
-        flood_ms,
-        flood_fraction: flood_ms as f64 / span as f64,
-        standing: active
-            .into_iter()
-            .filter(|(id, since)| {
-                to_ms.saturating_sub(*since) >= STANDING_MS && !id.ends_with("/FLOOD")
-            })
-            .map(|(id, _)| id)
-            .collect(),
-        chattering: chattering.into_iter().collect(),
-        bad_actors: bad
-            .into_iter()
-            .map(|(alarm_id, raises)| pb::BadActor { alarm_id, raises })
-            .collect(),
-        priorities: by_priority
-            .into_iter()
-            .map(|(priority, raises)| pb::PriorityCount { priority, raises })
-            .collect(),
     }
 }
 

@@ -12,6 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use hazardwatch_alarms::{Access, AlarmHub};
@@ -24,6 +25,7 @@ use hazardwatch_proto::pb::telemetry_service_server::TelemetryServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::live_site::LiveSite;
 use crate::telemetry::Telemetry;
@@ -43,12 +45,38 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// The server, with TLS when an identity is given: a certificate or key
-/// that does not parse is an error here, before anything is served.
+/// Largest request message accepted: a `Query` of 1,000 point ids is
+/// about 20 KB.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// Largest response message sent: a page of 10,000 readings is about
+/// 400 KB.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Longest a request may take to be answered (the first message of a
+/// stream; a feed then runs as long as its client reads it).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Requests in progress on one connection at once.
+pub const REQUESTS_PER_CONNECTION: usize = 64;
+/// HTTP/2 streams open on one connection at once (each alarm feed holds
+/// one).
+pub const STREAMS_PER_CONNECTION: u32 = 256;
+/// How often an idle connection is pinged, and how long the answer may
+/// take before the connection is closed: a control room that lost power
+/// frees its feeds within 40 seconds.
+pub const KEEPALIVE: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(10));
+
+/// The server with its limits (above), and TLS when an identity is given:
+/// a certificate or key that does not parse is an error here, before
+/// anything is served.
 pub fn server(
     tls: Option<tonic::transport::Identity>,
 ) -> Result<tonic::transport::Server, tonic::transport::Error> {
-    let server = tonic::transport::Server::builder();
+    let server = tonic::transport::Server::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .concurrency_limit_per_connection(REQUESTS_PER_CONNECTION)
+        .max_concurrent_streams(STREAMS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(KEEPALIVE.0))
+        .http2_keepalive_timeout(Some(KEEPALIVE.1))
+        .tcp_keepalive(Some(KEEPALIVE.0));
     match tls {
         Some(identity) => {
             server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
@@ -110,16 +138,22 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(SiteServiceServer::with_interceptor(
-            SiteApi::new(hub.clone(), site, gateways, clock.clone()),
+        .add_service(InterceptedService::new(
+            SiteServiceServer::new(SiteApi::new(hub.clone(), site, gateways, clock.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
             interceptor(access.clone()),
         ))
-        .add_service(TelemetryServiceServer::with_interceptor(
-            telemetry,
+        .add_service(InterceptedService::new(
+            TelemetryServiceServer::new(telemetry)
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
             interceptor(access.clone()),
         ))
-        .add_service(AlarmServiceServer::with_interceptor(
-            Alarms::new(hub, clock, shutdown.clone()),
+        .add_service(InterceptedService::new(
+            AlarmServiceServer::new(Alarms::new(hub, clock, shutdown.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
             interceptor(access),
         ))
         .serve_with_incoming_shutdown(no_delay(listener), shutdown.cancelled())

@@ -32,7 +32,7 @@ pub fn query_status(e: QueryError) -> Status {
     match e {
         QueryError::InvalidArgument(_) => Status::invalid_argument(message),
         QueryError::NoPoint(_) => Status::not_found(message),
-        QueryError::TooMany => Status::resource_exhausted(message),
+        QueryError::TooMany | QueryError::TooWide(_) => Status::resource_exhausted(message),
         QueryError::Busy | QueryError::Stopping => Status::unavailable(message),
         QueryError::Archive(_) => Status::internal(message),
     }

@@ -12,9 +12,6 @@ use super::access::caller;
 use super::status::IntoStatus;
 use crate::telemetry::Telemetry;
 
-/// Readings per streamed page.
-const PAGE: usize = 10_000;
-
 type QueryStream = Pin<Box<dyn Stream<Item = Result<pb::QueryResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -38,16 +35,13 @@ impl TelemetryService for Telemetry {
     ) -> Result<Response<QueryStream>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
-        let readings = self
-            .readings(&caller, &req.points, req.from_ms, req.to_ms)
+        let answer = self
+            .query(&caller, &req.points, req.from_ms, req.to_ms)
             .await
             .into_status()?;
-        let mut readings = readings.into_iter().peekable();
-        let mut pages = Vec::new();
-        while readings.peek().is_some() {
-            let page = readings.by_ref().take(PAGE).collect();
-            pages.push(Ok(pb::QueryResponse { readings: page }));
-        }
+        // Pages are made as the client takes them: a slow client holds the
+        // compact answer, never the whole answer in wire form.
+        let pages = answer.map(|readings| Ok(pb::QueryResponse { readings }));
         Ok(Response::new(Box::pin(tokio_stream::iter(pages))))
     }
 }

@@ -108,10 +108,57 @@ impl Plan {
     }
 }
 
+/// The readings files a range can touch, found by the partitions'
+/// directory names alone (no file is opened), and how many partitions were
+/// skipped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Candidates {
+    /// The files, in partition order.
+    pub files: Vec<PathBuf>,
+    /// Partitions (date and enterprise directories) skipped by name.
+    pub partitions_skipped: usize,
+}
+
 /// Plans a read of the readings under `root` (see the module docs).
 pub fn plan(root: &Path, range: &Range) -> Result<Plan> {
-    let mut plan = Plan::default();
-    let prefix = range.point_prefix();
+    let found = candidates(root, range)?;
+    let mut plan = Plan {
+        partitions_skipped: found.partitions_skipped,
+        ..Plan::default()
+    };
+    for path in found.files {
+        let file = File::open(&path).map_err(io(&path))?;
+        plan_file(&file, &path, range, &mut plan)?;
+    }
+    plan.parts.sort_by(part_order);
+    Ok(plan)
+}
+
+/// [`plan`]'s second step over files found by [`candidates`] and opened
+/// already (by a thread that may delete them next, in a compaction: an
+/// open file stays readable). Each row group comes with its file.
+pub fn plan_opened(files: Vec<(PathBuf, File)>, range: &Range) -> Result<Vec<(Part, File)>> {
+    let mut opened = Vec::with_capacity(files.len());
+    for (path, file) in files {
+        let mut plan = Plan::default();
+        plan_file(&file, &path, range, &mut plan)?;
+        for part in plan.parts {
+            let clone = file.try_clone().map_err(io(&path))?;
+            opened.push((part, clone));
+        }
+    }
+    opened.sort_by(|(a, _), (b, _)| part_order(a, b));
+    Ok(opened)
+}
+
+fn part_order(a: &Part, b: &Part) -> std::cmp::Ordering {
+    (a.ts_min, &a.path, a.row_group).cmp(&(b.ts_min, &b.path, b.row_group))
+}
+
+/// The first step of [`plan`] (see [`Candidates`]): cheap, for a thread
+/// that must not wait on file footers.
+pub fn candidates(root: &Path, range: &Range) -> Result<Candidates> {
+    let mut found = Candidates::default();
     for date in subdirs(&root.join(Dataset::Readings.dir()))? {
         let day = date
             .file_name()
@@ -120,7 +167,7 @@ pub fn plan(root: &Path, range: &Range) -> Result<Plan> {
         let enterprises = subdirs(&date)?;
         let (start, end) = (day * DAY_MS, (day + 1) * DAY_MS);
         if range.from_ms.is_some_and(|f| end <= f) || range.to_ms.is_some_and(|t| start >= t) {
-            plan.partitions_skipped += enterprises.len();
+            found.partitions_skipped += enterprises.len();
             continue;
         }
         for dir in enterprises {
@@ -128,21 +175,19 @@ pub fn plan(root: &Path, range: &Range) -> Result<Plan> {
                 continue;
             };
             if !range.enterprises.is_empty() && !range.enterprises.contains(&enterprise) {
-                plan.partitions_skipped += 1;
+                found.partitions_skipped += 1;
                 continue;
             }
-            for path in parquet_files(&dir)? {
-                plan_file(&path, range, prefix, &mut plan)?;
-            }
+            found.files.extend(parquet_files(&dir)?);
         }
     }
-    plan.parts
-        .sort_by(|a, b| (a.ts_min, &a.path, a.row_group).cmp(&(b.ts_min, &b.path, b.row_group)));
-    Ok(plan)
+    Ok(found)
 }
 
-fn plan_file(path: &Path, range: &Range, prefix: &str, plan: &mut Plan) -> Result<()> {
-    let file = File::open(path).map_err(io(path))?;
+/// Adds the row groups of one file that `range` can touch to `plan`.
+fn plan_file(file: &File, path: &Path, range: &Range, plan: &mut Plan) -> Result<()> {
+    let prefix = range.point_prefix();
+    let file = file.try_clone().map_err(io(path))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet(path))?;
     plan.files_opened += 1;
     let meta = builder.metadata();

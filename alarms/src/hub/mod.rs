@@ -564,7 +564,8 @@ impl AlarmHub {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<pb::StatsResponse> {
-        let mut events = Vec::new();
+        // Page by page: a long range never sits in memory at once.
+        let mut report = eemua::Report::new(from_ms, to_ms);
         let mut after = None;
         loop {
             let page = self.journal.history(
@@ -574,13 +575,15 @@ impl AlarmHub {
                 10_000,
                 |e| e.enterprise == enterprise,
             )?;
-            events.extend(page.events);
+            if !page.events.iter().all(|e| report.add(e)) {
+                break;
+            }
             match page.next {
                 Some(c) => after = Some(c),
                 None => break,
             }
         }
-        Ok(eemua::report(enterprise, from_ms, to_ms, events))
+        Ok(report.finish(enterprise))
     }
 
     /// One page of alarm history (see [`AlarmJournal::history`]).
