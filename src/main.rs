@@ -215,6 +215,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     hazardwatch::service::install_crypto_provider();
+    hazardwatch::service::raise_open_files_limit();
     let result = match cli.command {
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {

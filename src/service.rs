@@ -204,6 +204,28 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Raises the soft limit on open files to the hard one, as Go's runtime
+/// does for every program: gateways' connections, alarm feeds and the
+/// archive files a query holds open (up to
+/// [`crate::telemetry::MAX_CONCURRENT_QUERIES`] times
+/// [`crate::telemetry::MAX_QUERY_FILES`]) pass the common soft default of
+/// 1,024. Returns the limit in force.
+pub fn raise_open_files_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised.clone()) {
+        Ok(()) => raised.current.unwrap_or(u64::MAX),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-files limit");
+            limit.current.unwrap_or(u64::MAX)
+        }
+    }
+}
+
 /// Drives the wall-clock work once a second until `stop`: the alarm hub's
 /// (shelves expiring) and, every ten seconds, the gateways' health gauges.
 async fn clock_loop(
@@ -626,5 +648,19 @@ impl Running {
         drained.context("draining the engine and archive")?;
         served.context("gRPC server")?;
         Ok(self.counters.summary())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        use rustix::process::{Resource, getrlimit};
+        let before = getrlimit(Resource::Nofile);
+        let now = super::raise_open_files_limit();
+        let after = getrlimit(Resource::Nofile);
+        assert_eq!(after.current, after.maximum);
+        assert_eq!(after.maximum, before.maximum);
+        assert_eq!(Some(now), after.current.or(Some(u64::MAX)));
     }
 }
