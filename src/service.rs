@@ -217,7 +217,7 @@ pub fn raise_open_files_limit() -> u64 {
         current: limit.maximum,
         maximum: limit.maximum,
     };
-    match setrlimit(Resource::Nofile, raised.clone()) {
+    match setrlimit(Resource::Nofile, raised) {
         Ok(()) => raised.current.unwrap_or(u64::MAX),
         Err(e) => {
             tracing::warn!(error = %e, "cannot raise the open-files limit");
@@ -373,25 +373,20 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         // About `roll_rows` readings per segment, so per checkpoint.
         segment_bytes: (settings.archive.roll_rows as u64).saturating_mul(24),
     };
-    let (wal, logged) = Wal::open_with(&wal_dir, wal_config, wal_io)?;
+    // The log is checked through once here; its records are read back
+    // one at a time below, once the engine runs.
+    let (wal, recovery) = Wal::open_with(&wal_dir, wal_config, wal_io)?;
     let quarantine_dir = data_dir.join("quarantine");
     let mut quarantine = Quarantine::open(&quarantine_dir, clock.clone())?;
     let quarantine_file = quarantine.path().to_owned();
-    let recovered = wal_stage::recover(logged, &catalog, &mut quarantine)?;
     let mut dedup = Dedup::new(settings.mqtt.dedup_window);
-    for b in &recovered.batches {
-        dedup.insert(b.message);
-    }
-    if let Some(oldest) = recovered.oldest_ms {
+    let scanned = recovery.scanned();
+    if let Some(oldest) = scanned.oldest_ms {
         let guarded = hub.guard_replay(oldest)?;
-        let readings: usize = recovered.batches.iter().map(|b| b.readings.len()).sum();
-        counters
-            .readings_recovered
-            .store(readings as u64, Ordering::Relaxed);
         tracing::info!(
-            messages = recovered.batches.len(),
-            readings,
-            unknown_points = recovered.unknown,
+            segments = scanned.segments,
+            messages = scanned.batches,
+            readings = scanned.readings,
             alarms_guarded = guarded,
             "write-ahead log: judging and archiving again what the archive does not hold yet"
         );
@@ -486,11 +481,28 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
             drained
         }
     })?;
-    for b in recovered.batches {
+    let (mut replayed, mut unknown) = (0u64, 0u64);
+    for logged in recovery {
+        let logged = logged.context("reading the write-ahead log back")?;
+        let Some(b) = wal_stage::recovered(logged, &catalog, &mut quarantine, &mut unknown)? else {
+            continue;
+        };
+        dedup.insert(b.message);
+        replayed += b.readings.len() as u64;
         feed_tx
             .send(FeedMsg::Batch(b))
             .await
             .map_err(|_| anyhow::anyhow!("the feeder stopped while the log was replayed"))?;
+    }
+    counters
+        .readings_recovered
+        .store(replayed, Ordering::Relaxed);
+    if unknown > 0 {
+        tracing::warn!(
+            readings = unknown,
+            quarantine = %quarantine_file.display(),
+            "write-ahead log: readings of points no longer in the site model quarantined"
+        );
     }
     // From now on every watched point is expected: one never heard from
     // goes stale like one that fell silent.

@@ -280,66 +280,44 @@ impl WalStage {
     }
 }
 
-/// Readings recovered from the log at start, ready to be judged and
-/// archived again.
-pub struct Recovered {
-    /// The batches, in log order.
-    pub batches: Vec<IngestBatch>,
-    /// The oldest event time among them.
-    pub oldest_ms: Option<i64>,
-    /// Readings of points no longer in the site model (quarantined).
-    pub unknown: usize,
-}
-
-/// Maps recovered batches back to the running catalog. Readings of points
-/// the site model no longer has are quarantined with the reason, never
-/// dropped silently.
-pub fn recover(
-    logged: Vec<LoggedBatch>,
+/// Maps a batch recovered from the log back to the running catalog, to be
+/// judged and archived again; `None` if none of its points is still in the
+/// site model. Readings of points the model no longer has are quarantined
+/// with the reason, never dropped silently; `unknown` counts them.
+pub fn recovered(
+    b: LoggedBatch,
     catalog: &Catalog,
     quarantine: &mut Quarantine,
-) -> anyhow::Result<Recovered> {
-    let mut out = Recovered {
-        batches: Vec::with_capacity(logged.len()),
-        oldest_ms: None,
-        unknown: 0,
-    };
-    for b in logged {
-        let mut readings = Vec::with_capacity(b.readings.len());
-        let mut rejections = Vec::new();
-        for r in &b.readings {
-            match catalog.lookup(&r.point) {
-                Some(point) => readings.push(Reading {
-                    point,
-                    ts_ms: r.ts_ms,
-                    value: r.value,
-                    quality: r.quality,
-                }),
-                None => rejections.push(Rejection {
-                    kind: RejectKind::UnknownPoint,
-                    reason: format!(
-                        "recovered from the write-ahead log (segment {}, ts {}, value {}): point `{}` is no longer in the site model",
-                        b.segment, r.ts_ms, r.value, r.point
-                    ),
-                }),
-            }
-        }
-        if !rejections.is_empty() {
-            out.unknown += rejections.len();
-            quarantine
-                .record("(write-ahead log)", b"", &rejections)
-                .context("quarantining recovered readings of removed points")?;
-        }
-        if let Some(oldest) = readings.iter().map(|r| r.ts_ms).min() {
-            out.oldest_ms = Some(out.oldest_ms.map_or(oldest, |o| o.min(oldest)));
-        }
-        if !readings.is_empty() {
-            out.batches.push(IngestBatch {
-                readings,
-                received_ms: b.received_ms,
-                message: b.message,
-            });
+    unknown: &mut u64,
+) -> anyhow::Result<Option<IngestBatch>> {
+    let mut readings = Vec::with_capacity(b.readings.len());
+    let mut rejections = Vec::new();
+    for r in &b.readings {
+        match catalog.lookup(&r.point) {
+            Some(point) => readings.push(Reading {
+                point,
+                ts_ms: r.ts_ms,
+                value: r.value,
+                quality: r.quality,
+            }),
+            None => rejections.push(Rejection {
+                kind: RejectKind::UnknownPoint,
+                reason: format!(
+                    "recovered from the write-ahead log (segment {}, ts {}, value {}): point `{}` is no longer in the site model",
+                    b.segment, r.ts_ms, r.value, r.point
+                ),
+            }),
         }
     }
-    Ok(out)
+    if !rejections.is_empty() {
+        *unknown += rejections.len() as u64;
+        quarantine
+            .record("(write-ahead log)", b"", &rejections)
+            .context("quarantining recovered readings of removed points")?;
+    }
+    Ok((!readings.is_empty()).then_some(IngestBatch {
+        readings,
+        received_ms: b.received_ms,
+        message: b.message,
+    }))
 }

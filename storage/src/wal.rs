@@ -59,7 +59,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -267,59 +267,169 @@ fn decode(payload: &[u8], names: &mut HashMap<u32, String>, segment: u64) -> Opt
     })
 }
 
-/// Reads a segment's whole records; returns them and the length of the
-/// valid prefix (where a torn record, if any, begins).
-fn read_segment(path: &Path, segment: u64) -> Result<(Vec<LoggedBatch>, u64)> {
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(io(path))?;
-    let mut names = HashMap::new();
-    let mut batches = Vec::new();
-    let mut at = 0usize;
-    while bytes.len() - at >= HEADER {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
-        let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
-            break;
+/// Reads a segment record by record: memory for one record, whatever the
+/// segment's size.
+struct SegmentReader {
+    path: PathBuf,
+    segment: u64,
+    file: BufReader<File>,
+    /// The file's length when opened.
+    len: u64,
+    /// Bytes of whole, valid records read so far (where a torn or damaged
+    /// record begins, once [`SegmentReader::next_batch`] returned `None`).
+    at: u64,
+    names: HashMap<u32, String>,
+    payload: Vec<u8>,
+}
+
+impl SegmentReader {
+    fn open(dir: &Path, segment: u64) -> Result<SegmentReader> {
+        let path = segment_path(dir, segment);
+        let file = File::open(&path).map_err(io(&path))?;
+        let len = file.metadata().map_err(io(&path))?.len();
+        Ok(SegmentReader {
+            segment,
+            file: BufReader::with_capacity(1 << 16, file),
+            len,
+            at: 0,
+            names: HashMap::new(),
+            payload: Vec::new(),
+            path,
+        })
+    }
+
+    /// The next whole record; `None` at the end of the file or where a
+    /// record is cut short or fails its checksum. A record whose checksum
+    /// holds but that does not decode is an error.
+    fn next_batch(&mut self) -> Result<Option<LoggedBatch>> {
+        let left = self.len - self.at;
+        if left < HEADER as u64 {
+            return Ok(None);
         }
-        let Some(batch) = decode(payload, &mut names, segment) else {
+        let mut header = [0u8; HEADER];
+        self.file.read_exact(&mut header).map_err(io(&self.path))?;
+        let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
+        let len = u64::from(u32::from_le_bytes([l0, l1, l2, l3]));
+        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+        if len > left - HEADER as u64 {
+            return Ok(None);
+        }
+        // At most the file's length: a damaged length cannot ask for more.
+        self.payload.resize(len as usize, 0);
+        self.file
+            .read_exact(&mut self.payload)
+            .map_err(io(&self.path))?;
+        if crc32fast::hash(&self.payload) != crc {
+            return Ok(None);
+        }
+        let Some(batch) = decode(&self.payload, &mut self.names, self.segment) else {
             return Err(Error::Wal {
-                path: path.to_owned(),
-                message: format!("record at byte {at} has a valid checksum but does not decode"),
+                path: self.path.clone(),
+                message: format!(
+                    "record at byte {} has a valid checksum but does not decode",
+                    self.at
+                ),
             });
         };
-        batches.push(batch);
-        at += HEADER + len;
+        self.at += HEADER as u64 + len;
+        Ok(Some(batch))
     }
-    Ok((batches, at as u64))
+}
+
+/// What the log held at open, found by reading it through once.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Scanned {
+    /// Segments to read back.
+    pub segments: usize,
+    /// Batches in them.
+    pub batches: u64,
+    /// Readings in them.
+    pub readings: u64,
+    /// The oldest event time among them.
+    pub oldest_ms: Option<i64>,
+}
+
+/// The log's records read back in order, one at a time, after [`Wal::open_with`]
+/// checked them all: memory for one record, not for the whole log.
+pub struct Recovery {
+    dir: PathBuf,
+    segments: std::collections::VecDeque<u64>,
+    reader: Option<SegmentReader>,
+    scanned: Scanned,
+}
+
+impl Recovery {
+    /// What the check found (counts and the oldest event time), before any
+    /// record is handed out.
+    pub fn scanned(&self) -> Scanned {
+        self.scanned
+    }
+
+    fn fail(&mut self, e: Error) -> Option<Result<LoggedBatch>> {
+        self.segments.clear();
+        self.reader = None;
+        Some(Err(e))
+    }
+}
+
+impl Iterator for Recovery {
+    type Item = Result<LoggedBatch>;
+
+    fn next(&mut self) -> Option<Result<LoggedBatch>> {
+        loop {
+            if let Some(reader) = &mut self.reader {
+                match reader.next_batch() {
+                    Ok(Some(batch)) => return Some(Ok(batch)),
+                    Ok(None) => self.reader = None,
+                    Err(e) => return self.fail(e),
+                }
+            }
+            let segment = self.segments.pop_front()?;
+            match SegmentReader::open(&self.dir, segment) {
+                Ok(reader) => self.reader = Some(reader),
+                Err(e) => return self.fail(e),
+            }
+        }
+    }
 }
 
 impl Wal {
-    /// Opens the log in `dir` (created if needed): reads back every whole
-    /// record of the existing segments, cuts a torn tail off the last one,
-    /// and starts a new segment for writing.
+    /// Opens the log in `dir` (created if needed), reads back every whole
+    /// record of the existing segments (all in memory: for tools and
+    /// tests; the service reads them one at a time with
+    /// [`Wal::open_with`]), cuts a torn tail off the last one, and starts a
+    /// new segment for writing.
     pub fn open(dir: &Path, config: WalConfig) -> Result<(Wal, Vec<LoggedBatch>)> {
-        Self::open_with(dir, config, Arc::new(FileIo))
+        let (wal, recovery) = Self::open_with(dir, config, Arc::new(FileIo))?;
+        Ok((wal, recovery.collect::<Result<Vec<_>>>()?))
     }
 
-    /// [`Wal::open`], writing through `io`.
+    /// Opens the log in `dir` (created if needed), writing through `io`:
+    /// checks every record of the existing segments (reading them through
+    /// once, a record at a time), cuts a torn tail off the last one, starts
+    /// a new segment for writing, and returns the records to read back.
     pub fn open_with(
         dir: &Path,
         config: WalConfig,
         disk: Arc<dyn WalIo>,
-    ) -> Result<(Wal, Vec<LoggedBatch>)> {
+    ) -> Result<(Wal, Recovery)> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let existing = segments(dir)?;
-        let mut recovered = Vec::new();
+        let mut scanned = Scanned {
+            segments: existing.len(),
+            ..Scanned::default()
+        };
         let newest = existing.last().copied();
         for &segment in &existing {
-            let path = segment_path(dir, segment);
-            let (mut batches, valid) = read_segment(&path, segment)?;
-            let len = std::fs::metadata(&path).map_err(io(&path))?.len();
+            let mut reader = SegmentReader::open(dir, segment)?;
+            while let Some(batch) = reader.next_batch()? {
+                scanned.batches += 1;
+                scanned.readings += batch.readings.len() as u64;
+                if let Some(oldest) = batch.readings.iter().map(|r| r.ts_ms).min() {
+                    scanned.oldest_ms = Some(scanned.oldest_ms.map_or(oldest, |o| o.min(oldest)));
+                }
+            }
+            let (valid, len, path) = (reader.at, reader.len, reader.path);
             if valid < len && Some(segment) != newest {
                 return Err(Error::Wal {
                     path: path.clone(),
@@ -344,9 +454,8 @@ impl Wal {
                 f.set_len(valid).map_err(io(&path))?;
                 f.sync_all().map_err(io(&path))?;
             }
-            recovered.append(&mut batches);
         }
-        let segment = existing.last().map_or(1, |s| s + 1);
+        let segment = newest.map_or(1, |s| s + 1);
         let file = Self::create(dir, segment)?;
         Ok((
             Wal {
@@ -361,7 +470,12 @@ impl Wal {
                 io: disk,
                 broken: false,
             },
-            recovered,
+            Recovery {
+                dir: dir.to_owned(),
+                segments: existing.into(),
+                reader: None,
+                scanned,
+            },
         ))
     }
 
