@@ -44,6 +44,17 @@ pub enum Error {
         /// The newest sequence number.
         newest: u64,
     },
+    /// Too many operator actions from one token (`RESOURCE_EXHAUSTED`; see
+    /// [`crate::rate`]).
+    #[error(
+        "token `{who}` is acting faster than operator actions are allowed; try again in {retry_after_ms} ms"
+    )]
+    RateLimited {
+        /// The token.
+        who: String,
+        /// When the next action is allowed.
+        retry_after_ms: u64,
+    },
     /// A configuration section (`[access]`, `[[escalation]]`) is invalid.
     #[error("{field}: {message}")]
     Config {

@@ -68,6 +68,7 @@ pub mod eemua;
 pub mod error;
 pub mod escalation;
 pub mod hub;
+pub mod rate;
 pub mod risk;
 pub mod table;
 pub mod wire;

@@ -144,6 +144,9 @@ impl SiteService for SiteApi {
             }
         };
         let operator = check_operator_text(&req.operator, &req.comment).into_status()?;
+        self.hub
+            .admit_action(&caller, self.clock.now_ms())
+            .into_status()?;
         if req.comment.trim().is_empty() {
             return Err(Status::invalid_argument(
                 "comment is required: say why (it is recorded with the change)",

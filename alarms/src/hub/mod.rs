@@ -22,6 +22,7 @@ use crate::access::{Caller, Role, Scope};
 use crate::eemua;
 use crate::error::{Error, Result};
 use crate::escalation::EscalationPolicy;
+use crate::rate::ActionLimiter;
 use crate::risk::{Colour, RiskModel};
 use crate::table::{ActionError, ActiveAlarm, AlarmRecord, AlarmTable};
 use crate::wire::{self, alarm_id, alarm_key, restore_alarm};
@@ -69,6 +70,8 @@ pub struct AlarmHub {
     /// journal holds for each alarm the write-ahead log's readings may
     /// touch again (see [`AlarmHub::guard_replay`]).
     replayed: Mutex<HashMap<(AlarmSource, AlarmKind), i64>>,
+    /// Operator actions per token (see [`crate::rate`]).
+    actions: ActionLimiter,
 }
 
 /// A subscriber's start: events to send first, the sequence number they
@@ -172,6 +175,7 @@ impl AlarmHub {
             colours: Mutex::new(BTreeMap::new()),
             table: Mutex::new(table),
             journal,
+            actions: ActionLimiter::default(),
             live,
             replayed: Mutex::new(HashMap::new()),
         });
@@ -355,6 +359,12 @@ impl AlarmHub {
         Ok(n)
     }
 
+    /// Counts one operator action of `caller` against its rate (see
+    /// [`crate::rate`]): an error when it acts too fast.
+    pub fn admit_action(&self, caller: &Caller, now_ms: i64) -> Result<()> {
+        self.actions.admit(&caller.name, now_ms)
+    }
+
     /// Applies an operator action to an alarm by id, for `caller` (who
     /// must be an operator; an alarm outside its scope is not found).
     /// `operator` names the person acting; actions that hide an alarm, and
@@ -370,6 +380,7 @@ impl AlarmHub {
     ) -> Result<pb::AlarmEvent> {
         caller.require(Role::Operator)?;
         let operator = check_operator_text(operator, comment)?;
+        self.admit_action(caller, now_ms)?;
         let needs_why = matches!(
             action,
             Action::Shelve(_) | Action::Comment | Action::OutOfService(true) | Action::Dispose(_)

@@ -204,3 +204,60 @@ async fn a_scoped_token_sees_only_its_enterprises_and_a_viewer_cannot_act() {
     assert_eq!(first.enterprise, "E02");
     gw.close().await;
 }
+
+/// Operator actions are one journal commit each: a token that sends them
+/// without pause is refused past its burst (and told when to try again),
+/// while another token acts as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_acting_without_pause_is_limited_and_others_are_not() {
+    use hazardwatch_alarms::rate::ACTION_BURST;
+    let second = r#"
+[[access.token]]
+name = "E01 night shift"
+token = "e01-night-0123456789"
+role = "operator"
+enterprises = ["E01"]
+"#;
+    let text = format!("{TEST_PARK}{TOKENS}{second}");
+    let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
+        .await
+        .unwrap();
+    let (host, port) = svc.broker();
+    let mut gw = Gateway::connect(&host, port, "gw-rate").await.unwrap();
+    let mut day = svc.alarms_as("e01-operator-0123456789").await.unwrap();
+    let mut night = svc.alarms_as("e01-night-0123456789").await.unwrap();
+    let mut feed = day
+        .subscribe(pb::SubscribeRequest {
+            filter: None,
+            resume_after: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    gw.publish_json(
+        "E01",
+        serde_json::json!([{"point": "T101.LT", "ts": now_ms(), "value": 18.5}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(next_event(&mut feed).await.unwrap().alarm_id, "T101.LT/H");
+    let comment = |n: usize| pb::ActionRequest {
+        alarm_id: "T101.LT/H".into(),
+        operator: "zhang.wei".into(),
+        comment: format!("note {n}"),
+    };
+    let mut refused = None;
+    for n in 0..ACTION_BURST as usize + 50 {
+        if let Err(e) = day.comment(comment(n)).await {
+            refused = Some((n, e));
+            break;
+        }
+    }
+    let (n, err) = refused.expect("a token commenting without pause is limited");
+    assert!(n >= ACTION_BURST as usize, "refused after {n}");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("try again in"), "{}", err.message());
+    night.comment(comment(0)).await.unwrap();
+    gw.close().await;
+    svc.running.shutdown().await.unwrap();
+}
