@@ -11,7 +11,7 @@ use hazardwatch_ingest::MqttConfig;
 use hazardwatch_alarms::{Access, AccessConfig, EscalationPolicy, EscalationSpec};
 use hazardwatch_rules::site::{DefaultsSpec, EnterpriseSpec, ParkSpec};
 use hazardwatch_rules::{EngineConfig, SiteModel, SiteSpec, Source};
-use hazardwatch_storage::ArchiveConfig;
+use hazardwatch_storage::{ArchiveConfig, JournalConfig};
 
 use crate::pipeline::backfill::BackfillConfig;
 use serde::Deserialize;
@@ -126,6 +126,8 @@ struct ConfigFile {
     #[serde(default)]
     backfill: BackfillConfig,
     #[serde(default)]
+    journal: JournalConfig,
+    #[serde(default)]
     access: AccessConfig,
     #[serde(default)]
     escalation: Vec<EscalationSpec>,
@@ -157,6 +159,8 @@ pub struct Settings {
     pub archive: ArchiveConfig,
     /// Judging readings that arrive late.
     pub backfill: BackfillConfig,
+    /// The alarm journal.
+    pub journal: JournalConfig,
     /// gRPC callers: tokens, roles, scopes.
     pub access: Access,
     /// Disposal and escalation chains by enterprise.
@@ -203,6 +207,7 @@ impl Config {
         section(file.engine.validate().map_err(|e| e.to_string()))?;
         section(file.archive.validate().map_err(|e| e.to_string()))?;
         section(file.backfill.validate())?;
+        section(file.journal.validate().map_err(|e| e.to_string()))?;
         let enterprises = file
             .enterprise
             .iter()
@@ -227,6 +232,7 @@ impl Config {
                 engine: file.engine,
                 archive: file.archive,
                 backfill: file.backfill,
+                journal: file.journal,
                 access,
                 escalation,
             },

@@ -413,14 +413,17 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     let (archive_tx, archive_rx) = crossbeam_channel::bounded::<ArchiveMsg>(ARCHIVE_QUEUE);
     let archive = std::thread::Builder::new().name("archive".into()).spawn({
         let (counters, hub, clock) = (counters.clone(), hub.clone(), clock.clone());
-        let wal_dir = wal_dir.clone();
+        let trim = archiver::Trim {
+            wal_dir: wal_dir.clone(),
+            journal_keep_ms: settings.journal.keep_ms(),
+        };
         move || {
             archiver::archive_loop(
                 archive_rx,
                 snapshot_rx,
                 writer,
                 &hub,
-                &wal_dir,
+                &trim,
                 &counters,
                 &*clock,
             )

@@ -44,6 +44,18 @@ pub enum Error {
         /// The newest sequence number.
         newest: u64,
     },
+    /// A resume point before the oldest event the journal still holds
+    /// (older ones were pruned after archiving, see `journal.retention_days`)
+    /// (`OUT_OF_RANGE`).
+    #[error(
+        "resume point {requested} is before the oldest event the journal keeps ({first}; older events are in the Parquet archive); call ListActive and resume from its as_of_seq"
+    )]
+    ResumePruned {
+        /// The resume point asked for.
+        requested: u64,
+        /// The oldest sequence number held.
+        first: u64,
+    },
     /// Too many operator actions from one token (`RESOURCE_EXHAUSTED`; see
     /// [`crate::rate`]).
     #[error(

@@ -87,13 +87,7 @@ impl AlarmService for Alarms {
         let caller = caller(&request)?;
         let req = request.into_inner();
         let filter = Filter::for_caller(req.filter, &caller).into_status()?;
-        let newest = self.hub.last_seq();
-        if req.resume_after > newest {
-            return Err(alarms_status(hazardwatch_alarms::Error::ResumeAhead {
-                requested: req.resume_after,
-                newest,
-            }));
-        }
+        self.hub.check_resume(req.resume_after).into_status()?;
         let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
         let feed = forward(self.hub.clone(), filter, req.resume_after, tx);
         let shutdown = self.shutdown.clone();

@@ -21,7 +21,9 @@ pub fn alarms_status(e: AlarmsError) -> Status {
             ..
         } => Status::not_found(message),
         AlarmsError::Action { .. } => Status::failed_precondition(message),
-        AlarmsError::ResumeAhead { .. } => Status::out_of_range(message),
+        AlarmsError::ResumeAhead { .. } | AlarmsError::ResumePruned { .. } => {
+            Status::out_of_range(message)
+        }
         AlarmsError::RateLimited { .. } => Status::resource_exhausted(message),
         AlarmsError::Journal(_) => Status::unavailable(message),
     }

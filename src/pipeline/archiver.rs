@@ -8,6 +8,9 @@
 //! since: rows of later segments sealed as covering the log before the old
 //! segment would be archived again after a crash. Once more rows came, the
 //! next checkpoint (which covers them) is the retry.
+//!
+//! After each checkpoint, and whenever it is idle, the thread also deletes
+//! journal events past `journal.retention_days` that the archive holds.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -21,6 +24,9 @@ use crate::telemetry::{self, Snapshot};
 
 /// Alarm events archived per checkpoint at most (the rest go with the next).
 pub const ALARMS_PER_CHECKPOINT: usize = 200_000;
+/// Journal batches pruned per round at most (see
+/// [`hazardwatch_alarms::AlarmHub::prune_journal`]).
+const PRUNE_BATCHES: usize = 10;
 /// How soon a failed archive checkpoint is tried again.
 pub const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
 
@@ -32,6 +38,15 @@ pub fn exact_retry(failed: Option<(u64, usize)>, buffered_now: usize) -> Option<
     (buffered_now == buffered_then).then_some(segment)
 }
 
+/// What the archiver trims once the archive holds it: the write-ahead log's
+/// segments, and journal events past the retention.
+pub struct Trim {
+    /// The write-ahead log's directory.
+    pub wal_dir: std::path::PathBuf,
+    /// How long journal events are kept, ms; `None`: forever.
+    pub journal_keep_ms: Option<i64>,
+}
+
 /// The archiver thread: appends readings, seals at checkpoints (with the
 /// alarm events journaled since), releases the archived log segments,
 /// compacts and expires; between messages it answers telemetry snapshot
@@ -41,7 +56,7 @@ pub fn archive_loop(
     snapshots: crossbeam_channel::Receiver<Snapshot>,
     mut writer: ArchiveWriter,
     hub: &AlarmHub,
-    wal_dir: &std::path::Path,
+    trim: &Trim,
     counters: &Counters,
     clock: &dyn Clock,
 ) -> anyhow::Result<()> {
@@ -92,6 +107,27 @@ pub fn archive_loop(
             }
         }
     };
+    // Journal events past the retention that the archive holds.
+    let prune = |writer: &ArchiveWriter| {
+        let Some(keep_ms) = trim.journal_keep_ms else {
+            return;
+        };
+        let before_ms = clock.now_ms().saturating_sub(keep_ms);
+        match hub.prune_journal(before_ms, writer.progress().alarms_seq, PRUNE_BATCHES) {
+            Ok(0) => {}
+            Ok(n) => {
+                counters
+                    .journal_pruned
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                metrics::counter!("hazardwatch_journal_pruned_total").increment(n as u64);
+                tracing::info!(
+                    events = n,
+                    "alarm journal: events past the retention deleted (the archive holds them)"
+                );
+            }
+            Err(e) => report("journal retention", &e),
+        }
+    };
     // A checkpoint that failed and the rows buffered then, retried every
     // CHECKPOINT_RETRY while no more came (see `exact_retry`).
     let mut failed: Option<(u64, usize)> = None;
@@ -111,7 +147,10 @@ pub fn archive_loop(
             },
             default(CHECKPOINT_RETRY) => match exact_retry(failed, writer.buffered_rows()) {
                 Some(segment) => ArchiveMsg::Checkpoint(segment),
-                None => continue,
+                None => {
+                    prune(&writer);
+                    continue;
+                }
             },
         };
         match msg {
@@ -127,7 +166,7 @@ pub fn archive_loop(
                     continue;
                 };
                 failed = None;
-                if let Err(e) = wal::release_before(wal_dir, writer.progress().wal_segment) {
+                if let Err(e) = wal::release_before(&trim.wal_dir, writer.progress().wal_segment) {
                     tracing::warn!(error = %e, "write-ahead log: cannot delete archived segments");
                 }
                 let mut touched: Vec<std::path::PathBuf> = sealed
@@ -147,6 +186,7 @@ pub fn archive_loop(
                     }
                     Err(e) => report("retention", &e),
                 }
+                prune(&writer);
             }
         }
     }

@@ -76,6 +76,9 @@ pub struct Counters {
     pub wal_stalled: AtomicBool,
     /// Failed archive checkpoints (the readings stay in the log).
     pub archive_errors: AtomicU64,
+    /// Alarm events deleted from the journal past its retention (the
+    /// archive holds them).
+    pub journal_pruned: AtomicU64,
 }
 
 /// A snapshot of [`Counters`] at shutdown.

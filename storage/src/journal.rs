@@ -52,6 +52,44 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const BY_TIME: TableDefinition<(i64, u64), ()> = TableDefinition::new("events_by_time");
 const ACTIVE: TableDefinition<&str, &[u8]> = TableDefinition::new("active");
 
+/// `[journal]` settings.
+#[derive(Debug, Clone, Copy, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Events older than this many days are deleted from the journal once
+    /// the Parquet archive holds them (its `alarms` dataset keeps them, as
+    /// long as `archive.retention_days` does); 0 keeps every event.
+    pub retention_days: u32,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig { retention_days: 90 }
+    }
+}
+
+impl JournalConfig {
+    /// Checks the settings, naming the field that is wrong.
+    pub fn validate(&self) -> Result<()> {
+        if self.retention_days != 0 && !(8..=36_500).contains(&self.retention_days) {
+            return Err(Error::Config(format!(
+                "journal.retention_days: {} must be 0 (keep everything) or from 8 (the console statistics look back 7 days) to 36500",
+                self.retention_days
+            )));
+        }
+        Ok(())
+    }
+
+    /// How long events are kept, ms; `None`: forever.
+    pub fn keep_ms(&self) -> Option<i64> {
+        (self.retention_days > 0).then(|| i64::from(self.retention_days) * 86_400_000)
+    }
+}
+
+/// Events deleted in one journal transaction at most (see
+/// [`AlarmJournal::prune`]).
+pub const PRUNE_BATCH: usize = 10_000;
+
 /// The alarm journal (see the module docs).
 pub struct AlarmJournal {
     db: Database,
@@ -130,6 +168,60 @@ impl AlarmJournal {
         let events = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
         let last = events.last().map_err(|e| self.error(e))?;
         Ok(last.map_or(0, |(k, _)| k.value()))
+    }
+
+    /// The sequence number of the oldest event held; 0 for an empty
+    /// journal. Events before it were pruned (see [`AlarmJournal::prune`]).
+    pub fn first_seq(&self) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let events = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
+        let first = events.first().map_err(|e| self.error(e))?;
+        Ok(first.map_or(0, |(k, _)| k.value()))
+    }
+
+    /// Deletes up to `limit` events whose event time is before `before_ms`
+    /// and whose sequence number is at most `archived` (the archive holds
+    /// them), in one transaction; the newest event always stays, so
+    /// numbering goes on after a restart. Returns how many were deleted.
+    /// Finding none takes no write transaction.
+    pub fn prune(&self, before_ms: i64, archived: u64, limit: usize) -> Result<usize> {
+        let newest = self.last_seq()?;
+        let doomed: Vec<(i64, u64)> = {
+            let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+            let index = tx.open_table(BY_TIME).map_err(|e| self.error(e))?;
+            let mut doomed = Vec::new();
+            // Old events not archived yet are passed over; look at a
+            // bounded number of them.
+            let rows = index
+                .range(..(before_ms, 0))
+                .map_err(|e| self.error(e))?
+                .take(limit.saturating_mul(4));
+            for row in rows {
+                let (key, _) = row.map_err(|e| self.error(e))?;
+                let (time_ms, seq) = key.value();
+                if seq <= archived && seq < newest {
+                    doomed.push((time_ms, seq));
+                    if doomed.len() == limit {
+                        break;
+                    }
+                }
+            }
+            doomed
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.db.begin_write().map_err(|e| self.error(e))?;
+        {
+            let mut by_seq = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
+            let mut by_time = tx.open_table(BY_TIME).map_err(|e| self.error(e))?;
+            for &(time_ms, seq) in &doomed {
+                by_time.remove((time_ms, seq)).map_err(|e| self.error(e))?;
+                by_seq.remove(seq).map_err(|e| self.error(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.error(e))?;
+        Ok(doomed.len())
     }
 
     /// Number of events held.
@@ -367,6 +459,31 @@ mod tests {
             std::fs::read(&path).unwrap(),
             b"not a database, and long enough to look like one?"
         );
+    }
+
+    #[test]
+    fn pruning_deletes_only_old_archived_events_and_never_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = AlarmJournal::open(&dir.path().join("j.redb")).unwrap();
+        // Events 1..=10 at times 100..=1000; event 5 is late (time 50).
+        let events: Vec<_> = (1..=10)
+            .map(|s| event(s, if s == 5 { 50 } else { s as i64 * 100 }, "E1"))
+            .collect();
+        j.commit(&events, &[]).unwrap();
+        // Before 450, archived up to 3: 1, 2, 3 go; 4 (time 400) is not
+        // archived, 5 (time 50) neither.
+        assert_eq!(j.prune(450, 3, 100).unwrap(), 3);
+        assert_eq!(j.first_seq().unwrap(), 4);
+        // A small batch takes the oldest first: 5 (time 50), then 4.
+        assert_eq!(j.prune(450, 10, 1).unwrap(), 1);
+        assert_eq!(j.prune(450, 10, 100).unwrap(), 1);
+        assert_eq!(j.first_seq().unwrap(), 6);
+        // Everything is old and archived: all but the newest go.
+        assert_eq!(j.prune(i64::MAX, 10, 100).unwrap(), 4);
+        assert_eq!((j.first_seq().unwrap(), j.last_seq().unwrap()), (10, 10));
+        assert_eq!(j.prune(i64::MAX, 10, 100).unwrap(), 0);
+        let page = j.history(i64::MIN, i64::MAX, None, 100, |_| true).unwrap();
+        assert_eq!(page.events.len(), 1);
     }
 
     #[test]

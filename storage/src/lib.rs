@@ -49,5 +49,5 @@ pub mod wal;
 
 pub use archive::{ArchiveConfig, ArchiveWriter, Dataset, SealedFile};
 pub use error::{Error, Result};
-pub use journal::{AlarmJournal, HistoryCursor, HistoryPage};
+pub use journal::{AlarmJournal, HistoryCursor, HistoryPage, JournalConfig};
 pub use txn::Progress;

@@ -145,16 +145,26 @@ impl TestService {
         text: &str,
         wal_io: Arc<dyn WalIo>,
     ) -> anyhow::Result<TestService> {
+        let env = service::Environment {
+            wal_io,
+            ..Default::default()
+        };
+        Self::start_env(data, text, env).await
+    }
+
+    /// Starts the service on a configuration text in `env` (its clock, its
+    /// disk).
+    pub async fn start_env(
+        data: tempfile::TempDir,
+        text: &str,
+        env: service::Environment,
+    ) -> anyhow::Result<TestService> {
         let src = Source {
             path: "test-park.toml".into(),
             text: text.into(),
         };
         let mut config = Config::from_source(&src)?;
         config.settings.data_dir = data.path().to_owned();
-        let env = service::Environment {
-            wal_io,
-            ..Default::default()
-        };
         let running = service::start_with(config, env).await?;
         Ok(TestService { running, data })
     }
@@ -411,4 +421,26 @@ pub fn row_counts(rows: &[ArchivedRow]) -> BTreeMap<(String, i64, u64), usize> {
 /// Wall clock, Unix ms.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// The wall clock stepped by an offset a test sets: time runs on as usual
+/// and jumps when the test says (days ahead for retention, back for a
+/// clock fault).
+#[derive(Debug, Default)]
+pub struct SteppedClock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl SteppedClock {
+    /// Steps the clock by `ms` (negative: back).
+    pub fn step(&self, ms: i64) {
+        self.offset_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl hazardwatch_proto::clock::Clock for SteppedClock {
+    fn now_ms(&self) -> i64 {
+        now_ms() + self.offset_ms.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }

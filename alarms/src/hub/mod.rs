@@ -616,6 +616,47 @@ impl AlarmHub {
         self.live.subscribe()
     }
 
+    /// Deletes journal events older than `before_ms` that the archive holds
+    /// (sequence numbers up to `archived`), a batch at a time, at most
+    /// `batches` of them; returns how many went. Each batch is one journal
+    /// transaction, which alarm commits wait for: batches stay small.
+    pub fn prune_journal(&self, before_ms: i64, archived: u64, batches: usize) -> Result<usize> {
+        let mut pruned = 0;
+        for _ in 0..batches {
+            let n = self.journal.prune(
+                before_ms,
+                archived,
+                hazardwatch_storage::journal::PRUNE_BATCH,
+            )?;
+            pruned += n;
+            if n < hazardwatch_storage::journal::PRUNE_BATCH {
+                break;
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// Checks a subscriber's resume point against the events the journal
+    /// holds: ahead of the newest, or before the oldest kept, the feed
+    /// would have a hole in it.
+    pub fn check_resume(&self, resume_after: u64) -> Result<()> {
+        let newest = self.last_seq();
+        if resume_after > newest {
+            return Err(Error::ResumeAhead {
+                requested: resume_after,
+                newest,
+            });
+        }
+        let first = self.journal.first_seq()?;
+        if resume_after > 0 && resume_after.saturating_add(1) < first {
+            return Err(Error::ResumePruned {
+                requested: resume_after,
+                first,
+            });
+        }
+        Ok(())
+    }
+
     /// Sequence number of the newest event.
     pub fn last_seq(&self) -> u64 {
         self.lock().last_seq()

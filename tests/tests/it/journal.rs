@@ -258,3 +258,79 @@ async fn a_journal_of_a_million_events_reopens_and_serves_history_pages() {
     }
     svc.running.shutdown().await.unwrap();
 }
+
+/// Past `journal.retention_days`, events the archive holds leave the
+/// journal (the newest always stays); a subscriber asking to resume before
+/// the oldest kept is told so instead of being served a hole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_past_the_retention_leave_the_journal_once_archived() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use hazardwatch_tests::{SteppedClock, TEST_PARK, wait_until};
+    let clock = Arc::new(SteppedClock::default());
+    let text = TEST_PARK.replace("[archive]\nroll_secs = 3600", "[archive]\nroll_secs = 1")
+        + "\n[journal]\nretention_days = 8\n";
+    let env = hazardwatch::service::Environment {
+        clock: clock.clone(),
+        ..Default::default()
+    };
+    let svc = TestService::start_env(tempfile::tempdir().unwrap(), &text, env)
+        .await
+        .unwrap();
+    let (host, port) = svc.broker();
+    let mut gw = Gateway::connect(&host, port, "gw-retention").await.unwrap();
+    let (mut alarms, mut feed) = svc.subscribe_all().await.unwrap();
+    level(&mut gw, 19.5).await;
+    level(&mut gw, 10.0).await;
+    let mut seen_events = Vec::new();
+    while seen_events.len() < 4 {
+        seen_events.push(seen(&next_event(&mut feed).await.unwrap()));
+    }
+    let counters = svc.running.counters.clone();
+    let hub = svc.running.hub.clone();
+    let newest = hub.last_seq();
+    wait_until(std::time::Duration::from_secs(20), || {
+        counters.archive_alarm_events.load(Ordering::Relaxed) >= newest
+    })
+    .await
+    .unwrap();
+    assert_eq!(counters.journal_pruned.load(Ordering::Relaxed), 0);
+
+    // Nine days on: every event but the newest is past the retention.
+    clock.step(9 * 86_400_000);
+    wait_until(std::time::Duration::from_secs(20), || {
+        counters.journal_pruned.load(Ordering::Relaxed) >= newest - 1
+    })
+    .await
+    .unwrap();
+    let err = alarms
+        .subscribe(pb::SubscribeRequest {
+            filter: all_alarms(),
+            resume_after: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+    assert!(
+        err.message().contains("Parquet archive"),
+        "{}",
+        err.message()
+    );
+    // The events are in the archive.
+    let archived: i64 = hazardwatch_tests::parquet_files(&svc.running.archive_dir.join("alarms"))
+        .iter()
+        .map(|f| {
+            use parquet::file::reader::FileReader;
+            let file = std::fs::File::open(f).unwrap();
+            parquet::file::reader::SerializedFileReader::new(file)
+                .unwrap()
+                .metadata()
+                .file_metadata()
+                .num_rows()
+        })
+        .sum();
+    assert!(archived as u64 >= newest, "{archived} archived of {newest}");
+    gw.close().await;
+    svc.running.shutdown().await.unwrap();
+}
