@@ -14,6 +14,7 @@ use hazardwatch_rules::{EngineConfig, SiteModel, SiteSpec, Source};
 use hazardwatch_storage::{ArchiveConfig, JournalConfig};
 
 use crate::pipeline::backfill::BackfillConfig;
+use crate::readiness::HealthConfig;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -128,6 +129,8 @@ struct ConfigFile {
     #[serde(default)]
     journal: JournalConfig,
     #[serde(default)]
+    health: HealthConfig,
+    #[serde(default)]
     access: AccessConfig,
     #[serde(default)]
     escalation: Vec<EscalationSpec>,
@@ -161,6 +164,8 @@ pub struct Settings {
     pub backfill: BackfillConfig,
     /// The alarm journal.
     pub journal: JournalConfig,
+    /// When the instance says it is not ready.
+    pub health: HealthConfig,
     /// gRPC callers: tokens, roles, scopes.
     pub access: Access,
     /// Disposal and escalation chains by enterprise.
@@ -208,6 +213,7 @@ impl Config {
         section(file.archive.validate().map_err(|e| e.to_string()))?;
         section(file.backfill.validate())?;
         section(file.journal.validate().map_err(|e| e.to_string()))?;
+        section(file.health.validate())?;
         let enterprises = file
             .enterprise
             .iter()
@@ -233,6 +239,7 @@ impl Config {
                 archive: file.archive,
                 backfill: file.backfill,
                 journal: file.journal,
+                health: file.health,
                 access,
                 escalation,
             },

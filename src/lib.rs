@@ -39,8 +39,10 @@
 pub mod config;
 pub mod demo;
 pub mod grpc;
+pub mod http;
 pub mod live_site;
 pub mod pipeline;
+pub mod readiness;
 pub mod reload;
 pub mod replay;
 pub mod run;

@@ -60,12 +60,13 @@ pub(crate) fn print_banner(r: &Running, config: &Config, embedded: bool) {
         site.point_count()
     );
     println!(
-        "  MQTT {}{}   gRPC {}   metrics {}",
+        "  MQTT {}{}   gRPC {}   metrics and health {}",
         r.mqtt_addr,
         if embedded { " (embedded broker)" } else { "" },
         r.grpc_addr,
-        r.metrics_addr
-            .map_or("off".to_string(), |a| format!("http://{a}/metrics"))
+        r.metrics_addr.map_or("off".to_string(), |a| format!(
+            "http://{a}/metrics, /readyz"
+        ))
     );
     println!(
         "  archive {}   quarantine {}",

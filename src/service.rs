@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use hazardwatch_alarms::{AlarmHub, RiskModel};
 use hazardwatch_ingest::auth::ServiceIdentity;
-use hazardwatch_ingest::broker::{BrokerSettings, EmbeddedBroker, ListenerTls, resolve_port};
+use hazardwatch_ingest::broker::{BrokerSettings, EmbeddedBroker, ListenerTls};
 use hazardwatch_ingest::config::{MqttConfig, broker_host_port};
 use hazardwatch_ingest::health::GatewayHealth;
 use hazardwatch_ingest::{Dedup, Delivery, Quarantine, Subscriber, quarantine};
@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::grpc;
+use crate::http;
 use crate::live_site::LiveSite;
 use crate::pipeline::backfill::{BACKFILL_QUEUE, BackfillMsg};
 use crate::pipeline::feeder::BackfillLink;
@@ -47,6 +48,7 @@ use crate::pipeline::{
     ARCHIVE_QUEUE, ArchiveMsg, Counters, FEEDER_QUEUE, FeedMsg, INGEST_QUEUE, Summary, TICK,
     archiver, backfill, feeder, watched_points,
 };
+use crate::readiness::{self, Readiness};
 use crate::telemetry::{Latest, Snapshot, Telemetry};
 
 /// Queries waiting for the archive thread's snapshot.
@@ -82,6 +84,8 @@ pub struct Running {
     reload: mpsc::Sender<FeedMsg>,
     ingest_stop: CancellationToken,
     grpc_stop: CancellationToken,
+    /// Stops the readiness check and the HTTP endpoints.
+    ops_stop: CancellationToken,
     ingest: JoinHandle<hazardwatch_ingest::Result<()>>,
     wal_stage: JoinHandle<anyhow::Result<()>>,
     ticker: JoinHandle<()>,
@@ -169,31 +173,6 @@ pub struct Reloaded {
     pub added: Vec<String>,
     /// Points no longer in it (their readings are now quarantined).
     pub removed: Vec<String>,
-}
-
-fn install_metrics(addr: SocketAddr) -> Option<SocketAddr> {
-    let addr = match resolve_port(addr) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics endpoint disabled");
-            return None;
-        }
-    };
-    match metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-    {
-        Ok(()) => {
-            tracing::info!(%addr, "Prometheus metrics at http://{addr}/metrics");
-            Some(addr)
-        }
-        Err(e) => {
-            // Only one recorder per process: a second service in one test
-            // process keeps counting into the first one's.
-            tracing::warn!(error = %e, "metrics endpoint not installed");
-            None
-        }
-    }
 }
 
 /// Makes ring the process's rustls provider. The process links two
@@ -306,8 +285,18 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     let link = connect_broker(&settings.mqtt, site.registry.clone()).await?;
     let mqtt_addr = link.gateways.clone();
 
+    // Readiness: "starting" until the first check, once the engine runs.
+    let readiness = Arc::new(Readiness::default());
+    let ops_stop = CancellationToken::new();
     let metrics_addr = if settings.metrics.enabled {
-        install_metrics(settings.metrics.listen)
+        let listen = settings.metrics.listen;
+        let listener = http::bind(listen)
+            .await
+            .with_context(|| format!("binding metrics and health on {listen}"))?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(http::serve(listener, readiness.clone(), ops_stop.clone()));
+        tracing::info!(%addr, "metrics at http://{addr}/metrics, readiness at /readyz");
+        Some(addr)
     } else {
         None
     };
@@ -351,6 +340,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         telemetry,
         health: health.clone(),
         clock: clock.clone(),
+        readiness: readiness.clone(),
     };
     let grpc = tokio::spawn(grpc::serve(server, listener, backends, grpc_stop.clone()));
     let clock_task = tokio::spawn(clock_loop(
@@ -408,6 +398,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         })
     };
     let engine = Engine::start_from(&site, &settings.engine, sink, &restored.conditions)?;
+    let engine_progress = engine.progress();
 
     // Archive thread.
     let (archive_tx, archive_rx) = crossbeam_channel::bounded::<ArchiveMsg>(ARCHIVE_QUEUE);
@@ -552,6 +543,19 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     };
     let (ready_tx, mut ready_rx) = watch::channel(false);
     let ingest = tokio::spawn(subscriber.run(quarantine, ingest_tx, ingest_stop.clone(), ready_tx));
+    tokio::spawn(readiness::run(
+        readiness::Probe {
+            counters: counters.clone(),
+            subscribed: ready_rx.clone(),
+            engine: engine_progress,
+            lateness_ms: settings.engine.lateness_ms as i64,
+            data_dir: data_dir.clone(),
+            config: settings.health,
+            clock: clock.clone(),
+        },
+        readiness,
+        ops_stop.clone(),
+    ));
     // Ready means subscribed: what gateways publish from now on is ours.
     match tokio::time::timeout(SUBSCRIBE_TIMEOUT, ready_rx.wait_for(|&r| r)).await {
         Ok(Ok(_)) => tracing::info!("subscribed to telemetry"),
@@ -575,6 +579,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         reload,
         ingest_stop,
         grpc_stop,
+        ops_stop,
         ingest,
         wal_stage,
         ticker,
@@ -651,6 +656,7 @@ impl Running {
             .context("joining the feeder")?
             .map_err(|_| anyhow::anyhow!("feeder thread panicked"))?;
         self.grpc_stop.cancel();
+        self.ops_stop.cancel();
         let served = self.grpc.await.context("gRPC task")?;
         self.clock.await.context("clock task")?;
         if let Some(b) = self.broker {

@@ -26,6 +26,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::Thread;
 use std::time::Duration;
 
@@ -199,6 +200,25 @@ pub fn evaluate<B: AsRef<[Reading]>>(
 pub struct Engine {
     input: EngineInput,
     guards: timely::communication::WorkerGuards<()>,
+    progress: Progress,
+}
+
+/// How far the rules have judged: every event time before
+/// [`Progress::judged_before_ms`] has been through every rule and its
+/// alarm events handed to the sink. A cheap handle for other threads (a
+/// readiness check compares it with the clock).
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// The output frontier: every epoch before it is complete.
+    frontier: Arc<AtomicU64>,
+    epochs: Epochs,
+}
+
+impl Progress {
+    /// Event time before which everything is judged, Unix ms.
+    pub fn judged_before_ms(&self) -> i64 {
+        self.epochs.start(self.frontier.load(Ordering::Acquire))
+    }
 }
 
 /// The feeding side of the engine (see the module docs).
@@ -257,12 +277,18 @@ impl Engine {
             timely::Config::process(workers)
         };
         let worker_book = book.clone();
+        let frontier = Arc::new(AtomicU64::new(0));
+        let progress = Progress {
+            frontier: frontier.clone(),
+            epochs,
+        };
         let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
             let rx = receivers[index].clone();
             let end: EndOfInput = Rc::new(Cell::new(None));
             let sink = sink.clone();
             let book = worker_book.clone();
+            let judged = frontier.clone();
             let (mut handle, cap) = worker.dataflow::<u64, _, _>(|scope| {
                 let ((handle, cap), readings) =
                     scope.new_unordered_input::<CapacityContainerBuilder<Vec<Reading>>>();
@@ -342,6 +368,13 @@ impl Engine {
                                 let mut events = entry.remove();
                                 events.sort_by_key(RuleEvent::order_key);
                                 sink(events);
+                            }
+                            // Worker 0 gathers the events: its frontier is
+                            // the engine's progress.
+                            if index == 0
+                                && let Some(&done) = frontier.frontier().first()
+                            {
+                                judged.fetch_max(done, Ordering::Release);
                             }
                         }
                     });
@@ -424,7 +457,13 @@ impl Engine {
                 per_worker: vec![Vec::new(); workers],
             },
             guards,
+            progress,
         })
+    }
+
+    /// A handle on how far the rules have judged.
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
     }
 
     /// The feeding handle.

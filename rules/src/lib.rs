@@ -52,6 +52,6 @@ pub mod operators;
 pub mod rule_set;
 pub mod site;
 
-pub use engine::{Collector, Engine, EngineConfig, EngineInput, EventSink, evaluate};
+pub use engine::{Collector, Engine, EngineConfig, EngineInput, EventSink, Progress, evaluate};
 pub use error::{Error, Result};
 pub use site::{Invalid, SiteModel, SiteSpec, Source};

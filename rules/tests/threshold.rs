@@ -236,3 +236,32 @@ fn finishing_with_readings_stamped_beyond_the_watermark_ends_and_judges_up_to_it
         assert_eq!(seen, [(AlarmKind::High, true, 1_000)], "{workers} workers");
     }
 }
+
+#[test]
+fn progress_follows_the_watermark_once_every_worker_has_judged_up_to_it() {
+    use hazardwatch_rules::{Collector, Engine, EngineConfig};
+    let m = model("on_delay_s = 0\noff_delay_s = 0");
+    for workers in [1, 2] {
+        let config = EngineConfig {
+            workers,
+            epoch_ms: 100,
+            lateness_ms: 0,
+        };
+        let events = Collector::new();
+        let mut engine = Engine::start(&m, &config, events.sink()).unwrap();
+        let progress = engine.progress();
+        assert_eq!(progress.judged_before_ms(), 0, "nothing judged yet");
+        let batch = series(&m, "T1.LT", 1_000, 1_000, &[18.5, 18.5]);
+        engine.input().send(&batch, &mut Vec::new());
+        engine.input().advance_to(5_050);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while progress.judged_before_ms() < 5_000 {
+            assert!(std::time::Instant::now() < deadline, "{workers} workers");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Complete epochs only: the one holding 5,050 ms is still open.
+        assert_eq!(progress.judged_before_ms(), 5_000, "{workers} workers");
+        assert!(!events.take().is_empty(), "the high level was judged");
+        engine.finish().unwrap();
+    }
+}

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::live_site::LiveSite;
+use crate::readiness::Readiness;
 use crate::telemetry::Telemetry;
 
 pub mod access;
@@ -99,6 +100,8 @@ pub struct Backends {
     pub health: Arc<GatewayHealth>,
     /// Where "now" comes from.
     pub clock: SharedClock,
+    /// Whether the instance is ready (gRPC health follows it).
+    pub readiness: Arc<Readiness>,
 }
 
 /// Serves the alarm, site and telemetry services, health and reflection on
@@ -116,11 +119,14 @@ pub async fn serve(
         telemetry,
         health: gateways,
         clock,
+        readiness,
     } = backends;
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AlarmServiceServer<Alarms>>()
-        .await;
+    tokio::spawn(follow_readiness(
+        readiness,
+        health_reporter,
+        shutdown.clone(),
+    ));
     // Reflection in both protocol versions: grpcurl speaks v1, older
     // clients (Python's grpcio-reflection among them) only v1alpha.
     let reflection = || {
@@ -158,6 +164,38 @@ pub async fn serve(
         ))
         .serve_with_incoming_shutdown(no_delay(listener), shutdown.cancelled())
         .await
+}
+
+/// Keeps gRPC health (the whole server, `""`, and each service) in step
+/// with the instance's readiness until `stop`.
+async fn follow_readiness(
+    readiness: Arc<Readiness>,
+    reporter: tonic_health::server::HealthReporter,
+    stop: CancellationToken,
+) {
+    use tonic::server::NamedService;
+    use tonic_health::ServingStatus;
+    let names = [
+        "",
+        <AlarmServiceServer<Alarms> as NamedService>::NAME,
+        <SiteServiceServer<SiteApi> as NamedService>::NAME,
+        <TelemetryServiceServer<Telemetry> as NamedService>::NAME,
+    ];
+    let mut changes = readiness.subscribe();
+    loop {
+        let status = if changes.borrow_and_update().is_empty() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        for name in names {
+            reporter.set_service_status(name, status).await;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+    }
 }
 
 /// The listener's connections with `TCP_NODELAY` set (the builder's own

@@ -163,9 +163,11 @@ pub fn archive_loop(
             ArchiveMsg::Checkpoint(segment) => {
                 let Some(sealed) = seal(&mut writer, segment, "checkpoint") else {
                     failed = Some((segment, writer.buffered_rows()));
+                    counters.checkpoint_failing.store(true, Ordering::Relaxed);
                     continue;
                 };
                 failed = None;
+                counters.checkpoint_failing.store(false, Ordering::Relaxed);
                 if let Err(e) = wal::release_before(&trim.wal_dir, writer.progress().wal_segment) {
                     tracing::warn!(error = %e, "write-ahead log: cannot delete archived segments");
                 }

@@ -76,6 +76,8 @@ pub struct Counters {
     pub wal_stalled: AtomicBool,
     /// Failed archive checkpoints (the readings stay in the log).
     pub archive_errors: AtomicU64,
+    /// The last archive checkpoint failed (cleared by the next that works).
+    pub checkpoint_failing: AtomicBool,
     /// Alarm events deleted from the journal past its retention (the
     /// archive holds them).
     pub journal_pruned: AtomicU64,

@@ -444,3 +444,34 @@ impl hazardwatch_proto::clock::Clock for SteppedClock {
         now_ms() + self.offset_ms.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// A disk for the write-ahead log that, once filled, writes half of what
+/// it is given and then fails with ENOSPC, as a full disk does, until it
+/// is freed.
+#[derive(Debug, Default)]
+pub struct FillableDisk {
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl FillableDisk {
+    /// From now on, writes fail.
+    pub fn fill(&self) {
+        self.full.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// From now on, writes succeed.
+    pub fn free(&self) {
+        self.full.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl WalIo for FillableDisk {
+    fn write(&self, file: &mut std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            file.write_all(&bytes[..bytes.len() / 2])?;
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        file.write_all(bytes)
+    }
+}

@@ -2,33 +2,14 @@
 //! ingest stops acknowledging (or the archive waits), says why, and
 //! resumes without losing or doubling a reading.
 
-use std::fs::File;
-use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hazardwatch_storage::wal::WalIo;
 use hazardwatch_tests::{
-    Burst, Gateway, TEST_PARK, TestService, now_ms, read_archive, row_counts, wait_until,
+    Burst, FillableDisk, Gateway, TEST_PARK, TestService, now_ms, read_archive, row_counts,
+    wait_until,
 };
-
-/// A disk that, while full, writes half of what it is given and then fails
-/// with ENOSPC, as a full disk does.
-#[derive(Default)]
-struct Disk {
-    full: AtomicBool,
-}
-
-impl WalIo for Disk {
-    fn write(&self, file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
-        if self.full.load(Ordering::SeqCst) {
-            file.write_all(&bytes[..bytes.len() / 2])?;
-            return Err(std::io::Error::from_raw_os_error(28));
-        }
-        file.write_all(bytes)
-    }
-}
 
 async fn publish(gw: &mut Gateway, from: i64, n: i64, t0: i64) {
     for i in from..from + n {
@@ -43,7 +24,7 @@ async fn publish(gw: &mut Gateway, from: i64, n: i64, t0: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_the_acks_and_nothing_is_lost_when_space_returns() {
-    let disk = Arc::new(Disk::default());
+    let disk = Arc::new(FillableDisk::default());
     let svc = TestService::start_with(tempfile::tempdir().unwrap(), TEST_PARK, disk.clone())
         .await
         .unwrap();
@@ -54,7 +35,7 @@ async fn a_full_disk_stops_the_acks_and_nothing_is_lost_when_space_returns() {
     publish(&mut gw, 0, 5, t0).await;
     svc.wait_for_readings(5).await.unwrap();
 
-    disk.full.store(true, Ordering::SeqCst);
+    disk.fill();
     // The broker takes these from the gateway; the service cannot log them,
     // so it takes none of them and acknowledges none.
     publish(&mut gw, 5, 5, t0).await;
@@ -67,7 +48,7 @@ async fn a_full_disk_stops_the_acks_and_nothing_is_lost_when_space_returns() {
     assert_eq!(stats.readings_in.load(Ordering::Relaxed), 5);
     assert!(stats.wal_errors.load(Ordering::Relaxed) >= 2, "retried");
 
-    disk.full.store(false, Ordering::SeqCst);
+    disk.free();
     svc.wait_for_readings(10).await.unwrap();
     assert!(!stats.wal_stalled.load(Ordering::Relaxed));
     publish(&mut gw, 10, 2, t0).await;
@@ -117,6 +98,8 @@ async fn an_unwritable_archive_keeps_the_readings_in_the_log_until_it_can_be_wri
         std::fs::read_dir(&wal).unwrap().count() >= 2,
         "segments kept"
     );
+    // Readiness says so (see health.rs for the endpoints).
+    assert!(stats.checkpoint_failing.load(Ordering::Relaxed));
 
     std::fs::remove_file(&readings).unwrap();
     wait_until(Duration::from_secs(10), || {
@@ -124,6 +107,7 @@ async fn an_unwritable_archive_keeps_the_readings_in_the_log_until_it_can_be_wri
     })
     .await
     .unwrap();
+    assert!(!stats.checkpoint_failing.load(Ordering::Relaxed));
     gw.close().await;
     svc.running.shutdown().await.unwrap();
     let counts = row_counts(&read_archive(&archive).unwrap());
@@ -243,13 +227,13 @@ async fn a_burst_beyond_the_ack_queue_is_taken_in_and_archived() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_far_behind_holds_the_gateways_instead_of_the_broker_dropping_their_data() {
     const MESSAGES: i64 = 30_000;
-    let disk = Arc::new(Disk::default());
+    let disk = Arc::new(FillableDisk::default());
     let svc = TestService::start_with(tempfile::tempdir().unwrap(), TEST_PARK, disk.clone())
         .await
         .unwrap();
     let broker = svc.running.broker().unwrap();
     // The write-ahead log cannot be written: the service takes nothing.
-    disk.full.store(true, Ordering::SeqCst);
+    disk.fill();
     let (host, port) = svc.broker();
     let burst = Burst::connect(&host, port, "gw-flood");
     let client = burst.client.clone();
@@ -286,7 +270,7 @@ async fn a_service_far_behind_holds_the_gateways_instead_of_the_broker_dropping_
     assert!(broker.held() >= 1, "a publish is held");
     assert_eq!(broker.dropped(), 0);
     // Space returns: everything arrives, once.
-    disk.full.store(false, Ordering::SeqCst);
+    disk.free();
     let client = publisher.await.unwrap();
     svc.wait_for_readings(MESSAGES as u64).await.unwrap();
     wait_until(Duration::from_secs(30), || burst.acked() == MESSAGES)

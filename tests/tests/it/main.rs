@@ -12,6 +12,7 @@ mod durability;
 mod end_to_end;
 mod escalation;
 mod gateway_status;
+mod health;
 mod independent_reader;
 mod journal;
 mod lifecycle;

@@ -1,0 +1,99 @@
+//! The HTTP edge for operations, on `[metrics] listen` (loopback by
+//! default): `/metrics` in Prometheus' text format, `/readyz` (200 when the
+//! instance is ready, else 503 with the causes, one per line; see
+//! [`crate::readiness`]) and `/livez` (200 while the process serves).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::readiness::Readiness;
+
+/// How often histograms are folded for `/metrics`.
+const UPKEEP: Duration = Duration::from_secs(5);
+
+/// The process's Prometheus recorder, installed by the first caller (one
+/// recorder per process: services started side by side in one test
+/// process share it); `None` if another recorder was installed first.
+pub fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed; /metrics will say so");
+                None
+            }
+        })
+        .clone()
+}
+
+#[derive(Clone)]
+struct Ops {
+    readiness: Arc<Readiness>,
+    metrics: Option<PrometheusHandle>,
+}
+
+/// Binds the listener (port 0: a free port).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves the endpoints on `listener` until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    readiness: Arc<Readiness>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let metrics = prometheus();
+    if let Some(handle) = metrics.clone() {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(UPKEEP);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = every.tick() => handle.run_upkeep(),
+                }
+            }
+        });
+    }
+    let app = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/readyz", get(ready))
+        .route("/livez", get(|| async { "live\n" }))
+        .with_state(Ops { readiness, metrics });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+}
+
+async fn metrics_text(State(ops): State<Ops>) -> (StatusCode, String) {
+    match &ops.metrics {
+        Some(handle) => (StatusCode::OK, handle.render()),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "another metrics recorder is installed in this process\n".into(),
+        ),
+    }
+}
+
+async fn ready(State(ops): State<Ops>) -> (StatusCode, String) {
+    let causes = ops.readiness.causes();
+    if causes.is_empty() {
+        return (StatusCode::OK, "ready\n".into());
+    }
+    let mut text = String::from("not ready:\n");
+    for c in causes {
+        text.push_str(&format!("{}: {c}\n", c.label()));
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, text)
+}
