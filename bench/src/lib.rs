@@ -27,6 +27,7 @@ use hazardwatch::sim::Rng;
 use hazardwatch_proto::{Catalog, PointIdx, PointKind, PointMeta, Quality, Reading};
 
 pub mod load;
+pub mod probe;
 
 /// A catalog of `enterprises` x `per_enterprise` level points, with (name,
 /// enterprise) of each point in index order.
@@ -241,6 +242,17 @@ pub fn bench_park(points: usize) -> anyhow::Result<hazardwatch_rules::SiteModel>
     Ok(hazardwatch_rules::SiteModel::parse(&src)?)
 }
 
+/// Resident set size of this process, bytes (`/proc/self/statm`).
+pub fn rss() -> anyhow::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("statm: no resident field"))?
+        .parse()?;
+    Ok(pages * 4096)
+}
+
 /// How a benchmark's service is set up: [`bench_park`] of `points` points,
 /// 2 workers, metrics off.
 #[derive(Debug, Clone)]
@@ -291,6 +303,29 @@ pub struct BenchService {
     /// The certificates the broker was started with.
     _pki: Option<hazardwatch_tests::Pki>,
     _data: tempfile::TempDir,
+}
+
+impl BenchService {
+    /// The service's data directory (log, archive, journal).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
+    }
+}
+
+/// Bytes of the files under `dir`, recursively (files that vanish while
+/// it looks, as compaction deletes them, count nothing).
+pub fn disk_usage(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => disk_usage(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// The password of every gateway of a secured benchmark.

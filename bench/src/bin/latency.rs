@@ -19,29 +19,22 @@
 //! `cargo run --release -p hazardwatch-bench --bin latency [SECONDS] [LATENESS_MS] [LOADS...]`
 //! (default 10 s of probes per run, 2 ms, loads 10000 100000 500000)
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hazardwatch_bench::load::{self, Format, Load};
+use hazardwatch_bench::probe::{
+    PROBES, Sent, alarm_subscriber, histogram, lock, probe, probe_key, seen, stragglers,
+};
 use hazardwatch_bench::{Setup, baseline, header, per_sec, row, start_service};
-use hazardwatch_proto::pb;
 use hdrhistogram::Histogram;
-use rumqttc::QoS;
 
-/// Probe points, after the load's.
-const PROBES: usize = 20;
-/// One probe every this often.
-const PROBE_EVERY: Duration = Duration::from_millis(5);
 /// Load before the probes start (connections, caches, first checkpoint).
 const WARMUP: Duration = Duration::from_secs(2);
 /// Background load: gateways and points.
 const GATEWAYS: usize = 4;
 const POINTS: usize = 8_000;
-
-/// Probes sent and not yet seen, by (point, time stamp).
-type Sent = Arc<Mutex<HashMap<(String, i64), Instant>>>;
 
 /// What one run measured.
 struct Probed {
@@ -60,82 +53,6 @@ struct Service {
     late: u64,
     /// Readings taken in.
     taken: u64,
-}
-
-fn histogram() -> anyhow::Result<Histogram<u64>> {
-    // 1 µs to 60 s, 3 significant digits.
-    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn wall_ms() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-}
-
-/// Publishes the probes for `duration`, recording each in `sent` before it
-/// goes out; returns how many.
-async fn probe(host: &str, port: u16, sent: Sent, duration: Duration) -> anyhow::Result<u64> {
-    let (client, mut eventloop) = load::options("bench-probe", host, port);
-    let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
-    let topic = hazardwatch_ingest::topic::telemetry("hw/v1", "E", "GWprobe", Format::Json);
-    let start = tokio::time::Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < duration {
-        tokio::time::sleep_until(start + PROBE_EVERY * n as u32).await;
-        let k = n as usize % PROBES;
-        let value = if (n as usize / PROBES).is_multiple_of(2) {
-            18.5
-        } else {
-            10.0
-        };
-        let point = format!("P{}", POINTS + k);
-        let ts = chrono::Utc::now().timestamp_millis();
-        let body = format!(
-            "{{\"gateway\":\"GWprobe\",\"seq\":{n},\"readings\":[{{\"point\":\"{point}\",\"ts\":{ts},\"value\":{value}}}]}}"
-        );
-        lock(&sent).insert((point, ts), Instant::now());
-        client
-            .publish(&topic, QoS::AtLeastOnce, false, body)
-            .await?;
-        n += 1;
-    }
-    // Let the last acknowledgements come in before the connection goes.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = client.disconnect().await;
-    poller.abort();
-    Ok(n)
-}
-
-/// Waits up to 5 s for the probes still outstanding; returns how many were
-/// never seen.
-async fn stragglers(sent: &Sent) -> u64 {
-    // A timeout is the answer here, not an error: the count says how many.
-    let _ = hazardwatch_tests::wait_until(Duration::from_secs(5), || lock(sent).is_empty()).await;
-    lock(sent).len() as u64
-}
-
-/// Records a probe seen at `now` in the histograms.
-fn seen(
-    sent: &Sent,
-    total: &Mutex<Histogram<u64>>,
-    key: &(String, i64),
-    beyond: Option<(&Mutex<Histogram<u64>>, f64)>,
-) {
-    let now = Instant::now();
-    let Some(t0) = lock(sent).remove(key) else {
-        return;
-    };
-    let us = (now - t0).as_micros().max(1) as u64;
-    lock(total).saturating_record(us);
-    if let Some((h, judgeable_ms)) = beyond {
-        let us = ((wall_ms() - judgeable_ms) * 1000.0).max(1.0) as u64;
-        lock(h).saturating_record(us);
-    }
 }
 
 /// The bare relay: the probes through the broker to a subscriber of every
@@ -169,13 +86,6 @@ async fn relay(
     Ok(Probed { sent: n, total })
 }
 
-/// (point, time stamp) of a probe's JSON payload.
-fn probe_key(payload: &[u8]) -> Option<(String, i64)> {
-    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    let r = v.get("readings")?.get(0)?;
-    Some((r.get("point")?.as_str()?.to_owned(), r.get("ts")?.as_i64()?))
-}
-
 /// The background load and, after the warm-up, the probes: each on a
 /// runtime of its own.
 async fn run_probes(
@@ -190,7 +100,7 @@ async fn run_probes(
     let host2 = host.to_owned();
     let probes = load::apart("probe", 1, async move {
         tokio::time::sleep(WARMUP).await;
-        probe(&host2, port, sent, probing).await
+        probe(&host2, port, POINTS, sent, probing).await
     });
     let (published, n) = tokio::join!(background, probes);
     let published = published?;
@@ -217,38 +127,12 @@ async fn service(load: &Load, seconds: u64, lateness_ms: u64) -> anyhow::Result<
     let total = Arc::new(Mutex::new(histogram()?));
     let beyond = Arc::new(Mutex::new(histogram()?));
     let grpc = format!("http://{}", svc.running.grpc_addr);
-    let subscriber = load::apart("subscriber", 1, {
-        let (sent, total, beyond) = (sent.clone(), total.clone(), beyond.clone());
-        async move {
-            let mut client = pb::alarm_service_client::AlarmServiceClient::connect(grpc).await?;
-            let filter = pb::AlarmFilter {
-                include_suppressed: true,
-                include_shelved: true,
-                ..Default::default()
-            };
-            let mut stream = client
-                .subscribe(pb::SubscribeRequest {
-                    filter: Some(filter),
-                    resume_after: 0,
-                })
-                .await?
-                .into_inner();
-            let high = pb::AlarmKind::High as i32;
-            let changes = [
-                pb::Transition::Raised as i32,
-                pb::Transition::Cleared as i32,
-            ];
-            while let Some(e) = stream.message().await? {
-                if e.kind == high && changes.contains(&e.transition) {
-                    let judgeable = (e.event_time_ms + 1 + lateness_ms as i64) as f64;
-                    let key = (e.point, e.event_time_ms);
-                    seen(&sent, &total, &key, Some((&beyond, judgeable)));
-                }
-            }
-            anyhow::Ok(())
-        }
-    });
-    let subscriber = tokio::spawn(subscriber);
+    let subscriber = tokio::spawn(alarm_subscriber(
+        grpc,
+        sent.clone(),
+        total.clone(),
+        Some((beyond.clone(), lateness_ms)),
+    ));
     // The subscriber connects during the warm-up.
     let n = run_probes(&svc.host, svc.port, load, seconds, sent.clone()).await?;
     let lost = stragglers(&sent).await;
@@ -367,19 +251,4 @@ fn main() -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
-}
-
-// The probe key of a relay message is its reading's (point, ts); check the
-// parser on a payload as `probe` writes it.
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn probe_key_reads_the_probe_payload() {
-        let body = br#"{"gateway":"GWprobe","seq":3,"readings":[{"point":"P8001","ts":1700000000123,"value":18.5}]}"#;
-        assert_eq!(
-            super::probe_key(body),
-            Some(("P8001".to_owned(), 1_700_000_000_123))
-        );
-        assert_eq!(super::probe_key(b"{}"), None);
-    }
 }

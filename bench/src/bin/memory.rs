@@ -14,18 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hazardwatch_bench::load::{self, Format, Load};
-use hazardwatch_bench::{Setup, baseline, header, row, start_service};
-
-/// Resident set size of this process, bytes (`/proc/self/statm`).
-fn rss() -> anyhow::Result<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm")?;
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .ok_or_else(|| anyhow::anyhow!("statm: no resident field"))?
-        .parse()?;
-    Ok(pages * 4096)
-}
+use hazardwatch_bench::{Setup, baseline, header, row, rss, start_service};
 
 /// The child: one service of `points` points; prints its resident bytes.
 fn child(points: usize) -> anyhow::Result<()> {
