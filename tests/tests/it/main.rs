@@ -20,6 +20,7 @@ mod reload;
 mod replay;
 mod risk;
 mod scenarios;
+mod subscribers;
 mod telemetry;
 mod tls;
 mod trusted_edge;
