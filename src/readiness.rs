@@ -5,6 +5,7 @@
 //! An instance is not ready while:
 //! - it is starting (the write-ahead log is being judged again);
 //! - the write-ahead log cannot be written (nothing is acknowledged);
+//! - the alarm journal cannot be written (alarm events wait in memory);
 //! - archive checkpoints fail (the log grows instead of the archive);
 //! - the MQTT broker is unreachable or refused the subscription;
 //! - the rules judge event time more than `health.engine_max_lag_s` behind
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use hazardwatch_alarms::AlarmHub;
 use hazardwatch_proto::clock::SharedClock;
 use hazardwatch_rules::Progress;
 use serde::Deserialize;
@@ -79,6 +81,8 @@ pub enum Cause {
     Starting,
     /// The write-ahead log cannot be written.
     WalStalled,
+    /// Alarm events wait for the journal, which cannot be written.
+    JournalFailing(usize),
     /// Archive checkpoints fail.
     CheckpointsFailing,
     /// The broker is unreachable, or refused the subscription.
@@ -91,9 +95,10 @@ pub enum Cause {
 
 impl Cause {
     /// Every cause's label, as in the metrics.
-    pub const LABELS: [&'static str; 6] = [
+    pub const LABELS: [&'static str; 7] = [
         "starting",
         "wal_stalled",
+        "journal_failing",
         "checkpoints_failing",
         "broker_unreachable",
         "engine_behind",
@@ -105,10 +110,11 @@ impl Cause {
         let i = match self {
             Cause::Starting => 0,
             Cause::WalStalled => 1,
-            Cause::CheckpointsFailing => 2,
-            Cause::BrokerUnreachable => 3,
-            Cause::EngineBehind(_) => 4,
-            Cause::DiskNearlyFull(_) => 5,
+            Cause::JournalFailing(_) => 2,
+            Cause::CheckpointsFailing => 3,
+            Cause::BrokerUnreachable => 4,
+            Cause::EngineBehind(_) => 5,
+            Cause::DiskNearlyFull(_) => 6,
         };
         Self::LABELS[i]
     }
@@ -121,6 +127,10 @@ impl fmt::Display for Cause {
             Cause::WalStalled => write!(
                 f,
                 "the write-ahead log cannot be written: no reading is acknowledged"
+            ),
+            Cause::JournalFailing(n) => write!(
+                f,
+                "the alarm journal cannot be written: {n} alarm events wait in memory"
             ),
             Cause::CheckpointsFailing => write!(
                 f,
@@ -184,6 +194,8 @@ fn labels(causes: &[Cause]) -> Vec<&'static str> {
 pub struct Probe {
     /// The pipeline's counters (write-ahead and checkpoint state).
     pub counters: Arc<Counters>,
+    /// The alarm hub (events waiting for the journal).
+    pub hub: Arc<AlarmHub>,
     /// True while subscribed to the broker.
     pub subscribed: watch::Receiver<bool>,
     /// How far the rules have judged.
@@ -204,6 +216,10 @@ impl Probe {
         let mut causes = Vec::new();
         if self.counters.wal_stalled.load(Ordering::Relaxed) {
             causes.push(Cause::WalStalled);
+        }
+        let unjournaled = self.hub.unjournaled();
+        if unjournaled > 0 {
+            causes.push(Cause::JournalFailing(unjournaled));
         }
         if self.counters.checkpoint_failing.load(Ordering::Relaxed) {
             causes.push(Cause::CheckpointsFailing);

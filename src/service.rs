@@ -33,6 +33,7 @@ use hazardwatch_proto::{Catalog, Registry};
 use hazardwatch_rules::{Engine, SiteModel};
 use hazardwatch_storage::wal::{self, FileIo, Wal, WalConfig, WalIo};
 use hazardwatch_storage::{AlarmJournal, ArchiveWriter};
+use hazardwatch_storage::{JournalFaults, NoFaults};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -254,6 +255,8 @@ pub struct Environment {
     pub clock: SharedClock,
     /// How the write-ahead log reaches the disk (tests make it fail).
     pub wal_io: Arc<dyn WalIo>,
+    /// What the alarm journal's writes pass through (tests make them fail).
+    pub journal_faults: Arc<dyn JournalFaults>,
 }
 
 impl Default for Environment {
@@ -261,6 +264,7 @@ impl Default for Environment {
         Environment {
             clock: WallClock::shared(),
             wal_io: Arc::new(FileIo),
+            journal_faults: Arc::new(NoFaults),
         }
     }
 }
@@ -273,7 +277,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// [`start`] in an [`Environment`] of the caller's.
 pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Running> {
     install_crypto_provider();
-    let Environment { clock, wal_io } = env;
+    let Environment {
+        clock,
+        wal_io,
+        journal_faults,
+    } = env;
     let Config { settings, site } = config;
     let data_dir = settings.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
@@ -307,7 +315,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         .with_context(|| format!("binding gRPC on {}", settings.grpc.listen))?;
     let grpc_addr = listener.local_addr()?;
     let journal_path = data_dir.join("journal").join("alarms.redb");
-    let journal = AlarmJournal::open(&journal_path)?;
+    let journal = AlarmJournal::open_with(&journal_path, journal_faults)?;
     let (hub, restored) = AlarmHub::open(
         catalog.clone(),
         journal,
@@ -546,6 +554,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     tokio::spawn(readiness::run(
         readiness::Probe {
             counters: counters.clone(),
+            hub: hub.clone(),
             subscribed: ready_rx.clone(),
             engine: engine_progress,
             lateness_ms: settings.engine.lateness_ms as i64,

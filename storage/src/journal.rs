@@ -21,6 +21,12 @@
 //! it returns): a batch of events and the alarm states they leave behind
 //! are on disk together or not at all.
 //!
+//! After an I/O error (a full disk) redb refuses every later transaction
+//! until the database is opened again: the journal then reopens the file
+//! before its next transaction, and keeps failing (with the reason) until
+//! that works. Writes go through a [`JournalFaults`], so tests can make the
+//! disk fail.
+//!
 //! ```
 //! use hazardwatch_proto::pb;
 //! use hazardwatch_storage::AlarmJournal;
@@ -41,10 +47,13 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use hazardwatch_proto::pb;
 use prost::Message;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::backends::FileBackend;
+use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition};
 
 use crate::error::{Error, Result};
 
@@ -90,9 +99,60 @@ impl JournalConfig {
 /// [`AlarmJournal::prune`]).
 pub const PRUNE_BATCH: usize = 10_000;
 
+/// What the journal's writes pass through: nothing in production; in
+/// tests, a disk that fails on demand.
+pub trait JournalFaults: Send + Sync + std::fmt::Debug {
+    /// Called before every write and sync of the journal's file; an error
+    /// is returned in their place.
+    fn before_write(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// No faults: the file as it is.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoFaults;
+
+impl JournalFaults for NoFaults {}
+
+/// The journal's file, through its [`JournalFaults`].
+#[derive(Debug)]
+struct Backend {
+    file: FileBackend,
+    faults: Arc<dyn JournalFaults>,
+}
+
+impl StorageBackend for Backend {
+    fn len(&self) -> std::io::Result<u64> {
+        self.file.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.file.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.faults.before_write()?;
+        self.file.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.faults.before_write()?;
+        self.file.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.faults.before_write()?;
+        self.file.write(offset, data)
+    }
+    fn close(&self) -> std::io::Result<()> {
+        self.file.close()
+    }
+}
+
 /// The alarm journal (see the module docs).
 pub struct AlarmJournal {
-    db: Database,
+    /// `None` between a failed reopen and the next attempt.
+    db: RwLock<Option<Database>>,
+    /// An I/O error happened: reopen before the next transaction.
+    broken: AtomicBool,
+    faults: Arc<dyn JournalFaults>,
     path: PathBuf,
 }
 
@@ -134,16 +194,23 @@ impl AlarmJournal {
     /// Opens the journal at `path`, creating it (and its directory) if
     /// needed. A file that is not a journal is an error, never overwritten.
     pub fn open(path: &Path) -> Result<AlarmJournal> {
+        Self::open_with(path, Arc::new(NoFaults))
+    }
+
+    /// [`AlarmJournal::open`], writing through `faults`.
+    pub fn open_with(path: &Path, faults: Arc<dyn JournalFaults>) -> Result<AlarmJournal> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(crate::error::io(dir))?;
         }
-        let db = Database::create(path).map_err(|e| journal_error(path, e))?;
+        let db = Self::database(path, &faults)?;
         let journal = AlarmJournal {
-            db,
+            db: RwLock::new(Some(db)),
+            broken: AtomicBool::new(false),
+            faults,
             path: path.to_owned(),
         };
         // Create the tables, so readers never meet a missing one.
-        let tx = journal.db.begin_write().map_err(|e| journal.error(e))?;
+        let tx = journal.db()?.begin_write().map_err(|e| journal.error(e))?;
         tx.open_table(EVENTS).map_err(|e| journal.error(e))?;
         tx.open_table(BY_TIME).map_err(|e| journal.error(e))?;
         tx.open_table(ACTIVE).map_err(|e| journal.error(e))?;
@@ -151,7 +218,50 @@ impl AlarmJournal {
         Ok(journal)
     }
 
+    fn database(path: &Path, faults: &Arc<dyn JournalFaults>) -> Result<Database> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(crate::error::io(path))?;
+        let backend = Backend {
+            file: FileBackend::new(file).map_err(|e| journal_error(path, e))?,
+            faults: faults.clone(),
+        };
+        Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| journal_error(path, e))
+    }
+
+    /// The database, reopened first if an I/O error broke it.
+    fn db(&self) -> Result<DbGuard<'_>> {
+        if self.broken.load(Ordering::Acquire) {
+            let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+            if self.broken.load(Ordering::Acquire) {
+                // The old handle holds the file's lock: close it first.
+                *db = None;
+                *db = Some(Self::database(&self.path, &self.faults)?);
+                self.broken.store(false, Ordering::Release);
+                tracing::info!(path = %self.path.display(), "alarm journal reopened after an I/O error");
+            }
+        }
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            return Err(Error::Journal {
+                path: self.path.clone(),
+                message: "not open (the last attempt to reopen it failed)".into(),
+            });
+        }
+        Ok(DbGuard(guard))
+    }
+
     fn error(&self, e: impl Into<redb::Error>) -> Error {
+        let e = e.into();
+        if matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo) {
+            self.broken.store(true, Ordering::Release);
+        }
         journal_error(&self.path, e)
     }
 
@@ -164,7 +274,7 @@ impl AlarmJournal {
 
     /// The sequence number of the newest event; 0 for an empty journal.
     pub fn last_seq(&self) -> Result<u64> {
-        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.error(e))?;
         let events = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
         let last = events.last().map_err(|e| self.error(e))?;
         Ok(last.map_or(0, |(k, _)| k.value()))
@@ -173,7 +283,7 @@ impl AlarmJournal {
     /// The sequence number of the oldest event held; 0 for an empty
     /// journal. Events before it were pruned (see [`AlarmJournal::prune`]).
     pub fn first_seq(&self) -> Result<u64> {
-        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.error(e))?;
         let events = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
         let first = events.first().map_err(|e| self.error(e))?;
         Ok(first.map_or(0, |(k, _)| k.value()))
@@ -187,7 +297,7 @@ impl AlarmJournal {
     pub fn prune(&self, before_ms: i64, archived: u64, limit: usize) -> Result<usize> {
         let newest = self.last_seq()?;
         let doomed: Vec<(i64, u64)> = {
-            let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+            let tx = self.db()?.begin_read().map_err(|e| self.error(e))?;
             let index = tx.open_table(BY_TIME).map_err(|e| self.error(e))?;
             let mut doomed = Vec::new();
             // Old events not archived yet are passed over; look at a
@@ -211,7 +321,7 @@ impl AlarmJournal {
         if doomed.is_empty() {
             return Ok(0);
         }
-        let tx = self.db.begin_write().map_err(|e| self.error(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.error(e))?;
         {
             let mut by_seq = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
             let mut by_time = tx.open_table(BY_TIME).map_err(|e| self.error(e))?;
@@ -227,7 +337,7 @@ impl AlarmJournal {
     /// Number of events held.
     pub fn event_count(&self) -> Result<u64> {
         use redb::ReadableTableMetadata;
-        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.error(e))?;
         let events = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
         events.len().map_err(|e| self.error(e))
     }
@@ -240,7 +350,7 @@ impl AlarmJournal {
         events: &[pb::AlarmEvent],
         alarms: &[(&str, Option<&pb::JournalAlarm>)],
     ) -> Result<()> {
-        let tx = self.db.begin_write().map_err(|e| self.error(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.error(e))?;
         {
             let mut by_seq = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
             let mut by_time = tx.open_table(BY_TIME).map_err(|e| self.error(e))?;
@@ -285,7 +395,7 @@ impl AlarmJournal {
 
     /// Every alarm that is not normal, by alarm id.
     pub fn active(&self) -> Result<Vec<pb::JournalAlarm>> {
-        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.error(e))?;
         let table = tx.open_table(ACTIVE).map_err(|e| self.error(e))?;
         let mut out = Vec::new();
         for row in table.iter().map_err(|e| self.error(e))? {
@@ -306,7 +416,7 @@ impl AlarmJournal {
         scan: usize,
         filter: impl Fn(&pb::AlarmEvent) -> bool,
     ) -> Result<(Vec<pb::AlarmEvent>, u64)> {
-        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.error(e))?;
         let table = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
         let mut out = Vec::new();
         let mut upto = after;
@@ -338,7 +448,7 @@ impl AlarmJournal {
         if limit == 0 || from_ms >= to_ms {
             return Ok(page);
         }
-        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.error(e))?;
         let index = tx.open_table(BY_TIME).map_err(|e| self.error(e))?;
         let events = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
         let start = match after {
@@ -370,6 +480,18 @@ impl AlarmJournal {
             }
         }
         Ok(page)
+    }
+}
+
+/// A read guard on the open database.
+struct DbGuard<'a>(RwLockReadGuard<'a, Option<Database>>);
+
+impl std::ops::Deref for DbGuard<'_> {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        // `db()` returns a guard only when the database is open.
+        self.0.as_ref().expect("checked open")
     }
 }
 
@@ -484,6 +606,41 @@ mod tests {
         assert_eq!(j.prune(i64::MAX, 10, 100).unwrap(), 0);
         let page = j.history(i64::MIN, i64::MAX, None, 100, |_| true).unwrap();
         assert_eq!(page.events.len(), 1);
+    }
+
+    /// A disk that fails every write while `full`.
+    #[derive(Debug, Default)]
+    struct Full(AtomicBool);
+
+    impl JournalFaults for Full {
+        fn before_write(&self) -> std::io::Result<()> {
+            if self.0.load(Ordering::SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn after_a_write_error_the_journal_reopens_and_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Arc::new(Full::default());
+        let j = AlarmJournal::open_with(&dir.path().join("j.redb"), disk.clone()).unwrap();
+        j.commit(&[event(1, 1, "E1")], &[]).unwrap();
+        disk.0.store(true, Ordering::SeqCst);
+        let err = j.commit(&[event(2, 2, "E1")], &[]).unwrap_err();
+        assert!(err.to_string().contains("No space left"), "{err}");
+        // Still full: still refused, with a reason.
+        assert!(j.commit(&[event(2, 2, "E1")], &[]).is_err());
+        disk.0.store(false, Ordering::SeqCst);
+        // Space again: the journal reopens and takes the same events.
+        j.commit(&[event(2, 2, "E1"), event(3, 3, "E1")], &[])
+            .unwrap();
+        assert_eq!(j.last_seq().unwrap(), 3);
+        assert_eq!(j.event_count().unwrap(), 3);
+        drop(j);
+        let j = AlarmJournal::open(&dir.path().join("j.redb")).unwrap();
+        assert_eq!(j.event_count().unwrap(), 3);
     }
 
     #[test]

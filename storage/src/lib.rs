@@ -49,5 +49,7 @@ pub mod wal;
 
 pub use archive::{ArchiveConfig, ArchiveWriter, Dataset, SealedFile};
 pub use error::{Error, Result};
-pub use journal::{AlarmJournal, HistoryCursor, HistoryPage, JournalConfig};
+pub use journal::{
+    AlarmJournal, HistoryCursor, HistoryPage, JournalConfig, JournalFaults, NoFaults,
+};
 pub use txn::Progress;

@@ -6,89 +6,17 @@
 //! session and the QoS 1 messages the service had not acknowledged (those
 //! not yet in its write-ahead log) while the service is down.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
-use hazardwatch_tests::{Gateway, Mosquitto, TEST_PARK, now_ms, read_archive};
+use hazardwatch_tests::{Gateway, Mosquitto, TEST_PARK, now_ms};
+
+use crate::harness::{Key, Process, archived};
 
 /// How long each run lives before its SIGKILL, after it has subscribed:
 /// spread over the one-second checkpoint cycle, so kills land while
 /// readings are only in the log, during a checkpoint, and right after one.
 const KILL_AFTER_MS: [u64; 5] = [150, 700, 1_250, 1_900, 2_600];
-
-/// The service as a child process, its stderr collected.
-struct Process {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Process {
-    /// Starts `hazardwatch run` and waits until it has subscribed.
-    fn start(config: &Path, data: &Path) -> anyhow::Result<Process> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hazardwatch"))
-            .args(["run", "--no-metrics", "--grpc", "127.0.0.1:0", "--config"])
-            .arg(config)
-            .arg("--data")
-            .arg(data)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting the hazardwatch binary")?;
-        let stderr = child.stderr.take().context("stderr piped")?;
-        let log = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::spawn({
-            let log = log.clone();
-            move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if line.contains("subscribed to telemetry") {
-                        let _ = ready_tx.send(());
-                    }
-                    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            }
-        });
-        let mut p = Process { child, log };
-        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            let _ = p.child.kill();
-            anyhow::bail!("the service did not subscribe:\n{}", p.log());
-        }
-        Ok(p)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    fn kill(mut self) -> anyhow::Result<String> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(self.log())
-    }
-
-    /// SIGTERM, and a clean exit.
-    fn stop(mut self) -> anyhow::Result<String> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        anyhow::ensure!(status.success(), "kill -TERM failed");
-        let exit = self.child.wait()?;
-        let log = self.log();
-        anyhow::ensure!(exit.success(), "the service exited with {exit}:\n{log}");
-        Ok(log)
-    }
-}
-
-type Key = (String, i64, u64);
 
 /// Publishes 10-reading messages until told to stop; records the readings
 /// of every message the broker acknowledged.
@@ -125,17 +53,6 @@ async fn publish(
     }
     gw.close().await;
     Ok(n as u64)
-}
-
-fn archived(archive: &Path) -> BTreeMap<Key, usize> {
-    // The service may be compacting while this reads: a file can vanish
-    // between listing and opening; read again then.
-    loop {
-        match read_archive(archive) {
-            Ok(rows) => return hazardwatch_tests::row_counts(&rows),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,4 +6,5 @@
 //! (`CARGO_BIN_EXE_hazardwatch`); the fixtures are the end-to-end tests'.
 
 mod crash;
+mod harness;
 mod overrides;

@@ -25,6 +25,8 @@ pub struct Mosquitto {
     child: std::process::Child,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    bin: PathBuf,
+    conf: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -59,11 +61,15 @@ impl Mosquitto {
         let dir = tempfile::tempdir()?;
         let conf = dir.path().join("mosquitto.conf");
         // Queue without limit for a disconnected persistent session: the
-        // default drops QoS 1 messages past 1000.
+        // default drops QoS 1 messages past 1000. Sessions and queued
+        // messages are saved when it stops (SIGTERM), so a restart keeps
+        // them.
         let mut text = format!(
-            "per_listener_settings false\nlistener {port} 127.0.0.1\npersistence false\n\
+            "per_listener_settings false\nlistener {port} 127.0.0.1\n\
+             persistence true\npersistence_location {}/\nautosave_interval 0\n\
              max_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 100\n\
-             log_dest stderr\nlog_type error\nlog_type warning\n"
+             log_dest stderr\nlog_type error\nlog_type warning\n",
+            dir.path().display()
         );
         match security {
             None => text.push_str("allow_anonymous true\n"),
@@ -98,9 +104,20 @@ impl Mosquitto {
             }
         }
         std::fs::write(&conf, text)?;
+        let child = Self::spawn(bin, &conf, port)?;
+        Ok(Some(Mosquitto {
+            child,
+            port,
+            bin: bin.to_owned(),
+            conf,
+            _dir: dir,
+        }))
+    }
+
+    fn spawn(bin: &Path, conf: &Path, port: u16) -> anyhow::Result<std::process::Child> {
         let child = std::process::Command::new(bin)
             .arg("-c")
-            .arg(&conf)
+            .arg(conf)
             .stdout(std::process::Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
@@ -112,11 +129,20 @@ impl Mosquitto {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(Some(Mosquitto {
-            child,
-            port,
-            _dir: dir,
-        }))
+        Ok(child)
+    }
+
+    /// Stops the broker (SIGTERM: it saves its sessions and queued
+    /// messages), waits `down`, and starts it again on the same port.
+    pub fn restart(&mut self, down: Duration) -> anyhow::Result<()> {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM mosquitto failed");
+        self.child.wait()?;
+        std::thread::sleep(down);
+        self.child = Self::spawn(&self.bin, &self.conf, self.port)?;
+        Ok(())
     }
 }
 

@@ -445,9 +445,9 @@ impl hazardwatch_proto::clock::Clock for SteppedClock {
     }
 }
 
-/// A disk for the write-ahead log that, once filled, writes half of what
-/// it is given and then fails with ENOSPC, as a full disk does, until it
-/// is freed.
+/// A disk for the write-ahead log or the alarm journal that, once filled,
+/// fails every write with ENOSPC (the log's after writing half of it, as a
+/// full disk does) until it is freed.
 #[derive(Debug, Default)]
 pub struct FillableDisk {
     full: std::sync::atomic::AtomicBool,
@@ -473,5 +473,14 @@ impl WalIo for FillableDisk {
             return Err(std::io::Error::from_raw_os_error(28));
         }
         file.write_all(bytes)
+    }
+}
+
+impl hazardwatch_storage::JournalFaults for FillableDisk {
+    fn before_write(&self) -> std::io::Result<()> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        Ok(())
     }
 }

@@ -29,6 +29,10 @@ use crate::wire::{self, alarm_id, alarm_key, restore_alarm};
 
 mod colours;
 mod filter;
+mod unjournaled;
+
+pub use unjournaled::MAX_UNJOURNALED;
+use unjournaled::Unjournaled;
 
 pub use filter::Filter;
 
@@ -72,6 +76,8 @@ pub struct AlarmHub {
     replayed: Mutex<HashMap<(AlarmSource, AlarmKind), i64>>,
     /// Operator actions per token (see [`crate::rate`]).
     actions: ActionLimiter,
+    /// Events the journal could not take yet; taken under the table's lock.
+    unjournaled: Mutex<Unjournaled>,
 }
 
 /// A subscriber's start: events to send first, the sequence number they
@@ -176,6 +182,7 @@ impl AlarmHub {
             table: Mutex::new(table),
             journal,
             actions: ActionLimiter::default(),
+            unjournaled: Mutex::new(Unjournaled::default()),
             live,
             replayed: Mutex::new(HashMap::new()),
         });
@@ -267,11 +274,13 @@ impl AlarmHub {
 
     /// Journals numbered events (with the alarm states they leave) and
     /// sends them live. Called with the table locked.
+    /// Events the journal could not take are held and retried (see
+    /// [`unjournaled`]).
     fn send(&self, events: &[pb::AlarmEvent], states: &[(&str, Option<&pb::JournalAlarm>)]) {
-        if let Err(e) = self.journal.commit(events, states) {
-            tracing::error!(error = %e, events = events.len(), "alarm events not journaled");
-            metrics::counter!("hazardwatch_journal_errors_total").increment(1);
-        }
+        self.unjournaled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .commit(&self.journal, events, states);
         for event in events {
             // No receivers is fine: nobody is subscribed.
             let _ = self.live.send(event.clone());
@@ -467,7 +476,21 @@ impl AlarmHub {
             let chain = self.escalation.chain(catalog.source_place(source)[0])?;
             chain.after_ms.get(level as usize).copied()
         }));
-        self.publish(&mut table, &records)
+        let events = self.publish(&mut table, &records);
+        // Events held while the journal failed: try again.
+        self.unjournaled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush(&self.journal);
+        events
+    }
+
+    /// Alarm events waiting for the journal (it failed to write them).
+    pub fn unjournaled(&self) -> usize {
+        self.unjournaled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Active and unacknowledged alarms matching the filter, and the

@@ -325,3 +325,64 @@ async fn a_quarantine_that_cannot_be_written_stalls_ingest_and_skips_nothing() {
     let summary = svc.running.shutdown().await.unwrap();
     assert_eq!(summary.readings_in, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_cannot_be_written_holds_alarm_events_until_it_can() {
+    let disk = Arc::new(FillableDisk::default());
+    let env = hazardwatch::service::Environment {
+        journal_faults: disk.clone(),
+        ..Default::default()
+    };
+    let svc = TestService::start_env(tempfile::tempdir().unwrap(), TEST_PARK, env)
+        .await
+        .unwrap();
+    let (mut alarms, mut feed) = svc.subscribe_all().await.unwrap();
+    let (host, port) = svc.broker();
+    let mut gw = Gateway::connect(&host, port, "gw-journal").await.unwrap();
+    disk.fill();
+    gw.publish_json(
+        "E01",
+        serde_json::json!([{"point": "T101.LT", "ts": now_ms(), "value": 18.5}]),
+    )
+    .await
+    .unwrap();
+    // Live subscribers see it at once; the journal cannot take it.
+    let raised = hazardwatch_tests::next_event(&mut feed).await.unwrap();
+    assert_eq!(raised.alarm_id, "T101.LT/H");
+    let hub = svc.running.hub.clone();
+    assert!(hub.unjournaled() >= 1);
+    let history =
+        |alarms: &mut hazardwatch_proto::pb::alarm_service_client::AlarmServiceClient<_>| {
+            let mut alarms = alarms.clone();
+            async move {
+                alarms
+                    .history(hazardwatch_proto::pb::HistoryRequest {
+                        filter: hazardwatch_tests::all_alarms(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|r| r.into_inner().events)
+            }
+        };
+    // History cannot be read from a journal that cannot be reopened (it
+    // says so); in any case it does not hold the event yet.
+    match history(&mut alarms).await {
+        Ok(events) => assert!(events.iter().all(|e| e.seq != raised.seq)),
+        Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}"),
+    }
+
+    // Space again: the next clock tick journals what waited, in order.
+    disk.free();
+    wait_until(Duration::from_secs(10), || hub.unjournaled() == 0)
+        .await
+        .unwrap();
+    let journaled = history(&mut alarms).await.unwrap();
+    assert!(
+        journaled
+            .iter()
+            .any(|e| e.seq == raised.seq && e.alarm_id == raised.alarm_id),
+        "{journaled:?}"
+    );
+    gw.close().await;
+    svc.running.shutdown().await.unwrap();
+}

@@ -1,0 +1,94 @@
+//! The pieces the process tests share: the service as a child process,
+//! and what its archive holds.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use hazardwatch_tests::read_archive;
+
+/// A reading as the tests key it: (point, event time, value bits).
+pub(crate) type Key = (String, i64, u64);
+
+/// The service as a child process, its stderr collected.
+pub(crate) struct Process {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Process {
+    /// Starts `hazardwatch run` and waits until it has subscribed.
+    pub(crate) fn start(config: &Path, data: &Path) -> anyhow::Result<Process> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hazardwatch"))
+            .args(["run", "--no-metrics", "--grpc", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .arg("--data")
+            .arg(data)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting the hazardwatch binary")?;
+        let stderr = child.stderr.take().context("stderr piped")?;
+        let log = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("subscribed to telemetry") {
+                        let _ = ready_tx.send(());
+                    }
+                    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
+        let mut p = Process { child, log };
+        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = p.child.kill();
+            anyhow::bail!("the service did not subscribe:\n{}", p.log());
+        }
+        Ok(p)
+    }
+
+    pub(crate) fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub(crate) fn kill(mut self) -> anyhow::Result<String> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(self.log())
+    }
+
+    /// SIGTERM, and a clean exit.
+    pub(crate) fn stop(mut self) -> anyhow::Result<String> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let exit = self.child.wait()?;
+        let log = self.log();
+        anyhow::ensure!(exit.success(), "the service exited with {exit}:\n{log}");
+        Ok(log)
+    }
+}
+
+/// Every readings row of the archive, counted by key.
+pub(crate) fn archived(archive: &Path) -> BTreeMap<Key, usize> {
+    // The service may be compacting while this reads: a file can vanish
+    // between listing and opening; read again then.
+    loop {
+        match read_archive(archive) {
+            Ok(rows) => return hazardwatch_tests::row_counts(&rows),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
