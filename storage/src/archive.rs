@@ -24,7 +24,6 @@ use arrow_array::{
 };
 use hazardwatch_proto::{Catalog, PointIdx, Quality, Reading, pb};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
@@ -563,10 +562,14 @@ fn file_rows(path: &Path) -> Result<u64> {
 /// Every row of a Parquet file.
 fn read_all(path: &Path) -> Result<Vec<RecordBatch>> {
     let file = File::open(path).map_err(io(path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
+    let mut reader = crate::reader::open_checked(&file, path)?
+        .build()
         .map_err(parquet(path))?;
-    reader.map(|b| b.map_err(parquet(path))).collect()
+    let mut batches = Vec::new();
+    while let Some(batch) = crate::reader::next_batch(&mut reader, path)? {
+        batches.push(batch);
+    }
+    Ok(batches)
 }
 
 /// `batch` in its dataset's order: readings by (point, ts, value), alarm
