@@ -50,7 +50,9 @@ fn files_found_by_fuzzing_are_refused_with_a_reason() {
         let catalog = std::sync::Arc::new(hazardwatch_proto::Catalog::default());
         let (mut writer, _) =
             ArchiveWriter::open(root.path(), catalog, ArchiveConfig::default()).unwrap();
-        let err = writer.compact(Some(&[partition.clone()])).expect_err(name);
+        let err = writer
+            .compact(Some(std::slice::from_ref(&partition)))
+            .expect_err(name);
         assert!(err.to_string().contains(reason), "{name}: {err}");
         for i in 1..=COMPACT_FANIN {
             let kept = std::fs::read(partition.join(format!("part-{i:04}.parquet"))).unwrap();
