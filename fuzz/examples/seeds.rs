@@ -56,7 +56,11 @@ fn sparkplug(seq: u64, metrics: Vec<Metric>) -> Vec<u8> {
 
 fn main() -> anyhow::Result<()> {
     // Ingest: JSON and protobuf batches.
-    put("json_batch", "batch.json", &batch(Format::Json, "E01-GW1", 7, readings()))?;
+    put(
+        "json_batch",
+        "batch.json",
+        &batch(Format::Json, "E01-GW1", 7, readings()),
+    )?;
     put(
         "json_batch",
         "wrong_gateway.json",
@@ -68,7 +72,11 @@ fn main() -> anyhow::Result<()> {
         "bare_array.json",
         br#"[{"point": "T101.LT", "ts": 1800000000000, "value": 1e308}]"#,
     )?;
-    put("protobuf_batch", "batch.pb", &batch(Format::Protobuf, "E01-GW1", 7, readings()))?;
+    put(
+        "protobuf_batch",
+        "batch.pb",
+        &batch(Format::Protobuf, "E01-GW1", 7, readings()),
+    )?;
 
     // Sparkplug: birth, data by alias, device birth and data, death; each
     // message prefixed by its topic index, separated by ff fe.
@@ -80,16 +88,32 @@ fn main() -> anyhow::Result<()> {
         session.push(kind);
         session.extend_from_slice(&payload);
     };
-    add(0, sparkplug(0, vec![metric(Some("T101.LT"), 1, 5.0), metric(Some("T101.TE"), 2, 30.0)]));
+    add(
+        0,
+        sparkplug(
+            0,
+            vec![
+                metric(Some("T101.LT"), 1, 5.0),
+                metric(Some("T101.TE"), 2, 30.0),
+            ],
+        ),
+    );
     add(1, sparkplug(1, vec![metric(None, 1, 6.0)]));
-    add(3, sparkplug(2, vec![metric(Some("PLC1/T101.PT"), 3, 120.0)]));
+    add(
+        3,
+        sparkplug(2, vec![metric(Some("PLC1/T101.PT"), 3, 120.0)]),
+    );
     add(4, sparkplug(3, vec![metric(None, 3, 121.0)]));
     add(1, sparkplug(9, vec![metric(None, 2, 31.0)]));
     add(2, sparkplug(0, vec![]));
     put("sparkplug", "session.bin", &session)?;
 
     // Configuration.
-    put("config", "example-park.toml", hazardwatch::config::EXAMPLE_CONFIG.as_bytes())?;
+    put(
+        "config",
+        "example-park.toml",
+        hazardwatch::config::EXAMPLE_CONFIG.as_bytes(),
+    )?;
     put(
         "config",
         "minimal.toml",
@@ -141,7 +165,11 @@ fn main() -> anyhow::Result<()> {
     writer.append(&logged, NOW_MS, &[false, true]);
     let sealed = writer.checkpoint(2, &[])?;
     if let Some(file) = sealed.first() {
-        put("archive_file", "readings.parquet", &std::fs::read(&file.path)?)?;
+        put(
+            "archive_file",
+            "readings.parquet",
+            &std::fs::read(&file.path)?,
+        )?;
     }
 
     // gRPC: "<authorization>\xff\xfe<rpc><request>".
@@ -156,7 +184,14 @@ fn main() -> anyhow::Result<()> {
         ..Default::default()
     });
     let requests = [
-        ("list_active", 0, pb::ListActiveRequest { filter: filter.clone() }.encode_to_vec()),
+        (
+            "list_active",
+            0,
+            pb::ListActiveRequest {
+                filter: filter.clone(),
+            }
+            .encode_to_vec(),
+        ),
         (
             "history",
             1,
@@ -210,7 +245,11 @@ fn main() -> anyhow::Result<()> {
         ),
     ];
     for (name, rpc, request) in requests {
-        put("grpc_requests", &format!("{name}.bin"), &grpc("Bearer county-viewer-0123456789", rpc, request))?;
+        put(
+            "grpc_requests",
+            &format!("{name}.bin"),
+            &grpc("Bearer county-viewer-0123456789", rpc, request),
+        )?;
     }
     Ok(())
 }

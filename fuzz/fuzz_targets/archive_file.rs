@@ -19,9 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(root) = hazardwatch_fuzz::scratch() else {
         return;
     };
-    let partition = root
-        .path()
-        .join("readings/date=2027-01-15/enterprise=E01");
+    let partition = root.path().join("readings/date=2027-01-15/enterprise=E01");
     if std::fs::create_dir_all(&partition).is_err() {
         return;
     }
@@ -69,7 +67,11 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(_) => {
             for f in &files {
-                assert_eq!(std::fs::read(f).ok().as_deref(), Some(data), "kept as it was");
+                assert_eq!(
+                    std::fs::read(f).ok().as_deref(),
+                    Some(data),
+                    "kept as it was"
+                );
             }
         }
     }
