@@ -57,6 +57,38 @@ impl Process {
         Ok(p)
     }
 
+    /// The gRPC address it listens on, from its log.
+    pub(crate) fn grpc_addr(&self) -> Option<String> {
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains("gRPC listening"))?;
+        // The log may be coloured: keep what is not an escape sequence.
+        let mut plain = String::new();
+        let mut escape = false;
+        for c in line.chars() {
+            match (escape, c) {
+                (false, '\x1b') => escape = true,
+                (true, 'm') => escape = false,
+                (false, c) => plain.push(c),
+                (true, _) => {}
+            }
+        }
+        let addr = plain
+            .split("grpc_addr=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?;
+        Some(addr.to_owned())
+    }
+
+    /// Sends it a signal by name (`HUP`: reload the configuration).
+    pub(crate) fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{name} failed");
+        Ok(())
+    }
+
     pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -64,12 +64,21 @@ impl Mosquitto {
         // default drops QoS 1 messages past 1000. Sessions and queued
         // messages are saved when it stops (SIGTERM), so a restart keeps
         // them.
+        // Started as root, mosquitto runs as its own user: it must be able
+        // to reach and write its store.
+        let store = dir.path().join("store");
+        std::fs::create_dir(&store)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+            std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777))?;
+        }
         let mut text = format!(
             "per_listener_settings false\nlistener {port} 127.0.0.1\n\
              persistence true\npersistence_location {}/\nautosave_interval 0\n\
              max_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 100\n\
              log_dest stderr\nlog_type error\nlog_type warning\n",
-            dir.path().display()
+            store.display()
         );
         match security {
             None => text.push_str("allow_anonymous true\n"),

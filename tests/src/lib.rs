@@ -484,3 +484,21 @@ impl hazardwatch_storage::JournalFaults for FillableDisk {
         Ok(())
     }
 }
+
+/// The sequence number of every alarm event in the archive's `alarms`
+/// dataset, as many times as it is there.
+pub fn archived_alarm_seqs(archive: &Path) -> anyhow::Result<Vec<u64>> {
+    let mut seqs = Vec::new();
+    for path in parquet_files(&archive.join("alarms")) {
+        let file = std::fs::File::open(&path)?;
+        for batch in ParquetRecordBatchReaderBuilder::try_new(file)?.build()? {
+            let batch = batch?;
+            let seq = batch
+                .column_by_name("seq")
+                .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt64Array>())
+                .with_context(|| format!("{}: no seq column", path.display()))?;
+            seqs.extend(seq.values().iter().copied());
+        }
+    }
+    Ok(seqs)
+}
