@@ -7,6 +7,7 @@
 mod access;
 mod backfill;
 mod bad_input;
+mod clock;
 mod config_errors;
 mod durability;
 mod end_to_end;
