@@ -386,3 +386,67 @@ async fn a_journal_that_cannot_be_written_holds_alarm_events_until_it_can() {
     gw.close().await;
     svc.running.shutdown().await.unwrap();
 }
+
+/// Messages taken on one broker connection but not yet logged when it
+/// drops: their acks are never sent on the next connection (packet ids
+/// start again there and would acknowledge other messages); the broker
+/// sends them again and they are recognised. Each reading once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_owed_on_a_lost_broker_connection_are_not_sent_on_the_next() {
+    let Some(mut broker) = hazardwatch_tests::Mosquitto::start().unwrap() else {
+        return;
+    };
+    let text = TEST_PARK.replacen(
+        "listen = \"127.0.0.1:0\"\nmax_payload_bytes = 4096",
+        &format!(
+            "broker = \"127.0.0.1:{}\"\nmax_payload_bytes = 4096",
+            broker.port
+        ),
+        1,
+    );
+    let disk = Arc::new(FillableDisk::default());
+    let svc = TestService::start_with(tempfile::tempdir().unwrap(), &text, disk.clone())
+        .await
+        .unwrap();
+    let stats = svc.running.counters.clone();
+    let t0 = now_ms();
+    let mut gw = Gateway::connect("127.0.0.1", broker.port, "gw-reconnect")
+        .await
+        .unwrap();
+    publish(&mut gw, 0, 5, t0).await;
+    svc.wait_for_readings(5).await.unwrap();
+
+    // The service takes these from the broker but cannot log them, so it
+    // owes their acks ...
+    disk.fill();
+    publish(&mut gw, 5, 5, t0).await;
+    gw.close().await;
+    wait_until(Duration::from_secs(10), || {
+        stats.wal_stalled.load(Ordering::Relaxed)
+    })
+    .await
+    .unwrap();
+    // ... when the connection goes: the broker restarts (keeping its
+    // sessions), and the service connects again.
+    broker.restart(Duration::from_millis(200)).unwrap();
+    disk.free();
+    svc.wait_for_readings(10).await.unwrap();
+    let mut gw = Gateway::connect("127.0.0.1", broker.port, "gw-reconnect")
+        .await
+        .unwrap();
+    publish(&mut gw, 10, 5, t0).await;
+    svc.wait_for_readings(15).await.unwrap();
+    gw.close().await;
+    // The broker sent the unacknowledged messages again: recognised.
+    wait_until(Duration::from_secs(10), || {
+        stats.readings_duplicate.load(Ordering::Relaxed) >= 1
+    })
+    .await
+    .unwrap();
+    let archive = svc.running.archive_dir.clone();
+    let summary = svc.running.shutdown().await.unwrap();
+    assert_eq!(summary.readings_in, 15);
+    let counts = row_counts(&read_archive(&archive).unwrap());
+    assert_eq!(counts.len(), 15);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+}
