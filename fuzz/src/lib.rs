@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use hazardwatch::config::{Config, EXAMPLE_CONFIG};
-use hazardwatch_ingest::decode::Limits;
+use hazardwatch_ingest::decode::{Decoded, Limits, Malformed, check};
 use hazardwatch_rules::Source;
 
 /// The example park, parsed once.
@@ -63,5 +63,25 @@ pub fn scratch() -> std::io::Result<tempfile::TempDir> {
         tempfile::tempdir_in(shm)
     } else {
         tempfile::tempdir()
+    }
+}
+
+/// A payload on gateway E01-GW1's `topic`: checked against the example park
+/// as ingest checks it. Whatever `decode` reads is accounted for: accepted
+/// or rejected with a reason, never dropped.
+pub fn check_batch(topic: &str, data: &[u8], decode: fn(&[u8]) -> Result<Decoded<'_>, Malformed>) {
+    let site = &example().site;
+    let checked = check(
+        &site.catalog,
+        &site.registry,
+        &limits(),
+        topic,
+        data,
+        NOW_MS,
+    );
+    if let Ok(d) = decode(data)
+        && !d.readings.is_empty()
+    {
+        assert!(!checked.readings.is_empty() || !checked.rejections.is_empty());
     }
 }

@@ -26,7 +26,7 @@ use hazardwatch_storage::AlarmJournal;
 use hazardwatch_tests::{Gateway, Mosquitto, TEST_PARK, archived_alarm_seqs, now_ms};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{Key, Process, archived};
+use crate::harness::{Key, Process, last_run};
 
 /// (gateway, enterprise, point, values it cycles through)
 const GATEWAYS: [(&str, &str, &str, [f64; 4]); 4] = [
@@ -215,7 +215,7 @@ async fn random_kills_broker_restarts_reloads_and_a_full_disk_lose_and_double_no
     let grpc = Arc::new(Mutex::new(None));
     let answered = Arc::new(AtomicU64::new(0));
     let mut gateways = Vec::new();
-    let (mut reloads, mut broker_restarts, mut full_disks, mut replayed) = (0, 0, 0, 0);
+    let (mut reloads, mut broker_restarts, mut full_disks, mut replayed) = (0, 0, 0, 0usize);
     for k in 0..kills {
         let p = Process::start(&config, &data).unwrap();
         if p.log()
@@ -273,22 +273,11 @@ async fn random_kills_broker_restarts_reloads_and_a_full_disk_lose_and_double_no
     assert_eq!(want.len() as u64, messages * 10, "keys are unique");
 
     // A last run takes the rest from the broker and stops cleanly.
-    let p = Process::start(&config, &data).unwrap();
+    let outcome = last_run(&config, &data, &want, Duration::from_secs(120))
+        .await
+        .unwrap();
+    replayed += usize::from(outcome.replayed);
     let archive = data.join("archive");
-    for _ in 0..240 {
-        let have = archived(&archive);
-        if want.iter().all(|k| have.contains_key(k)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let log = p.stop().unwrap();
-
-    // Readings: every acknowledged one archived once, nothing else.
-    let have = archived(&archive);
-    let missing: Vec<&Key> = want.iter().filter(|k| !have.contains_key(*k)).collect();
-    let twice: Vec<(&Key, &usize)> = have.iter().filter(|(_, n)| **n > 1).collect();
-    let extra = have.keys().filter(|k| !want.contains(*k)).count();
 
     // Alarm events: numbered without a gap, no condition change twice,
     // each archived once.
@@ -319,27 +308,17 @@ async fn random_kills_broker_restarts_reloads_and_a_full_disk_lose_and_double_no
 
     eprintln!(
         "chaos: {kills} SIGKILLs survived ({replayed} restarts replayed the log; {reloads} during reloads, {broker_restarts} broker restarts, {full_disks} full disks); \
-         {} readings acknowledged, {} lost, {} archived twice, {extra} not published; \
+         {} readings acknowledged, {} lost, {} archived twice, {} not published; \
          {} alarm events journaled, {} condition changes twice, {unarchived} not archived, {archived_twice} archived twice; {} gRPC answers",
         want.len(),
-        missing.len(),
-        twice.len(),
+        outcome.missing.len(),
+        outcome.twice.len(),
+        outcome.extra,
         seqs.len(),
         repeated.len(),
         answered.load(Ordering::Relaxed),
     );
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged readings lost, e.g. {:?}\nlast run's log:\n{log}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
-    assert!(
-        twice.is_empty(),
-        "archived twice: {:?}",
-        &twice[..twice.len().min(5)]
-    );
-    assert_eq!(extra, 0, "rows nobody published");
+    outcome.assert_exactly_once();
     assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "journal numbering");
     assert!(
         repeated.is_empty(),

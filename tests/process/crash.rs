@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use hazardwatch_tests::{Gateway, Mosquitto, TEST_PARK, now_ms};
 
-use crate::harness::{Key, Process, archived};
+use std::collections::BTreeSet;
+
+use crate::harness::{Key, Process, last_run};
 
 /// How long each run lives before its SIGKILL, after it has subscribed:
 /// spread over the one-second checkpoint cycle, so kills land while
@@ -92,56 +94,27 @@ async fn sigkill_mid_stream_loses_no_acknowledged_reading_and_archives_none_twic
     }
     stop.cancel();
     let messages = publisher.unwrap().await.unwrap().unwrap();
-    let want: Vec<Key> = acknowledged.lock().unwrap().clone();
-    assert_eq!(want.len() as u64, messages * 10);
+    let want: BTreeSet<Key> = acknowledged.lock().unwrap().iter().cloned().collect();
+    assert_eq!(want.len() as u64, messages * 10, "keys are unique");
 
-    // A last run takes the rest from the broker; stop it cleanly once the
-    // archive holds every acknowledged reading (or the time is up, and the
-    // check below says what is missing).
-    let p = Process::start(&config, &data).unwrap();
-    if p.log()
-        .contains("write-ahead log: judging and archiving again")
-    {
-        recovered_runs += 1;
-    }
-    let archive = data.join("archive");
-    for _ in 0..120 {
-        let have = archived(&archive);
-        if want.iter().all(|k| have.contains_key(k)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let log = p.stop().unwrap();
-
-    let have = archived(&archive);
-    let missing: Vec<&Key> = want.iter().filter(|k| !have.contains_key(*k)).collect();
-    let twice: Vec<(&Key, &usize)> = have.iter().filter(|(_, n)| **n > 1).collect();
+    // A last run takes the rest from the broker and stops cleanly.
+    let outcome = last_run(&config, &data, &want, Duration::from_secs(60))
+        .await
+        .unwrap();
+    recovered_runs += usize::from(outcome.replayed);
     eprintln!(
         "crash test: {} SIGKILLs, {} restarts replayed the log, {} messages / {} readings acknowledged, {} archived, {} lost, {} archived twice",
         KILL_AFTER_MS.len(),
         recovered_runs,
         messages,
         want.len(),
-        have.len(),
-        missing.len(),
-        twice.len()
+        outcome.archived,
+        outcome.missing.len(),
+        outcome.twice.len()
     );
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged readings lost, e.g. {:?}\nlast run's log:\n{log}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
-    assert!(
-        twice.is_empty(),
-        "archived twice: {:?}",
-        &twice[..twice.len().min(5)]
-    );
+    outcome.assert_exactly_once();
     assert!(
         recovered_runs > 0,
         "no restart found anything in the log to replay: the kills did not test recovery"
     );
-    // Nothing but what was published.
-    assert_eq!(have.len(), want.len());
 }

@@ -1,7 +1,7 @@
 //! The pieces the process tests share: the service as a child process,
 //! and what its archive holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -122,5 +122,84 @@ pub(crate) fn archived(archive: &Path) -> BTreeMap<Key, usize> {
             Ok(rows) => return hazardwatch_tests::row_counts(&rows),
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
+    }
+}
+
+/// What a last, clean run left in the archive, against what the gateways
+/// were told was received.
+pub(crate) struct Outcome {
+    /// Acknowledged readings not in the archive.
+    pub(crate) missing: Vec<Key>,
+    /// Readings archived more than once.
+    pub(crate) twice: Vec<(Key, usize)>,
+    /// Archived readings nobody published.
+    pub(crate) extra: usize,
+    /// Readings archived.
+    pub(crate) archived: usize,
+    /// The last run replayed its write-ahead log.
+    pub(crate) replayed: bool,
+    /// The last run's log.
+    pub(crate) log: String,
+}
+
+/// Starts the service once more, waits (up to `limit`) until the archive
+/// holds every reading of `want` (it takes what the broker kept for it),
+/// stops it cleanly and compares.
+pub(crate) async fn last_run(
+    config: &Path,
+    data: &Path,
+    want: &BTreeSet<Key>,
+    limit: Duration,
+) -> anyhow::Result<Outcome> {
+    let p = Process::start(config, data)?;
+    let replayed = p
+        .log()
+        .contains("write-ahead log: judging and archiving again");
+    let archive = data.join("archive");
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        let have = archived(&archive);
+        if want.iter().all(|k| have.contains_key(k)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let log = p.stop()?;
+    let have = archived(&archive);
+    Ok(Outcome {
+        missing: want
+            .iter()
+            .filter(|k| !have.contains_key(*k))
+            .cloned()
+            .collect(),
+        twice: have
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(k, n)| (k.clone(), *n))
+            .collect(),
+        extra: have.keys().filter(|k| !want.contains(*k)).count(),
+        archived: have.len(),
+        replayed,
+        log,
+    })
+}
+
+impl Outcome {
+    /// Fails the test with examples if anything was lost, doubled or
+    /// made up.
+    pub(crate) fn assert_exactly_once(&self) {
+        assert!(
+            self.missing.is_empty(),
+            "{} acknowledged readings lost, e.g. {:?}\nlast run's log:\n{}",
+            self.missing.len(),
+            &self.missing[..self.missing.len().min(5)],
+            self.log
+        );
+        assert!(
+            self.twice.is_empty(),
+            "archived twice: {:?}",
+            &self.twice[..self.twice.len().min(5)]
+        );
+        assert_eq!(self.extra, 0, "archived readings nobody published");
     }
 }
