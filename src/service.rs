@@ -284,7 +284,10 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     } = env;
     let Config { settings, site } = config;
     let data_dir = settings.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
+    // Every directory the service writes is created durably (synced into
+    // its parent): a power cut must not take the log or the journal with
+    // the directory that holds it.
+    hazardwatch_storage::txn::create_dir_durably(&data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let counters = Arc::new(Counters::default());
     let catalog = site.catalog.clone();
@@ -365,7 +368,8 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     let (writer, progress) =
         ArchiveWriter::open(&archive_dir, catalog.clone(), settings.archive.clone())?;
     let wal_dir = data_dir.join("wal");
-    std::fs::create_dir_all(&wal_dir).with_context(|| format!("creating {}", wal_dir.display()))?;
+    hazardwatch_storage::txn::create_dir_durably(&wal_dir)
+        .with_context(|| format!("creating {}", wal_dir.display()))?;
     wal::release_before(&wal_dir, progress.wal_segment)?;
     let wal_config = WalConfig {
         // About `roll_rows` readings per segment, so per checkpoint.

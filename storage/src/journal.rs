@@ -199,10 +199,16 @@ impl AlarmJournal {
 
     /// [`AlarmJournal::open`], writing through `faults`.
     pub fn open_with(path: &Path, faults: Arc<dyn JournalFaults>) -> Result<AlarmJournal> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(crate::error::io(dir))?;
+        // The directory and the file must survive a power cut as well as
+        // the commits inside the file.
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir {
+            crate::txn::create_dir_durably(dir)?;
         }
         let db = Self::database(path, &faults)?;
+        if let Some(dir) = dir {
+            crate::txn::sync_dir(dir)?;
+        }
         let journal = AlarmJournal {
             db: RwLock::new(Some(db)),
             broken: AtomicBool::new(false),

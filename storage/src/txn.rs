@@ -54,7 +54,8 @@ pub fn aside(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp"))
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+/// Syncs a directory, so the entries made in it survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 

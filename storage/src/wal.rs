@@ -413,7 +413,7 @@ impl Wal {
         config: WalConfig,
         disk: Arc<dyn WalIo>,
     ) -> Result<(Wal, Recovery)> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        crate::txn::create_dir_durably(dir)?;
         let existing = segments(dir)?;
         let mut scanned = Scanned {
             segments: existing.len(),

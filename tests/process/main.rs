@@ -10,3 +10,4 @@ mod chaos;
 mod crash;
 mod harness;
 mod overrides;
+mod powercut;

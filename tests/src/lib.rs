@@ -23,6 +23,7 @@ use tonic::transport::Channel;
 
 pub mod external;
 pub mod mqtt;
+pub mod powercut;
 
 pub use external::{Mosquitto, MosquittoSecurity, Pki};
 pub use mqtt::{Burst, Gateway, Identity, Probe};
