@@ -69,8 +69,22 @@ async fn gateway(
                 serde_json::json!({"point": point, "ts": last_ts, "value": value})
             })
             .collect();
-        let payload = serde_json::json!({"gateway": id, "seq": n, "readings": readings});
-        gw.publish(&topic, serde_json::to_vec(&payload)?).await?;
+        let payload = serde_json::to_vec(
+            &serde_json::json!({"gateway": id, "seq": n, "readings": readings}),
+        )?;
+        // As a store-and-forward gateway does: a message the broker has not
+        // acknowledged (it was restarting) is sent again on a new
+        // connection; if the broker had it, the service recognises it.
+        while let Err(e) = gw.publish(&topic, payload.clone()).await {
+            if stop.is_cancelled() {
+                return Ok(n);
+            }
+            eprintln!("chaos: {id}: {e:#}; connecting again");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Ok(again) = Gateway::connect("127.0.0.1", port, id).await {
+                gw = again;
+            }
+        }
         acknowledged
             .lock()
             .unwrap_or_else(|p| p.into_inner())
