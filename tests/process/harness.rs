@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use hazardwatch_tests::read_archive;
+use hazardwatch_tests::{Gateway, now_ms, read_archive};
+use tokio_util::sync::CancellationToken;
 
 /// A reading as the tests key it: (point, event time, value bits).
 pub(crate) type Key = (String, i64, u64);
@@ -202,4 +203,57 @@ impl Outcome {
         );
         assert_eq!(self.extra, 0, "archived readings nobody published");
     }
+}
+
+/// Publishes 10-reading messages of one point until told to stop (a
+/// message every 5 ms, its values changing every 20 messages); records the
+/// readings of every message the broker acknowledged.
+pub(crate) async fn gateway(
+    port: u16,
+    (id, enterprise, point, values): (&'static str, &'static str, &'static str, [f64; 4]),
+    acknowledged: Arc<Mutex<Vec<Key>>>,
+    stop: CancellationToken,
+) -> anyhow::Result<u64> {
+    let mut gw = Gateway::connect("127.0.0.1", port, id).await?;
+    let topic = format!("hw/v1/{enterprise}/{id}/telemetry");
+    let mut last_ts = 0i64;
+    let mut n: u64 = 0;
+    while !stop.is_cancelled() {
+        let level = values[(n / 20) as usize % values.len()];
+        let mut keys = Vec::with_capacity(10);
+        let readings: Vec<serde_json::Value> = (0..10u64)
+            .map(|i| {
+                // Unique per point: time stamps strictly increase, and the
+                // value carries the count.
+                last_ts = now_ms().max(last_ts + 1);
+                let value = level + ((n * 10 + i) % 100) as f64 / 1000.0;
+                keys.push((point.to_owned(), last_ts, value.to_bits()));
+                serde_json::json!({"point": point, "ts": last_ts, "value": value})
+            })
+            .collect();
+        let payload = serde_json::to_vec(
+            &serde_json::json!({"gateway": id, "seq": n, "readings": readings}),
+        )?;
+        // As a store-and-forward gateway does: a message the broker has not
+        // acknowledged (it was restarting) is sent again on a new
+        // connection; if the broker had it, the service recognises it.
+        while let Err(e) = gw.publish(&topic, payload.clone()).await {
+            if stop.is_cancelled() {
+                return Ok(n);
+            }
+            eprintln!("chaos: {id}: {e:#}; connecting again");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Ok(again) = Gateway::connect("127.0.0.1", port, id).await {
+                gw = again;
+            }
+        }
+        acknowledged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(keys);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gw.close().await;
+    Ok(n)
 }

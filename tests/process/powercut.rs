@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use hazardwatch::sim::Rng;
 use hazardwatch_tests::powercut::PowerCut;
-use hazardwatch_tests::{Gateway, Mosquitto, TEST_PARK, now_ms};
+use hazardwatch_tests::{Mosquitto, TEST_PARK, now_ms};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{Key, Process, last_run};
+use crate::harness::{Key, Process, gateway, last_run};
 
 /// The file system keeps what was synced, and only that.
 #[test]
@@ -77,35 +77,12 @@ async fn power_cuts_lose_no_acknowledged_reading() {
     for _ in 0..cuts {
         let p = Process::start(&config, fs.path()).unwrap();
         publisher.get_or_insert_with(|| {
-            let (acknowledged, stop, port) = (acknowledged.clone(), stop.clone(), broker.port);
-            tokio::spawn(async move {
-                let mut gw = Gateway::connect("127.0.0.1", port, "cut-gw").await?;
-                let mut n = 0u64;
-                let mut last_ts = 0i64;
-                while !stop.is_cancelled() {
-                    let mut keys = Vec::new();
-                    let readings: Vec<serde_json::Value> = (0..10u64)
-                        .map(|i| {
-                            last_ts = now_ms().max(last_ts + 1);
-                            let value = ((n * 10 + i) % 200) as f64 / 10.0;
-                            keys.push(("T101.LT".to_owned(), last_ts, value.to_bits()));
-                            serde_json::json!({"point": "T101.LT", "ts": last_ts, "value": value})
-                        })
-                        .collect();
-                    let body =
-                        serde_json::json!({"gateway": "cut-gw", "seq": n, "readings": readings});
-                    gw.publish("hw/v1/E01/cut-gw/telemetry", serde_json::to_vec(&body)?)
-                        .await?;
-                    acknowledged
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .extend(keys);
-                    n += 1;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                gw.close().await;
-                anyhow::Ok(n)
-            })
+            tokio::spawn(gateway(
+                broker.port,
+                ("cut-gw", "E01", "T101.LT", [10.0, 18.5, 19.5, 1.0]),
+                acknowledged.clone(),
+                stop.clone(),
+            ))
         });
         tokio::time::sleep(Duration::from_millis(200 + rng.next_u64() % 2_300)).await;
         p.kill().unwrap();
