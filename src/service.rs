@@ -370,7 +370,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     let wal_dir = data_dir.join("wal");
     hazardwatch_storage::txn::create_dir_durably(&wal_dir)
         .with_context(|| format!("creating {}", wal_dir.display()))?;
-    wal::release_before(&wal_dir, progress.wal_segment)?;
+    wal::release_before(&wal_dir, progress.wal_segment, settings.mqtt.dedup_window)?;
     let wal_config = WalConfig {
         // About `roll_rows` readings per segment, so per checkpoint.
         segment_bytes: (settings.archive.roll_rows as u64).saturating_mul(24),
@@ -382,6 +382,14 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     let mut quarantine = Quarantine::open(&quarantine_dir, clock.clone())?;
     let quarantine_file = quarantine.path().to_owned();
     let mut dedup = Dedup::new(settings.mqtt.dedup_window);
+    // The archived messages first, then those the log replays.
+    match wal::released_ids(&wal_dir) {
+        Ok(ids) => ids.into_iter().for_each(|id| dedup.insert(id)),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "a message archived before this start and sent again will not be recognised"
+        ),
+    }
     let scanned = recovery.scanned();
     if let Some(oldest) = scanned.oldest_ms {
         let guarded = hub.guard_replay(oldest)?;
@@ -418,6 +426,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         let (counters, hub, clock) = (counters.clone(), hub.clone(), clock.clone());
         let trim = archiver::Trim {
             wal_dir: wal_dir.clone(),
+            keep_ids: settings.mqtt.dedup_window,
             journal_keep_ms: settings.journal.keep_ms(),
         };
         move || {

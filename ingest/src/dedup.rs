@@ -5,7 +5,8 @@
 //! what was in flight, unacknowledged, when a connection broke (at most its
 //! in-flight window per session), and a gateway resends what it did not
 //! get an acknowledgement for. A window of the last `capacity` messages,
-//! seeded at start with the ids the write-ahead log recovered, covers both
+//! seeded at start with the ids of the messages archived last and those the
+//! write-ahead log recovered (`hazardwatch_storage::wal`), covers both
 //! with a wide margin; ids are 128-bit hashes, so two different messages
 //! colliding within it is not a practical concern.
 

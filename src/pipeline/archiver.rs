@@ -43,6 +43,8 @@ pub fn exact_retry(failed: Option<(u64, usize)>, buffered_now: usize) -> Option<
 pub struct Trim {
     /// The write-ahead log's directory.
     pub wal_dir: std::path::PathBuf,
+    /// How many ids of released messages to keep (the ingest window).
+    pub keep_ids: usize,
     /// How long journal events are kept, ms; `None`: forever.
     pub journal_keep_ms: Option<i64>,
 }
@@ -168,7 +170,9 @@ pub fn archive_loop(
                 };
                 failed = None;
                 counters.checkpoint_failing.store(false, Ordering::Relaxed);
-                if let Err(e) = wal::release_before(&trim.wal_dir, writer.progress().wal_segment) {
+                if let Err(e) =
+                    wal::release_before(&trim.wal_dir, writer.progress().wal_segment, trim.keep_ids)
+                {
                     tracing::warn!(error = %e, "write-ahead log: cannot delete archived segments");
                 }
                 let mut touched: Vec<std::path::PathBuf> = sealed

@@ -15,7 +15,10 @@
 //!
 //! `message` identifies the MQTT message the batch came from (a hash of its
 //! topic and payload; 0 for none), so a redelivery after a restart is
-//! recognised as the message already logged.
+//! recognised as the message already logged. When archived segments are
+//! deleted, their ids go to `DIR/released.ids` (the newest of them, as many
+//! as the service's window of ids): a redelivery of a message already
+//! archived is recognised too.
 //!
 //! Points are named, not numbered by the running catalog (whose numbering
 //! a changed configuration may change across a restart): each segment
@@ -298,13 +301,13 @@ impl SegmentReader {
         })
     }
 
-    /// The next whole record; `None` at the end of the file or where a
-    /// record is cut short or fails its checksum. A record whose checksum
-    /// holds but that does not decode is an error.
-    fn next_batch(&mut self) -> Result<Option<LoggedBatch>> {
+    /// Reads the next whole record's payload into `self.payload`; `false`
+    /// at the end of the file or where a record is cut short or fails its
+    /// checksum. Does not advance [`SegmentReader::at`].
+    fn next_record(&mut self) -> Result<bool> {
         let left = self.len - self.at;
         if left < HEADER as u64 {
-            return Ok(None);
+            return Ok(false);
         }
         let mut header = [0u8; HEADER];
         self.file.read_exact(&mut header).map_err(io(&self.path))?;
@@ -312,14 +315,21 @@ impl SegmentReader {
         let len = u64::from(u32::from_le_bytes([l0, l1, l2, l3]));
         let crc = u32::from_le_bytes([c0, c1, c2, c3]);
         if len > left - HEADER as u64 {
-            return Ok(None);
+            return Ok(false);
         }
         // At most the file's length: a damaged length cannot ask for more.
         self.payload.resize(len as usize, 0);
         self.file
             .read_exact(&mut self.payload)
             .map_err(io(&self.path))?;
-        if crc32fast::hash(&self.payload) != crc {
+        Ok(crc32fast::hash(&self.payload) == crc)
+    }
+
+    /// The next whole record; `None` at the end of the file or where a
+    /// record is cut short or fails its checksum. A record whose checksum
+    /// holds but that does not decode is an error.
+    fn next_batch(&mut self) -> Result<Option<LoggedBatch>> {
+        if !self.next_record()? {
             return Ok(None);
         }
         let Some(batch) = decode(&self.payload, &mut self.names, self.segment) else {
@@ -331,8 +341,21 @@ impl SegmentReader {
                 ),
             });
         };
-        self.at += HEADER as u64 + len;
+        self.at += (HEADER + self.payload.len()) as u64;
         Ok(Some(batch))
+    }
+
+    /// The next whole record's message id (0: none), without decoding its
+    /// readings; `None` where [`SegmentReader::next_batch`] would end.
+    fn next_message(&mut self) -> Result<Option<u128>> {
+        if !self.next_record()? {
+            return Ok(None);
+        }
+        let Some(id) = self.payload.first_chunk::<16>() else {
+            return Ok(None);
+        };
+        self.at += (HEADER + self.payload.len()) as u64;
+        Ok(Some(u128::from_le_bytes(*id)))
     }
 }
 
@@ -605,17 +628,99 @@ impl Wal {
     }
 }
 
+/// The record of released messages' ids, in the log's directory.
+const RELEASED: &str = "released.ids";
+/// Its first bytes.
+const RELEASED_MAGIC: &[u8; 8] = b"HWIDS\x01\0\0";
+
 /// Deletes every segment in `dir` before `segment` (everything in them is
 /// in sealed archive files). Returns how many were deleted. The segment
 /// being written is never before a segment number the log has handed out.
-pub fn release_before(dir: &Path, segment: u64) -> Result<usize> {
-    let mut n = 0;
-    for s in segments(dir)?.into_iter().filter(|&s| s < segment) {
+///
+/// The message ids the deleted segments held are kept first, the newest
+/// `keep_ids` of them with those kept before ([`released_ids`]): a message
+/// sent again after its segment was deleted (a gateway that never got its
+/// acknowledgement resends it after the service restarted) is still
+/// recognised. The record is replaced atomically (written aside, synced,
+/// renamed, its directory synced) before any segment is deleted, so a crash
+/// in between keeps the ids twice, never none.
+pub fn release_before(dir: &Path, segment: u64, keep_ids: usize) -> Result<usize> {
+    let released: Vec<u64> = segments(dir)?
+        .into_iter()
+        .filter(|&s| s < segment)
+        .collect();
+    if released.is_empty() {
+        return Ok(0);
+    }
+    let mut ids = released_ids(dir).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "write-ahead log: the record of released message ids is damaged; starting it again");
+        Vec::new()
+    });
+    for &s in &released {
+        let mut reader = SegmentReader::open(dir, s)?;
+        while let Some(id) = reader.next_message()? {
+            if id != 0 {
+                ids.push(id);
+            }
+        }
+    }
+    let keep = &ids[ids.len().saturating_sub(keep_ids)..];
+    write_released(dir, keep)?;
+    for &s in &released {
         let path = segment_path(dir, s);
         std::fs::remove_file(&path).map_err(io(&path))?;
-        n += 1;
     }
-    Ok(n)
+    Ok(released.len())
+}
+
+/// The message ids of deleted segments, oldest first (see
+/// [`release_before`]); none if no segment was ever released. A damaged
+/// record is an error.
+pub fn released_ids(dir: &Path) -> Result<Vec<u128>> {
+    let path = dir.join(RELEASED);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let damaged = |what: &str| Error::Wal {
+        path: path.clone(),
+        message: format!("the record of released message ids {what}"),
+    };
+    let Some((magic, rest)) = bytes.split_first_chunk::<8>() else {
+        return Err(damaged("is too short"));
+    };
+    if magic != RELEASED_MAGIC {
+        return Err(damaged("does not begin as one"));
+    }
+    let Some((crc, ids)) = rest.split_first_chunk::<4>() else {
+        return Err(damaged("is too short"));
+    };
+    if crc32fast::hash(ids) != u32::from_le_bytes(*crc) || ids.len() % 16 != 0 {
+        return Err(damaged("fails its checksum"));
+    }
+    Ok(ids
+        .chunks_exact(16)
+        .filter_map(|c| c.try_into().ok().map(u128::from_le_bytes))
+        .collect())
+}
+
+fn write_released(dir: &Path, ids: &[u128]) -> Result<()> {
+    let path = dir.join(RELEASED);
+    let aside = crate::txn::aside(&path);
+    let mut body = Vec::with_capacity(ids.len() * 16);
+    for id in ids {
+        body.extend_from_slice(&id.to_le_bytes());
+    }
+    let mut bytes = Vec::with_capacity(12 + body.len());
+    bytes.extend_from_slice(RELEASED_MAGIC);
+    bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    bytes.extend_from_slice(&body);
+    let mut f = File::create(&aside).map_err(io(&aside))?;
+    f.write_all(&bytes).map_err(io(&aside))?;
+    f.sync_all().map_err(io(&aside))?;
+    std::fs::rename(&aside, &path).map_err(io(&path))?;
+    crate::txn::sync_dir(dir)
 }
 
 #[cfg(test)]

@@ -117,11 +117,49 @@ fn batches_come_back_in_order_across_segments_and_reopens() {
     }
     // Released segments are gone, the rest still read back.
     let keep_from = back[10].segment;
-    assert!(release_before(dir.path(), keep_from).unwrap() > 0);
+    assert!(release_before(dir.path(), keep_from, 1000).unwrap() > 0);
     drop(wal);
     let (_, back) = Wal::open(dir.path(), config).unwrap();
     assert_eq!(back[0].segment, keep_from);
     assert_eq!(back.last().unwrap().received_ms, 19);
+    // The released messages' ids are kept, in order.
+    let released = released_ids(dir.path()).unwrap();
+    let want: Vec<u128> = (0..10).map(|s| entry(s, &[]).message).collect();
+    assert_eq!(released, want);
+}
+
+#[test]
+fn released_ids_keep_the_newest_window_and_a_damaged_record_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = catalog(2);
+    let (mut wal, _) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+    assert!(released_ids(dir.path()).unwrap().is_empty());
+    let b = batch(0..2, 1);
+    for round in 0..3i64 {
+        for m in 0..4 {
+            wal.append(&[entry(round * 4 + m, &b)], &c).unwrap();
+        }
+        let next = wal.roll().unwrap();
+        release_before(dir.path(), next, 6).unwrap();
+    }
+    let want: Vec<u128> = (6..12).map(|m| entry(m, &[]).message).collect();
+    assert_eq!(released_ids(dir.path()).unwrap(), want);
+
+    let path = dir.path().join(RELEASED);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = released_ids(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("checksum"), "{e}");
+    // The next release starts the record again rather than failing.
+    wal.append(&[entry(100, &b)], &c).unwrap();
+    let next = wal.roll().unwrap();
+    release_before(dir.path(), next, 6).unwrap();
+    assert_eq!(
+        released_ids(dir.path()).unwrap(),
+        vec![entry(100, &[]).message]
+    );
 }
 
 #[test]

@@ -118,6 +118,16 @@ async fn an_unwritable_archive_keeps_the_readings_in_the_log_until_it_can_be_wri
     assert!(left.len() <= 2, "{left:?}");
 }
 
+/// Message `seq` of gateway GW1: two readings at `t0 + seq`.
+fn message(t0: i64, seq: i64) -> Vec<u8> {
+    serde_json::to_vec(
+        &serde_json::json!({"gateway": "GW1", "seq": seq, "readings": [
+        {"point": "T101.PT", "ts": t0 + seq, "value": 100.0},
+        {"point": "T101.LT", "ts": t0 + seq, "value": 10.0}]}),
+    )
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_again_is_recognised_and_taken_once() {
     let svc = TestService::start().await.unwrap();
@@ -125,14 +135,7 @@ async fn a_message_sent_again_is_recognised_and_taken_once() {
     let (host, port) = svc.broker();
     let mut gw = Gateway::connect(&host, port, "gw-again").await.unwrap();
     let t0 = now_ms();
-    let message = |seq: i64| {
-        serde_json::to_vec(
-            &serde_json::json!({"gateway": "GW1", "seq": seq, "readings": [
-            {"point": "T101.PT", "ts": t0 + seq, "value": 100.0},
-            {"point": "T101.LT", "ts": t0 + seq, "value": 10.0}]}),
-        )
-        .unwrap()
-    };
+    let message = |seq| message(t0, seq);
     // A gateway that did not get its acknowledgement sends message 1 again,
     // byte for byte; message 2 has the same readings' values but is another
     // message (another sequence number and time).
@@ -154,6 +157,60 @@ async fn a_message_sent_again_is_recognised_and_taken_once() {
     let counts = row_counts(&read_archive(&archive).unwrap());
     assert_eq!(counts.len(), 4);
     assert!(counts.values().all(|&n| n == 1));
+}
+
+/// A gateway whose acknowledgement was lost sends its message again only
+/// after the service restarted, by which time the message was archived and
+/// its write-ahead segment deleted: the service still recognises it (the
+/// ids of released segments are kept). Before, it was archived twice (a
+/// chaos run with broker restarts found it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_again_after_it_was_archived_and_released_is_taken_once() {
+    let svc = TestService::start().await.unwrap();
+    let (host, port) = svc.broker();
+    let mut gw = Gateway::connect(&host, port, "gw-late-again")
+        .await
+        .unwrap();
+    let t0 = now_ms();
+    gw.publish("hw/v1/E01/GW1/telemetry", message(t0, 1))
+        .await
+        .unwrap();
+    svc.wait_for_readings(2).await.unwrap();
+    gw.close().await;
+    // A clean stop archives everything; the start deletes the segments.
+    let svc = svc.restart().await.unwrap();
+    let wal = svc.data.path().join("wal");
+    let logged: u64 = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("wal-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(logged, 0, "the segment holding the message is gone");
+
+    let stats = svc.running.counters.clone();
+    let (host, port) = svc.broker();
+    let mut gw = Gateway::connect(&host, port, "gw-late-again")
+        .await
+        .unwrap();
+    for seq in [1, 2] {
+        gw.publish("hw/v1/E01/GW1/telemetry", message(t0, seq))
+            .await
+            .unwrap();
+    }
+    svc.wait_for_readings(2).await.unwrap();
+    wait_until(Duration::from_secs(10), || {
+        stats.readings_duplicate.load(Ordering::Relaxed) == 2
+    })
+    .await
+    .unwrap();
+    gw.close().await;
+    let archive = svc.running.archive_dir.clone();
+    let summary = svc.running.shutdown().await.unwrap();
+    assert_eq!((summary.readings_in, summary.readings_duplicate), (2, 2));
+    let counts = row_counts(&read_archive(&archive).unwrap());
+    assert_eq!(counts.len(), 4);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
 }
 
 /// A broker that lets more messages be in flight than the MQTT client's
