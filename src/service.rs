@@ -46,8 +46,8 @@ use crate::pipeline::backfill::{BACKFILL_QUEUE, BackfillMsg};
 use crate::pipeline::feeder::BackfillLink;
 use crate::pipeline::wal_stage::{self, WalStage};
 use crate::pipeline::{
-    ARCHIVE_QUEUE, ArchiveMsg, Counters, FEEDER_QUEUE, FeedMsg, INGEST_QUEUE, Summary, TICK,
-    archiver, backfill, feeder, watched_points,
+    Counters, FEEDER_QUEUE, FeedMsg, INGEST_QUEUE, Summary, TICK, archive_queue, archiver,
+    backfill, feeder, watched_points,
 };
 use crate::readiness::{self, Readiness};
 use crate::telemetry::{Latest, Snapshot, Telemetry};
@@ -421,7 +421,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     let engine_progress = engine.progress();
 
     // Archive thread.
-    let (archive_tx, archive_rx) = crossbeam_channel::bounded::<ArchiveMsg>(ARCHIVE_QUEUE);
+    let (archive_tx, archive_rx) = archive_queue::archive_queue(settings.archive.roll_rows);
     let archive = std::thread::Builder::new().name("archive".into()).spawn({
         let (counters, hub, clock) = (counters.clone(), hub.clone(), clock.clone());
         let trim = archiver::Trim {

@@ -19,6 +19,7 @@ use hazardwatch_alarms::AlarmHub;
 use hazardwatch_proto::clock::Clock;
 use hazardwatch_storage::{ArchiveWriter, wal};
 
+use super::archive_queue::ArchiveReceiver;
 use super::{ArchiveMsg, Counters};
 use crate::telemetry::{self, Snapshot};
 
@@ -54,7 +55,7 @@ pub struct Trim {
 /// compacts and expires; between messages it answers telemetry snapshot
 /// queries and retries a failed checkpoint.
 pub fn archive_loop(
-    rx: crossbeam_channel::Receiver<ArchiveMsg>,
+    rx: ArchiveReceiver,
     snapshots: crossbeam_channel::Receiver<Snapshot>,
     mut writer: ArchiveWriter,
     hub: &AlarmHub,
@@ -135,8 +136,11 @@ pub fn archive_loop(
     let mut failed: Option<(u64, usize)> = None;
     loop {
         let msg = crossbeam_channel::select! {
-            recv(rx) -> msg => match msg {
-                Ok(msg) => msg,
+            recv(rx.channel()) -> msg => match msg {
+                Ok(msg) => {
+                    rx.taken(&msg);
+                    msg
+                }
                 Err(_) => break,
             },
             recv(snapshots) -> q => {

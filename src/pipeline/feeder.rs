@@ -99,7 +99,7 @@ pub async fn ticker(
 /// Where the feeder's readings go besides the engine.
 pub struct Downstream {
     /// The archiver's queue.
-    pub archive_tx: crossbeam_channel::Sender<ArchiveMsg>,
+    pub archive_tx: super::archive_queue::ArchiveSender,
     /// The archiver thread, joined when the feeder ends.
     pub archive: std::thread::JoinHandle<anyhow::Result<()>>,
     /// The backfill thread's queue.
@@ -271,10 +271,10 @@ stale_s = 0
         let events = Collector::new();
         let engine = Engine::start(&site, &config, events.sink()).unwrap();
         let (feed, rx) = mpsc::channel(16);
-        let (archive_tx, archive_rx) = crossbeam_channel::bounded(16);
+        let (archive_tx, archive_rx) = crate::pipeline::archive_queue::archive_queue(1000);
         let (kept_tx, archived) = crossbeam_channel::unbounded();
         let archiver = std::thread::spawn(move || {
-            for msg in archive_rx {
+            while let Some(msg) = archive_rx.recv() {
                 kept_tx.send(msg).unwrap();
             }
             Ok(())

@@ -12,7 +12,9 @@
 //! - [`feeder`]: owns the rule engine's input; advances event time with
 //!   the clock; hands every reading to the archiver.
 //! - [`archiver`]: appends, seals at checkpoints, compacts, expires, and
-//!   answers telemetry queries from what it buffers.
+//!   answers telemetry queries from what it buffers; fed through an
+//!   [`archive_queue`] that holds a checkpoint's worth of readings, so a
+//!   checkpoint never holds the rules back.
 //! - [`backfill`]: judges the readings that came later than the lateness
 //!   bound, by the same rules, as episodes.
 //!
@@ -28,6 +30,7 @@ use hazardwatch_ingest::IngestBatch;
 use hazardwatch_proto::{Catalog, PointIdx, Reading};
 use hazardwatch_rules::SiteModel;
 
+pub mod archive_queue;
 pub mod archiver;
 pub mod backfill;
 pub mod feeder;
@@ -37,8 +40,6 @@ pub mod wal_stage;
 pub const INGEST_QUEUE: usize = 256;
 /// Messages into the feeder thread.
 pub const FEEDER_QUEUE: usize = 256;
-/// Batches between the feeder and the archive thread.
-pub const ARCHIVE_QUEUE: usize = 256;
 /// How often live event time advances.
 pub const TICK: Duration = Duration::from_millis(100);
 
