@@ -7,6 +7,8 @@
 //! - [`hub`]: the table behind one lock with the durable journal and the
 //!   live broadcast: numbering, journaling, fan-out, catch-up, filters.
 //! - [`wire`]: the table's records as wire messages, with their text.
+//! - [`text`]: alarm messages as templates with parameters, in English and
+//!   Chinese.
 //! - [`escalation`]: closed-loop disposal and escalation chains.
 //! - [`risk`]: live risk colours from GB 18218 grades and alarms.
 //! - [`eemua`]: alarm-system performance (EEMUA 191) from the journal.
@@ -61,6 +63,10 @@
 //! // Numbered 1; its hazard source's risk colour changed with it (event 2).
 //! assert_eq!(events[0].seq, 1);
 //! assert_eq!(hub.last_seq(), 2);
+//! // Its message, in English and (from its template) in Chinese.
+//! use hazardwatch_alarms::{text::Lang, wire::message};
+//! assert_eq!(events[0].message, "T101.LT level HH 19.300 m (limit 19.000)");
+//! assert_eq!(message(&events[0], Lang::Zh), "T101.LT 液位 HH 报警:19.300 m(限值 19.000)");
 //! ```
 
 pub mod access;
@@ -71,6 +77,7 @@ pub mod hub;
 pub mod rate;
 pub mod risk;
 pub mod table;
+pub mod text;
 pub mod wire;
 
 pub use access::{Access, AccessConfig, Caller, Level, Role, Scope};

@@ -5,6 +5,7 @@
 use hazardwatch_proto::{AlarmKind, AlarmSource, Catalog, PointKind, Priority, pb};
 
 use crate::table::{ActiveAlarm, AlarmRecord, AlarmState, ESCALATION_LEVELS, Transition};
+use crate::text::{self, Lang, Text};
 
 /// Wire name of a transition.
 fn transition_pb(t: Transition) -> pb::Transition {
@@ -61,132 +62,114 @@ pub(crate) fn state_pb(s: AlarmState) -> pb::AlarmState {
     }
 }
 
+/// A point kind as a [`Term`](crate::text::Term) value.
 fn kind_word(k: PointKind) -> &'static str {
     match k {
         PointKind::Temperature => "temperature",
         PointKind::Level => "level",
         PointKind::Pressure => "pressure",
-        PointKind::CombustibleGas => "combustible gas",
-        PointKind::ToxicGas => "toxic gas",
+        PointKind::CombustibleGas => "combustible_gas",
+        PointKind::ToxicGas => "toxic_gas",
     }
 }
 
-/// The human-readable text of an alarm event.
-fn describe(r: &AlarmRecord, catalog: &Catalog) -> String {
+/// A number as messages show it: three decimals.
+fn num(v: f64) -> String {
+    format!("{v:.3}")
+}
+
+/// A count or a number of seconds as messages show it: no decimals.
+fn whole(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+/// The message of an alarm event (see [`crate::text`]).
+fn describe(r: &AlarmRecord, catalog: &Catalog) -> Text {
     let id = catalog.source_id(r.source);
     let tag = r.kind.tag();
-    let mut text = match (r.transition, r.source) {
-        (Transition::Acknowledged, _) => format!("{id} {tag} acknowledged by {}", r.actor),
-        (Transition::Reset, _) => format!("{id} {tag} reset by {}", r.actor),
+    let named = |key| Text::new(key).with("id", id).with("tag", tag);
+    let by = |key| named(key).with("actor", &r.actor);
+    match (r.transition, r.source) {
+        (Transition::Acknowledged, _) => by("acknowledged"),
+        (Transition::Reset, _) => by("reset"),
         (Transition::Shelved, _) => {
             let until = chrono::DateTime::from_timestamp_millis(r.shelved_until_ms.unwrap_or(0))
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                 .unwrap_or_default();
-            format!("{id} {tag} shelved by {} until {until}", r.actor)
+            by("shelved").with("until", until)
         }
-        (Transition::Unshelved, _) if r.actor.is_empty() => {
-            format!("{id} {tag} shelf expired")
-        }
-        (Transition::Unshelved, _) => format!("{id} {tag} unshelved by {}", r.actor),
-        (Transition::Commented, _) => format!("{id} {tag} comment by {}", r.actor),
-        (Transition::RemovedFromService, _) => {
-            format!("{id} {tag} taken out of service by {}", r.actor)
-        }
-        (Transition::ReturnedToService, _) => {
-            format!("{id} {tag} returned to service by {}", r.actor)
-        }
-        (Transition::Escalated, _) => format!(
-            "{id} {tag} escalated to the {} level: no disposal record yet",
-            ESCALATION_LEVELS[usize::from(r.escalation).min(ESCALATION_LEVELS.len() - 1)]
+        (Transition::Unshelved, _) if r.actor.is_empty() => named("shelf_expired"),
+        (Transition::Unshelved, _) => by("unshelved"),
+        (Transition::Commented, _) => by("commented"),
+        (Transition::RemovedFromService, _) => by("removed_from_service"),
+        (Transition::ReturnedToService, _) => by("returned_to_service"),
+        (Transition::Escalated, _) => named("escalated").with(
+            "level",
+            ESCALATION_LEVELS[usize::from(r.escalation).min(ESCALATION_LEVELS.len() - 1)],
         ),
-        (Transition::Disposed, _) => format!(
-            "{id} {tag} disposed by {}: cause: {}; action: {}",
-            r.actor, r.comment, r.action
-        ),
+        (Transition::Disposed, _) => by("disposed")
+            .with("cause", &r.comment)
+            .with("action", &r.action),
         // How a rule ends the conditions of a rule or point that a reload
         // removed (`operators::event_time::withdraw`).
         (Transition::Cleared, _) if r.value.is_nan() && r.limit.is_nan() => {
-            format!("{id} {tag} returned to normal: removed from the site model")
+            named("removed_from_model")
         }
         (_, AlarmSource::Point(p)) if r.kind != AlarmKind::Chattering => {
             describe_point(r, catalog.meta(p))
         }
         _ => describe_alarm_system(r, id),
-    };
-    if r.latched {
-        text.push_str(" [latched: reset when checked]");
     }
-    if r.suppressed {
-        text.push_str(" [suppressed: unit stopped or in overhaul]");
-    }
-    if r.backfilled {
-        text.push_str(" [backfilled: judged from readings that arrived late]");
-    }
-    text
 }
 
-/// Text of a condition change of a unit rule (voting, correlation) or of
-/// the alarm system (flood, chattering).
-fn describe_alarm_system(r: &AlarmRecord, id: &str) -> String {
+/// The message of a condition change of a unit rule (voting,
+/// correlation) or of the alarm system (flood, chattering).
+fn describe_alarm_system(r: &AlarmRecord, id: &str) -> Text {
     let raised = r.transition == Transition::Raised;
-    match (raised, r.kind) {
-        (true, AlarmKind::Offline) if r.value.is_nan() => format!(
-            "{id} gateway never heard from: nothing for {:.0} s since it was expected; every point it reports is unmonitored",
-            r.limit
-        ),
-        (true, AlarmKind::Offline) => format!(
-            "{id} gateway offline: silent for {:.0} s (limit {:.0} s) or disconnected; every point it reports is unmonitored",
-            r.value, r.limit
-        ),
-        (false, AlarmKind::Offline) => format!("{id} gateway reporting again"),
-        (true, AlarmKind::Voting) => format!(
-            "{id} leak confirmed: {:.0} gas detectors at the first level (voting {:.0} of N)",
-            r.value, r.limit
-        ),
-        (false, AlarmKind::Voting) => format!(
-            "{id} fewer than {:.0} gas detectors at the first level ({:.0})",
-            r.limit, r.value
-        ),
-        (true, AlarmKind::Correlation) => format!(
-            "{id} runaway heating: temperature and pressure rising together ({:+.3}/min, limit {:.3}/min)",
-            r.value, r.limit
-        ),
-        (false, AlarmKind::Correlation) => {
-            format!("{id} temperature and pressure no longer rising together")
-        }
-        (true, AlarmKind::Flood) => format!(
-            "{id} console in alarm flood: {:.0} alarms in 10 min (more than {:.0})",
-            r.value, r.limit
-        ),
-        (false, AlarmKind::Flood) => format!(
-            "{id} alarm flood over: {:.0} alarms raised during it",
-            r.value
-        ),
-        (true, AlarmKind::Chattering) => {
-            format!("{id} alarms chattering: {:.0} raises in a minute", r.value)
-        }
-        (false, AlarmKind::Chattering) => {
-            format!("{id} chattering over after {:.0} raises", r.value)
-        }
-        (true, _) => format!("{id} {} raised", r.kind.tag()),
-        (false, _) => format!("{id} {} cleared", r.kind.tag()),
-    }
+    let key = match (raised, r.kind) {
+        (true, AlarmKind::Offline) if r.value.is_nan() => "gateway_never_heard",
+        (true, AlarmKind::Offline) => "gateway_offline",
+        (false, AlarmKind::Offline) => "gateway_online",
+        (true, AlarmKind::Voting) => "voting_raised",
+        (false, AlarmKind::Voting) => "voting_cleared",
+        (true, AlarmKind::Correlation) => "correlation_raised",
+        (false, AlarmKind::Correlation) => "correlation_cleared",
+        (true, AlarmKind::Flood) => "flood_raised",
+        (false, AlarmKind::Flood) => "flood_cleared",
+        (true, AlarmKind::Chattering) => "chattering_raised",
+        (false, AlarmKind::Chattering) => "chattering_cleared",
+        (true, _) => "raised",
+        (false, _) => "cleared",
+    };
+    let (value, limit) = if r.kind == AlarmKind::Correlation {
+        (format!("{:+.3}", r.value), num(r.limit))
+    } else {
+        (whole(r.value), whole(r.limit))
+    };
+    Text::new(key)
+        .with("id", id)
+        .with("tag", r.kind.tag())
+        .with("value", value)
+        .with("limit", limit)
 }
 
-/// Text of a condition change on a point.
-fn describe_point(r: &AlarmRecord, m: &hazardwatch_proto::PointMeta) -> String {
-    let (id, what, unit, tag) = (&m.id, kind_word(m.kind), &m.eng_unit, r.kind.tag());
-    // Operator actions are described by `describe`.
-    match (r.transition == Transition::Raised, r.kind) {
-        (true, AlarmKind::RateOfChange) => format!(
-            "{id} {what} changing at {:+.3} {unit}/min (limit {:.3} {unit}/min)",
-            r.value, r.limit
-        ),
+/// The message of a condition change on a point.
+fn describe_point(r: &AlarmRecord, m: &hazardwatch_proto::PointMeta) -> Text {
+    let raised = r.transition == Transition::Raised;
+    let text = |key| {
+        Text::new(key)
+            .with("id", &m.id)
+            .with("what", kind_word(m.kind))
+            .with("tag", r.kind.tag())
+            .with("unit", &m.eng_unit)
+            .with("value", num(r.value))
+    };
+    match (raised, r.kind) {
+        (true, AlarmKind::RateOfChange) => text("rate_raised")
+            .with("value", format!("{:+.3}", r.value))
+            .with("limit", num(r.limit)),
         (false, AlarmKind::RateOfChange) => {
-            format!(
-                "{id} {what} rate back under the limit: {:+.3} {unit}/min",
-                r.value
-            )
+            text("rate_cleared").with("value", format!("{:+.3}", r.value))
         }
         (true, AlarmKind::PredictedHighHigh | AlarmKind::PredictedLowLow) => {
             let limit_tag = if r.kind == AlarmKind::PredictedHighHigh {
@@ -194,59 +177,67 @@ fn describe_point(r: &AlarmRecord, m: &hazardwatch_proto::PointMeta) -> String {
             } else {
                 "LL"
             };
-            let eta = r.predicted_ms.map_or(String::from("soon"), |at| {
-                let mins = (at - r.ts_ms) as f64 / 60_000.0;
-                let clock = chrono::DateTime::from_timestamp_millis(at)
-                    .map(|t| t.format("%H:%M:%S").to_string())
-                    .unwrap_or_default();
-                format!("at {clock} UTC, in {mins:.1} min")
+            let eta = r.predicted_ms.and_then(|at| {
+                let clock = chrono::DateTime::from_timestamp_millis(at)?;
+                Some((
+                    clock.format("%H:%M:%S").to_string(),
+                    format!("{:.1}", (at - r.ts_ms) as f64 / 60_000.0),
+                ))
             });
-            format!(
-                "{id} {what} trend reaches {limit_tag} {:.3} {unit} {eta} (now {:.3} {unit})",
-                r.limit, r.value
-            )
+            let base = |key| {
+                text(key)
+                    .with("limit_tag", limit_tag)
+                    .with("limit", num(r.limit))
+            };
+            match eta {
+                Some((at, minutes)) => base("predicted_raised")
+                    .with("at", at)
+                    .with("minutes", minutes),
+                None => base("predicted_raised_soon"),
+            }
         }
         (false, AlarmKind::PredictedHighHigh | AlarmKind::PredictedLowLow) => {
-            format!(
-                "{id} {what} trend no longer heading for the limit: {:.3} {unit}",
-                r.value
-            )
+            text("predicted_cleared")
         }
-        (true, AlarmKind::Fault) if r.limit.is_nan() => {
-            format!(
-                "{id} sensor fault: reading of bad quality ({:.3} {unit})",
-                r.value
-            )
-        }
-        (true, AlarmKind::Fault) => format!(
-            "{id} sensor fault: {:.3} {unit} is outside the instrument range (bound {:.3})",
-            r.value, r.limit
-        ),
-        (false, AlarmKind::Fault) => {
-            format!("{id} sensor healthy again: {:.3} {unit}", r.value)
-        }
-        (true, AlarmKind::Stale) => format!(
-            "{id} no reading for {:.0} s: communication loss (last {:.3} {unit})",
-            r.limit, r.value
-        ),
-        (false, AlarmKind::Stale) => {
-            format!("{id} readings again: {:.3} {unit}", r.value)
-        }
-        (true, AlarmKind::Flatline) => format!(
-            "{id} {what} stuck at {:.3} {unit} for {:.0} s: frozen sensor?",
-            r.value, r.limit
-        ),
-        (false, AlarmKind::Flatline) => {
-            format!("{id} {what} moving again: {:.3} {unit}", r.value)
-        }
-        (true, _) => format!(
-            "{id} {what} {tag} {:.3} {unit} (limit {:.3})",
-            r.value, r.limit
-        ),
-        (false, _) => {
-            format!("{id} {what} back inside {tag} limit: {:.3} {unit}", r.value)
+        (true, AlarmKind::Fault) if r.limit.is_nan() => text("fault_bad_quality"),
+        (true, AlarmKind::Fault) => text("fault_range").with("limit", num(r.limit)),
+        (false, AlarmKind::Fault) => text("fault_cleared"),
+        (true, AlarmKind::Stale) => text("stale_raised").with("limit", whole(r.limit)),
+        (false, AlarmKind::Stale) => text("stale_cleared"),
+        (true, AlarmKind::Flatline) => text("flatline_raised").with("limit", whole(r.limit)),
+        (false, AlarmKind::Flatline) => text("flatline_cleared"),
+        (true, _) => text("limit_raised").with("limit", num(r.limit)),
+        (false, _) => text("limit_cleared"),
+    }
+}
+
+/// Sets an event's message: its template and parameters, and its English
+/// rendering with the notes of its flags.
+pub fn set_text(e: &mut pb::AlarmEvent, text: &Text) {
+    e.text_key = text.key.to_owned();
+    e.text_params = text.wire_params();
+    e.message = message(e, Lang::En);
+}
+
+/// An event's message in `lang`: its template rendered with its
+/// parameters, then the notes of its flags (latched, suppressed,
+/// backfilled).
+pub fn message(e: &pb::AlarmEvent, lang: Lang) -> String {
+    let mut out = text::render(
+        &e.text_key,
+        |name| e.text_params.get(name).map(String::as_str),
+        lang,
+    );
+    for (flag, key) in [
+        (e.latched, "latched"),
+        (e.suppressed, "suppressed"),
+        (e.backfilled, "backfilled"),
+    ] {
+        if flag {
+            out.push_str(text::note(key, lang));
         }
     }
+    out
 }
 
 /// An alarm as the journal stored it, back in the table's terms; `None`
@@ -313,7 +304,7 @@ pub(crate) fn event(r: &AlarmRecord, catalog: &Catalog) -> pb::AlarmEvent {
         AlarmSource::Point(p) => catalog.meta(p).eng_unit.to_string(),
         _ => String::new(),
     };
-    pb::AlarmEvent {
+    let mut e = pb::AlarmEvent {
         seq: r.seq,
         alarm_id: alarm_id(catalog.source_id(r.source), r.kind),
         enterprise: enterprise.to_owned(),
@@ -328,7 +319,9 @@ pub(crate) fn event(r: &AlarmRecord, catalog: &Catalog) -> pb::AlarmEvent {
         value: r.value,
         limit: r.limit,
         eng_unit,
-        message: describe(r, catalog),
+        message: String::new(),
+        text_key: String::new(),
+        text_params: Default::default(),
         actor: r.actor.clone(),
         comment: r.comment.clone(),
         predicted_time_ms: r.predicted_ms.unwrap_or(0),
@@ -341,7 +334,9 @@ pub(crate) fn event(r: &AlarmRecord, catalog: &Catalog) -> pb::AlarmEvent {
         action: r.action.clone(),
         risk_colour: pb::RiskColour::Unspecified as i32,
         backfilled: r.backfilled,
-    }
+    };
+    set_text(&mut e, &describe(r, catalog));
+    e
 }
 
 /// The journal's form of an alarm that is not normal.

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hazardwatch_alarms::hub::check_operator_text;
+use hazardwatch_alarms::text::Text;
+use hazardwatch_alarms::wire::set_text;
 use hazardwatch_alarms::{AlarmHub, Filter, Role};
 use hazardwatch_ingest::health::{GatewayHealth, GatewayReport, Rollup};
 use hazardwatch_proto::clock::SharedClock;
@@ -160,7 +162,13 @@ impl SiteService for SiteApi {
             .map_err(|e| Status::unavailable(e.to_string()))?
             .ok_or_else(not_found)?;
         let actor = caller.actor(operator);
-        let event = self.hub.record(pb::AlarmEvent {
+        let text = Text::new("unit_state_changed")
+            .with("id", &req.unit)
+            .with("state", state.as_str())
+            .with("was_state", before.as_str())
+            .with("actor", &actor)
+            .with("comment", &req.comment);
+        let mut event = pb::AlarmEvent {
             alarm_id: format!("{}/STATE", req.unit),
             enterprise,
             hazard_source,
@@ -169,17 +177,12 @@ impl SiteService for SiteApi {
             event_time_ms: self.clock.now_ms(),
             value: f64::NAN,
             limit: f64::NAN,
-            message: format!(
-                "{} state {} (was {}) by {actor}: {}",
-                req.unit,
-                state.as_str(),
-                before.as_str(),
-                req.comment
-            ),
             actor,
             comment: req.comment,
             ..Default::default()
-        });
+        };
+        set_text(&mut event, &text);
+        let event = self.hub.record(event);
         Ok(Response::new(pb::SetUnitStateResponse {
             event: Some(event),
         }))

@@ -9,7 +9,8 @@ use hazardwatch_proto::pb;
 use super::{AlarmHub, Filter};
 use crate::risk::{self, Colour, RiskModel};
 use crate::table::{ActiveAlarm, AlarmRecord, AlarmTable};
-use crate::wire::alarm_id;
+use crate::text::Text;
+use crate::wire::{self, alarm_id};
 
 impl AlarmHub {
     /// The table's alarms grouped by hazard source, in one pass.
@@ -70,7 +71,7 @@ impl AlarmHub {
             let before = colours.insert(hs.to_owned(), now);
             if before != Some(now) {
                 let was = before.map_or("-", Colour::as_str);
-                changed.push(pb::AlarmEvent {
+                let mut e = pb::AlarmEvent {
                     alarm_id: format!("{hs}/RISK"),
                     enterprise: source.enterprise.clone(),
                     hazard_source: hs.to_owned(),
@@ -79,13 +80,15 @@ impl AlarmHub {
                     value: f64::NAN,
                     limit: f64::NAN,
                     risk_colour: now.pb() as i32,
-                    message: format!(
-                        "{hs} risk {} (was {was}): {}",
-                        now.as_str(),
-                        reasons.join("; ")
-                    ),
                     ..Default::default()
-                });
+                };
+                let text = Text::new("risk_changed")
+                    .with("id", hs)
+                    .with("colour", now.as_str())
+                    .with("was", was)
+                    .with("reasons", reasons.join("; "));
+                wire::set_text(&mut e, &text);
+                changed.push(e);
             }
         }
         drop(groups);

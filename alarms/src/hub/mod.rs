@@ -25,6 +25,7 @@ use crate::escalation::EscalationPolicy;
 use crate::rate::ActionLimiter;
 use crate::risk::{Colour, RiskModel};
 use crate::table::{ActionError, ActiveAlarm, AlarmRecord, AlarmTable};
+use crate::text::Text;
 use crate::wire::{self, alarm_id, alarm_key, restore_alarm};
 
 mod colours;
@@ -136,11 +137,11 @@ impl AlarmHub {
                 restorable => {
                     seq += 1;
                     let why = if restorable.is_some() {
-                        "ended at restart: its count starts again"
+                        "ended_at_restart"
                     } else {
-                        "ended at restart: no longer in the site model"
+                        "ended_not_in_model"
                     };
-                    ended.push(pb::AlarmEvent {
+                    let mut e = pb::AlarmEvent {
                         seq,
                         transition: pb::Transition::Cleared as i32,
                         state: pb::AlarmState::Normal as i32,
@@ -148,10 +149,11 @@ impl AlarmHub {
                         value: f64::NAN,
                         actor: String::new(),
                         comment: String::new(),
-                        message: format!("{} {why}", last.alarm_id),
                         latched: false,
                         ..last.clone()
-                    });
+                    };
+                    wire::set_text(&mut e, &Text::new(why).with("id", &last.alarm_id));
+                    ended.push(e);
                 }
             }
         }
