@@ -555,6 +555,7 @@ pub fn partition_of(dir: &Path) -> Option<(i64, String)> {
 /// Rows in a Parquet file, from its footer.
 fn file_rows(path: &Path) -> Result<u64> {
     let file = File::open(path).map_err(io(path))?;
+    crate::reader::check_footer(&file, path)?;
     let reader = SerializedFileReader::new(file).map_err(parquet(path))?;
     Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
 }

@@ -23,6 +23,10 @@ use crate::archive::{DAY_MS, Dataset, day_of_dir, parquet_files, partition_of};
 use crate::error::{Error, Result, io, parquet};
 use crate::txn::subdirs;
 
+mod budget;
+mod footer;
+use budget::Budgeted;
+
 /// Which readings to read.
 #[derive(Debug, Clone, Default)]
 pub struct Range {
@@ -215,6 +219,15 @@ fn check_chunks(meta: &ParquetMetaData, file: &File, path: &Path) -> Result<()> 
     Ok(())
 }
 
+/// Checks `file`'s footer before the Parquet crate parses it (see
+/// [`footer`]).
+pub(crate) fn check_footer(file: &File, path: &Path) -> Result<()> {
+    footer::check(file).map_err(|message| Error::Archive {
+        path: path.to_owned(),
+        message,
+    })
+}
+
 /// Runs a step of the Parquet decoder on a file that may be damaged or
 /// hostile: a panic inside the decoder (it has some on corrupt input, found
 /// by fuzzing: overflowing arithmetic, failed assertions) becomes an error
@@ -234,13 +247,15 @@ pub(crate) fn guard<T>(path: &Path, step: impl FnOnce() -> T) -> Result<T> {
     })
 }
 
-/// A reader builder over `file`, its footer read and checked (see
-/// [`check_chunks`]).
+/// A reader builder over `file`, its footer checked before it is parsed
+/// (see [`footer`]) and after (see [`check_chunks`]), every read paid
+/// from a budget (see [`budget`]).
 pub(crate) fn open_checked(
     file: &File,
     path: &Path,
-) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-    let clone = file.try_clone().map_err(io(path))?;
+) -> Result<ParquetRecordBatchReaderBuilder<Budgeted>> {
+    check_footer(file, path)?;
+    let clone = file.try_clone().and_then(Budgeted::new).map_err(io(path))?;
     let builder =
         guard(path, || ParquetRecordBatchReaderBuilder::try_new(clone))?.map_err(parquet(path))?;
     check_chunks(builder.metadata(), file, path)?;

@@ -1,6 +1,7 @@
-//! Archive files that fuzzing found to crash a reader, kept as regression
-//! tests: each must be refused with an error naming the file, never a
-//! panic, by planning, reading and compaction alike.
+//! Archive files that fuzzing found to crash or hang a reader, kept as
+//! regression tests: each must be refused with an error naming the file,
+//! never a panic or minutes of work, by planning, reading and compaction
+//! alike.
 
 use std::path::Path;
 
@@ -9,13 +10,20 @@ use hazardwatch_storage::reader::{self, Range};
 use hazardwatch_storage::{ArchiveConfig, ArchiveWriter};
 
 /// (fixture, what the error says)
-const FOUND: [(&str, &str); 2] = [
+const FOUND: [(&str, &str); 4] = [
     // A footer whose column chunk starts at a negative offset: the
     // Parquet reader asserted on it while reading the row group.
     ("chunk-outside-file.parquet", "not inside the file"),
     // Pages whose values overflow the decoder's arithmetic (a panic with
     // overflow checks on; garbage without).
     ("decoder-overflow.parquet", "the Parquet decoder failed"),
+    // 2 KiB whose page headers kept the decoder reading them over and over
+    // for 351 s (a fuzzing timeout): the read budget stops it.
+    ("reread-loop.parquet", "over and over"),
+    // A footer declaring a list of two billion booleans, which the Parquet
+    // crate skips as taking no bytes each: 11 s per open (a fuzzing
+    // timeout). Refused before it is parsed.
+    ("bool-list-bomb.parquet", "footer is not valid Thrift"),
 ];
 
 fn fixture(name: &str) -> Vec<u8> {
