@@ -131,20 +131,33 @@ fn message(t0: i64, seq: i64) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_again_is_recognised_and_taken_once() {
     let svc = TestService::start().await.unwrap();
-    let stats = svc.running.counters.clone();
     let (host, port) = svc.broker();
-    let mut gw = Gateway::connect(&host, port, "gw-again").await.unwrap();
-    let t0 = now_ms();
-    let message = |seq| message(t0, seq);
+    let gw = Gateway::connect(&host, port, "gw-again").await.unwrap();
     // A gateway that did not get its acknowledgement sends message 1 again,
     // byte for byte; message 2 has the same readings' values but is another
     // message (another sequence number and time).
-    for seq in [1, 1, 2] {
-        gw.publish("hw/v1/E01/GW1/telemetry", message(seq))
+    publish_and_expect_once(svc, gw, now_ms(), &[1, 1, 2], 4, 4).await;
+}
+
+/// Publishes GW1's messages `seqs` (see [`message`]) on `gw`; then the
+/// service must have taken `taken` readings and recognised one message
+/// (2 readings) as sent again, and after it stops its archive must hold
+/// `archived` readings, each once.
+async fn publish_and_expect_once(
+    svc: TestService,
+    mut gw: Gateway,
+    t0: i64,
+    seqs: &[i64],
+    taken: u64,
+    archived: usize,
+) {
+    let stats = svc.running.counters.clone();
+    for &seq in seqs {
+        gw.publish("hw/v1/E01/GW1/telemetry", message(t0, seq))
             .await
             .unwrap();
     }
-    svc.wait_for_readings(4).await.unwrap();
+    svc.wait_for_readings(taken).await.unwrap();
     wait_until(Duration::from_secs(10), || {
         stats.readings_duplicate.load(Ordering::Relaxed) == 2
     })
@@ -153,10 +166,13 @@ async fn a_message_sent_again_is_recognised_and_taken_once() {
     gw.close().await;
     let archive = svc.running.archive_dir.clone();
     let summary = svc.running.shutdown().await.unwrap();
-    assert_eq!((summary.readings_in, summary.readings_duplicate), (4, 2));
+    assert_eq!(
+        (summary.readings_in, summary.readings_duplicate),
+        (taken, 2)
+    );
     let counts = row_counts(&read_archive(&archive).unwrap());
-    assert_eq!(counts.len(), 4);
-    assert!(counts.values().all(|&n| n == 1));
+    assert_eq!(counts.len(), archived);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
 }
 
 /// A gateway whose acknowledgement was lost sends its message again only
@@ -188,29 +204,13 @@ async fn a_message_sent_again_after_it_was_archived_and_released_is_taken_once()
         .sum();
     assert_eq!(logged, 0, "the segment holding the message is gone");
 
-    let stats = svc.running.counters.clone();
     let (host, port) = svc.broker();
-    let mut gw = Gateway::connect(&host, port, "gw-late-again")
+    let gw = Gateway::connect(&host, port, "gw-late-again")
         .await
         .unwrap();
-    for seq in [1, 2] {
-        gw.publish("hw/v1/E01/GW1/telemetry", message(t0, seq))
-            .await
-            .unwrap();
-    }
-    svc.wait_for_readings(2).await.unwrap();
-    wait_until(Duration::from_secs(10), || {
-        stats.readings_duplicate.load(Ordering::Relaxed) == 2
-    })
-    .await
-    .unwrap();
-    gw.close().await;
-    let archive = svc.running.archive_dir.clone();
-    let summary = svc.running.shutdown().await.unwrap();
-    assert_eq!((summary.readings_in, summary.readings_duplicate), (2, 2));
-    let counts = row_counts(&read_archive(&archive).unwrap());
-    assert_eq!(counts.len(), 4);
-    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    // Message 1 again (recognised), and message 2; the archive holds both
+    // messages' readings once.
+    publish_and_expect_once(svc, gw, t0, &[1, 2], 2, 4).await;
 }
 
 /// A broker that lets more messages be in flight than the MQTT client's
