@@ -88,23 +88,33 @@ pub fn create_dir_durably(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(synced)
 }
 
+/// Replaces the file at `path` by `bytes` atomically and durably: written
+/// aside ([`aside`]) and synced, renamed over `path`, its directory synced.
+/// A crash leaves the old file or the new one, never a part.
+pub fn replace_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = aside(path);
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, bytes)?;
+        f.sync_all()
+    };
+    write().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
 /// Commits `txn` (its added files are written aside and synced) and
 /// applies it.
 pub fn commit(root: &Path, txn: &Txn) -> Result<()> {
     let path = root.join(RECORD);
-    let tmp = aside(&path);
     let text = serde_json::to_vec_pretty(txn).map_err(|e| Error::Txn {
         path: path.clone(),
         message: e.to_string(),
     })?;
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, &text)?;
-        f.sync_all()
-    };
-    write().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    sync_dir(root)?;
+    replace_durably(&path, &text)?;
     apply(root, txn)
 }
 

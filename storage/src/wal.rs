@@ -628,11 +628,6 @@ impl Wal {
     }
 }
 
-/// The record of released messages' ids, in the log's directory.
-const RELEASED: &str = "released.ids";
-/// Its first bytes.
-const RELEASED_MAGIC: &[u8; 8] = b"HWIDS\x01\0\0";
-
 /// Deletes every segment in `dir` before `segment` (everything in them is
 /// in sealed archive files). Returns how many were deleted. The segment
 /// being written is never before a segment number the log has handed out.
@@ -652,7 +647,7 @@ pub fn release_before(dir: &Path, segment: u64, keep_ids: usize) -> Result<usize
     if released.is_empty() {
         return Ok(0);
     }
-    let mut ids = released_ids(dir).unwrap_or_else(|e| {
+    let mut ids = released::ids(dir).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "write-ahead log: the record of released message ids is damaged; starting it again");
         Vec::new()
     });
@@ -665,7 +660,7 @@ pub fn release_before(dir: &Path, segment: u64, keep_ids: usize) -> Result<usize
         }
     }
     let keep = &ids[ids.len().saturating_sub(keep_ids)..];
-    write_released(dir, keep)?;
+    released::write(dir, keep)?;
     for &s in &released {
         let path = segment_path(dir, s);
         std::fs::remove_file(&path).map_err(io(&path))?;
@@ -677,51 +672,10 @@ pub fn release_before(dir: &Path, segment: u64, keep_ids: usize) -> Result<usize
 /// [`release_before`]); none if no segment was ever released. A damaged
 /// record is an error.
 pub fn released_ids(dir: &Path) -> Result<Vec<u128>> {
-    let path = dir.join(RELEASED);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io(&path)(e)),
-    };
-    let damaged = |what: &str| Error::Wal {
-        path: path.clone(),
-        message: format!("the record of released message ids {what}"),
-    };
-    let Some((magic, rest)) = bytes.split_first_chunk::<8>() else {
-        return Err(damaged("is too short"));
-    };
-    if magic != RELEASED_MAGIC {
-        return Err(damaged("does not begin as one"));
-    }
-    let Some((crc, ids)) = rest.split_first_chunk::<4>() else {
-        return Err(damaged("is too short"));
-    };
-    if crc32fast::hash(ids) != u32::from_le_bytes(*crc) || ids.len() % 16 != 0 {
-        return Err(damaged("fails its checksum"));
-    }
-    Ok(ids
-        .chunks_exact(16)
-        .filter_map(|c| c.try_into().ok().map(u128::from_le_bytes))
-        .collect())
+    released::ids(dir)
 }
 
-fn write_released(dir: &Path, ids: &[u128]) -> Result<()> {
-    let path = dir.join(RELEASED);
-    let aside = crate::txn::aside(&path);
-    let mut body = Vec::with_capacity(ids.len() * 16);
-    for id in ids {
-        body.extend_from_slice(&id.to_le_bytes());
-    }
-    let mut bytes = Vec::with_capacity(12 + body.len());
-    bytes.extend_from_slice(RELEASED_MAGIC);
-    bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    bytes.extend_from_slice(&body);
-    let mut f = File::create(&aside).map_err(io(&aside))?;
-    f.write_all(&bytes).map_err(io(&aside))?;
-    f.sync_all().map_err(io(&aside))?;
-    std::fs::rename(&aside, &path).map_err(io(&path))?;
-    crate::txn::sync_dir(dir)
-}
+mod released;
 
 #[cfg(test)]
 mod tests;

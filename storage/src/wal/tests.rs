@@ -145,7 +145,7 @@ fn released_ids_keep_the_newest_window_and_a_damaged_record_is_an_error() {
     let want: Vec<u128> = (6..12).map(|m| entry(m, &[]).message).collect();
     assert_eq!(released_ids(dir.path()).unwrap(), want);
 
-    let path = dir.path().join(RELEASED);
+    let path = dir.path().join(released::RELEASED);
     let mut bytes = std::fs::read(&path).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
