@@ -49,8 +49,9 @@ pub struct Template {
 /// A parameter value that is a word to translate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Term {
-    /// The parameter it is a value of.
-    pub param: &'static str,
+    /// What it names (see [`TERM_PARAMS`]): `kind` (of a point),
+    /// `level` (of escalation), `state` (of a unit), `colour` (of risk).
+    pub of: &'static str,
     /// The value events carry.
     pub value: &'static str,
     /// English.
@@ -63,18 +64,8 @@ const fn t(key: &'static str, en: &'static str, zh: &'static str) -> Template {
     Template { key, en, zh }
 }
 
-const fn term(
-    param: &'static str,
-    value: &'static str,
-    en: &'static str,
-    zh: &'static str,
-) -> Term {
-    Term {
-        param,
-        value,
-        en,
-        zh,
-    }
+const fn term(of: &'static str, value: &'static str, en: &'static str, zh: &'static str) -> Term {
+    Term { of, value, en, zh }
 }
 
 /// Every message template.
@@ -307,13 +298,23 @@ pub const NOTES: &[Template] = &[
     ),
 ];
 
+/// The parameters whose values are [`Term`]s, and what they name.
+pub const TERM_PARAMS: &[(&str, &str)] = &[
+    ("what", "kind"),
+    ("level", "level"),
+    ("state", "state"),
+    ("was_state", "state"),
+    ("colour", "colour"),
+    ("was", "colour"),
+];
+
 /// Every translated parameter value.
 pub const TERMS: &[Term] = &[
-    term("what", "temperature", "temperature", "温度"),
-    term("what", "level", "level", "液位"),
-    term("what", "pressure", "pressure", "压力"),
-    term("what", "combustible_gas", "combustible gas", "可燃气体"),
-    term("what", "toxic_gas", "toxic gas", "有毒气体"),
+    term("kind", "temperature", "temperature", "温度"),
+    term("kind", "level", "level", "液位"),
+    term("kind", "pressure", "pressure", "压力"),
+    term("kind", "combustible_gas", "combustible gas", "可燃气体"),
+    term("kind", "toxic_gas", "toxic gas", "有毒气体"),
     term("level", "enterprise", "enterprise", "企业级"),
     term("level", "park", "park", "园区级"),
     term("level", "county", "county", "县级"),
@@ -323,19 +324,11 @@ pub const TERMS: &[Term] = &[
     term("state", "stopped", "stopped", "停车"),
     term("state", "overhaul", "overhaul", "检修"),
     term("state", "trial", "trial", "试运行"),
-    term("was_state", "running", "running", "运行"),
-    term("was_state", "stopped", "stopped", "停车"),
-    term("was_state", "overhaul", "overhaul", "检修"),
-    term("was_state", "trial", "trial", "试运行"),
     term("colour", "red", "red", "红色"),
     term("colour", "orange", "orange", "橙色"),
     term("colour", "yellow", "yellow", "黄色"),
     term("colour", "blue", "blue", "蓝色"),
-    term("was", "red", "red", "红色"),
-    term("was", "orange", "orange", "橙色"),
-    term("was", "yellow", "yellow", "黄色"),
-    term("was", "blue", "blue", "蓝色"),
-    term("was", "-", "-", "无"),
+    term("colour", "-", "-", "无"),
 ];
 
 impl Template {
@@ -431,9 +424,12 @@ pub fn render<'a>(key: &str, param: impl Fn(&str) -> Option<&'a str>, lang: Lang
 
 /// `value` of parameter `name` in `lang`: its [`Term`], or itself.
 fn translate<'a>(name: &str, value: &'a str, lang: Lang) -> &'a str {
+    let Some(&(_, of)) = TERM_PARAMS.iter().find(|(p, _)| *p == name) else {
+        return value;
+    };
     TERMS
         .iter()
-        .find(|t| t.param == name && t.value == value)
+        .find(|t| t.of == of && t.value == value)
         .map_or(value, |t| match lang {
             Lang::En => t.en,
             Lang::Zh => t.zh,
@@ -491,6 +487,13 @@ mod tests {
             "X {tag} raised"
         );
         assert_eq!(Text::new("no_such_key").render(Lang::Zh), "no_such_key");
+        // Two parameters naming the same kind of thing share its terms.
+        let risk = Text::new("risk_changed")
+            .with("id", "HS1")
+            .with("colour", "red")
+            .with("was", "-")
+            .with("reasons", "r");
+        assert_eq!(risk.render(Lang::Zh), "HS1 风险等级红色(原为无):r");
         assert_eq!(note("latched", Lang::Zh), "【闭锁:检查后复位】");
     }
 }
