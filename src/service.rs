@@ -27,7 +27,7 @@ use hazardwatch_ingest::auth::ServiceIdentity;
 use hazardwatch_ingest::broker::{BrokerSettings, EmbeddedBroker, ListenerTls};
 use hazardwatch_ingest::config::{MqttConfig, broker_host_port};
 use hazardwatch_ingest::health::GatewayHealth;
-use hazardwatch_ingest::{Dedup, Delivery, Quarantine, Subscriber, quarantine};
+use hazardwatch_ingest::{Delivery, Quarantine, Subscriber, quarantine};
 use hazardwatch_proto::clock::{SharedClock, WallClock};
 use hazardwatch_proto::{Catalog, Registry};
 use hazardwatch_rules::{Engine, SiteModel};
@@ -381,15 +381,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     let quarantine_dir = data_dir.join("quarantine");
     let mut quarantine = Quarantine::open(&quarantine_dir, clock.clone())?;
     let quarantine_file = quarantine.path().to_owned();
-    let mut dedup = Dedup::new(settings.mqtt.dedup_window);
-    // The archived messages first, then those the log replays.
-    match wal::released_ids(&wal_dir) {
-        Ok(ids) => ids.into_iter().for_each(|id| dedup.insert(id)),
-        Err(e) => tracing::warn!(
-            error = %e,
-            "a message archived before this start and sent again will not be recognised"
-        ),
-    }
+    let mut dedup = wal_stage::starting_window(&wal_dir, settings.mqtt.dedup_window);
     let scanned = recovery.scanned();
     if let Some(oldest) = scanned.oldest_ms {
         let guarded = hub.guard_replay(oldest)?;

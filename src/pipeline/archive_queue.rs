@@ -102,7 +102,8 @@ impl ArchiveSender {
     }
 
     /// Readings queued now.
-    pub fn queued(&self) -> usize {
+    #[cfg(test)]
+    fn queued(&self) -> usize {
         self.budget.lock().queued
     }
 }

@@ -280,6 +280,23 @@ impl WalStage {
     }
 }
 
+/// The window of message ids at start, `capacity` of them, seeded with the
+/// ids of the messages archived last (their log segments deleted; see
+/// `wal::release_before`); the caller adds those the log replays. A
+/// damaged record of them is logged: a message archived before the start
+/// and sent again is then taken again.
+pub fn starting_window(wal_dir: &std::path::Path, capacity: usize) -> Dedup {
+    let mut dedup = Dedup::new(capacity);
+    match hazardwatch_storage::wal::released_ids(wal_dir) {
+        Ok(ids) => ids.into_iter().for_each(|id| dedup.insert(id)),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "a message archived before this start and sent again will not be recognised"
+        ),
+    }
+    dedup
+}
+
 /// Maps a batch recovered from the log back to the running catalog, to be
 /// judged and archived again; `None` if none of its points is still in the
 /// site model. Readings of points the model no longer has are quarantined
