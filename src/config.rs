@@ -54,6 +54,26 @@ impl Default for GrpcConfig {
     }
 }
 
+impl TlsConfig {
+    /// Checks that both files exist (`section` names the setting in
+    /// errors, e.g. `grpc.tls`).
+    fn check(&self, section: &str) -> Result<(), String> {
+        for (field, path) in [("cert", &self.cert), ("key", &self.key)] {
+            std::fs::metadata(path)
+                .map_err(|e| format!("{section}.{field}: {}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The certificate chain and the key, PEM.
+    pub fn read(&self, section: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
+        let read = |field: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| format!("{section}.{field}: {}: {e}", path.display()))
+        };
+        Ok((read("cert", &self.cert)?, read("key", &self.key)?))
+    }
+}
+
 impl GrpcConfig {
     /// Checks that plaintext is only served on loopback (unless allowed)
     /// and that the TLS files can be read.
@@ -63,13 +83,7 @@ impl GrpcConfig {
                 "grpc.listen {} is not loopback: configure grpc.tls = {{ cert = ..., key = ... }}, or set grpc.allow_plaintext = true",
                 self.listen
             )),
-            Some(tls) => {
-                for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
-                    std::fs::metadata(path)
-                        .map_err(|e| format!("grpc.tls.{field}: {}: {e}", path.display()))?;
-                }
-                Ok(())
-            }
+            Some(tls) => tls.check("grpc.tls"),
             None => Ok(()),
         }
     }
@@ -79,13 +93,39 @@ impl GrpcConfig {
         let Some(tls) = &self.tls else {
             return Ok(None);
         };
-        let read = |field: &str, path: &Path| {
-            std::fs::read(path).map_err(|e| format!("grpc.tls.{field}: {}: {e}", path.display()))
-        };
-        Ok(Some(tonic::transport::Identity::from_pem(
-            read("cert", &tls.cert)?,
-            read("key", &tls.key)?,
-        )))
+        let (cert, key) = tls.read("grpc.tls")?;
+        Ok(Some(tonic::transport::Identity::from_pem(cert, key)))
+    }
+}
+
+/// `[console]` settings: the web console (see [`crate::console`]).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Listen address; absent: no console (`demo` serves it on
+    /// [`ConsoleConfig::DEMO_LISTEN`] unless told otherwise). Port 0 picks
+    /// a free port.
+    pub listen: Option<SocketAddr>,
+    /// TLS (rustls): the certificate chain and private key, PEM. Required
+    /// on an address that is not loopback.
+    pub tls: Option<TlsConfig>,
+}
+
+impl ConsoleConfig {
+    /// Where `demo` serves the console when the configuration does not say.
+    pub const DEMO_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8480);
+
+    /// Checks that the console is served off loopback only with TLS, and
+    /// that the TLS files can be read. (Tokens are checked with gRPC's.)
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.tls, self.listen) {
+            (Some(tls), _) => tls.check("console.tls"),
+            (None, Some(listen)) if !listen.ip().is_loopback() => Err(format!(
+                "console.listen {listen} is not loopback: configure console.tls = {{ cert = ..., key = ... }}"
+            )),
+            (None, _) => Ok(()),
+        }
     }
 }
 
@@ -120,6 +160,8 @@ struct ConfigFile {
     grpc: GrpcConfig,
     #[serde(default)]
     metrics: MetricsConfig,
+    #[serde(default)]
+    console: ConsoleConfig,
     #[serde(default)]
     engine: EngineConfig,
     #[serde(default)]
@@ -156,6 +198,8 @@ pub struct Settings {
     pub grpc: GrpcConfig,
     /// Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// The web console.
+    pub console: ConsoleConfig,
     /// Rule engine.
     pub engine: EngineConfig,
     /// Parquet archive.
@@ -235,6 +279,7 @@ impl Config {
                 mqtt: file.mqtt,
                 grpc: file.grpc,
                 metrics: file.metrics,
+                console: file.console,
                 engine: file.engine,
                 archive: file.archive,
                 backfill: file.backfill,
@@ -253,7 +298,7 @@ impl Config {
 
     /// Checks what the service exposes to the network, as it will run
     /// (call it again after command-line or environment overrides):
-    /// plaintext or unauthenticated gRPC and MQTT only on loopback.
+    /// plaintext or unauthenticated gRPC, console and MQTT only on loopback.
     pub fn check_exposure(&self) -> Result<(), ConfigError> {
         let s = &self.settings;
         s.grpc.validate().map_err(ConfigError)?;
@@ -261,6 +306,15 @@ impl Config {
             return Err(ConfigError(format!(
                 "grpc.listen {} is not loopback, so [[access.token]] entries are required",
                 s.grpc.listen
+            )));
+        }
+        s.console.validate().map_err(ConfigError)?;
+        if let Some(listen) = s.console.listen
+            && s.access.is_open()
+            && !listen.ip().is_loopback()
+        {
+            return Err(ConfigError(format!(
+                "console.listen {listen} is not loopback, so [[access.token]] entries are required"
             )));
         }
         s.mqtt.validate().map_err(|e| ConfigError(e.to_string()))?;
@@ -285,6 +339,42 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_console_off_loopback_needs_tls_and_tokens() {
+        let mut c = Config::example();
+        c.settings.console.listen = Some(SocketAddr::from(([0, 0, 0, 0], 8480)));
+        let err = c.check_exposure().map_err(|e| e.to_string());
+        assert!(
+            err.as_ref().is_err_and(|e| e.contains("console.tls")),
+            "{err:?}"
+        );
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        for f in [&cert, &key] {
+            std::fs::write(f, "not checked here").expect("a file");
+        }
+        c.settings.console.tls = Some(TlsConfig { cert, key });
+        let err = c.check_exposure().map_err(|e| e.to_string());
+        assert!(
+            err.as_ref().is_err_and(|e| e.contains("[[access.token]]")),
+            "{err:?}"
+        );
+        c.settings.console.tls = Some(TlsConfig {
+            cert: dir.path().join("missing.pem"),
+            key: dir.path().join("k.pem"),
+        });
+        let err = c.check_exposure().map_err(|e| e.to_string());
+        assert!(
+            err.as_ref().is_err_and(|e| e.contains("console.tls.cert")),
+            "{err:?}"
+        );
+        c.settings.console = ConsoleConfig {
+            listen: Some(ConsoleConfig::DEMO_LISTEN),
+            tls: None,
+        };
+        assert!(c.check_exposure().is_ok());
+    }
 
     #[test]
     fn embedded_example_is_valid() {

@@ -37,6 +37,7 @@
 //! ```
 
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod grpc;
 pub mod http;

@@ -125,6 +125,10 @@ struct Overrides {
     /// Turn the Prometheus endpoint off.
     #[arg(long)]
     no_metrics: bool,
+    /// Web console listen address (`demo` serves it on 127.0.0.1:8480
+    /// unless the configuration or this says otherwise).
+    #[arg(long, env = "HAZARDWATCH_CONSOLE")]
+    console: Option<SocketAddr>,
     /// Timely worker threads (0: one per core).
     #[arg(long, env = "HAZARDWATCH_WORKERS")]
     workers: Option<usize>,
@@ -159,6 +163,9 @@ impl Overrides {
         }
         if self.no_metrics {
             s.metrics.enabled = false;
+        }
+        if self.console.is_some() {
+            s.console.listen = self.console;
         }
         if let Some(w) = self.workers {
             s.engine.workers = w;
@@ -275,6 +282,8 @@ fn main() -> ExitCode {
         } => {
             init_tracing("warn,rmqtt=off,rmqtt_net=off");
             load(config.as_ref()).and_then(|mut c| {
+                let console = &mut c.settings.console.listen;
+                console.get_or_insert(hazardwatch::config::ConsoleConfig::DEMO_LISTEN);
                 overrides.apply(&mut c)?;
                 let creds = credentials(creds.as_ref())?;
                 runtime()?.block_on(hazardwatch::demo::demo(

@@ -73,4 +73,17 @@ pub(crate) fn print_banner(r: &Running, config: &Config, embedded: bool) {
         r.archive_dir.display(),
         r.quarantine_file.display()
     );
+    if let Some(addr) = r.console_addr {
+        let scheme = if config.settings.console.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let login = if config.settings.access.is_open() {
+            " (open: no tokens configured, loopback only)"
+        } else {
+            " (log in with an [[access.token]])"
+        };
+        println!("  console {scheme}://{addr}/{login}");
+    }
 }

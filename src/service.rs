@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::console;
 use crate::grpc;
 use crate::http;
 use crate::live_site::LiveSite;
@@ -66,6 +67,8 @@ pub struct Running {
     pub grpc_addr: SocketAddr,
     /// Where `/metrics` listens, when enabled and installed.
     pub metrics_addr: Option<SocketAddr>,
+    /// The console's address, when it is on.
+    pub console_addr: Option<SocketAddr>,
     /// The archive root (`DATA/archive`).
     pub archive_dir: PathBuf,
     /// The quarantine file.
@@ -353,7 +356,21 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         clock: clock.clone(),
         readiness: readiness.clone(),
     };
-    let grpc = tokio::spawn(grpc::serve(server, listener, backends, grpc_stop.clone()));
+    let services = grpc::Services::new(backends, grpc_stop.clone());
+    let console_addr = match settings.console.listen {
+        Some(listen) => Some(
+            console::start(
+                listen,
+                &settings.console,
+                services.clone(),
+                grpc_stop.clone(),
+            )
+            .await
+            .with_context(|| format!("starting the console on {listen}"))?,
+        ),
+        None => None,
+    };
+    let grpc = tokio::spawn(grpc::serve(server, listener, services, grpc_stop.clone()));
     let clock_task = tokio::spawn(clock_loop(
         hub.clone(),
         health.clone(),
@@ -583,6 +600,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         mqtt_addr,
         grpc_addr,
         metrics_addr,
+        console_addr,
         archive_dir,
         quarantine_file,
         hub,

@@ -75,6 +75,24 @@ pub struct TokenSpec {
     pub enterprises: Vec<String>,
 }
 
+impl Role {
+    /// Its name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl Level {
+    /// Its name in the configuration (and [`crate::table::ESCALATION_LEVELS`]).
+    pub fn as_str(self) -> &'static str {
+        crate::table::ESCALATION_LEVELS[self as usize]
+    }
+}
+
 fn enterprise_level() -> Level {
     Level::Enterprise
 }

@@ -40,6 +40,7 @@ pub use registry::{Credential, GatewayIdx, GatewayInfo, NO_GATEWAY, Registry};
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod pb {
     tonic::include_proto!("hazardwatch.v1");
+    include!(concat!(env!("OUT_DIR"), "/hazardwatch.v1.serde.rs"));
 
     /// Encoded `FileDescriptorSet` of every `.proto` file, for gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

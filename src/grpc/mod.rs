@@ -2,7 +2,8 @@
 //! so grpcurl or any gRPC client works without the `.proto` files in hand.
 //!
 //! - [`alarms`]: `AlarmService` over the alarm hub.
-//! - [`site`]: `SiteService` (risk colours, unit states).
+//! - [`site`]: `SiteService` (risk colours, unit states, gateway health,
+//!   the site model as a caller sees it).
 //! - [`telemetry`]: `TelemetryService` over [`crate::telemetry`].
 //! - [`access`]: the bearer-token interceptor and the caller of a request.
 //! - [`status`]: the one place errors become gRPC status codes.
@@ -33,6 +34,7 @@ use crate::telemetry::Telemetry;
 
 pub mod access;
 pub mod alarms;
+mod describe;
 pub mod site;
 pub mod status;
 pub mod telemetry;
@@ -104,23 +106,60 @@ pub struct Backends {
     pub readiness: Arc<Readiness>,
 }
 
+/// The service implementations, built once and shared by the gRPC server
+/// and the console's HTTP API, so both authorise, scope and answer alike.
+#[derive(Clone)]
+pub struct Services {
+    /// Who may call.
+    pub access: Arc<Access>,
+    /// `AlarmService`.
+    pub alarms: Arc<Alarms>,
+    /// `SiteService`.
+    pub site: Arc<SiteApi>,
+    /// `TelemetryService`.
+    pub telemetry: Arc<Telemetry>,
+    /// Whether the instance is ready.
+    pub readiness: Arc<Readiness>,
+}
+
+impl Services {
+    /// The services over `backends`; their alarm feeds end when `shutdown`
+    /// is cancelled.
+    pub fn new(backends: Backends, shutdown: CancellationToken) -> Services {
+        let Backends {
+            hub,
+            access,
+            site,
+            telemetry,
+            health,
+            clock,
+            readiness,
+        } = backends;
+        Services {
+            access,
+            alarms: Arc::new(Alarms::new(hub.clone(), clock.clone(), shutdown)),
+            site: Arc::new(SiteApi::new(hub, site, health, clock)),
+            telemetry: Arc::new(telemetry),
+            readiness,
+        }
+    }
+}
+
 /// Serves the alarm, site and telemetry services, health and reflection on
 /// `listener` with `server` (see [`server`]) until `shutdown` is cancelled.
 pub async fn serve(
     mut server: tonic::transport::Server,
     listener: TcpListener,
-    backends: Backends,
+    services: Services,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let Backends {
-        hub,
+    let Services {
         access,
+        alarms,
         site,
         telemetry,
-        health: gateways,
-        clock,
         readiness,
-    } = backends;
+    } = services;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     tokio::spawn(follow_readiness(
         readiness,
@@ -145,19 +184,19 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(
-            SiteServiceServer::new(SiteApi::new(hub.clone(), site, gateways, clock.clone()))
+            SiteServiceServer::from_arc(site)
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
             interceptor(access.clone()),
         ))
         .add_service(InterceptedService::new(
-            TelemetryServiceServer::new(telemetry)
+            TelemetryServiceServer::from_arc(telemetry)
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
             interceptor(access.clone()),
         ))
         .add_service(InterceptedService::new(
-            AlarmServiceServer::new(Alarms::new(hub, clock, shutdown.clone()))
+            AlarmServiceServer::from_arc(alarms)
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
             interceptor(access),

@@ -16,6 +16,7 @@ use hazardwatch_rules::site::UnitState;
 use tonic::{Request, Response, Status};
 
 use super::access::caller;
+use super::describe::describe;
 use super::status::IntoStatus;
 use crate::live_site::LiveSite;
 
@@ -59,6 +60,15 @@ fn health_rollup(enterprise: &str, r: &Rollup) -> pb::HealthRollup {
 
 #[tonic::async_trait]
 impl SiteService for SiteApi {
+    async fn describe(
+        &self,
+        request: Request<pb::DescribeRequest>,
+    ) -> Result<Response<pb::DescribeResponse>, Status> {
+        let caller = caller(&request)?;
+        let site = self.site.snapshot();
+        Ok(Response::new(describe(&site, &caller.scope)))
+    }
+
     async fn gateways(
         &self,
         request: Request<pb::GatewaysRequest>,

@@ -22,6 +22,7 @@ use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
 pub mod external;
+pub mod http;
 pub mod mqtt;
 pub mod powercut;
 

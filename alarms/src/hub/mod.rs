@@ -525,6 +525,8 @@ impl AlarmHub {
                 out_of_service: e.out_of_service,
                 escalation_level: e.escalation_level,
                 awaiting_disposal: e.awaiting_disposal,
+                text_key: e.text_key,
+                text_params: e.text_params,
             })
             .collect();
         (alarms, table.last_seq())

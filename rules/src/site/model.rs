@@ -206,6 +206,29 @@ pub struct HazardSourceInfo {
     pub r_value: Option<f64>,
     /// Its units.
     pub units: Vec<UnitInfo>,
+    /// Where it is drawn on the park map.
+    pub position: Option<Position>,
+    /// Its camera feed's address.
+    pub camera: Option<String>,
+}
+
+/// A place on the park map.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Position {
+    /// On the site plan, in its units (y down).
+    Plan {
+        /// Across.
+        x: f64,
+        /// Down.
+        y: f64,
+    },
+    /// On the earth, WGS 84 degrees.
+    Geo {
+        /// Longitude, east.
+        lon: f64,
+        /// Latitude, north.
+        lat: f64,
+    },
 }
 
 /// An enterprise in the validated model.

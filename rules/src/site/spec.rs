@@ -91,6 +91,30 @@ pub struct HazardSourceSpec {
     /// Tanks, tank farms and process units of this hazard source.
     #[serde(default)]
     pub unit: Vec<UnitSpec>,
+    /// Where it is drawn on the park map: `{ x = .., y = .. }` on the site
+    /// plan, or `{ lon = .., lat = .. }` (WGS 84 degrees). Every hazard
+    /// source of a park uses the same one of the two.
+    #[serde(default)]
+    pub position: Option<Spanned<PositionSpec>>,
+    /// Its camera feed (`https://`, `http://` or `rtsp://`), linked from
+    /// the console's detail of the hazard source.
+    #[serde(default)]
+    pub camera: Option<Spanned<String>>,
+}
+
+/// A place on the park map as written: `x` and `y` on the site plan, or
+/// `lon` and `lat`; exactly one of the pairs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PositionSpec {
+    /// Across the site plan, in its units.
+    pub x: Option<f64>,
+    /// Down the site plan, in its units.
+    pub y: Option<f64>,
+    /// Longitude, degrees east.
+    pub lon: Option<f64>,
+    /// Latitude, degrees north.
+    pub lat: Option<f64>,
 }
 
 /// One dangerous substance of a hazard source (GB 18218-2018).

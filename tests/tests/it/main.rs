@@ -9,6 +9,7 @@ mod backfill;
 mod bad_input;
 mod clock;
 mod config_errors;
+mod console;
 mod durability;
 mod end_to_end;
 mod escalation;

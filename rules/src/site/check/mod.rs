@@ -20,6 +20,7 @@ use super::spec::*;
 use crate::error::Error;
 
 mod gateway;
+mod place;
 mod point;
 mod unit;
 
@@ -35,6 +36,8 @@ struct Checker<'a> {
     src: &'a Source,
     errors: Vec<Error>,
     ids: HashSet<String>,
+    /// Whether the park's map positions are geographic, set by the first.
+    geo_map: Option<bool>,
 }
 
 impl Checker<'_> {
@@ -179,6 +182,7 @@ impl SiteModel {
             src,
             errors: Vec::new(),
             ids: HashSet::new(),
+            geo_map: None,
         };
         let mut defaults = BTreeMap::new();
         for (kind_name, d) in &spec.defaults {
@@ -261,12 +265,15 @@ impl SiteModel {
                         points,
                     });
                 }
+                let (position, camera) = c.place(hs);
                 hazard_sources.push(HazardSourceInfo {
                     id: hs.id.get_ref().clone(),
                     name: hs.name.clone(),
                     grade,
                     r_value,
                     units,
+                    position,
+                    camera,
                 });
             }
             enterprises.push(EnterpriseInfo {
