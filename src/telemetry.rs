@@ -30,6 +30,8 @@ use hazardwatch_proto::{Catalog, PointIdx, Quality, Reading, pb};
 use hazardwatch_storage::reader::{self, Range};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
+mod decimate;
+
 /// Most points in one `Latest` call.
 pub const MAX_LATEST_POINTS: usize = 10_000;
 /// Most points in one `Query` call.
@@ -256,13 +258,15 @@ impl Telemetry {
     }
 
     /// The readings of the named points in `[from_ms, to_ms)`, archived or
-    /// not sealed yet, sorted by point name then time (see [`Answer`]).
+    /// not sealed yet, sorted by point name then time (see [`Answer`]);
+    /// with `max_points` more than 0, at most about that many per point
+    /// (the chart reduction of `decimate`).
     pub async fn query(
         &self,
         caller: &Caller,
         names: &[String],
-        from_ms: i64,
-        to_ms: i64,
+        (from_ms, to_ms): (i64, i64),
+        max_points: usize,
     ) -> Result<Answer, QueryError> {
         if from_ms >= to_ms {
             return Err(QueryError::InvalidArgument(
@@ -325,6 +329,7 @@ impl Telemetry {
                 }
             }
             out.sort_by_key(|r| (catalog.name_rank(r.point), r.ts_ms, r.value.to_bits()));
+            let out = decimate::decimate(out, from_ms, to_ms, max_points);
             Ok(Answer {
                 rows: out.into_iter(),
                 catalog,

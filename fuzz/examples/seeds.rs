@@ -240,6 +240,7 @@ fn main() -> anyhow::Result<()> {
                 points: vec!["T101.LT".into()],
                 from_ms: NOW_MS - 60_000,
                 to_ms: NOW_MS,
+                ..Default::default()
             }
             .encode_to_vec(),
         ),

@@ -31,6 +31,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("web/style.css"),
     },
     Asset {
+        name: "core.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("web/core.js"),
+    },
+    Asset {
         name: "labels.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("web/labels.js"),
@@ -39,6 +44,11 @@ const ASSETS: &[Asset] = &[
         name: "icon.svg",
         content_type: "image/svg+xml",
         body: include_str!("web/icon.svg"),
+    },
+    Asset {
+        name: "trend.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("web/trend.js"),
     },
     Asset {
         name: "app.js",

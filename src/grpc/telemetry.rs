@@ -36,7 +36,12 @@ impl TelemetryService for Telemetry {
         let caller = caller(&request)?;
         let req = request.into_inner();
         let answer = self
-            .query(&caller, &req.points, req.from_ms, req.to_ms)
+            .query(
+                &caller,
+                &req.points,
+                (req.from_ms, req.to_ms),
+                req.max_points as usize,
+            )
             .await
             .into_status()?;
         // Pages are made as the client takes them: a slow client holds the

@@ -139,6 +139,24 @@ def test_the_gas_leak_turns_the_map_red_and_its_latched_alarm_resets_only_below_
     p.click('circle[data-source="E03-HS1"]')
     p.wait_for_selector('#detail [data-point="E03-GT01"]')
     screenshot(p, artifacts, "map")
+    # The detector's trend: its limits drawn, its alarm marked where raised.
+    p.click('#detail [data-point="E03-GT01"]')
+    panel = '#trend-chart g.panel[data-point="E03-GT01"]'
+    p.wait_for_selector(f'{panel} g.mark.raised[data-alarm="E03-GT01/HH"]', timeout=30_000)
+    assert p.locator(f'{panel} g.limit[data-limit="HH"]').count() == 1
+    assert p.locator(f'{panel} g.limit[data-limit="H"]').count() == 1
+    assert p.locator(f"{panel} path.series").get_attribute("d").count("L") > 10
+    screenshot(p, artifacts, "trend")
+    # Zoom: drag across the middle of the panel; the range narrows.
+    before = p.evaluate("() => window.hwTrend.to - window.hwTrend.from")
+    box = p.locator("#trend-chart").bounding_box()
+    y = box["y"] + 80
+    p.mouse.move(box["x"] + box["width"] * 0.5, y)
+    p.mouse.down()
+    p.mouse.move(box["x"] + box["width"] * 0.9, y, steps=5)
+    p.mouse.up()
+    p.wait_for_function(f"() => window.hwTrend.to - window.hwTrend.from < {before} * 0.6")
+    assert p.evaluate("() => window.hwTrend.follow") is False
     # Critical and unacknowledged: annunciated until acknowledged.
     p.wait_for_function("() => document.body.dataset.annunciating === 'critical'")
     p.click("button[data-view=alarms]")

@@ -71,6 +71,7 @@ async fn queries(
                 points: vec!["T101.LT".into(), "E01-GT01".into()],
                 from_ms: now - 5_000,
                 to_ms: now,
+                ..Default::default()
             })
             .await
         {

@@ -5,144 +5,27 @@
 // networks are often offline. Text from the service (site names, comments,
 // messages) is only ever set as text, never parsed as HTML.
 
-import { LABELS, ENUMS } from "./labels.js";
-
-const $ = (id) => document.getElementById(id);
-
-// The alarm feed and list show suppressed, shelved and out-of-service
-// alarms too: the list counts them and hides them unless asked.
-const FEED_FILTER = { include_suppressed: true, include_shelved: true };
-const PRIORITY_RANK = { PRIORITY_CRITICAL: 4, PRIORITY_HIGH: 3, PRIORITY_MEDIUM: 2, PRIORITY_LOW: 1 };
-
-const state = {
-  me: null,
-  texts: null,
-  lang: localStorage.getItem("hw.lang") || (navigator.language.startsWith("zh") ? "zh" : "en"),
-  site: null,
-  alarms: new Map(), // alarm_id -> row
-  lastSeq: 0, // the last feed event applied: each is applied once
-  feed: null,
-  risk: new Map(), // hazard source id -> { colour, reasons }
-  muted: false,
-  showHidden: false,
-  detail: null, // hazard source shown in the map's detail panel
-  rowTimes: [], // { id, seq, eventTime, shown }: raise to row, for measurement
-  applied: [], // the sequence numbers of the feed events applied, in order
-  started: false,
-};
-// For diagnostics and the browser tests (raise-to-row timing).
-window.hw = state;
-
-// ---------------------------------------------------------------- words
-
-function L(key) {
-  return LABELS[state.lang][key] ?? LABELS.en[key] ?? key;
-}
-
-/** An enum's wire name (`PRIORITY_HIGH`) in the current language. */
-function enumText(kind, wire) {
-  const short = String(wire).replace(kind + "_", "");
-  return ENUMS[state.lang][kind]?.[short] ?? short;
-}
-
-/** A message template rendered with its parameters (hazardwatch_alarms::text). */
-function message(key, params, flags = {}) {
-  const t = state.texts;
-  const template = t?.templates[key];
-  if (!template) return key || "";
-  let out = template[state.lang].replace(/\{([^{}]*)\}/g, (whole, name) => {
-    const value = params?.[name];
-    if (value === undefined) return whole;
-    const of = t.term_params[name];
-    if (!of) return value;
-    const term = t.terms.find((x) => x.of === of && x.value === value);
-    return term ? term[state.lang] : value;
-  });
-  for (const flag of ["latched", "suppressed", "backfilled"]) {
-    if (flags[flag]) out += t.notes[flag][state.lang];
-  }
-  return out;
-}
-
-function applyLabels() {
-  document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
-  document.title = L("title");
-  for (const e of document.querySelectorAll("[data-l]")) e.textContent = L(e.dataset.l);
-  $("lang").textContent = state.lang === "zh" ? "English" : "中文";
-  $("mute").textContent = state.muted ? L("unmute") : L("mute");
-  $("operator").placeholder = L("operator_hint");
-}
-
-// ---------------------------------------------------------------- DOM
-
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  setAttrs(e, attrs);
-  for (const c of children.flat()) if (c != null) e.append(c instanceof Node ? c : String(c));
-  return e;
-}
-
-function svg(tag, attrs = {}, ...children) {
-  const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
-  setAttrs(e, attrs);
-  for (const c of children.flat()) if (c != null) e.append(c instanceof Node ? c : String(c));
-  return e;
-}
-
-function setAttrs(e, attrs) {
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else if (k === "class") e.setAttribute("class", v);
-    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? "" : v);
-  }
-}
-
-function time(ms) {
-  const d = new Date(Number(ms));
-  return isNaN(d) ? "" : d.toLocaleTimeString(state.lang === "zh" ? "zh-CN" : "en-GB", { hour12: false });
-}
-
-/** A double from the JSON mapping: NaN travels as null (or "NaN"). */
-function num(v) {
-  return v === null || v === undefined ? NaN : Number(v);
-}
-
-function fmt(v) {
-  const n = Number(v);
-  if (!Number.isFinite(n)) return "-";
-  return Math.abs(n) >= 100 ? n.toFixed(1) : n.toFixed(2);
-}
-
-let bannerTimer;
-function banner(text, sticky = false) {
-  const b = $("banner");
-  b.textContent = text;
-  b.hidden = !text;
-  clearTimeout(bannerTimer);
-  if (text && !sticky) bannerTimer = setTimeout(() => (b.hidden = true), 8000);
-}
-
-// ---------------------------------------------------------------- API
-
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-async function api(method, body = {}) {
-  const r = await fetch("/api/v1/" + method, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  const data = await r.json().catch(() => ({}));
-  if (r.status === 401) showLogin();
-  if (!r.ok) throw new ApiError(r.status, data.code || "", data.message || r.statusText);
-  return data;
-}
+import {
+  $,
+  FEED_FILTER,
+  L,
+  PRIORITY_RANK,
+  api,
+  applyLabels,
+  banner,
+  el,
+  enterprises,
+  findPoint,
+  enumText,
+  fmt,
+  message,
+  num,
+  priorityShape,
+  state,
+  svg,
+  time,
+} from "./core.js";
+import { renderTrends, showTrends } from "./trend.js";
 
 // ---------------------------------------------------------------- login
 
@@ -228,24 +111,22 @@ function canAct() {
   return state.me && (state.me.role === "operator" || state.me.role === "admin");
 }
 
-function show(view) {
+function show(view, points) {
   for (const b of document.querySelectorAll("#nav button")) b.classList.toggle("current", b.dataset.view === view);
   for (const s of document.querySelectorAll("main .view")) s.hidden = s.id !== "view-" + view;
   if (view === "map") renderMap();
+  if (view === "trends") showTrends(points);
 }
 
 function renderAll() {
   fillFilters();
   renderAlarms();
   renderMap();
+  renderTrends();
   if (state.detail) showDetail(state.detail);
 }
 
 // ---------------------------------------------------------------- alarm list
-
-function enterprises() {
-  return state.site?.enterprises ?? [];
-}
 
 function fillFilters() {
   const keep = (id, options) => {
@@ -440,12 +321,6 @@ function visibleRows() {
     .sort((a, b) => (PRIORITY_RANK[b.priority] ?? 0) - (PRIORITY_RANK[a.priority] ?? 0) || b.raised - a.raised);
 }
 
-function priorityShape(p) {
-  const rank = PRIORITY_RANK[p] ?? 0;
-  // Rank 4 (critical) shows "1": operators number priorities from the top.
-  return el("span", { class: `prio p${rank}`, title: enumText("PRIORITY", p), "data-priority": p }, rank ? String(5 - rank) : "-");
-}
-
 function renderSummary() {
   const rows = [...state.alarms.values()];
   const count = (key, n, toggles) =>
@@ -475,15 +350,7 @@ function renderSummary() {
 function latching(r) {
   if (r.latched) return true;
   if (!r.point || !/\/(HH|H|L|LL)$/.test(r.id)) return false;
-  for (const e of enterprises()) {
-    for (const h of e.hazard_sources) {
-      for (const u of h.units) {
-        const p = u.points.find((x) => x.id === r.point);
-        if (p) return p.latch;
-      }
-    }
-  }
-  return false;
+  return findPoint(r.point)?.p.latch ?? false;
 }
 
 function rowActions(r) {
@@ -845,11 +712,13 @@ function gauge(p, value) {
 function pointRow(p, reading) {
   const value = reading ? num(reading.value) : NaN;
   const offline = reading?.quality === "QUALITY_OFFLINE";
-  return el("div", { class: "point-row", "data-point": p.id },
+  return el("div", { class: "point-row", "data-point": p.id, title: L("show_trend"), onclick: () => show("trends", [p.id]) },
     el("span", {}, p.id),
     gauge(p, offline ? NaN : value),
     el("span", { class: "v" }, offline ? L("offline") : Number.isFinite(value) ? `${fmt(value)} ${p.eng_unit}` : "-"),
   );
 }
+
+window.addEventListener("hw-unauthenticated", () => showLogin());
 
 boot().catch((e) => banner(`${L("failed")}: ${e.message}`, true));

@@ -64,6 +64,7 @@ async fn latest_and_a_query_across_the_seal_boundary_see_every_reading_once() {
                 points: vec!["T101.LT".into()],
                 from_ms: t0 - 1,
                 to_ms: t0 + 10_000,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -89,6 +90,7 @@ async fn latest_and_a_query_across_the_seal_boundary_see_every_reading_once() {
             points: vec!["NOPE".into()],
             from_ms: t0,
             to_ms: t0 + 1,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -98,6 +100,7 @@ async fn latest_and_a_query_across_the_seal_boundary_see_every_reading_once() {
             points: vec!["T101.LT".into()],
             from_ms: t0,
             to_ms: t0,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -134,6 +137,7 @@ async fn queries_are_bounded_and_clients_that_do_not_read_hold_nothing_up() {
         points: vec!["T101.LT".into()],
         from_ms: t0,
         to_ms: t0 + total,
+        ..Default::default()
     };
     // Clients with small HTTP/2 windows: the server can send little ahead
     // of what they read (the defaults would take 2 MB without reading).
@@ -200,6 +204,7 @@ async fn queries_are_bounded_and_clients_that_do_not_read_hold_nothing_up() {
             points: vec!["X".repeat(2 << 20)],
             from_ms: t0,
             to_ms: t0 + 1,
+            ..Default::default()
         })
         .await
         .unwrap_err();
