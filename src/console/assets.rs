@@ -46,6 +46,16 @@ const ASSETS: &[Asset] = &[
         body: include_str!("web/icon.svg"),
     },
     Asset {
+        name: "kpi.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("web/kpi.js"),
+    },
+    Asset {
+        name: "regulator.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("web/regulator.js"),
+    },
+    Asset {
         name: "trend.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("web/trend.js"),

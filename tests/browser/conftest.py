@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {
     "park": "park-operator-0123456789",
     "e01": "e01-operator-0123456789",
+    "county": "county-viewer-0123456789",
 }
 
 ACCESS = """
@@ -43,6 +44,23 @@ name = "E01 control room"
 token = "e01-operator-0123456789"
 role = "operator"
 enterprises = ["E01"]
+
+[[access.token]]
+name = "County emergency management bureau"
+token = "county-viewer-0123456789"
+role = "viewer"
+level = "county"
+enterprises = ["*"]
+
+# E03's chain in seconds rather than minutes, so that the gas leak reaches
+# the county while the tests run.
+[[escalation]]
+enterprises = ["E03"]
+min_priority = "high"
+park_min = 0.5
+county_min = 1.0
+city_min = 100
+province_min = 200
 """
 
 

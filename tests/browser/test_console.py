@@ -215,3 +215,52 @@ def test_after_the_connection_drops_and_returns_no_alarm_is_missing_or_doubled(b
     rows = p.eval_on_selector_all("tr[data-alarm]", "rs => rs.map(r => r.dataset.alarm)")
     assert len(rows) == len(set(rows)), "a row shown twice"
     page.close()
+
+
+def test_kpis_show_each_consoles_alarm_figures_and_gateway_online_rates(park_page, artifacts):
+    p = park_page.page
+    p.click("button[data-view=kpis]")
+    e03 = 'section.kpi-console[data-enterprise="E03"]'
+    p.wait_for_selector(f'{e03} [data-kpi="raises"]')
+    raises = int(p.text_content(f'{e03} [data-kpi="raises"] b'))
+    assert raises >= 2, raises
+    actors = p.eval_on_selector_all(f'{e03} [data-kpi="bad-actors"] td:first-child', "ts => ts.map(t => t.textContent)")
+    assert any(a.startswith("E03-") for a in actors), actors
+    gateways = p.eval_on_selector_all('[data-kpi="gateways"] tr[data-gateway]', "rs => rs.map(r => r.dataset.gateway)")
+    assert {"E01-GW1", "E03-GDS"} <= set(gateways), gateways
+    rollups = p.eval_on_selector_all('[data-kpi="gateways"] tr[data-enterprise]', "rs => rs.map(r => r.dataset.enterprise)")
+    assert rollups == ["E01", "E02", "E03"], rollups
+    screenshot(p, artifacts, "kpis")
+    assert not park_page.errors, park_page.errors
+
+
+def test_the_county_sees_the_escalated_gas_alarm_with_its_timeline_and_its_disposal(browser, demo, park_page, artifacts):
+    county = Page(browser, demo.console + "/")
+    c = county.page
+    county.login(TOKENS["county"])
+    c.click("button[data-view=regulator]")
+    card = 'section.disposal[data-alarm="E03-GT01/HH"]'
+    # Raised about +38 s; E03's chain: the park after 30 s, the county after 60 s.
+    c.wait_for_selector(f'{card} li[data-transition="TRANSITION_ESCALATED"] >> nth=1', timeout=150_000)
+    steps = c.eval_on_selector_all(f"{card} li", "ls => ls.map(l => l.dataset.transition)")
+    assert steps[0] == "TRANSITION_RAISED", steps
+    assert steps.count("TRANSITION_ESCALATED") >= 2, steps
+    assert "TRANSITION_ACKNOWLEDGED" in steps, steps
+    assert c.locator(f"{card} button[data-action=dispose]").count() == 0, "a viewer cannot dispose"
+    screenshot(c, artifacts, "disposal")
+    # The park's duty officer records the disposal; the county sees it.
+    p = park_page.page
+    p.click("button[data-view=regulator]")
+    p.wait_for_selector(f"{card} button[data-action=dispose]")
+    p.fill(f"{card} .dispose-form label:nth-child(1) textarea", "flange gasket leak at the sphere inlet")
+    p.fill(f"{card} .dispose-form label:nth-child(2) textarea", "isolated, gasket replaced, area ventilated")
+    p.click(f"{card} button[data-action=dispose]")
+    # It was normal and acknowledged, so the record closes it; the county
+    # keeps the record.
+    record = f'#disposed li[data-alarm="E03-GT01/HH"]'
+    c.wait_for_selector(record, timeout=30_000)
+    text = c.text_content(record)
+    assert "flange gasket" in text and "gasket replaced" in text and "Li Wei" in text, text
+    c.wait_for_selector(card, state="detached")
+    assert not county.errors, county.errors
+    county.close()

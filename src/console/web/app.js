@@ -25,6 +25,8 @@ import {
   svg,
   time,
 } from "./core.js";
+import { renderKpis, showKpis } from "./kpi.js";
+import { noteDisposed, renderRegulator, showRegulator } from "./regulator.js";
 import { renderTrends, showTrends } from "./trend.js";
 
 // ---------------------------------------------------------------- login
@@ -116,6 +118,8 @@ function show(view, points) {
   for (const s of document.querySelectorAll("main .view")) s.hidden = s.id !== "view-" + view;
   if (view === "map") renderMap();
   if (view === "trends") showTrends(points);
+  if (view === "kpis") showKpis();
+  if (view === "regulator") showRegulator();
 }
 
 function renderAll() {
@@ -123,6 +127,8 @@ function renderAll() {
   renderAlarms();
   renderMap();
   renderTrends();
+  renderKpis();
+  renderRegulator();
   if (state.detail) showDetail(state.detail);
 }
 
@@ -240,7 +246,10 @@ function applyEvent(e) {
     });
     return;
   }
-  if (e.state === "ALARM_STATE_NORMAL") {
+  if (e.transition === "TRANSITION_DISPOSED") noteDisposed(e);
+  // Normal again and acknowledged: gone, unless it still waits for its
+  // disposal record (the Disposal view keeps it until then).
+  if (e.state === "ALARM_STATE_NORMAL" && !e.awaiting_disposal) {
     state.alarms.delete(e.alarm_id);
     scheduleRender();
     return;
@@ -289,6 +298,7 @@ function scheduleRender() {
   requestAnimationFrame(() => {
     renderQueued = false;
     renderAlarms();
+    renderRegulator();
     if (state.detail) renderDetailAlarms();
   });
 }
@@ -313,6 +323,7 @@ function visibleRows() {
     state: $("f-state").value,
   };
   return [...state.alarms.values()]
+    .filter((r) => r.state !== "ALARM_STATE_NORMAL")
     .filter((r) => state.showHidden || !hiddenByDesign(r))
     .filter((r) => !f.enterprise || r.enterprise === f.enterprise)
     .filter((r) => !f.source || r.hazard_source === f.source)
@@ -336,7 +347,7 @@ function renderSummary() {
       el("b", {}, String(n)),
     );
   $("summary").replaceChildren(
-    count("active", rows.filter((r) => !hiddenByDesign(r)).length),
+    count("active", rows.filter((r) => !hiddenByDesign(r) && r.state !== "ALARM_STATE_NORMAL").length),
     count("unacked", rows.filter((r) => !hiddenByDesign(r) && unacked(r)).length),
     count("latched", rows.filter((r) => r.latched).length),
     count("shelved", rows.filter(shelved).length, true),
