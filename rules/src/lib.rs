@@ -54,4 +54,4 @@ pub mod site;
 
 pub use engine::{Collector, Engine, EngineConfig, EngineInput, EventSink, Progress, evaluate};
 pub use error::{Error, Result};
-pub use site::{Invalid, Position, SiteModel, SiteSpec, Source};
+pub use site::{Invalid, Position, SiteModel, SitePlan, SiteSpec, Source};

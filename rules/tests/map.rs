@@ -74,3 +74,63 @@ fn bad_positions_and_cameras_are_refused_with_their_place() {
         assert!(err.contains("park.toml:"), "{err}");
     }
 }
+
+fn with_plan(plan: &str, dir: &std::path::Path) -> Result<SiteModel, String> {
+    let text = format!(
+        r#"
+park = {{ id = "P", plan = {plan} }}
+[[enterprise]]
+id = "E"
+[[enterprise.hazard_source]]
+id = "HS1"
+grade = 2
+position = {{ x = 120, y = 40 }}
+"#
+    );
+    SiteModel::parse(&Source {
+        path: dir.join("park.toml"),
+        text,
+    })
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_site_plan_is_an_image_beside_the_file_that_holds_the_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.svg"),
+        "<svg xmlns='http://www.w3.org/2000/svg'/>",
+    )
+    .unwrap();
+    let m = with_plan(
+        r#"{ file = "plan.svg", width = 800, height = 500 }"#,
+        dir.path(),
+    )
+    .unwrap();
+    let plan = m.plan.unwrap();
+    assert_eq!(plan.file, dir.path().join("plan.svg"));
+    assert_eq!(plan.size, (800.0, 500.0));
+    assert_eq!(plan.media_type(), "image/svg+xml");
+    let cases = [
+        (
+            r#"{ file = "missing.svg", width = 800, height = 500 }"#,
+            "missing.svg",
+        ),
+        (
+            r#"{ file = "plan.exe", width = 800, height = 500 }"#,
+            "must be an .svg",
+        ),
+        (
+            r#"{ file = "plan.svg", width = 0, height = 500 }"#,
+            "above 0",
+        ),
+        (
+            r#"{ file = "plan.svg", width = 100, height = 500 }"#,
+            "not on the 100 x 500 plan",
+        ),
+    ];
+    for (plan, want) in cases {
+        let err = with_plan(plan, dir.path()).unwrap_err();
+        assert!(err.contains(want), "{plan}: {err}");
+    }
+}

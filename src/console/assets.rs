@@ -7,10 +7,15 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hazardwatch_alarms::text::{NOTES, TEMPLATES, TERM_PARAMS, TERMS};
+use hazardwatch_rules::SitePlan;
+
+use super::Console;
+use super::api::ApiError;
+use super::session::caller;
 
 /// An embedded file.
 struct Asset {
@@ -111,6 +116,54 @@ pub async fn index(headers: HeaderMap) -> Response {
 /// `GET /assets/{file}`.
 pub async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
     serve(&name, &headers)
+}
+
+/// `GET /api/plan`: the park's site plan drawing, to a caller who may see
+/// the site. An SVG is an image here; opened on its own it may run nothing.
+pub async fn plan(State(console): State<Console>, headers: HeaderMap) -> Response {
+    if let Err(e) = caller(&console, &headers) {
+        return e.into_response();
+    }
+    let Some(plan) = console.services.site.plan() else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "the park has no site plan",
+        )
+        .into_response();
+    };
+    let read = async {
+        let len = tokio::fs::metadata(&plan.file).await?.len();
+        if len > SitePlan::MAX_BYTES {
+            return Err(std::io::Error::other(format!(
+                "{len} bytes, more than {}",
+                SitePlan::MAX_BYTES
+            )));
+        }
+        tokio::fs::read(&plan.file).await
+    };
+    match read.await {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, plan.media_type()),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(file = %plan.file.display(), error = %e, "the site plan cannot be read");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "the site plan cannot be read",
+            )
+            .into_response()
+        }
+    }
 }
 
 /// `GET /api/text`: the alarm message templates, the notes of an event's

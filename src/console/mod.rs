@@ -97,6 +97,7 @@ pub fn router(console: Console) -> Router {
         .route("/api/login", post(session::login))
         .route("/api/logout", post(session::logout))
         .route("/api/whoami", get(session::whoami))
+        .route("/api/plan", get(assets::plan))
         .route("/api/v1/AlarmService/Subscribe", get(feed::subscribe))
         .route("/api/v1/{service}/{method}", post(api::call))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -109,11 +110,13 @@ pub fn router(console: Console) -> Router {
 /// never cached.
 async fn protect(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    let set = [
-        (
-            header::CONTENT_SECURITY_POLICY,
+    // A response may carry a stricter policy of its own (the site plan).
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
             "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ),
+        ));
+    let set = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::X_FRAME_OPTIONS, "DENY"),

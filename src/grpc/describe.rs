@@ -92,5 +92,10 @@ pub(crate) fn describe(site: &SiteModel, scope: &Scope) -> pb::DescribeResponse 
         park_id: site.park_id.clone(),
         park_name: site.park_name.clone(),
         enterprises,
+        plan: site.plan.as_ref().map(|p| pb::SitePlan {
+            width: p.size.0,
+            height: p.size.1,
+            media_type: p.media_type().to_owned(),
+        }),
     }
 }

@@ -48,6 +48,13 @@ impl SiteApi {
     }
 }
 
+impl SiteApi {
+    /// The park's site plan, as the running model has it.
+    pub fn plan(&self) -> Option<hazardwatch_rules::SitePlan> {
+        self.site.snapshot().plan
+    }
+}
+
 fn health_rollup(enterprise: &str, r: &Rollup) -> pb::HealthRollup {
     pb::HealthRollup {
         enterprise: enterprise.to_owned(),

@@ -79,6 +79,17 @@ def test_an_e01_token_sees_nothing_of_other_enterprises(browser, demo):
     p.click("button[data-view=map]")
     sources = p.eval_on_selector_all("circle[data-source]", "cs => cs.map(c => c.dataset.source)")
     assert sources == ["E01-HS1"], sources
+    # Trends offer E01's points only; KPIs show E01's console and gateways.
+    p.click("button[data-view=trends]")
+    offered = p.eval_on_selector_all("#trend-pick option", "os => os.map(o => o.value)")
+    assert offered and all(o.startswith(("T10", "E01")) for o in offered), offered
+    p.click("button[data-view=kpis]")
+    p.wait_for_selector('section.kpi-console[data-enterprise="E01"]')
+    consoles = p.eval_on_selector_all("section.kpi-console[data-enterprise]", "ss => ss.map(s => s.dataset.enterprise)")
+    assert consoles == ["E01"], consoles
+    gateways = p.eval_on_selector_all('[data-kpi="gateways"] tr[data-gateway]', "rs => rs.map(r => r.dataset.gateway)")
+    assert gateways and all(g.startswith("E01") for g in gateways), gateways
+    p.click("button[data-view=regulator]")
     body = p.text_content("body")
     for other in ("E02", "E03", "Donghai", "Xinyuan", "R201", "V301"):
         assert other not in body, other

@@ -212,6 +212,43 @@ pub struct HazardSourceInfo {
     pub camera: Option<String>,
 }
 
+/// The drawing of the site the map is drawn on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SitePlan {
+    /// The file (checked to exist, of a known image type, at most
+    /// [`SitePlan::MAX_BYTES`]).
+    pub file: std::path::PathBuf,
+    /// Its width and height in position units.
+    pub size: (f64, f64),
+}
+
+impl SitePlan {
+    /// The largest drawing accepted.
+    pub const MAX_BYTES: u64 = 10 * 1024 * 1024;
+
+    /// The image types accepted, by extension, with their media types.
+    pub const TYPES: [(&'static str, &'static str); 5] = [
+        ("svg", "image/svg+xml"),
+        ("png", "image/png"),
+        ("jpg", "image/jpeg"),
+        ("jpeg", "image/jpeg"),
+        ("webp", "image/webp"),
+    ];
+
+    /// The media type of the file.
+    pub fn media_type(&self) -> &'static str {
+        let ext = self
+            .file
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        Self::TYPES
+            .iter()
+            .find(|(e, _)| *e == ext)
+            .map_or("application/octet-stream", |(_, t)| t)
+    }
+}
+
 /// A place on the park map.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Position {
@@ -249,6 +286,8 @@ pub struct SiteModel {
     pub park_id: String,
     /// Park name.
     pub park_name: String,
+    /// The site plan the map is drawn on, if the park has one.
+    pub plan: Option<SitePlan>,
     /// Enterprises, in file order.
     pub enterprises: Vec<EnterpriseInfo>,
     /// Every point, by name and index; shared with ingest, the archive

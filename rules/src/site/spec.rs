@@ -17,6 +17,23 @@ pub struct ParkSpec {
     /// Display name.
     #[serde(default)]
     pub name: String,
+    /// The site plan the console's map is drawn on: an SVG, PNG, JPEG or
+    /// WebP file (its path relative to this file) and its size in the
+    /// units of the hazard sources' `position = { x, y }`.
+    #[serde(default)]
+    pub plan: Option<Spanned<PlanSpec>>,
+}
+
+/// `[park] plan = { file = "site-plan.svg", width = 1000, height = 600 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSpec {
+    /// The drawing, relative to the configuration file.
+    pub file: std::path::PathBuf,
+    /// Its width, in position units.
+    pub width: f64,
+    /// Its height, in position units.
+    pub height: f64,
 }
 
 /// One enterprise of the park. Its id is the `{enterprise}` topic segment.

@@ -570,21 +570,24 @@ function renderMap() {
   for (const e of enterprises()) {
     for (const h of e.hazard_sources) (h.position ? placed : unplaced).push({ e, h });
   }
-  // Fit the positions into the drawing (north up for lon/lat).
+  // On the site plan: its own coordinates. Otherwise fit the positions
+  // into the drawing (north up for lon/lat).
+  const plan = state.site.plan;
   const xy = (p) => (p.geo ? [p.x, -p.y] : [p.x, p.y]);
   const pts = placed.map(({ h }) => xy(h.position));
-  const [W, H, M] = [1000, 560, 130];
+  const [W, H, M] = plan ? [plan.width, plan.height, 0] : [1000, 560, 130];
   const xs = pts.map((p) => p[0]);
   const ys = pts.map((p) => p[1]);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
   const scale = Math.min((W - 2 * M) / (x1 - x0 || 1), (H - 2 * M) / (y1 - y0 || 1));
   const at = (p) => {
+    if (plan) return [p.x, p.y];
     const [x, y] = xy(p);
     return [M + (x1 === x0 ? (W - 2 * M) / 2 : (x - x0) * scale), M + (y1 === y0 ? (H - 2 * M) / 2 : (y - y0) * scale)];
   };
-  const shapes = [];
-  // Each enterprise's plot: the box around its hazard sources.
-  for (const e of enterprises()) {
+  const shapes = plan ? [svg("image", { href: "/api/plan", x: 0, y: 0, width: W, height: H, class: "plan" })] : [];
+  // Each enterprise's plot (without a plan): the box around its hazard sources.
+  for (const e of plan ? [] : enterprises()) {
     const mine = placed.filter((p) => p.e === e).map(({ h }) => at(h.position));
     if (!mine.length) continue;
     const bx = [Math.min(...mine.map((p) => p[0])) - 110, Math.max(...mine.map((p) => p[0])) + 110];

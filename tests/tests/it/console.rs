@@ -459,3 +459,47 @@ async fn the_feed_resumes_after_the_last_event_id_without_a_gap_or_a_repeat() {
         .unwrap();
     assert_eq!(bad.status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_site_plan_is_served_to_callers_only_and_may_run_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let svg = "<svg xmlns='http://www.w3.org/2000/svg' width='800' height='500'/>";
+    std::fs::write(data.path().join("plan.svg"), svg).unwrap();
+    let text = format!("{TEST_PARK}{TOKENS}{CONSOLE}").replace(
+        "[park]\nid = \"TEST\"",
+        "[park]\nid = \"TEST\"\nplan = { file = \"plan.svg\", width = 800, height = 500 }",
+    );
+    assert!(
+        text.contains("plan.svg"),
+        "the fixture's [park] table moved"
+    );
+    // The plan is found beside the configuration file.
+    let src = hazardwatch_rules::Source {
+        path: data.path().join("park.toml"),
+        text,
+    };
+    let mut config = hazardwatch::config::Config::from_source(&src).unwrap();
+    config.settings.data_dir = data.path().join("data");
+    let running = hazardwatch::service::start(config).await.unwrap();
+    let addr = running.console_addr.unwrap();
+    let r = http::request(addr, "GET", "/api/plan", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let auth = [("authorization", "Bearer e01-viewer-0123456789")];
+    let r = http::request(addr, "GET", "/api/plan", &auth, b"")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), "image/svg+xml");
+    assert!(r.header("content-security-policy").contains("sandbox"));
+    assert_eq!(r.body, svg.as_bytes());
+    let site = post_json(addr, "/api/v1/SiteService/Describe", &auth, &json!({}))
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(site["plan"]["width"], 800.0);
+    assert_eq!(site["plan"]["media_type"], "image/svg+xml");
+    running.shutdown().await.unwrap();
+}

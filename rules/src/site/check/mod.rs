@@ -282,6 +282,7 @@ impl SiteModel {
                 hazard_sources,
             });
         }
+        let plan = c.plan(spec, &enterprises);
         let registry = c.registry(spec, &names, metas.len());
         if !c.errors.is_empty() {
             return Err(Invalid(c.errors));
@@ -307,6 +308,7 @@ impl SiteModel {
         Ok(SiteModel {
             park_id: spec.park.id.get_ref().clone(),
             park_name: spec.park.name.clone(),
+            plan,
             enterprises,
             catalog: Arc::new(catalog),
             rules: Arc::new(rules),

@@ -79,3 +79,74 @@ impl Checker<'_> {
         None
     }
 }
+
+impl Checker<'_> {
+    /// The park's site plan: a readable image of a known type, not too
+    /// large, with a size; every position then on it, inside it.
+    pub(super) fn plan(
+        &mut self,
+        spec: &SiteSpec,
+        enterprises: &[EnterpriseInfo],
+    ) -> Option<SitePlan> {
+        let p = spec.park.plan.as_ref()?;
+        let span = p.span();
+        let plan = p.get_ref();
+        let file = match self.src.path.parent() {
+            Some(dir) => dir.join(&plan.file),
+            None => plan.file.clone(),
+        };
+        let field = "park: plan".to_owned();
+        let why = if !(plan.width.is_finite()
+            && plan.width > 0.0
+            && plan.height.is_finite()
+            && plan.height > 0.0)
+        {
+            Some("width and height must be numbers above 0".to_owned())
+        } else {
+            let ext = file
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default();
+            if !SitePlan::TYPES.iter().any(|(e, _)| *e == ext) {
+                Some(format!(
+                    "{}: must be an .svg, .png, .jpg or .webp drawing",
+                    file.display()
+                ))
+            } else {
+                match std::fs::metadata(&file) {
+                    Err(e) => Some(format!("{}: {e}", file.display())),
+                    Ok(m) if m.len() > SitePlan::MAX_BYTES => Some(format!(
+                        "{}: {} bytes, more than the {} accepted",
+                        file.display(),
+                        m.len(),
+                        SitePlan::MAX_BYTES
+                    )),
+                    Ok(_) => None,
+                }
+            }
+        };
+        if let Some(why) = why {
+            self.err(span, field, why);
+            return None;
+        }
+        let (w, h) = (plan.width, plan.height);
+        for hs in enterprises.iter().flat_map(|e| &e.hazard_sources) {
+            let inside = match hs.position {
+                None => true,
+                Some(Position::Plan { x, y }) => (0.0..=w).contains(&x) && (0.0..=h).contains(&y),
+                Some(Position::Geo { .. }) => false,
+            };
+            if !inside {
+                self.err(
+                    span.clone(),
+                    field.clone(),
+                    format!(
+                        "hazard source {}'s position is not on the {w} x {h} plan (x from 0 to {w}, y from 0 to {h})",
+                        hs.id
+                    ),
+                );
+            }
+        }
+        Some(SitePlan { file, size: (w, h) })
+    }
+}
