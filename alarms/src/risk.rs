@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use crate::table::ActiveAlarm;
 use crate::table::ESCALATION_LEVELS;
+use crate::text::Text;
 use hazardwatch_proto::{AlarmKind, Priority, pb};
 use hazardwatch_rules::SiteModel;
 
@@ -111,18 +112,18 @@ impl RiskModel {
 }
 
 /// A hazard source's colour from its grade and its alarms (the module's
-/// rule), with the reasons in order; `name` gives an alarm's id, asked only
-/// for the alarms a reason names.
+/// rule), with the reasons in order, as texts in either language; `name`
+/// gives an alarm's id, asked only for the alarms a reason names.
 pub fn colour<'a>(
     grade: u8,
     alarms: impl IntoIterator<Item = &'a ActiveAlarm>,
     name: impl Fn(&ActiveAlarm) -> String,
-) -> (Colour, Vec<String>) {
-    let mut reasons = vec![format!("grade {grade} (GB 18218)")];
+) -> (Colour, Vec<Text>) {
+    let mut reasons = vec![Text::new("risk_grade").with("grade", grade)];
     let base = usize::from(grade <= 2);
     let mut raise = 0;
     let mut escalated: Option<&ActiveAlarm> = None;
-    let mut worst: Option<(usize, &ActiveAlarm, &str)> = None;
+    let mut worst: Option<(usize, &ActiveAlarm, &'static str)> = None;
     for a in alarms {
         let last = &a.last;
         let in_force = (a.condition || last.latched)
@@ -131,10 +132,10 @@ pub fn colour<'a>(
             && !last.out_of_service;
         if in_force {
             let (step, why) = match (last.priority, last.kind) {
-                (_, AlarmKind::Voting) => (2, "confirmed leak"),
-                (_, AlarmKind::Correlation) => (2, "runaway heating"),
-                (Priority::Critical, _) => (2, "critical alarm"),
-                (Priority::High, _) => (1, "high-priority alarm"),
+                (_, AlarmKind::Voting) => (2, "risk_leak"),
+                (_, AlarmKind::Correlation) => (2, "risk_runaway"),
+                (Priority::Critical, _) => (2, "risk_critical"),
+                (Priority::High, _) => (1, "risk_high"),
                 _ => (0, ""),
             };
             if step > worst.map_or(0, |w| w.0) {
@@ -147,16 +148,16 @@ pub fn colour<'a>(
     }
     if let Some((step, a, why)) = worst {
         raise += step;
-        reasons.push(format!("{why}: {}", name(a)));
+        reasons.push(Text::new(why).with("id", name(a)));
     }
     if let Some(a) = escalated {
         raise += 1;
         let level = usize::from(a.last.escalation).min(ESCALATION_LEVELS.len() - 1);
-        reasons.push(format!(
-            "escalated to the {} level: {}",
-            ESCALATION_LEVELS[level],
-            name(a)
-        ));
+        reasons.push(
+            Text::new("risk_escalated")
+                .with("level", ESCALATION_LEVELS[level])
+                .with("id", name(a)),
+        );
     }
     (Colour::ALL[(base + raise).min(3)], reasons)
 }
@@ -224,7 +225,18 @@ mod tests {
         escalated.last.escalation = 2;
         let (c, reasons) = colour(4, [&escalated], |_| "T1/H".into());
         assert_eq!(c, Colour::Yellow);
-        assert_eq!(reasons[1], "escalated to the county level: T1/H");
+        assert_eq!(
+            reasons[1].render(crate::text::Lang::En),
+            "escalated to the county level: T1/H"
+        );
+        assert_eq!(
+            reasons[1].render(crate::text::Lang::Zh),
+            "已升级至县级:T1/H"
+        );
+        assert_eq!(
+            reasons[0].render(crate::text::Lang::Zh),
+            "GB 18218 4 级重大危险源"
+        );
         assert_eq!(of(1, &[&critical, &escalated]), Colour::Red, "capped");
     }
 }

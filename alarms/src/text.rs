@@ -271,7 +271,25 @@ pub const TEMPLATES: &[Template] = &[
         "{id} state {state} (was {was_state}) by {actor}: {comment}",
         "{id} 状态改为{state}(原为{was_state}),操作人 {actor}:{comment}",
     ),
-    // Risk colours.
+    // Risk colours and why (`SiteService.Risk`'s reason_texts).
+    t(
+        "risk_grade",
+        "grade {grade} (GB 18218)",
+        "GB 18218 {grade} 级重大危险源",
+    ),
+    t("risk_leak", "confirmed leak: {id}", "确认泄漏:{id}"),
+    t("risk_runaway", "runaway heating: {id}", "疑似飞温:{id}"),
+    t("risk_critical", "critical alarm: {id}", "紧急报警:{id}"),
+    t(
+        "risk_high",
+        "high-priority alarm: {id}",
+        "高优先级报警:{id}",
+    ),
+    t(
+        "risk_escalated",
+        "escalated to the {level} level: {id}",
+        "已升级至{level}:{id}",
+    ),
     t(
         "risk_changed",
         "{id} risk {colour} (was {was}): {reasons}",

@@ -24,53 +24,39 @@ struct Asset {
     body: &'static str,
 }
 
+/// `web/NAME`, embedded, with the media type its extension says.
+macro_rules! asset {
+    ($name:literal) => {
+        Asset {
+            name: $name,
+            content_type: media_type($name),
+            body: include_str!(concat!("web/", $name)),
+        }
+    };
+}
+
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "index.html",
-        content_type: "text/html; charset=utf-8",
-        body: include_str!("web/index.html"),
-    },
-    Asset {
-        name: "style.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_str!("web/style.css"),
-    },
-    Asset {
-        name: "core.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("web/core.js"),
-    },
-    Asset {
-        name: "labels.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("web/labels.js"),
-    },
-    Asset {
-        name: "icon.svg",
-        content_type: "image/svg+xml",
-        body: include_str!("web/icon.svg"),
-    },
-    Asset {
-        name: "kpi.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("web/kpi.js"),
-    },
-    Asset {
-        name: "regulator.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("web/regulator.js"),
-    },
-    Asset {
-        name: "trend.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("web/trend.js"),
-    },
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("web/app.js"),
-    },
+    asset!("index.html"),
+    asset!("style.css"),
+    asset!("icon.svg"),
+    asset!("core.js"),
+    asset!("labels.js"),
+    asset!("app.js"),
+    asset!("trend.js"),
+    asset!("kpi.js"),
+    asset!("regulator.js"),
 ];
+
+/// The media type of an asset by its extension.
+const fn media_type(name: &str) -> &'static str {
+    let b = name.as_bytes();
+    match b {
+        [.., b'.', b'h', b't', b'm', b'l'] => "text/html; charset=utf-8",
+        [.., b'.', b'c', b's', b's'] => "text/css; charset=utf-8",
+        [.., b'.', b's', b'v', b'g'] => "image/svg+xml",
+        _ => "text/javascript; charset=utf-8",
+    }
+}
 
 /// Every asset's ETag, by position in [`ASSETS`].
 fn etags() -> &'static [String] {
@@ -214,5 +200,13 @@ mod tests {
             serve("../Cargo.toml", &HeaderMap::new()).status(),
             StatusCode::NOT_FOUND
         );
+    }
+
+    #[test]
+    fn media_types_follow_the_extension() {
+        assert_eq!(media_type("index.html"), "text/html; charset=utf-8");
+        assert_eq!(media_type("style.css"), "text/css; charset=utf-8");
+        assert_eq!(media_type("icon.svg"), "image/svg+xml");
+        assert_eq!(media_type("app.js"), "text/javascript; charset=utf-8");
     }
 }

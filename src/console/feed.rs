@@ -6,6 +6,8 @@
 //! after it: no event missed, none twice. `after` absent or 0 starts with
 //! the latest event of each active alarm, as Subscribe does.
 //!
+//! At most [`MAX_FEEDS`] feeds are open at once.
+//!
 //! When the feed cannot go on (the resume point is older than the journal
 //! keeps, or the service stops) it sends `event: failed` with
 //! `{code, message}` and ends; the page then starts again from a fresh
@@ -16,7 +18,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use hazardwatch_proto::pb;
@@ -24,9 +26,9 @@ use hazardwatch_proto::pb::alarm_service_server::AlarmService;
 use serde::Deserialize;
 use tokio_stream::StreamExt;
 
-use super::Console;
 use super::api::{ApiError, request};
 use super::session::caller;
+use super::{Console, MAX_FEEDS};
 
 /// A comment is sent when nothing else was for this long, so proxies and
 /// the browser keep the connection and a dead one is noticed.
@@ -61,6 +63,13 @@ async fn open(
 ) -> Result<Response, ApiError> {
     let c = caller(console, headers)?;
     let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let slot = console.feeds.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            format!("{MAX_FEEDS} alarm feeds are open; try again later"),
+        )
+    })?;
     let resume_after = match headers.get("last-event-id") {
         Some(v) => v
             .to_str()
@@ -88,7 +97,11 @@ async fn open(
         .subscribe(request(c, &body)?)
         .await?
         .into_inner();
-    let stream = events.map(|item| Ok::<Event, Infallible>(sse_event(item)));
+    // The feed's slot goes with its stream.
+    let stream = events.map(move |item| {
+        let _slot = &slot;
+        Ok::<Event, Infallible>(sse_event(item))
+    });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response())

@@ -41,11 +41,17 @@ use session::Sessions;
 /// Largest request body accepted (an action's comment, a query's points).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Alarm feeds open at once (each holds a subscriber and its queue); past
+/// it a new feed is refused as unavailable.
+pub const MAX_FEEDS: usize = 256;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct Console {
     services: Services,
     sessions: Arc<Sessions>,
+    /// One permit per open alarm feed.
+    feeds: Arc<tokio::sync::Semaphore>,
     /// Served over TLS: session cookies are marked `Secure`.
     tls: bool,
 }
@@ -68,6 +74,7 @@ pub async fn start(
     let console = Console {
         services,
         sessions: Arc::new(Sessions::default()),
+        feeds: Arc::new(tokio::sync::Semaphore::new(MAX_FEEDS)),
         tls: acceptor.is_some(),
     };
     let app = router(console);

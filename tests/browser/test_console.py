@@ -91,7 +91,7 @@ def test_an_e01_token_sees_nothing_of_other_enterprises(browser, demo):
     assert gateways and all(g.startswith("E01") for g in gateways), gateways
     p.click("button[data-view=regulator]")
     body = p.text_content("body")
-    for other in ("E02", "E03", "Donghai", "Xinyuan", "R201", "V301"):
+    for other in ("E02", "E03", "Donghai", "东海", "Xinyuan", "鑫源", "R201", "V301"):
         assert other not in body, other
     # The API refuses or hides everything of E02, whatever the page asks.
     for method, body, want in [

@@ -45,8 +45,22 @@ async fn send(
     body: Vec<u8>,
 ) -> anyhow::Result<hyper::Response<Incoming>> {
     let stream = TcpStream::connect(addr).await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    send_on(stream, addr, method, path, headers, body).await
+}
+
+/// Sends a request over `io` (a TCP or TLS stream to `addr`).
+async fn send_on<IO>(
+    io: IO,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> anyhow::Result<hyper::Response<Incoming>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     tokio::spawn(connection);
     let mut request = hyper::Request::builder()
         .method(method)
@@ -67,7 +81,37 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> anyhow::Result<Reply> {
-    let response = send(addr, method, path, headers, body.to_vec()).await?;
+    read(send(addr, method, path, headers, body.to_vec()).await?).await
+}
+
+/// Sends a request over TLS, trusting the certificate `ca_pem` for
+/// `server_name`, and reads the answer whole.
+pub async fn request_tls(
+    addr: SocketAddr,
+    (ca_pem, server_name): (&str, &str),
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<Reply> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())?;
+    let tls = connector.connect(name, tcp).await?;
+    read(send_on(tls, addr, method, path, headers, body.to_vec()).await?).await
+}
+
+async fn read(response: hyper::Response<Incoming>) -> anyhow::Result<Reply> {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = tokio::time::timeout(Duration::from_secs(30), response.into_body().collect())

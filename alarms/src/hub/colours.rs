@@ -9,7 +9,16 @@ use hazardwatch_proto::pb;
 use super::{AlarmHub, Filter};
 use crate::risk::{self, Colour, RiskModel};
 use crate::table::{ActiveAlarm, AlarmRecord, AlarmTable};
-use crate::text::Text;
+use crate::text::{Lang, Text};
+
+/// Reasons in English, one line (the risk event's `reasons` parameter).
+fn english(reasons: &[Text]) -> String {
+    reasons
+        .iter()
+        .map(|t| t.render(Lang::En))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 use crate::wire::{self, alarm_id};
 
 impl AlarmHub {
@@ -38,7 +47,7 @@ impl AlarmHub {
         risk: &RiskModel,
         hs: &str,
         alarms: &[&ActiveAlarm],
-    ) -> (Colour, Vec<String>) {
+    ) -> (Colour, Vec<Text>) {
         let catalog = self.catalog();
         let grade = risk.sources.get(hs).map_or(4, |s| s.grade);
         risk::colour(grade, alarms.iter().copied(), |a| {
@@ -86,7 +95,7 @@ impl AlarmHub {
                     .with("id", hs)
                     .with("colour", now.as_str())
                     .with("was", was)
-                    .with("reasons", reasons.join("; "));
+                    .with("reasons", english(&reasons));
                 wire::set_text(&mut e, &text);
                 changed.push(e);
             }
@@ -133,7 +142,14 @@ impl AlarmHub {
                     grade: u32::from(hs.grade),
                     r_value: hs.r_value.unwrap_or(0.0),
                     colour: colour.pb() as i32,
-                    reasons,
+                    reasons: reasons.iter().map(|t| t.render(Lang::En)).collect(),
+                    reason_texts: reasons
+                        .iter()
+                        .map(|t| pb::MessageText {
+                            key: t.key.to_owned(),
+                            params: t.wire_params(),
+                        })
+                        .collect(),
                 });
             }
             e.colour = worst.pb() as i32;

@@ -1,9 +1,11 @@
-// The hazardwatch console: live alarms (ISA-18.2 / EEMUA 191 practice) and
-// the park map, over the console's JSON API (the gRPC services' own
-// methods) and its alarm feed (Server-Sent Events, resumed by sequence
-// number). No framework, nothing loaded from elsewhere: control-room
-// networks are often offline. Text from the service (site names, comments,
-// messages) is only ever set as text, never parsed as HTML.
+// The hazardwatch console: logging in, the live alarm list (ISA-18.2 /
+// EEMUA 191 practice), the park map and a hazard source's detail, and the
+// navigation to the other views (trend.js, kpi.js, regulator.js); all over
+// the console's JSON API (the gRPC services' own methods) and its alarm
+// feed (Server-Sent Events, resumed by sequence number). No framework,
+// nothing loaded from elsewhere: control-room networks are often offline.
+// Text from the service (site names, comments, messages) is only ever set
+// as text, never parsed as HTML.
 
 import {
   $,
@@ -549,7 +551,7 @@ async function refreshRisk() {
     const r = await api("SiteService/Risk");
     state.risk.clear();
     for (const e of r.enterprises) {
-      for (const h of e.hazard_sources) state.risk.set(h.id, { colour: h.colour, reasons: h.reasons });
+      for (const h of e.hazard_sources) state.risk.set(h.id, { colour: h.colour, reasons: h.reason_texts });
     }
     renderMap();
     if (state.detail) renderDetailHeader();
@@ -681,7 +683,7 @@ function renderDetailHeader() {
     el("h3", {}, `${h.name || h.id} (${h.id})`),
     el("div", {}, `${e.name || e.id} · ${L("grade")} ${h.grade} · ${L("risk")} `,
       el("span", { class: `risk-chip ${colour}`, "data-colour": colour }, enumText("RISK_COLOUR", "RISK_COLOUR_" + colour))),
-    el("ul", {}, (risk?.reasons ?? []).map((r) => el("li", {}, r))),
+    el("ul", {}, (risk?.reasons ?? []).map((r) => el("li", {}, message(r.key, r.params)))),
     h.camera_url
       ? el("p", {}, el("a", { href: h.camera_url, target: "_blank", rel: "noopener noreferrer" }, L("camera")))
       : el("p", { class: "muted" }, L("no_camera")),
@@ -697,7 +699,11 @@ function renderDetailAlarms() {
   box.replaceChildren(
     ...(rows.length
       ? rows.map((r) => el("div", { class: unacked(r) ? "unacked-row" : "", "data-alarm": r.id }, priorityShape(r.priority), " ",
-          r.text_key ? message(r.text_key, r.text_params, r) : r.message))
+          r.text_key ? message(r.text_key, r.text_params, r) : r.message,
+          r.escalation && r.escalation !== "ESCALATION_LEVEL_ENTERPRISE" && r.escalation !== "ESCALATION_LEVEL_UNSPECIFIED"
+            ? el("span", { class: "flag" }, `${L("escalated_to")}: ${enumText("ESCALATION_LEVEL", r.escalation)}`)
+            : null,
+          r.awaiting ? el("span", { class: "flag" }, L("awaiting")) : null))
       : [el("p", {}, L("no_alarms"))]),
   );
 }

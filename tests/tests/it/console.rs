@@ -503,3 +503,51 @@ async fn the_site_plan_is_served_to_callers_only_and_may_run_nothing() {
     assert_eq!(site["plan"]["media_type"], "image/svg+xml");
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_console_serves_https_only_and_its_cookie_is_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+    let tls = format!(
+        "\n[console]\nlisten = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n",
+        cert.display(),
+        key.display()
+    );
+    let text = format!("{TEST_PARK}{TOKENS}{tls}");
+    let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
+        .await
+        .unwrap();
+    let addr = svc.running.console_addr.unwrap();
+    let ca = issued.cert.pem();
+    let trust = (ca.as_str(), "localhost");
+    let page = http::request_tls(addr, trust, "GET", "/", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200);
+    let login = serde_json::to_vec(&json!({"token": "e01-operator-0123456789"})).unwrap();
+    let r = http::request_tls(
+        addr,
+        trust,
+        "POST",
+        "/api/login",
+        &[("content-type", "application/json")],
+        &login,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.header("set-cookie").contains("; Secure"), "{r:?}");
+    // Plain HTTP gets nothing.
+    let plain = http::request(addr, "GET", "/", &[], b"").await;
+    assert!(plain.is_err(), "{plain:?}");
+    // A key that is not a key: the start fails and says where.
+    std::fs::write(&key, "not a key").unwrap();
+    let err = TestService::start_text(tempfile::tempdir().unwrap(), &text)
+        .await
+        .err()
+        .unwrap();
+    assert!(format!("{err:#}").contains("console.tls"), "{err:#}");
+}
