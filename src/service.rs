@@ -357,19 +357,9 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         readiness: readiness.clone(),
     };
     let services = grpc::Services::new(backends, grpc_stop.clone());
-    let console_addr = match settings.console.listen {
-        Some(listen) => Some(
-            console::start(
-                listen,
-                &settings.console,
-                services.clone(),
-                grpc_stop.clone(),
-            )
-            .await
-            .with_context(|| format!("starting the console on {listen}"))?,
-        ),
-        None => None,
-    };
+    let console_addr = console::start(&settings.console, services.clone(), grpc_stop.clone())
+        .await
+        .context("starting the console")?;
     let grpc = tokio::spawn(grpc::serve(server, listener, services, grpc_stop.clone()));
     let clock_task = tokio::spawn(clock_loop(
         hub.clone(),

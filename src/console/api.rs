@@ -74,9 +74,9 @@ impl ApiError {
         self.status
     }
 
-    /// Its code name and message.
-    pub fn parts(&self) -> (&'static str, &str) {
-        (self.code, &self.message)
+    /// Its JSON body: `{"code": ..., "message": ...}`.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "code": self.code, "message": self.message })
     }
 }
 
@@ -112,8 +112,7 @@ impl From<hazardwatch_alarms::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "code": self.code, "message": self.message });
-        (self.status, Json(body)).into_response()
+        (self.status, Json(self.body())).into_response()
     }
 }
 

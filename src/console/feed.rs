@@ -109,12 +109,7 @@ async fn open(
 
 /// One feed item as an event: the alarm event, or why the feed ends.
 fn sse_event(item: Result<pb::AlarmEvent, tonic::Status>) -> Event {
-    let failed = |e: ApiError| {
-        let (code, message) = e.parts();
-        Event::default()
-            .event("failed")
-            .data(serde_json::json!({ "code": code, "message": message }).to_string())
-    };
+    let failed = |e: ApiError| Event::default().event("failed").data(e.body().to_string());
     match item {
         Ok(e) => match serde_json::to_string(&e) {
             Ok(json) => Event::default()

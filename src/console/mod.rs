@@ -56,20 +56,25 @@ pub struct Console {
     tls: bool,
 }
 
-/// Binds `listen` and serves the console until `stop`; returns the bound
-/// address (port 0 resolved). A TLS certificate or key that does not load
-/// is an error here, before anything is served.
+/// Binds `config.listen` and serves the console until `stop`; returns the
+/// bound address (port 0 resolved), or `None` when the console is off. A
+/// TLS certificate or key that does not load is an error here, before
+/// anything is served.
 pub async fn start(
-    listen: SocketAddr,
     config: &ConsoleConfig,
     services: Services,
     stop: CancellationToken,
-) -> anyhow::Result<SocketAddr> {
+) -> anyhow::Result<Option<SocketAddr>> {
+    let Some(listen) = config.listen else {
+        return Ok(None);
+    };
     let acceptor = match &config.tls {
         Some(t) => Some(tls::acceptor(t).context("console.tls")?),
         None => None,
     };
-    let listener = TcpListener::bind(listen).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     let console = Console {
         services,
@@ -92,7 +97,7 @@ pub async fn start(
         }
     });
     tracing::info!(%addr, "console listening");
-    Ok(addr)
+    Ok(Some(addr))
 }
 
 /// Every route of the console.
