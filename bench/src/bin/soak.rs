@@ -5,10 +5,13 @@
 //! gRPC) takes RATE readings/s from 4 gateways (JSON batches of 80 over
 //! 8,000 points), the 20 alarm probes of `latency` (an H raise or clear
 //! every 5 ms, timed from publish to gRPC event) and SUBSCRIBERS more gRPC
-//! subscribers of every alarm. Every SAMPLE_S seconds it samples the
-//! process's resident memory (load generator included), the probes'
-//! latency percentiles over that interval (publish to gRPC event, the
-//! 200 ms lateness included), and the data directory's size.
+//! subscribers of every alarm. Every SAMPLE_S seconds it reports the
+//! process's resident memory (load generator included) as the lowest and
+//! highest of the once-a-second readings in that interval (each archive
+//! checkpoint, every 10 s, raises it by tens of MiB for a moment, so a
+//! single reading says more about the moment than about the trend), the
+//! probes' latency percentiles over that interval (publish to gRPC event,
+//! the 200 ms lateness included), and the data directory's size.
 //! At the end: every sample, then each series' least-squares slope per
 //! hour and its first and last value.
 //!
@@ -43,7 +46,10 @@ const LATENESS_MS: u64 = 200;
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     minute: f64,
-    rss_mib: f64,
+    /// The lowest once-a-second resident memory of the interval.
+    rss_low_mib: f64,
+    /// The highest.
+    rss_high_mib: f64,
     p50_ms: f64,
     p99_ms: f64,
     probes: u64,
@@ -65,6 +71,49 @@ fn slope(points: &[(f64, f64)]) -> f64 {
         (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
     });
     if den == 0.0 { 0.0 } else { num / den }
+}
+
+/// Lowest and highest resident memory since the last [`Watermarks::take`],
+/// in bytes, read once a second by [`watch_rss`].
+#[derive(Debug)]
+struct Watermarks {
+    low: AtomicU64,
+    high: AtomicU64,
+}
+
+impl Watermarks {
+    fn new() -> Watermarks {
+        Watermarks {
+            low: AtomicU64::new(u64::MAX),
+            high: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, bytes: u64) {
+        self.low.fetch_min(bytes, Ordering::Relaxed);
+        self.high.fetch_max(bytes, Ordering::Relaxed);
+    }
+
+    /// The interval's (low, high) in MiB, starting the next interval.
+    fn take(&self) -> (f64, f64) {
+        let low = self.low.swap(u64::MAX, Ordering::Relaxed);
+        let high = self.high.swap(0, Ordering::Relaxed);
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        if high == 0 {
+            (0.0, 0.0)
+        } else {
+            (mib(low), mib(high))
+        }
+    }
+}
+
+/// Reads resident memory into `marks` once a second until `stop`.
+fn watch_rss(marks: &Watermarks, stop: &std::sync::atomic::AtomicBool) -> anyhow::Result<()> {
+    while !stop.load(Ordering::Relaxed) {
+        marks.record(rss()?);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(())
 }
 
 /// A subscriber of every alarm that counts what it receives.
@@ -142,6 +191,12 @@ fn main() -> anyhow::Result<()> {
             async move { probe(&host, port, POINTS, sent, duration).await }
         }));
 
+        let marks = Arc::new(Watermarks::new());
+        let stop_watch = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = std::thread::spawn({
+            let (marks, stop) = (marks.clone(), stop_watch.clone());
+            move || watch_rss(&marks, &stop)
+        });
         let start = Instant::now();
         let mut samples: Vec<Sample> = Vec::new();
         let counters = svc.running.counters.clone();
@@ -152,9 +207,12 @@ fn main() -> anyhow::Result<()> {
         while start.elapsed() < duration {
             tick.tick().await;
             let h = std::mem::replace(&mut *lock(&total), histogram()?);
+            marks.record(rss()?);
+            let (rss_low_mib, rss_high_mib) = marks.take();
             let s = Sample {
                 minute: start.elapsed().as_secs_f64() / 60.0,
-                rss_mib: rss()? as f64 / (1024.0 * 1024.0),
+                rss_low_mib,
+                rss_high_mib,
                 p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
                 p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
                 probes: h.len(),
@@ -162,8 +220,8 @@ fn main() -> anyhow::Result<()> {
                 readings: counters.readings_in.load(Ordering::Relaxed),
             };
             println!(
-                "  {:6.1} min  rss {:8.1} MiB  alarm p50 {:7.2} ms  p99 {:7.2} ms ({} probes)  data {:9.1} MiB  readings {}",
-                s.minute, s.rss_mib, s.p50_ms, s.p99_ms, s.probes, s.disk_mib, s.readings
+                "  {:6.1} min  rss {:6.1}-{:6.1} MiB  alarm p50 {:7.2} ms  p99 {:7.2} ms ({} probes)  data {:9.1} MiB  readings {}",
+                s.minute, s.rss_low_mib, s.rss_high_mib, s.p50_ms, s.p99_ms, s.probes, s.disk_mib, s.readings
             );
             samples.push(s);
         }
@@ -171,6 +229,10 @@ fn main() -> anyhow::Result<()> {
         let sent_probes = probes.await??;
         let lost = stragglers(&sent).await;
         let late = counters.readings_late.load(Ordering::Relaxed);
+        stop_watch.store(true, Ordering::Relaxed);
+        watcher
+            .join()
+            .map_err(|_| anyhow::anyhow!("the memory watcher panicked"))??;
         svc.running.shutdown().await?;
         probe_subscriber.abort();
         for o in others {
@@ -205,7 +267,8 @@ fn main() -> anyhow::Result<()> {
                 None,
             );
         };
-        report("resident memory", "MiB", |s| s.rss_mib);
+        report("resident memory, interval low", "MiB", |s| s.rss_low_mib);
+        report("resident memory, interval high", "MiB", |s| s.rss_high_mib);
         report("alarm latency p50", "ms", |s| s.p50_ms);
         report("alarm latency p99", "ms", |s| s.p99_ms);
         report("data directory", "MiB", |s| s.disk_mib);
@@ -237,5 +300,17 @@ mod tests {
         assert_eq!(super::slope(&[(0.0, 1.0), (1.0, 3.0), (2.0, 5.0)]), 2.0);
         assert_eq!(super::slope(&[(0.0, 1.0)]), 0.0);
         assert_eq!(super::slope(&[(1.0, 1.0), (1.0, 2.0)]), 0.0);
+    }
+
+    #[test]
+    fn watermarks_hold_an_interval_s_extremes_and_start_again() {
+        let m = super::Watermarks::new();
+        assert_eq!(m.take(), (0.0, 0.0));
+        for mib in [5, 3, 9, 4] {
+            m.record(mib << 20);
+        }
+        assert_eq!(m.take(), (3.0, 9.0));
+        m.record(7 << 20);
+        assert_eq!(m.take(), (7.0, 7.0));
     }
 }
