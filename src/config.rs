@@ -133,10 +133,16 @@ impl ConsoleConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// Serve Prometheus metrics.
+    /// Serve Prometheus metrics and the health endpoints.
     pub enabled: bool,
-    /// Listen address of `/metrics`.
+    /// Listen address of `/metrics`, `/readyz` and `/livez`.
     pub listen: SocketAddr,
+    /// Serve them on an address that is not loopback (plain HTTP, no
+    /// authentication). Off by default. They carry counts, gauges and
+    /// readiness causes, never readings, alarms or names; a Prometheus
+    /// scraping a pod's address needs this, a probe run inside the
+    /// container or unit (`hazardwatch health`) does not.
+    pub allow_off_loopback: bool,
 }
 
 impl Default for MetricsConfig {
@@ -144,7 +150,21 @@ impl Default for MetricsConfig {
         MetricsConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            allow_off_loopback: false,
         }
+    }
+}
+
+impl MetricsConfig {
+    /// Checks that the endpoints leave loopback only when allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.enabled && !self.listen.ip().is_loopback() && !self.allow_off_loopback {
+            return Err(format!(
+                "metrics.listen {} is not loopback: the endpoints are plain HTTP with no authentication; set metrics.allow_off_loopback = true to serve them there anyway, or probe them from inside with `hazardwatch health`",
+                self.listen
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -309,6 +329,7 @@ impl Config {
             )));
         }
         s.console.validate().map_err(ConfigError)?;
+        s.metrics.validate().map_err(ConfigError)?;
         if let Some(listen) = s.console.listen
             && s.access.is_open()
             && !listen.ip().is_loopback()
@@ -373,6 +394,23 @@ mod tests {
             listen: Some(ConsoleConfig::DEMO_LISTEN),
             tls: None,
         };
+        assert!(c.check_exposure().is_ok());
+    }
+
+    #[test]
+    fn metrics_and_health_leave_loopback_only_when_allowed() {
+        let mut c = Config::example();
+        c.settings.metrics.listen = SocketAddr::from(([0, 0, 0, 0], 9464));
+        let err = c.check_exposure().map_err(|e| e.to_string());
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.contains("metrics.allow_off_loopback")),
+            "{err:?}"
+        );
+        c.settings.metrics.enabled = false;
+        assert!(c.check_exposure().is_ok(), "nothing listens when off");
+        c.settings.metrics.enabled = true;
+        c.settings.metrics.allow_off_loopback = true;
         assert!(c.check_exposure().is_ok());
     }
 

@@ -97,3 +97,38 @@ async fn ready(State(ops): State<Ops>) -> (StatusCode, String) {
     }
     (StatusCode::SERVICE_UNAVAILABLE, text)
 }
+
+/// Asks this machine's `/readyz` (or `/livez` with `live`) at `addr`, as a
+/// container's health check or a unit's probe would: returns the status
+/// code and the body (at most 64 KiB). An unspecified address
+/// (`0.0.0.0`, `::`) is asked on loopback.
+pub fn probe(addr: SocketAddr, live: bool, timeout: Duration) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    const MAX_ANSWER: u64 = 64 * 1024;
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match target {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let path = if live { "/livez" } else { "/readyz" };
+    let mut stream = std::net::TcpStream::connect_timeout(&target, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream.take(MAX_ANSWER).read_to_end(&mut answer)?;
+    let answer = String::from_utf8_lossy(&answer);
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer");
+    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let status = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((status, body.to_owned()))
+}

@@ -16,6 +16,16 @@ use hazardwatch::sim::{PayloadFormat, SimOptions};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on standard error as text, or as one JSON object per line
+    /// (time, level, target, message and fields) for a log collector.
+    #[arg(long, global = true, value_enum, env = "HAZARDWATCH_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -84,6 +94,21 @@ enum Command {
     },
     /// Print the documented example configuration.
     GenerateConfig,
+    /// Ask a running service on this machine whether it is ready (its
+    /// `/readyz`), for a container's health check or an exec probe: exit 0
+    /// when ready, 1 when not (the causes are printed), 2 when it cannot
+    /// be asked.
+    Health {
+        /// The service's `[metrics] listen` address.
+        #[arg(long, env = "HAZARDWATCH_METRICS", default_value = "127.0.0.1:9464")]
+        metrics: SocketAddr,
+        /// Ask whether the process serves at all (`/livez`) instead.
+        #[arg(long)]
+        live: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Gateway credentials.
     #[command(subcommand)]
     Gateway(GatewayCommand),
@@ -203,13 +228,17 @@ fn credentials(path: Option<&PathBuf>) -> anyhow::Result<hazardwatch::sim::Crede
     }
 }
 
-fn init_tracing(default: &str) {
+/// Logs to standard error, filtered by `RUST_LOG` or else `default`.
+fn init_tracing(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -245,8 +274,28 @@ fn main() -> ExitCode {
             }
         },
         Command::Replay(a) => {
-            init_tracing("warn");
+            init_tracing("warn", cli.log_format);
             hazardwatch::replay::command(a)
+        }
+        Command::Health {
+            metrics,
+            live,
+            timeout,
+        } => {
+            return match hazardwatch::http::probe(metrics, live, Duration::from_secs(timeout)) {
+                Ok((200, body)) => {
+                    print!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Ok((status, body)) => {
+                    print!("{status}: {body}");
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    eprintln!("error: cannot ask http://{metrics}: {e}");
+                    ExitCode::from(2)
+                }
+            };
         }
         Command::GenerateConfig => {
             print!("{EXAMPLE_CONFIG}");
@@ -280,7 +329,7 @@ fn main() -> ExitCode {
             credentials: creds,
             overrides,
         } => {
-            init_tracing("warn,rmqtt=off,rmqtt_net=off");
+            init_tracing("warn,rmqtt=off,rmqtt_net=off", cli.log_format);
             load(config.as_ref()).and_then(|mut c| {
                 let console = &mut c.settings.console.listen;
                 console.get_or_insert(hazardwatch::config::ConsoleConfig::DEMO_LISTEN);
@@ -295,7 +344,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Run { config, overrides } => {
-            init_tracing("info,rmqtt=warn,rmqtt_net=warn");
+            init_tracing("info,rmqtt=warn,rmqtt_net=warn", cli.log_format);
             load(Some(&config)).and_then(|mut c| {
                 let file_settings = c.settings.clone();
                 overrides.apply(&mut c)?;
@@ -312,7 +361,7 @@ fn main() -> ExitCode {
             seed,
             credentials: creds,
         } => {
-            init_tracing("info");
+            init_tracing("info", cli.log_format);
             load(config.as_ref()).and_then(|c| {
                 let (host, port) = hazardwatch_ingest::config::broker_host_port(&broker)?;
                 let options = SimOptions {

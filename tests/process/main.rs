@@ -1,7 +1,8 @@
 //! Tests of the real `hazardwatch` binary as a process: killed with SIGKILL
 //! mid-stream, it loses nothing a gateway was told was received (crash,
 //! and chaos: random kills with reloads, broker restarts and a full disk);
-//! started with overrides that would expose it, it refuses.
+//! started with overrides that would expose it, it refuses; its health
+//! probe and JSON logs work as operations tooling expects.
 //!
 //! Built by the root package so that Cargo builds the binary for it
 //! (`CARGO_BIN_EXE_hazardwatch`); the fixtures are the end-to-end tests'.
@@ -9,5 +10,6 @@
 mod chaos;
 mod crash;
 mod harness;
+mod operations;
 mod overrides;
 mod powercut;
