@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use hazardwatch_ingest::MqttConfig;
 
-use hazardwatch_alarms::{Access, AccessConfig, EscalationPolicy, EscalationSpec};
+use hazardwatch_alarms::{Access, AccessConfig, EscalationPolicy, EscalationSpec, TokensFile};
 use hazardwatch_rules::site::{DefaultsSpec, EnterpriseSpec, ParkSpec};
 use hazardwatch_rules::{EngineConfig, SiteModel, SiteSpec, Source};
 use hazardwatch_storage::{ArchiveConfig, JournalConfig};
@@ -283,7 +283,7 @@ impl Config {
             .iter()
             .map(|e| e.id.get_ref().clone())
             .collect();
-        let access = Access::new(&file.access, &enterprises)
+        let access = Access::new(&with_tokens_file(&file.access, src)?, &enterprises)
             .map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))?;
         let escalation = EscalationPolicy::new(&file.escalation, &enterprises)
             .map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))?;
@@ -357,6 +357,20 @@ impl Config {
     }
 }
 
+/// `[access]` with the entries of its `tokens_file`, if it names one.
+fn with_tokens_file(access: &AccessConfig, src: &Source) -> Result<AccessConfig, ConfigError> {
+    let Some(file) = &access.tokens_file else {
+        return Ok(access.clone());
+    };
+    let path = src.beside(file);
+    let tokens: TokensFile = Source::read(&path)
+        .and_then(|t| t.parse())
+        .map_err(|e| ConfigError(format!("{}: access.tokens_file: {e}", src.path.display())))?;
+    let mut all = access.clone();
+    all.token.extend(tokens.token);
+    Ok(all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,6 +426,38 @@ mod tests {
         c.settings.metrics.enabled = true;
         c.settings.metrics.allow_off_loopback = true;
         assert!(c.check_exposure().is_ok());
+    }
+
+    #[test]
+    fn tokens_can_live_in_a_file_of_their_own() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::create_dir(dir.path().join("secrets")).expect("a directory");
+        let tokens = dir.path().join("secrets/tokens.toml");
+        let park = dir.path().join("park.toml");
+        let config = EXAMPLE_CONFIG.replacen(
+            "[metrics]",
+            "[access]\ntokens_file = \"secrets/tokens.toml\"\n\n[metrics]",
+            1,
+        );
+        std::fs::write(&park, config).expect("a file");
+        let load = || Config::load(&park).map_err(|e| e.to_string());
+        let err = load().expect_err("no tokens file yet");
+        assert!(
+            err.contains("access.tokens_file") && err.contains("tokens.toml"),
+            "{err}"
+        );
+        std::fs::write(
+            &tokens,
+            "[[token]]\nname = \"County\"\ntoken = \"county-0123456789abcdef\"\nrole = \"viewer\"\nlevel = \"county\"\nenterprises = [\"*\"]\n",
+        )
+        .expect("a file");
+        let c = load().expect("the tokens file's entries join [access]");
+        assert!(!c.settings.access.is_open());
+        // A mistake in it is named with its own file and line.
+        std::fs::write(&tokens, "[[token]]\nname = \"County\"\nrole = \"mayor\"\n")
+            .expect("a file");
+        let err = load().expect_err("a bad role");
+        assert!(err.contains("secrets/tokens.toml:3"), "{err}");
     }
 
     #[test]

@@ -104,6 +104,21 @@ pub struct AccessConfig {
     /// The tokens; none: open service (loopback only).
     #[serde(default)]
     pub token: Vec<TokenSpec>,
+    /// A file of more `[[token]]` entries, kept apart from the rest of the
+    /// configuration (a Kubernetes Secret, a file only the service reads);
+    /// relative to the configuration file. The configuration loader reads
+    /// it into `token`.
+    #[serde(default)]
+    pub tokens_file: Option<std::path::PathBuf>,
+}
+
+/// A tokens file (`[access] tokens_file`) as written.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokensFile {
+    /// Its `[[token]]` entries.
+    #[serde(default)]
+    pub token: Vec<TokenSpec>,
 }
 
 /// The enterprises a caller may see.

@@ -80,7 +80,7 @@ pub mod table;
 pub mod text;
 pub mod wire;
 
-pub use access::{Access, AccessConfig, Caller, Level, Role, Scope};
+pub use access::{Access, AccessConfig, Caller, Level, Role, Scope, TokensFile};
 pub use error::{Error, Result};
 pub use escalation::{EscalationPolicy, EscalationSpec};
 pub use hub::{Action, AlarmHub, Filter, Restored, Watch};

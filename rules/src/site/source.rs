@@ -29,6 +29,15 @@ impl Source {
         })
     }
 
+    /// A file the configuration names, relative to the configuration's
+    /// own directory (an absolute path stays as it is).
+    pub fn beside(&self, file: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) => dir.join(file),
+            None => file.to_owned(),
+        }
+    }
+
     /// 1-based line and column of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());

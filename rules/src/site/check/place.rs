@@ -91,10 +91,7 @@ impl Checker<'_> {
         let p = spec.park.plan.as_ref()?;
         let span = p.span();
         let plan = p.get_ref();
-        let file = match self.src.path.parent() {
-            Some(dir) => dir.join(&plan.file),
-            None => plan.file.clone(),
-        };
+        let file = self.src.beside(&plan.file);
         let field = "park: plan".to_owned();
         let why = if !(plan.width.is_finite()
             && plan.width > 0.0
