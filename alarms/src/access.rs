@@ -320,6 +320,7 @@ mod tests {
                 spec("e01", "e01-secret-0123456789", Role::Operator, &["E01"]),
                 spec("park", "park-secret-0123456789", Role::Viewer, &["*"]),
             ],
+            ..AccessConfig::default()
         };
         let access = Access::new(&config, &site()).unwrap();
         let e01 = access
@@ -351,7 +352,11 @@ mod tests {
     #[test]
     fn bad_token_settings_are_refused_with_the_field() {
         let check = |tokens: Vec<TokenSpec>| {
-            Access::new(&AccessConfig { token: tokens }, &site())
+            let config = AccessConfig {
+                token: tokens,
+                ..AccessConfig::default()
+            };
+            Access::new(&config, &site())
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default()
