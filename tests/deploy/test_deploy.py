@@ -2,7 +2,10 @@
 (issue 18): the systemd unit with `systemd-analyze verify` (and its
 exposure score from `systemd-analyze security`), the container image built
 with podman from the binary under test and started until its health check
-says healthy.
+says healthy, and the Kubernetes manifests: their references checked
+against each other and the configuration, then the pod they describe run
+with podman as a kubelet would (the same mounts, environment, user,
+read-only root and probes).
 
 Environment: HAZARDWATCH_BIN (the binary; default target/debug/hazardwatch).
 A test whose tool is missing is skipped, unless HAZARDWATCH_REQUIRE_SYSTEMD
@@ -18,6 +21,7 @@ as shipped.
 
 import os
 import re
+import tomllib
 import resource
 import shutil
 import subprocess
@@ -26,6 +30,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -111,49 +116,216 @@ def limits():
     return out
 
 
-def test_the_container_image_starts_and_is_healthy(tmp_path):
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    """The image of deploy/container/Containerfile with the binary under
+    test standing in for the build stage; removed at the end."""
     need("podman", "HAZARDWATCH_REQUIRE_PODMAN")
     need("runc", "HAZARDWATCH_REQUIRE_PODMAN")
-    context = tmp_path / "build"
+    tmp = tmp_path_factory.mktemp("image")
+    context = tmp / "build"
     subprocess.run(
         ["sh", str(DEPLOY / "container/rootfs.sh"), str(BIN), str(context / "out")], check=True
     )
-    empty = tmp_path / "context"
+    empty = tmp / "context"
     empty.mkdir()
     tag = f"localhost/hazardwatch-test:{uuid.uuid4().hex[:12]}"
-    name = f"hazardwatch-test-{uuid.uuid4().hex[:12]}"
     podman(
         "build", "-q", "--format", "docker", f"--build-context=build={context}",
         "-f", str(DEPLOY / "container/Containerfile"), "-t", tag, str(empty),
     )
+    yield tag
+    podman("rmi", "-f", tag, check=False)
+
+
+def running(name):
+    state = podman("inspect", name, "--format", "{{.State.Running}}", check=False)
+    return state.stdout.strip() == "true"
+
+
+def wait_for(name, check, seconds=60):
+    """Runs `check` (a CompletedProcess maker) until it exits 0, the
+    container `name` stops or time is up."""
+    deadline = time.monotonic() + seconds
+    while True:
+        done = check()
+        if done.returncode == 0 or not running(name) or time.monotonic() > deadline:
+            return done
+        time.sleep(1)
+
+
+def stop(name):
+    """SIGTERM, as the runtime sends it: returns the exit code and the logs."""
+    podman("stop", "-t", "60", name)
+    code = podman("inspect", name, "--format", "{{.State.ExitCode}}").stdout.strip()
+    return code, podman("logs", name).stdout
+
+
+def test_the_container_image_starts_and_is_healthy(image):
+    name = f"hazardwatch-test-{uuid.uuid4().hex[:12]}"
+    config = podman(
+        "image", "inspect", image, "--format", "{{.Config.User}}|{{.Config.Healthcheck.Test}}"
+    ).stdout
+    assert config.startswith("65532:65532|"), config
+    assert "hazardwatch health" in config, config
     try:
-        config = podman("image", "inspect", tag, "--format", "{{.Config.User}}|{{.Config.Healthcheck.Test}}").stdout
-        assert config.startswith("65532:65532|"), config
-        assert "hazardwatch health" in config, config
         # The demo: the example park and its simulated gateways inside the
         # container, everything on the container's loopback.
         podman(
             "run", "-d", "--name", name, *limits(),
             "-e", "HAZARDWATCH_METRICS=127.0.0.1:9464",
-            tag, "demo", "--duration", "120",
+            image, "demo", "--duration", "120",
             "--mqtt", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--console", "127.0.0.1:0",
         )
-        deadline = time.monotonic() + 60
-        while True:
-            check = podman("healthcheck", "run", name, check=False)
-            if check.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        check = wait_for(name, lambda: podman("healthcheck", "run", name, check=False))
         logs = podman("logs", name, check=False)
         assert check.returncode == 0, (check, logs.stdout, logs.stderr)
         status = podman("inspect", name, "--format", "{{.State.Health.Status}}").stdout.strip()
         assert status == "healthy", status
         # SIGTERM: an orderly stop, the archive sealed.
-        podman("stop", "-t", "60", name)
-        code = podman("inspect", name, "--format", "{{.State.ExitCode}}").stdout.strip()
-        logs = podman("logs", name).stdout
+        code, logs = stop(name)
         assert code == "0", (code, logs)
         assert "readings ingested" in logs and "sealed Parquet files" in logs, logs
     finally:
         podman("rm", "-f", name, check=False)
-        podman("rmi", "-f", tag, check=False)
+
+
+KUBE = DEPLOY / "kubernetes"
+
+
+def manifests():
+    """The kustomization and its resources by kind."""
+    kustomization = yaml.safe_load((KUBE / "kustomization.yaml").read_text())
+    by_kind = {}
+    for resource in kustomization["resources"]:
+        for doc in yaml.safe_load_all((KUBE / resource).read_text()):
+            by_kind[doc["kind"]] = doc
+    return kustomization, by_kind
+
+
+def generated(kustomization, kind, name):
+    """The files a config map or secret generator of `name` takes."""
+    key = {"ConfigMap": "configMapGenerator", "Secret": "secretGenerator"}[kind]
+    for g in kustomization.get(key, []):
+        if g["name"] == name:
+            return [KUBE / f for f in g["files"]]
+    raise AssertionError(f"no {key} named {name}")
+
+
+def port_of(listen):
+    return int(listen.rsplit(":", 1)[1])
+
+
+def test_the_kubernetes_manifests_fit_together_and_the_configuration():
+    kustomization, k = manifests()
+    sts, svc, pdb = k["StatefulSet"], k["Service"], k["PodDisruptionBudget"]
+    pod = sts["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    for selector in (sts["spec"]["selector"]["matchLabels"], svc["spec"]["selector"],
+                     pdb["spec"]["selector"]["matchLabels"]):
+        assert selector.items() <= labels.items(), (selector, labels)
+    assert sts["spec"]["replicas"] == 1, "one writer of the log and the archive"
+    [container] = pod["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    claims = {c["metadata"]["name"] for c in sts["spec"]["volumeClaimTemplates"]}
+    # The data directory is the claim's volume.
+    assert claims == {mounts[env["HAZARDWATCH_DATA"]]}, (mounts, claims)
+    # The configuration is the generated config map's file.
+    config_path = Path(env["HAZARDWATCH_CONFIG"])
+    volume = volumes[mounts[str(config_path.parent)]]
+    files = generated(kustomization, "ConfigMap", volume["configMap"]["name"])
+    assert config_path.name in {f.name for f in files}
+    config = tomllib.loads((KUBE / config_path.name).read_text())
+    # Every file the configuration names under a mounted secret is one of
+    # the secret generator's files.
+    secret_mount = next(p for p, n in mounts.items() if "secret" in volumes.get(n, {}))
+    secret_files = {f.name for f in generated(
+        kustomization, "Secret", volumes[mounts[secret_mount]]["secret"]["secretName"])}
+    named = re.findall(r'"(/etc/hazardwatch/[^"]+)"', (KUBE / config_path.name).read_text())
+    assert named, "the configuration names its secrets"
+    for path in named:
+        assert path.startswith(secret_mount + "/"), path
+        assert path.rsplit("/", 1)[1] in secret_files, path
+    # Each listener is a container port and a Service port.
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert sorted(ports.values()) == sorted(
+        port_of(config[s]["listen"]) for s in ("mqtt", "grpc", "console")
+    ), (ports, config)
+    for p in svc["spec"]["ports"]:
+        assert ports[p["targetPort"]] == p["port"], p
+    # Probes run the image's binary; the pod runs as the image's user with
+    # nothing it does not need.
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["exec"]["command"][:2] == ["/usr/local/bin/hazardwatch", "health"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert pod["spec"]["securityContext"]["runAsUser"] == 65532
+
+
+def self_signed(dir):
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "2", "-subj", "/CN=hazardwatch",
+         "-addext", "subjectAltName=DNS:hazardwatch,DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(dir / "tls.key"), "-out", str(dir / "tls.crt")],
+        check=True, capture_output=True,
+    )
+
+
+def test_the_kubernetes_pod_runs_as_described(image, tmp_path):
+    """The StatefulSet's pod run by podman as a kubelet would run it: the
+    config map and the secret mounted where the manifest mounts them (the
+    secret's files readable by the pod's user, as defaultMode and fsGroup
+    make them), a volume for the claim, its environment and arguments, its
+    user, a read-only root; then its probes, run inside, must pass."""
+    kustomization, k = manifests()
+    pod = k["StatefulSet"]["spec"]["template"]
+    [container] = pod["spec"]["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    args = []
+    for name, path in mounts.items():
+        volume = volumes.get(name)
+        if volume is None:  # the claim
+            data = tmp_path / "data"
+            data.mkdir()
+            os.chown(data, 65532, 65532)
+            args += ["-v", f"{data}:{path}"]
+            continue
+        source = tmp_path / name
+        source.mkdir()
+        if "configMap" in volume:
+            for f in generated(kustomization, "ConfigMap", volume["configMap"]["name"]):
+                shutil.copy(f, source / f.name)
+        else:
+            self_signed(source)
+            (source / "tokens.toml").write_text(
+                '[[token]]\nname = "Park control room"\ntoken = "park-operator-0123456789"\n'
+                'role = "operator"\nlevel = "park"\nenterprises = ["*"]\n'
+            )
+            want = {f.name for f in generated(kustomization, "Secret", volume["secret"]["secretName"])}
+            assert {f.name for f in source.iterdir()} == want
+        for f in source.iterdir():
+            f.chmod(0o444)
+        args += ["-v", f"{source}:{path}:ro"]
+    user = pod["spec"]["securityContext"]
+    name = f"hazardwatch-pod-{uuid.uuid4().hex[:12]}"
+    env = [a for e in container["env"] for a in ("-e", f"{e['name']}={e['value']}")]
+    try:
+        podman(
+            "run", "-d", "--name", name, *limits(), "--read-only",
+            "--user", f"{user['runAsUser']}:{user['runAsGroup']}", "--cap-drop", "ALL",
+            *args, *env, image, *container["args"],
+        )
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            command = container[probe]["exec"]["command"]
+            done = wait_for(name, lambda: podman("exec", name, *command, check=False))
+            logs = podman("logs", name, check=False)
+            assert done.returncode == 0, (probe, done, logs.stdout, logs.stderr)
+        code, logs = stop(name)
+        assert code == "0", (code, logs)
+    finally:
+        podman("rm", "-f", name, check=False)
