@@ -98,11 +98,11 @@ async fn ready(State(ops): State<Ops>) -> (StatusCode, String) {
     (StatusCode::SERVICE_UNAVAILABLE, text)
 }
 
-/// Asks this machine's `/readyz` (or `/livez` with `live`) at `addr`, as a
-/// container's health check or a unit's probe would: returns the status
-/// code and the body (at most 64 KiB). An unspecified address
-/// (`0.0.0.0`, `::`) is asked on loopback.
-pub fn probe(addr: SocketAddr, live: bool, timeout: Duration) -> std::io::Result<(u16, String)> {
+/// GETs `path` (`/readyz`, `/livez`, `/metrics`) from the endpoints at
+/// `addr` on this machine, as a container's health check or a unit's probe
+/// would: returns the status code and the body (at most 64 KiB). An
+/// unspecified address (`0.0.0.0`, `::`) is asked on loopback.
+pub fn ask(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     const MAX_ANSWER: u64 = 64 * 1024;
     let mut target = addr;
@@ -112,7 +112,6 @@ pub fn probe(addr: SocketAddr, live: bool, timeout: Duration) -> std::io::Result
             SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    let path = if live { "/livez" } else { "/readyz" };
     let mut stream = std::net::TcpStream::connect_timeout(&target, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;

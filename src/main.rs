@@ -282,7 +282,8 @@ fn main() -> ExitCode {
             live,
             timeout,
         } => {
-            return match hazardwatch::http::probe(metrics, live, Duration::from_secs(timeout)) {
+            let path = if live { "/livez" } else { "/readyz" };
+            return match hazardwatch::http::ask(metrics, path, Duration::from_secs(timeout)) {
                 Ok((200, body)) => {
                     print!("{body}");
                     ExitCode::SUCCESS

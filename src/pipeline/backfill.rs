@@ -178,9 +178,13 @@ pub fn backfill_loop(
 ) {
     let idle = Duration::from_millis(config.idle_ms);
     let mut pending: Vec<Reading> = Vec::new();
+    // Judges the episode and lets its memory go: an episode may hold up to
+    // MAX_EPISODE readings, and a buffer kept at that capacity would hold
+    // hundreds of MiB for good after one long outage's backfill.
     let run = |pending: &mut Vec<Reading>| {
-        let n = pending.len() as u64;
-        match judge(&site.snapshot(), epoch_ms, pending) {
+        let mut episode = std::mem::take(pending);
+        let n = episode.len() as u64;
+        match judge(&site.snapshot(), epoch_ms, &mut episode) {
             Ok(events) => {
                 let out = hub.apply(&events);
                 counters.readings_backfilled.fetch_add(n, Ordering::Relaxed);
@@ -195,7 +199,6 @@ pub fn backfill_loop(
                 tracing::error!(error = %e, readings = n, "backfill: cannot judge late readings")
             }
         }
-        pending.clear();
     };
     loop {
         match rx.recv_timeout(idle) {
