@@ -98,9 +98,9 @@ async fn ready(State(ops): State<Ops>) -> (StatusCode, String) {
     (StatusCode::SERVICE_UNAVAILABLE, text)
 }
 
-/// GETs `path` (`/readyz`, `/livez`, `/metrics`) from the endpoints at
-/// `addr` on this machine, as a container's health check or a unit's probe
-/// would: returns the status code and the body (at most 64 KiB). An
+/// GETs `path` (`/readyz`, `/livez`) from the endpoints at `addr` on this
+/// machine, as a container's health check or a unit's probe would:
+/// returns the status code and the body (at most 64 KiB). An
 /// unspecified address (`0.0.0.0`, `::`) is asked on loopback.
 pub fn ask(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
