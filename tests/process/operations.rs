@@ -7,19 +7,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hazardwatch_tests::TEST_PARK;
-
-/// A loopback address nothing listens on (bound, then let go).
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+use hazardwatch_tests::{TEST_PARK, free_loopback_addr};
 
 /// `hazardwatch health --metrics ADDR [args]`.
 fn health(metrics: SocketAddr, args: &[&str]) -> Output {
@@ -103,7 +95,7 @@ fn health_until(metrics: SocketAddr, want: i32) -> Output {
 #[test]
 fn health_says_ready_and_the_logs_are_json() {
     let dir = tempfile::tempdir().unwrap();
-    let metrics = free_addr();
+    let metrics = free_loopback_addr().unwrap();
     let (child, lines) = start(dir.path(), metrics, 1024);
     assert!(
         lines.last().is_some_and(|l| l.contains("subscribed")),
@@ -133,7 +125,7 @@ fn health_says_ready_and_the_logs_are_json() {
 #[test]
 fn health_says_why_the_service_is_not_ready() {
     let dir = tempfile::tempdir().unwrap();
-    let metrics = free_addr();
+    let metrics = free_loopback_addr().unwrap();
     // More free space than any disk has: never ready, for a reason.
     let (child, _) = start(dir.path(), metrics, 1_000_000_000);
     let out = health_until(metrics, 1);

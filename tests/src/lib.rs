@@ -504,3 +504,19 @@ pub fn archived_alarm_seqs(archive: &Path) -> anyhow::Result<Vec<u64>> {
     }
     Ok(seqs)
 }
+
+/// A self-signed certificate for `localhost` and its key, written as PEM
+/// into `dir`: (certificate file, key file).
+pub fn self_signed_localhost(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, issued.cert.pem())?;
+    std::fs::write(&key, issued.signing_key.serialize_pem())?;
+    Ok((cert, key))
+}
+
+/// A loopback address nothing listens on now (bound, then let go), for a
+/// process that must be told its port before it starts.
+pub fn free_loopback_addr() -> anyhow::Result<std::net::SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}

@@ -23,7 +23,7 @@
 //! `cargo build --release --bin hazardwatch && cargo run --release -p hazardwatch-bench --bin recovery [ROUNDS] [EVENTS] [WAL_READINGS]`
 //! (default 3 rounds, 100000 events, 2000000 readings)
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use hazardwatch_bench::{bench_park_text, disk_usage, header, row};
 use hazardwatch_proto::pb;
+use hazardwatch_tests::{free_loopback_addr, now_ms};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const POINTS: usize = 8_000;
@@ -40,11 +41,6 @@ const FLIP: usize = 80;
 /// The probe's point, apart from the flipped ones.
 const PROBE_POINT: usize = 100;
 const LATENESS_MS: u64 = 200;
-
-/// A loopback address nothing listens on now.
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
 
 struct Addrs {
     mqtt: SocketAddr,
@@ -88,10 +84,6 @@ fn start(bin: &Path, config: &Path, data: &Path) -> anyhow::Result<Child> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?)
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// Time stamps from the wall clock, each after the one before (so that no
@@ -263,9 +255,9 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let addrs = Addrs {
-        mqtt: free_addr()?,
-        grpc: free_addr()?,
-        ops: free_addr()?,
+        mqtt: free_loopback_addr()?,
+        grpc: free_loopback_addr()?,
+        ops: free_loopback_addr()?,
     };
     let config_file = dir.path().join("bench.toml");
     std::fs::write(&config_file, config(&addrs))?;

@@ -507,10 +507,7 @@ async fn the_site_plan_is_served_to_callers_only_and_may_run_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_the_console_serves_https_only_and_its_cookie_is_secure() {
     let dir = tempfile::tempdir().unwrap();
-    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, issued.cert.pem()).unwrap();
-    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = hazardwatch_tests::self_signed_localhost(dir.path()).unwrap();
     let tls = format!(
         "\n[console]\nlisten = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n",
         cert.display(),
@@ -521,7 +518,7 @@ async fn over_tls_the_console_serves_https_only_and_its_cookie_is_secure() {
         .await
         .unwrap();
     let addr = svc.running.console_addr.unwrap();
-    let ca = issued.cert.pem();
+    let ca = std::fs::read_to_string(&cert).unwrap();
     let trust = (ca.as_str(), "localhost");
     let page = http::request_tls(addr, trust, "GET", "/", &[], b"")
         .await

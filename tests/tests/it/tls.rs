@@ -23,10 +23,7 @@ fn with_tls(cert: &std::path::Path, key: &std::path::Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_client_is_served_and_a_plaintext_one_is_not() {
     let dir = tempfile::tempdir().unwrap();
-    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, issued.cert.pem()).unwrap();
-    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = hazardwatch_tests::self_signed_localhost(dir.path()).unwrap();
     let text = with_tls(&cert, &key);
     assert_ne!(text, TEST_PARK);
     let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
@@ -35,7 +32,7 @@ async fn a_tls_client_is_served_and_a_plaintext_one_is_not() {
     let port = svc.running.grpc_addr.port();
 
     let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(issued.cert.pem()))
+        .ca_certificate(Certificate::from_pem(std::fs::read(&cert).unwrap()))
         .domain_name("localhost");
     let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
         .unwrap()
