@@ -13,6 +13,7 @@ use hazardwatch_rules::site::{DefaultsSpec, EnterpriseSpec, ParkSpec};
 use hazardwatch_rules::{EngineConfig, SiteModel, SiteSpec, Source};
 use hazardwatch_storage::{ArchiveConfig, JournalConfig};
 
+use crate::notify::{NotifyConfig, NotifySettings};
 use crate::pipeline::backfill::BackfillConfig;
 use crate::readiness::HealthConfig;
 use serde::Deserialize;
@@ -196,6 +197,8 @@ struct ConfigFile {
     access: AccessConfig,
     #[serde(default)]
     escalation: Vec<EscalationSpec>,
+    #[serde(default)]
+    notify: NotifyConfig,
     park: ParkSpec,
     #[serde(default)]
     defaults: BTreeMap<String, Spanned<DefaultsSpec>>,
@@ -234,6 +237,8 @@ pub struct Settings {
     pub access: Access,
     /// Disposal and escalation chains by enterprise.
     pub escalation: EscalationPolicy,
+    /// Who is notified of critical alarms and escalations.
+    pub notify: NotifySettings,
 }
 
 /// A loaded, validated configuration.
@@ -287,6 +292,14 @@ impl Config {
             .map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))?;
         let escalation = EscalationPolicy::new(&file.escalation, &enterprises)
             .map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))?;
+        let notify = file
+            .notify
+            .validate(
+                &enterprises,
+                |p| src.beside(p),
+                |var| std::env::var(var).ok(),
+            )
+            .map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))?;
         let spec = SiteSpec {
             park: file.park,
             defaults: file.defaults,
@@ -307,6 +320,7 @@ impl Config {
                 health: file.health,
                 access,
                 escalation,
+                notify,
             },
             site,
         };

@@ -20,6 +20,8 @@
 //! - [`sim`]: the park simulator with scheduled incidents.
 //! - [`demo`]: `hazardwatch demo`: service, simulator, alarms on screen.
 //! - [`console`]: the control-room web console and its JSON API.
+//! - [`notify`]: critical alarms and escalations to webhooks, through a
+//!   durable outbox.
 //!
 //! The alarm service itself (table, hub, escalation, risk, EEMUA 191,
 //! access) is the `hazardwatch-alarms` crate.
@@ -43,6 +45,7 @@ pub mod demo;
 pub mod grpc;
 pub mod http;
 pub mod live_site;
+pub mod notify;
 pub mod pipeline;
 pub mod readiness;
 pub mod reload;

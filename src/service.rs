@@ -102,6 +102,8 @@ pub struct Running {
     wall: SharedClock,
     /// The gateways' online rate and completeness.
     pub health: Arc<GatewayHealth>,
+    /// Webhook notifications, when recipients are configured.
+    notifier: Option<crate::notify::Notifier>,
 }
 
 /// How ingest reaches the broker.
@@ -368,6 +370,14 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         grpc_stop.clone(),
     ));
     tracing::info!(%grpc_addr, "gRPC listening");
+    let notifier = crate::notify::start(
+        settings.notify.clone(),
+        site.park_id.clone(),
+        hub.clone(),
+        clock.clone(),
+    )
+    .await
+    .context("starting notifications")?;
 
     // The archive first: finish a checkpoint a crash interrupted, then
     // drop the log segments it covers and read back the rest.
@@ -611,6 +621,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         broker: link.embedded,
         wall: clock,
         health,
+        notifier,
     })
 }
 
@@ -681,6 +692,9 @@ impl Running {
         self.ops_stop.cancel();
         let served = self.grpc.await.context("gRPC task")?;
         self.clock.await.context("clock task")?;
+        if let Some(n) = self.notifier {
+            n.stop().await;
+        }
         if let Some(b) = self.broker {
             tokio::task::spawn_blocking(move || drop(b))
                 .await

@@ -76,6 +76,26 @@ pub enum Transition {
     /// An operator recorded its disposal (cause, action): the loop is
     /// closed, it escalates no further.
     Disposed,
+    /// A notification of it reached a recipient; nothing else changed.
+    Notified,
+    /// A notification of it failed (an attempt, or for good); nothing else
+    /// changed.
+    NotificationFailed,
+}
+
+/// A record that changes nothing but an alarm's timeline.
+#[derive(Debug, Clone, Copy)]
+pub struct Note<'a> {
+    /// What it records: a comment, a notification's delivery or failure.
+    pub transition: Transition,
+    /// Who: the operator, or the notification's recipient.
+    pub actor: &'a str,
+    /// The comment, or why a notification failed.
+    pub comment: &'a str,
+    /// For notifications, the attempts made; NaN otherwise.
+    pub value: f64,
+    /// For notification failures, `retrying` or `abandoned`.
+    pub action: &'a str,
 }
 
 /// Levels of the escalation chain, from the plant up (index 0 to 4).
@@ -558,17 +578,43 @@ impl AlarmTable {
         comment: &str,
         now_ms: i64,
     ) -> Result<AlarmRecord, ActionError> {
-        let state = self.find(source, kind)?.state;
-        Ok(self.operator_record(
-            source,
-            kind,
-            Transition::Commented,
-            state,
+        let note = Note {
+            transition: Transition::Commented,
             actor,
             comment,
+            value: f64::NAN,
+            action: "",
+        };
+        self.note(source, kind, &note, now_ms)
+    }
+
+    /// Records a transition that changes nothing but the alarm's timeline
+    /// (a comment, a notification's delivery or failure).
+    pub fn note(
+        &mut self,
+        source: AlarmSource,
+        kind: AlarmKind,
+        note: &Note<'_>,
+        now_ms: i64,
+    ) -> Result<AlarmRecord, ActionError> {
+        let state = self.find(source, kind)?.state;
+        let mut record = self.operator_record(
+            source,
+            kind,
+            note.transition,
+            state,
+            note.actor,
+            note.comment,
             now_ms,
             0,
-        ))
+        );
+        record.value = note.value;
+        record.action = note.action.to_owned();
+        if let Some(a) = self.alarms.get_mut(&(source, kind)) {
+            a.last.value = record.value;
+            a.last.action = record.action.clone();
+        }
+        Ok(record)
     }
 
     /// The alarm an operator acts on.

@@ -122,6 +122,31 @@ pub const TEMPLATES: &[Template] = &[
         "{id} {tag} 已由 {actor} 处置:原因:{cause};措施:{action}",
     ),
     t(
+        "notified",
+        "{id} {tag} notification delivered to {actor} (attempt {attempts})",
+        "{id} {tag} 通知已送达 {actor}(第 {attempts} 次尝试)",
+    ),
+    t(
+        "notification_failed",
+        "{id} {tag} notification to {actor} failed (attempt {attempts}, retrying): {reason}",
+        "{id} {tag} 发往 {actor} 的通知失败(第 {attempts} 次尝试,将重试):{reason}",
+    ),
+    t(
+        "notification_abandoned",
+        "{id} {tag} notification to {actor} abandoned after {attempts} attempts: {reason}",
+        "{id} {tag} 发往 {actor} 的通知已放弃(共尝试 {attempts} 次):{reason}",
+    ),
+    t(
+        "notify_raised",
+        "[{priority} alarm] {enterprise} {id}",
+        "【{priority}报警】{enterprise} {id}",
+    ),
+    t(
+        "notify_escalated",
+        "[escalated to the {level} level] {enterprise} {id}",
+        "【报警已升级至{level}】{enterprise} {id}",
+    ),
+    t(
         "removed_from_model",
         "{id} {tag} returned to normal: removed from the site model",
         "{id} {tag} 恢复正常:已从场站模型中删除",
@@ -324,6 +349,7 @@ pub const TERM_PARAMS: &[(&str, &str)] = &[
     ("was_state", "state"),
     ("colour", "colour"),
     ("was", "colour"),
+    ("priority", "priority"),
 ];
 
 /// Every translated parameter value.
@@ -347,6 +373,10 @@ pub const TERMS: &[Term] = &[
     term("colour", "yellow", "yellow", "黄色"),
     term("colour", "blue", "blue", "蓝色"),
     term("colour", "-", "-", "无"),
+    term("priority", "low", "low-priority", "低优先级"),
+    term("priority", "medium", "medium-priority", "中优先级"),
+    term("priority", "high", "high-priority", "高优先级"),
+    term("priority", "critical", "critical", "紧急"),
 ];
 
 impl Template {

@@ -7,6 +7,12 @@ use hazardwatch_proto::{AlarmKind, AlarmSource, Catalog, PointKind, Priority, pb
 use crate::table::{ActiveAlarm, AlarmRecord, AlarmState, ESCALATION_LEVELS, Transition};
 use crate::text::{self, Lang, Text};
 
+/// `AlarmEvent.action` of a notification failure that ends its attempts
+/// (the other failures are retried: `retrying`).
+pub const ABANDONED: &str = "abandoned";
+/// `AlarmEvent.action` of a notification failure that will be retried.
+pub const RETRYING: &str = "retrying";
+
 /// Wire name of a transition.
 fn transition_pb(t: Transition) -> pb::Transition {
     match t {
@@ -21,6 +27,8 @@ fn transition_pb(t: Transition) -> pb::Transition {
         Transition::ReturnedToService => pb::Transition::ReturnedToService,
         Transition::Escalated => pb::Transition::Escalated,
         Transition::Disposed => pb::Transition::Disposed,
+        Transition::Notified => pb::Transition::Notified,
+        Transition::NotificationFailed => pb::Transition::NotificationFailed,
     }
 }
 
@@ -37,6 +45,8 @@ fn transition_from_pb(t: i32) -> Option<Transition> {
         pb::Transition::ReturnedToService => Transition::ReturnedToService,
         pb::Transition::Escalated => Transition::Escalated,
         pb::Transition::Disposed => Transition::Disposed,
+        pb::Transition::Notified => Transition::Notified,
+        pb::Transition::NotificationFailed => Transition::NotificationFailed,
         pb::Transition::Unspecified
         | pb::Transition::RiskChanged
         | pb::Transition::UnitStateChanged => return None,
@@ -107,6 +117,14 @@ fn describe(r: &AlarmRecord, catalog: &Catalog) -> Text {
             "level",
             ESCALATION_LEVELS[usize::from(r.escalation).min(ESCALATION_LEVELS.len() - 1)],
         ),
+        (Transition::Notified, _) => by("notified").with("attempts", whole(r.value)),
+        (Transition::NotificationFailed, _) => by(if r.action == ABANDONED {
+            "notification_abandoned"
+        } else {
+            "notification_failed"
+        })
+        .with("attempts", whole(r.value))
+        .with("reason", &r.comment),
         (Transition::Disposed, _) => by("disposed")
             .with("cause", &r.comment)
             .with("action", &r.action),
@@ -244,7 +262,20 @@ pub fn message(e: &pb::AlarmEvent, lang: Lang) -> String {
 /// when its source is no longer in the site model (or the record is not
 /// one this service wrote).
 pub(crate) fn restore_alarm(catalog: &Catalog, stored: &pb::JournalAlarm) -> Option<ActiveAlarm> {
-    let e = stored.last.as_ref()?;
+    let record = record(catalog, stored.last.as_ref()?)?;
+    Some(ActiveAlarm {
+        state: state_from_pb(stored.state)?,
+        raised_at_ms: stored.raised_at_ms,
+        latch: stored.latch,
+        condition: stored.condition,
+        awaiting_since_ms: stored.awaiting_since_ms,
+        last: record,
+    })
+}
+
+/// The table's record of a journaled event; `None` when its source is no
+/// longer in the catalog or a field does not decode.
+pub(crate) fn record(catalog: &Catalog, e: &pb::AlarmEvent) -> Option<AlarmRecord> {
     let (source, kind) = alarm_key(catalog, &e.alarm_id)?;
     if let AlarmSource::Point(p) = source
         && !catalog.is_live(p)
@@ -252,7 +283,7 @@ pub(crate) fn restore_alarm(catalog: &Catalog, stored: &pb::JournalAlarm) -> Opt
         return None;
     }
     let priority: Option<Priority> = pb::Priority::try_from(e.priority).ok()?.into();
-    let record = AlarmRecord {
+    Some(AlarmRecord {
         seq: e.seq,
         source,
         kind,
@@ -274,14 +305,6 @@ pub(crate) fn restore_alarm(catalog: &Catalog, stored: &pb::JournalAlarm) -> Opt
         action: e.action.clone(),
         actor: e.actor.clone(),
         comment: e.comment.clone(),
-    };
-    Some(ActiveAlarm {
-        state: state_from_pb(stored.state)?,
-        raised_at_ms: stored.raised_at_ms,
-        latch: stored.latch,
-        condition: stored.condition,
-        awaiting_since_ms: stored.awaiting_since_ms,
-        last: record,
     })
 }
 

@@ -17,6 +17,9 @@
 //! - `active`: alarm id → `JournalAlarm` (protobuf), the alarms that are
 //!   active, latched or unacknowledged.
 //!
+//! - `outbox` and `outbox_cursor`: notifications waiting for their
+//!   recipients, and how far the events have been scanned for them.
+//!
 //! Each [`AlarmJournal::commit`] is one durable transaction (fsync before
 //! it returns): a batch of events and the alarm states they leave behind
 //! are on disk together or not at all.
@@ -56,6 +59,9 @@ use redb::backends::FileBackend;
 use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition};
 
 use crate::error::{Error, Result};
+
+mod outbox;
+pub use outbox::OUTBOX_CAP;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const BY_TIME: TableDefinition<(i64, u64), ()> = TableDefinition::new("events_by_time");
@@ -220,6 +226,10 @@ impl AlarmJournal {
         tx.open_table(EVENTS).map_err(|e| journal.error(e))?;
         tx.open_table(BY_TIME).map_err(|e| journal.error(e))?;
         tx.open_table(ACTIVE).map_err(|e| journal.error(e))?;
+        tx.open_table(outbox::OUTBOX)
+            .map_err(|e| journal.error(e))?;
+        tx.open_table(outbox::CURSOR)
+            .map_err(|e| journal.error(e))?;
         tx.commit().map_err(|e| journal.error(e))?;
         Ok(journal)
     }
@@ -298,11 +308,14 @@ impl AlarmJournal {
 
     /// Deletes up to `limit` events whose event time is before `before_ms`
     /// and whose sequence number is at most `archived` (the archive holds
-    /// them), in one transaction; the newest event always stays, so
+    /// them) and at most the outbox's scan cursor, if it has one (they
+    /// were looked at for notifications), in one transaction; the newest event always stays, so
     /// numbering goes on after a restart. Returns how many were deleted.
     /// Finding none takes no write transaction.
     pub fn prune(&self, before_ms: i64, archived: u64, limit: usize) -> Result<usize> {
         let newest = self.last_seq()?;
+        // Events not yet scanned for notifications stay.
+        let archived = archived.min(self.outbox_scanned()?.unwrap_or(u64::MAX));
         let doomed: Vec<(i64, u64)> = {
             let tx = self.db()?.begin_read().map_err(|e| self.error(e))?;
             let index = tx.open_table(BY_TIME).map_err(|e| self.error(e))?;

@@ -25,6 +25,7 @@ pub mod external;
 pub mod http;
 pub mod mqtt;
 pub mod powercut;
+pub mod webhook;
 
 pub use external::{Mosquitto, MosquittoSecurity, Pki};
 pub use mqtt::{Burst, Gateway, Identity, Probe};
@@ -126,6 +127,14 @@ impl TestService {
         let TestService { running, data } = self;
         running.shutdown().await?;
         Self::start_in(data).await
+    }
+
+    /// Stops the service and starts it again on the same data directory
+    /// with configuration `text` (new ports).
+    pub async fn restart_text(self, text: &str) -> anyhow::Result<TestService> {
+        let TestService { running, data } = self;
+        running.shutdown().await?;
+        Self::start_text(data, text).await
     }
 
     /// Starts the service on [`TEST_PARK`] with `data` as its data

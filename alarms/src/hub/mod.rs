@@ -24,7 +24,9 @@ use crate::error::{Error, Result};
 use crate::escalation::EscalationPolicy;
 use crate::rate::ActionLimiter;
 use crate::risk::{Colour, RiskModel};
-use crate::table::{ActionError, ActiveAlarm, AlarmRecord, AlarmTable};
+use crate::table::{
+    ActionError, ActiveAlarm, AlarmRecord, AlarmState, AlarmTable, Note, Transition,
+};
 use crate::text::Text;
 use crate::wire::{self, alarm_id, alarm_key, restore_alarm};
 
@@ -58,6 +60,17 @@ pub enum Action {
     OutOfService(bool),
     /// The disposal record: the action taken (the comment is the cause).
     Dispose(String),
+}
+
+/// How a notification of an alarm went, as its timeline records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The recipient took it.
+    Delivered,
+    /// An attempt failed; it will be retried.
+    Retrying,
+    /// No more attempts: the recipient refused it, or it grew too old.
+    Abandoned,
 }
 
 /// Shared alarm state (see the module docs).
@@ -432,6 +445,56 @@ impl AlarmHub {
             })
     }
 
+    /// Records on the timeline of `trigger`'s alarm how its notification
+    /// to `recipient` went, after `attempts` attempts (`reason`: why it
+    /// failed). The alarm's state is unchanged; an alarm that has closed
+    /// since gets the record as a normal one. `None` when the alarm's
+    /// source has left the site model.
+    pub fn record_notification(
+        &self,
+        trigger: &pb::AlarmEvent,
+        recipient: &str,
+        delivery: Delivery,
+        attempts: u32,
+        reason: &str,
+        now_ms: i64,
+    ) -> Option<pb::AlarmEvent> {
+        let (transition, action) = match delivery {
+            Delivery::Delivered => (Transition::Notified, ""),
+            Delivery::Retrying => (Transition::NotificationFailed, wire::RETRYING),
+            Delivery::Abandoned => (Transition::NotificationFailed, wire::ABANDONED),
+        };
+        let note = Note {
+            transition,
+            actor: recipient,
+            comment: reason,
+            value: f64::from(attempts),
+            action,
+        };
+        let catalog = self.catalog();
+        let (source, kind) = alarm_key(&catalog, &trigger.alarm_id)?;
+        let mut table = self.lock();
+        if let Ok(record) = table.note(source, kind, &note, now_ms) {
+            return self.publish(&mut table, &[record]).pop();
+        }
+        // Closed since: its timeline goes on from the trigger.
+        let mut record = wire::record(&catalog, trigger)?;
+        record.seq = table.next_seq();
+        record.transition = transition;
+        record.state = AlarmState::Normal;
+        record.ts_ms = now_ms;
+        record.value = note.value;
+        record.action = action.to_owned();
+        record.actor = recipient.to_owned();
+        record.comment = reason.to_owned();
+        record.awaiting_disposal = false;
+        record.shelved_until_ms = None;
+        record.backfilled = false;
+        let event = self.to_pb(&record);
+        self.send(std::slice::from_ref(&event), &[]);
+        Some(event)
+    }
+
     fn apply_action(
         &self,
         action: Action,
@@ -682,6 +745,11 @@ impl AlarmHub {
             });
         }
         Ok(())
+    }
+
+    /// The journal (for the notification outbox it also holds).
+    pub fn journal(&self) -> &AlarmJournal {
+        &self.journal
     }
 
     /// Sequence number of the newest event.

@@ -18,6 +18,7 @@ mod health;
 mod independent_reader;
 mod journal;
 mod lifecycle;
+mod notify;
 mod reload;
 mod replay;
 mod risk;
