@@ -256,6 +256,13 @@ pub struct Config {
 #[error("{0}")]
 pub struct ConfigError(String);
 
+impl ConfigError {
+    /// An error saying `message`.
+    pub fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError(message.into())
+    }
+}
+
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -335,13 +342,7 @@ impl Config {
     /// plaintext or unauthenticated gRPC, console and MQTT only on loopback.
     pub fn check_exposure(&self) -> Result<(), ConfigError> {
         let s = &self.settings;
-        s.grpc.validate().map_err(ConfigError)?;
-        if s.access.is_open() && !s.grpc.listen.ip().is_loopback() {
-            return Err(ConfigError(format!(
-                "grpc.listen {} is not loopback, so [[access.token]] entries are required",
-                s.grpc.listen
-            )));
-        }
+        check_grpc_exposure(&s.grpc, &s.access)?;
         s.console.validate().map_err(ConfigError)?;
         s.metrics.validate().map_err(ConfigError)?;
         if let Some(listen) = s.console.listen
@@ -369,6 +370,18 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// gRPC off loopback only with TLS (or plaintext allowed) and tokens.
+pub fn check_grpc_exposure(grpc: &GrpcConfig, access: &Access) -> Result<(), ConfigError> {
+    grpc.validate().map_err(ConfigError)?;
+    if access.is_open() && !grpc.listen.ip().is_loopback() {
+        return Err(ConfigError(format!(
+            "grpc.listen {} is not loopback, so [[access.token]] entries are required",
+            grpc.listen
+        )));
+    }
+    Ok(())
 }
 
 /// `[access]` with the entries of its `tokens_file`, if it names one.

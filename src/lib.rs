@@ -22,6 +22,8 @@
 //! - [`console`]: the control-room web console and its JSON API.
 //! - [`notify`]: critical alarms and escalations to webhooks, through a
 //!   durable outbox.
+//! - [`region`]: a regional instance (county, city, province) that merges
+//!   its parks' alarm feeds for regulators.
 //!
 //! The alarm service itself (table, hub, escalation, risk, EEMUA 191,
 //! access) is the `hazardwatch-alarms` crate.
@@ -48,6 +50,7 @@ pub mod live_site;
 pub mod notify;
 pub mod pipeline;
 pub mod readiness;
+pub mod region;
 pub mod reload;
 pub mod replay;
 pub mod run;

@@ -56,6 +56,19 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Run a regional instance (county, city, province): the alarm feeds of
+    /// its parks' instances merged for regulators.
+    Region {
+        /// The regional configuration file (deploy/config/example-region.toml).
+        #[arg(long, env = "HAZARDWATCH_REGION_CONFIG")]
+        config: PathBuf,
+        /// Serve gRPC here instead of the file's `[grpc] listen`.
+        #[arg(long)]
+        grpc: Option<SocketAddr>,
+        /// Keep the regional journal here instead of the file's `data_dir`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Publish a simulated park to an MQTT broker, as its gateways would.
     Simulate {
         /// Broker `host:port`.
@@ -351,6 +364,21 @@ fn main() -> ExitCode {
                 overrides.apply(&mut c)?;
                 runtime()?.block_on(hazardwatch::run::run(c, Some((config, file_settings))))
             })
+        }
+        Command::Region { config, grpc, data } => {
+            init_tracing("info", cli.log_format);
+            hazardwatch::region::RegionConfig::load(&config)
+                .map_err(anyhow::Error::from)
+                .and_then(|mut c| {
+                    if let Some(addr) = grpc {
+                        c.grpc.listen = addr;
+                    }
+                    if let Some(dir) = data {
+                        c.data_dir = dir;
+                    }
+                    c.check_exposure()?;
+                    runtime()?.block_on(hazardwatch::region::run(c))
+                })
         }
         Command::Simulate {
             broker,

@@ -78,6 +78,10 @@ pub enum Error {
     /// The alarm journal could not be read or written (`UNAVAILABLE`).
     #[error("alarm journal: {0}")]
     Journal(#[from] hazardwatch_storage::Error),
+    /// Earlier events still wait for the journal (it failed to write them),
+    /// so later ones cannot be written yet (`UNAVAILABLE`).
+    #[error("alarm journal: {0} earlier events are still waiting to be written")]
+    JournalBehind(usize),
 }
 
 impl Error {

@@ -173,6 +173,21 @@ pub const TEMPLATES: &[Template] = &[
         "{id} 网关离线:{value} 秒无数据(限值 {limit} 秒)或已断开;其全部测点失去监测",
     ),
     t(
+        "upstream_lost",
+        "park {id} out of reach since {since}: its alarms are not seen here until it is back",
+        "园区 {id} 自 {since} 起失联:恢复连接前此处看不到其报警",
+    ),
+    t(
+        "upstream_back",
+        "park {id} in reach again: its events since {since} are caught up",
+        "园区 {id} 已恢复连接:{since} 以来的事件已补齐",
+    ),
+    t(
+        "upstream_gap",
+        "park {id} no longer holds the events after its number {after} that were not yet seen here: they are lost to this feed; its active alarms follow",
+        "园区 {id} 已不再保存编号 {after} 之后、此处尚未收到的事件:本级报警流缺失这些事件;以下为其当前报警",
+    ),
+    t(
         "gateway_online",
         "{id} gateway reporting again",
         "{id} 网关恢复上报",

@@ -357,6 +357,8 @@ pub(crate) fn event(r: &AlarmRecord, catalog: &Catalog) -> pb::AlarmEvent {
         action: r.action.clone(),
         risk_colour: pb::RiskColour::Unspecified as i32,
         backfilled: r.backfilled,
+        park: String::new(),
+        upstream_seq: 0,
     };
     set_text(&mut e, &describe(r, catalog));
     e

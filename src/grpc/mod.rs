@@ -166,23 +166,8 @@ pub async fn serve(
         health_reporter,
         shutdown.clone(),
     ));
-    // Reflection in both protocol versions: grpcurl speaks v1, older
-    // clients (Python's grpcio-reflection among them) only v1alpha.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection()
-        .build_v1()
-        .expect("the embedded descriptor sets are valid (built by protox)");
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .expect("the embedded descriptor sets are valid (built by protox)");
-    server
+    with_reflection(&mut server)
         .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(
             SiteServiceServer::from_arc(site)
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
@@ -203,6 +188,54 @@ pub async fn serve(
         ))
         .serve_with_incoming_shutdown(no_delay(listener), shutdown.cancelled())
         .await
+}
+
+/// Serves a regional instance: its merged `AlarmService`, health and
+/// reflection, on `listener` until `shutdown` is cancelled.
+pub async fn serve_region(
+    mut server: tonic::transport::Server,
+    listener: TcpListener,
+    access: Arc<Access>,
+    alarms: Arc<Alarms>,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    use tonic::server::NamedService;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for name in ["", <AlarmServiceServer<Alarms> as NamedService>::NAME] {
+        reporter
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    with_reflection(&mut server)
+        .add_service(health)
+        .add_service(InterceptedService::new(
+            AlarmServiceServer::from_arc(alarms)
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+            interceptor(access),
+        ))
+        .serve_with_incoming_shutdown(no_delay(listener), shutdown.cancelled())
+        .await
+}
+
+/// The server's router with reflection in both protocol versions: grpcurl
+/// speaks v1, older clients (Python's grpcio-reflection among them) only
+/// v1alpha.
+fn with_reflection(server: &mut tonic::transport::Server) -> tonic::transport::server::Router {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .expect("the embedded descriptor sets are valid (built by protox)");
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .expect("the embedded descriptor sets are valid (built by protox)");
+    server
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
 }
 
 /// Keeps gRPC health (the whole server, `""`, and each service) in step

@@ -25,7 +25,7 @@ pub fn alarms_status(e: AlarmsError) -> Status {
             Status::out_of_range(message)
         }
         AlarmsError::RateLimited { .. } => Status::resource_exhausted(message),
-        AlarmsError::Journal(_) => Status::unavailable(message),
+        AlarmsError::Journal(_) | AlarmsError::JournalBehind(_) => Status::unavailable(message),
     }
 }
 

@@ -357,7 +357,7 @@ impl WebhookSpec {
 }
 
 /// A host that is this machine: `localhost` or a loopback address.
-fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.eq_ignore_ascii_case("localhost")
         || bare

@@ -18,7 +18,9 @@
 //!   active, latched or unacknowledged.
 //!
 //! - `outbox` and `outbox_cursor`: notifications waiting for their
-//!   recipients, and how far the events have been scanned for them.
+//!   recipients, and how far the events have been scanned for them;
+//! - `upstream_cursor`: on a regional instance, park id → the sequence
+//!   number at that park of the last of its events merged here.
 //!
 //! Each [`AlarmJournal::commit`] is one durable transaction (fsync before
 //! it returns): a batch of events and the alarm states they leave behind
@@ -61,6 +63,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefin
 use crate::error::{Error, Result};
 
 mod outbox;
+mod upstream;
 pub use outbox::OUTBOX_CAP;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -230,6 +233,8 @@ impl AlarmJournal {
             .map_err(|e| journal.error(e))?;
         tx.open_table(outbox::CURSOR)
             .map_err(|e| journal.error(e))?;
+        tx.open_table(upstream::CURSORS)
+            .map_err(|e| journal.error(e))?;
         tx.commit().map_err(|e| journal.error(e))?;
         Ok(journal)
     }
@@ -371,46 +376,55 @@ impl AlarmJournal {
         alarms: &[(&str, Option<&pb::JournalAlarm>)],
     ) -> Result<()> {
         let tx = self.db()?.begin_write().map_err(|e| self.error(e))?;
-        {
-            let mut by_seq = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
-            let mut by_time = tx.open_table(BY_TIME).map_err(|e| self.error(e))?;
-            let mut last = by_seq
-                .last()
-                .map_err(|e| self.error(e))?
-                .map_or(0, |(k, _)| k.value());
-            let mut buf = Vec::new();
-            for e in events {
-                if e.seq <= last {
-                    return Err(Error::Journal {
-                        path: self.path.clone(),
-                        message: format!("event {} does not follow event {last}", e.seq),
-                    });
-                }
-                last = e.seq;
-                buf.clear();
-                e.encode(&mut buf).expect("a Vec grows to hold any message");
-                by_seq
-                    .insert(e.seq, buf.as_slice())
-                    .map_err(|e| self.error(e))?;
-                by_time
-                    .insert((e.event_time_ms, e.seq), ())
-                    .map_err(|e| self.error(e))?;
+        self.append(&tx, events, alarms)?;
+        tx.commit().map_err(|e| self.error(e))
+    }
+
+    /// Writes `events` and the alarm states into `tx` (see [`Self::commit`]).
+    fn append(
+        &self,
+        tx: &redb::WriteTransaction,
+        events: &[pb::AlarmEvent],
+        alarms: &[(&str, Option<&pb::JournalAlarm>)],
+    ) -> Result<()> {
+        let mut by_seq = tx.open_table(EVENTS).map_err(|e| self.error(e))?;
+        let mut by_time = tx.open_table(BY_TIME).map_err(|e| self.error(e))?;
+        let mut last = by_seq
+            .last()
+            .map_err(|e| self.error(e))?
+            .map_or(0, |(k, _)| k.value());
+        let mut buf = Vec::new();
+        for e in events {
+            if e.seq <= last {
+                return Err(Error::Journal {
+                    path: self.path.clone(),
+                    message: format!("event {} does not follow event {last}", e.seq),
+                });
             }
-            let mut active = tx.open_table(ACTIVE).map_err(|e| self.error(e))?;
-            for (id, state) in alarms {
-                match state {
-                    Some(s) => {
-                        active
-                            .insert(*id, s.encode_to_vec().as_slice())
-                            .map_err(|e| self.error(e))?;
-                    }
-                    None => {
-                        active.remove(*id).map_err(|e| self.error(e))?;
-                    }
+            last = e.seq;
+            buf.clear();
+            e.encode(&mut buf).expect("a Vec grows to hold any message");
+            by_seq
+                .insert(e.seq, buf.as_slice())
+                .map_err(|e| self.error(e))?;
+            by_time
+                .insert((e.event_time_ms, e.seq), ())
+                .map_err(|e| self.error(e))?;
+        }
+        let mut active = tx.open_table(ACTIVE).map_err(|e| self.error(e))?;
+        for (id, state) in alarms {
+            match state {
+                Some(s) => {
+                    active
+                        .insert(*id, s.encode_to_vec().as_slice())
+                        .map_err(|e| self.error(e))?;
+                }
+                None => {
+                    active.remove(*id).map_err(|e| self.error(e))?;
                 }
             }
         }
-        tx.commit().map_err(|e| self.error(e))
+        Ok(())
     }
 
     /// Every alarm that is not normal, by alarm id.

@@ -24,8 +24,13 @@ pub(crate) struct Process {
 impl Process {
     /// Starts `hazardwatch run` and waits until it has subscribed.
     pub(crate) fn start(config: &Path, data: &Path) -> anyhow::Result<Process> {
+        Self::start_on(config, data, "127.0.0.1:0")
+    }
+
+    /// [`Process::start`] with gRPC on `grpc`.
+    pub(crate) fn start_on(config: &Path, data: &Path, grpc: &str) -> anyhow::Result<Process> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hazardwatch"))
-            .args(["run", "--no-metrics", "--grpc", "127.0.0.1:0", "--config"])
+            .args(["run", "--no-metrics", "--grpc", grpc, "--config"])
             .arg(config)
             .arg("--data")
             .arg(data)

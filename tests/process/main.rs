@@ -9,6 +9,7 @@
 
 mod chaos;
 mod crash;
+mod federation;
 mod harness;
 mod operations;
 mod overrides;

@@ -25,6 +25,7 @@ pub mod external;
 pub mod http;
 pub mod mqtt;
 pub mod powercut;
+pub mod proxy;
 pub mod webhook;
 
 pub use external::{Mosquitto, MosquittoSecurity, Pki};

@@ -25,6 +25,8 @@ pub struct Filter {
     pub hazard_sources: Vec<String>,
     /// Alarm states (wire values); empty means all.
     pub states: Vec<i32>,
+    /// Park ids (on a regional instance); empty means all.
+    pub parks: Vec<String>,
 }
 
 impl Filter {
@@ -62,6 +64,7 @@ impl Filter {
             scope: caller.scope.clone(),
             hazard_sources: f.hazard_sources,
             states: f.states,
+            parks: f.parks,
             min_escalation: pb::EscalationLevel::try_from(f.min_escalation).map_err(|_| {
                 Error::InvalidArgument(format!(
                     "filter.min_escalation: unknown value {}",
@@ -101,9 +104,11 @@ impl Filter {
         let place_ok =
             self.hazard_sources.is_empty() || self.hazard_sources.contains(&e.hazard_source);
         let state_ok = self.states.is_empty() || self.states.contains(&e.state);
+        let park_ok = self.parks.is_empty() || self.parks.contains(&e.park);
         self.scope.allows(&e.enterprise)
             && enterprise_ok
             && place_ok
+            && park_ok
             && (risk || state_ok)
             && (risk || e.escalation_level >= self.min_escalation && priority_ok)
             && (self.include_suppressed || !e.suppressed)

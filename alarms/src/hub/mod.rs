@@ -307,6 +307,41 @@ impl AlarmHub {
         }
     }
 
+    /// Merges events from park `park`'s feed (a regional instance): each
+    /// is numbered here (its park's number kept in `upstream_seq`), tagged
+    /// with the park, journaled with the park's cursor at `upstream_seq` in
+    /// one transaction, then sent live. If the journal fails, nothing is
+    /// numbered or sent: the caller resumes the park's feed from the
+    /// journaled cursor.
+    pub fn record_upstream(
+        &self,
+        park: &str,
+        upstream_seq: u64,
+        mut events: Vec<pb::AlarmEvent>,
+    ) -> Result<Vec<pb::AlarmEvent>> {
+        let mut table = self.lock();
+        let mut held = self.unjournaled.lock().unwrap_or_else(|p| p.into_inner());
+        held.flush(&self.journal);
+        if held.len() > 0 {
+            return Err(Error::JournalBehind(held.len()));
+        }
+        drop(held);
+        let first = table.last_seq() + 1;
+        for (e, seq) in events.iter_mut().zip(first..) {
+            e.upstream_seq = e.seq;
+            e.seq = seq;
+            e.park = park.to_owned();
+        }
+        self.journal.commit_upstream(park, upstream_seq, &events)?;
+        for e in &events {
+            table.next_seq();
+            let _ = self.live.send(e.clone());
+        }
+        metrics::counter!("hazardwatch_upstream_events_total", "park" => park.to_owned())
+            .increment(events.len() as u64);
+        Ok(events)
+    }
+
     /// Records a change to the site on the alarm feed: `event` gets the
     /// next sequence number, is journaled and sent like an alarm event.
     pub fn record(&self, mut event: pb::AlarmEvent) -> pb::AlarmEvent {

@@ -1,0 +1,148 @@
+//! A regional instance (county, city, province; a national one federates
+//! provinces): regulators' view across parks.
+//!
+//! ```text
+//! park instance A --Subscribe(resume)--\
+//! park instance B --Subscribe(resume)---> regional journal --> AlarmService
+//! park instance C --Subscribe(resume)--/   (numbered here, tagged by park)
+//! ```
+//!
+//! Each upstream park's feed is followed over gRPC ([`upstream`]): its
+//! events are numbered again here, keep their park's number in
+//! `upstream_seq`, carry the park's id in `park`, and are journaled with
+//! the park's cursor in one transaction, so a restart of the park, of the
+//! region, or a partition between them resumes the feed with no gap and no
+//! duplicate, in the park's order. A park out of reach for
+//! `lost_after_s` raises `{park}/OFFLINE` on the regional feed.
+//!
+//! Regulators call the same `AlarmService`: `Subscribe` (with
+//! `filter.parks`, `min_escalation` for what reached their level, resume
+//! from the regional numbering), `History` and `Stats` over the merged
+//! journal. Alarms are acknowledged, shelved and disposed of where they
+//! are handled, at the park (ISA-18.2 gives that to the operator who
+//! answers the alarm, and GB/T 50493 disposal to the enterprise): the
+//! regional instance records and shows those actions as they arrive from
+//! the park, and takes none itself.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use hazardwatch_alarms::{AlarmHub, EscalationPolicy, RiskModel};
+use hazardwatch_proto::Catalog;
+use hazardwatch_proto::clock::SharedClock;
+use hazardwatch_storage::AlarmJournal;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::grpc;
+
+pub mod config;
+pub mod upstream;
+
+pub use config::RegionConfig;
+pub use upstream::UpstreamStatus;
+
+/// A running regional instance.
+pub struct RegionRunning {
+    /// Where its gRPC server listens.
+    pub grpc_addr: SocketAddr,
+    /// The merged alarm feed.
+    pub hub: Arc<AlarmHub>,
+    /// Each upstream park and how it is doing, in configuration order.
+    pub upstreams: Vec<(String, Arc<UpstreamStatus>)>,
+    stop: CancellationToken,
+    followers: Vec<JoinHandle<()>>,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+/// Starts a regional instance: its journal, a follower per upstream park,
+/// its gRPC server.
+pub async fn start(config: RegionConfig, clock: SharedClock) -> anyhow::Result<RegionRunning> {
+    let journal_path = config.data_dir.join("journal").join("region.redb");
+    let journal = AlarmJournal::open(&journal_path)
+        .with_context(|| format!("opening {}", journal_path.display()))?;
+    // The regional journal holds merged events only: no site model, no
+    // alarm table of its own.
+    let (hub, _) = AlarmHub::open(
+        Arc::new(Catalog::default()),
+        journal,
+        EscalationPolicy::default(),
+        RiskModel::default(),
+        clock.now_ms(),
+    )?;
+    let stop = CancellationToken::new();
+    let tls = config.grpc.identity().map_err(anyhow::Error::msg)?;
+    let server = grpc::server(tls).context("grpc.tls: certificate or key")?;
+    let listener = grpc::bind(config.grpc.listen)
+        .await
+        .with_context(|| format!("binding gRPC to {}", config.grpc.listen))?;
+    let grpc_addr = listener.local_addr()?;
+    let alarms = Arc::new(grpc::alarms::Alarms::new(
+        hub.clone(),
+        clock.clone(),
+        stop.clone(),
+    ));
+    let grpc = tokio::spawn(grpc::serve_region(
+        server,
+        listener,
+        Arc::new(config.access.clone()),
+        alarms,
+        stop.clone(),
+    ));
+    let mut upstreams = Vec::new();
+    let mut followers = Vec::new();
+    for up in &config.upstreams {
+        let status = Arc::new(UpstreamStatus::default());
+        upstreams.push((up.park.clone(), status.clone()));
+        followers.push(tokio::spawn(upstream::follow(
+            up.clone(),
+            hub.clone(),
+            clock.clone(),
+            config.lost_after,
+            status,
+            stop.clone(),
+        )));
+    }
+    tracing::info!(
+        region = %config.id,
+        level = config.level.as_str(),
+        parks = config.upstreams.len(),
+        %grpc_addr,
+        last_seq = hub.last_seq(),
+        "regional instance started"
+    );
+    Ok(RegionRunning {
+        grpc_addr,
+        hub,
+        upstreams,
+        stop,
+        followers,
+        grpc,
+    })
+}
+
+/// `hazardwatch region`: runs until SIGINT or SIGTERM, then stops.
+pub async fn run(config: RegionConfig) -> anyhow::Result<()> {
+    let running = start(config, Arc::new(hazardwatch_proto::clock::WallClock)).await?;
+    println!(
+        "hazardwatch region: gRPC on {}, following {} parks",
+        running.grpc_addr,
+        running.upstreams.len()
+    );
+    crate::shutdown::shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await
+}
+
+impl RegionRunning {
+    /// Stops following the parks and serving.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        for f in self.followers {
+            f.await.context("an upstream follower")?;
+        }
+        self.grpc.await.context("gRPC task")??;
+        Ok(())
+    }
+}
