@@ -73,6 +73,14 @@ pub struct TokenSpec {
     pub level: Level,
     /// Enterprise ids it sees; `["*"]` for the whole park.
     pub enterprises: Vec<String>,
+    /// On a regional instance, the park ids it sees (default `["*"]`: every
+    /// one); a park instance takes only `["*"]`.
+    #[serde(default = "every_park")]
+    pub parks: Vec<String>,
+}
+
+fn every_park() -> Vec<String> {
+    vec!["*".into()]
 }
 
 impl Role {
@@ -121,23 +129,43 @@ pub struct TokensFile {
     pub token: Vec<TokenSpec>,
 }
 
-/// The enterprises a caller may see.
+/// The enterprises (or, on a regional instance, the parks) a caller may
+/// see.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Scope {
-    /// The whole park.
+    /// All of them.
     #[default]
     All,
-    /// These enterprises.
-    Enterprises(Arc<BTreeSet<String>>),
+    /// These.
+    Only(Arc<BTreeSet<String>>),
 }
 
 impl Scope {
-    /// True when the caller may see this enterprise's alarms.
-    pub fn allows(&self, enterprise: &str) -> bool {
+    /// True when the caller may see the alarms of this enterprise (or
+    /// park).
+    pub fn allows(&self, id: &str) -> bool {
         match self {
             Scope::All => true,
-            Scope::Enterprises(set) => set.contains(enterprise),
+            Scope::Only(set) => set.contains(id),
         }
+    }
+
+    /// The scope `listed` gives (`["*"]`: all), each id checked against
+    /// `known`; `what` names them in errors, `field` is the setting.
+    fn of(listed: &[String], known: &BTreeSet<String>, what: &str, field: String) -> Result<Scope> {
+        if listed == ["*"] {
+            return Ok(Scope::All);
+        }
+        if listed.is_empty() {
+            return Err(Error::config(
+                field,
+                format!("list the {what}s it sees, or [\"*\"] for all"),
+            ));
+        }
+        if let Some(unknown) = listed.iter().find(|id| !known.contains(*id)) {
+            return Err(Error::config(field, format!("no {what} `{unknown}` here")));
+        }
+        Ok(Scope::Only(Arc::new(listed.iter().cloned().collect())))
     }
 }
 
@@ -150,8 +178,10 @@ pub struct Caller {
     pub role: Role,
     /// Its place on the escalation chain.
     pub level: Level,
-    /// What it sees.
+    /// The enterprises it sees.
     pub scope: Scope,
+    /// The parks it sees (on a regional instance).
+    pub parks: Scope,
 }
 
 impl Caller {
@@ -162,6 +192,7 @@ impl Caller {
             role: Role::Admin,
             level: Level::Province,
             scope: Scope::All,
+            parks: Scope::All,
         }
     }
 
@@ -199,6 +230,21 @@ impl Access {
     /// open service may listen where it does is the service
     /// configuration's check.)
     pub fn new(config: &AccessConfig, enterprises: &BTreeSet<String>) -> Result<Access> {
+        Self::build(config, enterprises, &BTreeSet::new())
+    }
+
+    /// Validates a regional instance's `[access]`: tokens are scoped by
+    /// `parks` (its upstream parks); enterprise ids are the parks' own, so
+    /// there `enterprises` is `["*"]`.
+    pub fn regional(config: &AccessConfig, parks: &BTreeSet<String>) -> Result<Access> {
+        Self::build(config, &BTreeSet::new(), parks)
+    }
+
+    fn build(
+        config: &AccessConfig,
+        enterprises: &BTreeSet<String>,
+        parks: &BTreeSet<String>,
+    ) -> Result<Access> {
         let mut grants = Vec::new();
         let mut names = BTreeSet::new();
         let mut secrets = BTreeSet::new();
@@ -225,24 +271,13 @@ impl Access {
                     "the same secret as another token",
                 ));
             }
-            let scope = if t.enterprises == ["*"] {
-                Scope::All
-            } else if t.enterprises.is_empty() {
-                return Err(Error::config(
-                    format!("{at}.enterprises"),
-                    "list the enterprises it sees, or [\"*\"] for the park",
-                ));
-            } else {
-                for e in &t.enterprises {
-                    if !enterprises.contains(e) {
-                        return Err(Error::config(
-                            format!("{at}.enterprises"),
-                            format!("no enterprise `{e}` in the site"),
-                        ));
-                    }
-                }
-                Scope::Enterprises(Arc::new(t.enterprises.iter().cloned().collect()))
-            };
+            let scope = Scope::of(
+                &t.enterprises,
+                enterprises,
+                "enterprise",
+                format!("{at}.enterprises"),
+            )?;
+            let parks = Scope::of(&t.parks, parks, "park", format!("{at}.parks"))?;
             grants.push((
                 t.token.as_bytes().to_vec(),
                 Caller {
@@ -250,6 +285,7 @@ impl Access {
                     role: t.role,
                     level: t.level,
                     scope,
+                    parks,
                 },
             ));
         }
@@ -306,6 +342,7 @@ mod tests {
             role,
             level: Level::Enterprise,
             enterprises: enterprises.iter().map(|e| e.to_string()).collect(),
+            parks: vec!["*".into()],
         }
     }
 
@@ -347,6 +384,36 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_regional_token_is_scoped_by_park() {
+        let mut county = spec("county", "0123456789abcdefgh", Role::Viewer, &["*"]);
+        county.parks = vec!["P1".into()];
+        let config = AccessConfig {
+            token: vec![county.clone()],
+            ..AccessConfig::default()
+        };
+        let parks: BTreeSet<String> = ["P1".to_owned(), "P2".to_owned()].into();
+        let access = Access::regional(&config, &parks).unwrap();
+        let caller = access
+            .authenticate(Some("Bearer 0123456789abcdefgh"))
+            .unwrap();
+        assert!(caller.parks.allows("P1") && !caller.parks.allows("P2"));
+        // A park instance has no parks to scope by; a region no enterprises.
+        let err = Access::new(&config, &site()).unwrap_err().to_string();
+        assert!(
+            err.contains("access.token[0].parks") && err.contains("no park `P1`"),
+            "{err}"
+        );
+        let mut by_enterprise = county;
+        by_enterprise.enterprises = vec!["E01".into()];
+        let config = AccessConfig {
+            token: vec![by_enterprise],
+            ..AccessConfig::default()
+        };
+        let err = Access::regional(&config, &parks).unwrap_err().to_string();
+        assert!(err.contains("no enterprise `E01`"), "{err}");
     }
 
     #[test]

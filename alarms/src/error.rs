@@ -78,6 +78,17 @@ pub enum Error {
     /// The alarm journal could not be read or written (`UNAVAILABLE`).
     #[error("alarm journal: {0}")]
     Journal(#[from] hazardwatch_storage::Error),
+    /// An operator action on a regional instance: alarms are acted on at
+    /// their park (`FAILED_PRECONDITION`).
+    #[error(
+        "alarm `{alarm_id}` is handled at park `{park}`: act on it there (a regional instance shows what the park records)"
+    )]
+    ActAtPark {
+        /// The alarm.
+        alarm_id: String,
+        /// Its park.
+        park: String,
+    },
     /// Earlier events still wait for the journal (it failed to write them),
     /// so later ones cannot be written yet (`UNAVAILABLE`).
     #[error("alarm journal: {0} earlier events are still waiting to be written")]

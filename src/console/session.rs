@@ -167,7 +167,7 @@ pub fn check_change(headers: &HeaderMap) -> Result<(), ApiError> {
 fn whoami_json(caller: &Caller, open: bool) -> serde_json::Value {
     let enterprises: Vec<&str> = match &caller.scope {
         Scope::All => vec!["*"],
-        Scope::Enterprises(set) => set.iter().map(String::as_str).collect(),
+        Scope::Only(set) => set.iter().map(String::as_str).collect(),
     };
     serde_json::json!({
         "name": caller.name,
@@ -267,6 +267,7 @@ mod tests {
             role: Role::Viewer,
             level: Level::Enterprise,
             scope: Scope::All,
+            parks: Scope::All,
         }
     }
 

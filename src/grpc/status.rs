@@ -20,7 +20,9 @@ pub fn alarms_status(e: AlarmsError) -> Status {
             source: ActionError::NotFound,
             ..
         } => Status::not_found(message),
-        AlarmsError::Action { .. } => Status::failed_precondition(message),
+        AlarmsError::Action { .. } | AlarmsError::ActAtPark { .. } => {
+            Status::failed_precondition(message)
+        }
         AlarmsError::ResumeAhead { .. } | AlarmsError::ResumePruned { .. } => {
             Status::out_of_range(message)
         }

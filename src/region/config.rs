@@ -142,7 +142,6 @@ impl RegionConfig {
                 region.lost_after_s
             )));
         }
-        let access = Access::new(&file.access, &BTreeSet::new()).map_err(|e| at(e.to_string()))?;
         let mut parks = BTreeSet::new();
         let mut upstreams = Vec::new();
         for (i, u) in file.upstream.iter().enumerate() {
@@ -201,6 +200,7 @@ impl RegionConfig {
                 ca_file,
             });
         }
+        let access = Access::regional(&file.access, &parks).map_err(|e| at(e.to_string()))?;
         let config = RegionConfig {
             data_dir: file.data_dir,
             id: region.id.clone(),

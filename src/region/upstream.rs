@@ -164,8 +164,10 @@ async fn session(
             });
             gap.transition = pb::Transition::Commented as i32;
             gap.state = pb::AlarmState::Normal as i32;
-            let hub2 = hub.clone();
-            let _ = tokio::task::spawn_blocking(move || hub2.record(gap)).await;
+            let (hub2, park2) = (hub.clone(), park.clone());
+            let _ =
+                tokio::task::spawn_blocking(move || hub2.record_upstream(&park2, None, vec![gap]))
+                    .await;
             match alarms.subscribe(request(0)).await {
                 Ok(f) => f.into_inner(),
                 Err(e) => return Ended::Broken(format!("Subscribe: {e}")),
@@ -201,8 +203,10 @@ async fn session(
         if let Some(last) = events.last().map(|e| e.seq) {
             let n = events.len() as u64;
             let (hub, park) = (hub.clone(), park.clone());
-            match tokio::task::spawn_blocking(move || hub.record_upstream(&park, last, events))
-                .await
+            match tokio::task::spawn_blocking(move || {
+                hub.record_upstream(&park, Some(last), events)
+            })
+            .await
             {
                 Ok(Ok(_)) => {
                     status.merged.fetch_add(n, Ordering::Relaxed);
@@ -272,8 +276,9 @@ async fn raise_lost(
     } else {
         tracing::info!(%park, "upstream park back: its alarm cleared");
     }
-    let hub = hub.clone();
-    let _ = tokio::task::spawn_blocking(move || hub.record(event)).await;
+    let (hub, park) = (hub.clone(), park.to_owned());
+    let _ =
+        tokio::task::spawn_blocking(move || hub.record_upstream(&park, None, vec![event])).await;
 }
 
 /// An event of the park's upstream alarm (`{park}/OFFLINE`, high), raised,

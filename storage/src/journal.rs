@@ -20,7 +20,9 @@
 //! - `outbox` and `outbox_cursor`: notifications waiting for their
 //!   recipients, and how far the events have been scanned for them;
 //! - `upstream_cursor`: on a regional instance, park id → the sequence
-//!   number at that park of the last of its events merged here.
+//!   number at that park of the last of its events merged here;
+//! - `merged_active`: on a regional instance, (park, alarm id) →
+//!   `JournalAlarm`, the merged alarms that are not closed.
 //!
 //! Each [`AlarmJournal::commit`] is one durable transaction (fsync before
 //! it returns): a batch of events and the alarm states they leave behind
@@ -65,6 +67,7 @@ use crate::error::{Error, Result};
 mod outbox;
 mod upstream;
 pub use outbox::OUTBOX_CAP;
+pub use upstream::MergedChange;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const BY_TIME: TableDefinition<(i64, u64), ()> = TableDefinition::new("events_by_time");
@@ -234,6 +237,8 @@ impl AlarmJournal {
         tx.open_table(outbox::CURSOR)
             .map_err(|e| journal.error(e))?;
         tx.open_table(upstream::CURSORS)
+            .map_err(|e| journal.error(e))?;
+        tx.open_table(upstream::MERGED)
             .map_err(|e| journal.error(e))?;
         tx.commit().map_err(|e| journal.error(e))?;
         Ok(journal)

@@ -18,7 +18,7 @@ use hazardwatch_proto::pb::alarm_service_client::AlarmServiceClient;
 use hazardwatch_rules::Source;
 use hazardwatch_storage::AlarmJournal;
 use hazardwatch_tests::proxy::Proxy;
-use hazardwatch_tests::{Gateway, free_loopback_addr, now_ms};
+use hazardwatch_tests::{Gateway, alarms_client, free_loopback_addr, now_ms};
 
 use crate::harness::Process;
 
@@ -150,6 +150,21 @@ lost_after_s = 1
 [grpc]
 listen = "127.0.0.1:0"
 
+[[access.token]]
+name = "province"
+token = "province-viewer-0123456789"
+role = "viewer"
+level = "province"
+enterprises = ["*"]
+
+[[access.token]]
+name = "P1's county"
+token = "county-of-p1-0123456789"
+role = "operator"
+level = "county"
+enterprises = ["*"]
+parks = ["P1"]
+
 [[upstream]]
 park = "P1"
 url = "http://{}"
@@ -230,6 +245,81 @@ url = "http://{}"
         .await;
     }
     let merged = province.hub.journal_after(0, 1_000_000).unwrap();
+
+    // Regulators' view: the province lists each park's open alarms as the
+    // park does; a county token sees its park only; alarms are acted on
+    // at their park.
+    let every = || pb::ListActiveRequest {
+        filter: Some(pb::AlarmFilter {
+            include_suppressed: true,
+            include_shelved: true,
+            ..Default::default()
+        }),
+    };
+    let mut whole = alarms_client(province.grpc_addr, "province-viewer-0123456789")
+        .await
+        .unwrap();
+    let listed = whole
+        .list_active(every())
+        .await
+        .unwrap()
+        .into_inner()
+        .alarms;
+    for p in &parks {
+        let mut at_park = AlarmServiceClient::connect(format!("http://{}", p.grpc))
+            .await
+            .unwrap();
+        let mut want: Vec<(String, i32)> = at_park
+            .list_active(every())
+            .await
+            .unwrap()
+            .into_inner()
+            .alarms
+            .into_iter()
+            .map(|a| (a.alarm_id, a.state))
+            .collect();
+        let mut got: Vec<(String, i32)> = listed
+            .iter()
+            .filter(|a| a.park == p.id)
+            .map(|a| (a.alarm_id.clone(), a.state))
+            .collect();
+        want.sort();
+        got.sort();
+        assert!(!want.is_empty(), "{}: the load leaves alarms open", p.id);
+        assert_eq!(
+            got, want,
+            "{}: the province lists what the park lists",
+            p.id
+        );
+    }
+    let mut county = alarms_client(province.grpc_addr, "county-of-p1-0123456789")
+        .await
+        .unwrap();
+    let theirs = county
+        .list_active(every())
+        .await
+        .unwrap()
+        .into_inner()
+        .alarms;
+    assert!(!theirs.is_empty() && theirs.iter().all(|a| a.park == "P1"));
+    let elsewhere = pb::ListActiveRequest {
+        filter: Some(pb::AlarmFilter {
+            parks: vec!["P2".into()],
+            ..Default::default()
+        }),
+    };
+    let refused = county.list_active(elsewhere).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let ack = county
+        .acknowledge(pb::AcknowledgeRequest {
+            alarm_id: theirs[0].alarm_id.clone(),
+            operator: "wang.fang".into(),
+            comment: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(ack.code(), tonic::Code::FailedPrecondition, "{ack:?}");
+    assert!(ack.message().contains("park `P1`"), "{ack:?}");
     province.shutdown().await.unwrap();
 
     for p in &mut parks {

@@ -204,14 +204,7 @@ impl TestService {
         &self,
         token: &str,
     ) -> anyhow::Result<AlarmServiceClient<InterceptedService<Channel, Bearer>>> {
-        let channel = Channel::from_shared(format!("http://{}", self.running.grpc_addr))?
-            .connect()
-            .await?;
-        let header = format!("Bearer {token}").parse()?;
-        Ok(AlarmServiceClient::with_interceptor(
-            channel,
-            Bearer(header),
-        ))
+        alarms_client(self.running.grpc_addr, token).await
     }
 
     /// A tonic client of the site service that presents a bearer token.
@@ -254,6 +247,22 @@ impl TestService {
         .await
         .with_context(|| format!("waiting for {n} readings"))
     }
+}
+
+/// A tonic client of the alarm service at `addr` (plaintext) that
+/// presents a bearer token.
+pub async fn alarms_client(
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> anyhow::Result<AlarmServiceClient<InterceptedService<Channel, Bearer>>> {
+    let channel = Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let header = format!("Bearer {token}").parse()?;
+    Ok(AlarmServiceClient::with_interceptor(
+        channel,
+        Bearer(header),
+    ))
 }
 
 /// A client interceptor adding `authorization: Bearer ...` to every call.

@@ -19,6 +19,8 @@ pub struct Filter {
     pub include_shelved: bool,
     /// The enterprises the caller may see at all.
     pub scope: Scope,
+    /// The parks the caller may see at all (on a regional instance).
+    pub park_scope: Scope,
     /// Only alarms escalated to at least this level (wire value; 0: all).
     pub min_escalation: i32,
     /// Hazard source ids; empty means all.
@@ -50,6 +52,12 @@ impl Filter {
                 "filter.states: unknown value {s}"
             )));
         }
+        if let Some(p) = f.parks.iter().find(|p| !caller.parks.allows(p)) {
+            return Err(Error::PermissionDenied(format!(
+                "token `{}` may not see park `{p}`",
+                caller.name
+            )));
+        }
         if let Some(e) = f.enterprises.iter().find(|e| !caller.scope.allows(e)) {
             return Err(Error::PermissionDenied(format!(
                 "token `{}` may not see enterprise `{e}`",
@@ -62,6 +70,7 @@ impl Filter {
             include_suppressed: f.include_suppressed,
             include_shelved: f.include_shelved,
             scope: caller.scope.clone(),
+            park_scope: caller.parks.clone(),
             hazard_sources: f.hazard_sources,
             states: f.states,
             parks: f.parks,
@@ -104,7 +113,8 @@ impl Filter {
         let place_ok =
             self.hazard_sources.is_empty() || self.hazard_sources.contains(&e.hazard_source);
         let state_ok = self.states.is_empty() || self.states.contains(&e.state);
-        let park_ok = self.parks.is_empty() || self.parks.contains(&e.park);
+        let park_ok = (self.parks.is_empty() || self.parks.contains(&e.park))
+            && (e.park.is_empty() || self.park_scope.allows(&e.park));
         self.scope.allows(&e.enterprise)
             && enterprise_ok
             && place_ok

@@ -92,6 +92,9 @@ pub struct AlarmHub {
     actions: ActionLimiter,
     /// Events the journal could not take yet; taken under the table's lock.
     unjournaled: Mutex<Unjournaled>,
+    /// On a regional instance: the alarms merged from its parks that are
+    /// not closed, by (park, alarm id); changed under the table's lock.
+    merged: Mutex<BTreeMap<(String, String), pb::JournalAlarm>>,
 }
 
 /// A subscriber's start: events to send first, the sequence number they
@@ -131,6 +134,14 @@ impl AlarmHub {
         now_ms: i64,
     ) -> Result<(Arc<AlarmHub>, Restored)> {
         let mut seq = journal.last_seq()?;
+        let merged = journal
+            .merged_active()?
+            .into_iter()
+            .filter_map(|(park, a)| {
+                let id = a.last.as_ref()?.alarm_id.clone();
+                Some(((park, id), a))
+            })
+            .collect();
         let mut restored = Restored::default();
         let mut alarms = Vec::new();
         let mut ended: Vec<pb::AlarmEvent> = Vec::new();
@@ -200,6 +211,7 @@ impl AlarmHub {
             unjournaled: Mutex::new(Unjournaled::default()),
             live,
             replayed: Mutex::new(HashMap::new()),
+            merged: Mutex::new(merged),
         });
         {
             // The colours the restored alarms give, as the starting point.
@@ -309,14 +321,16 @@ impl AlarmHub {
 
     /// Merges events from park `park`'s feed (a regional instance): each
     /// is numbered here (its park's number kept in `upstream_seq`), tagged
-    /// with the park, journaled with the park's cursor at `upstream_seq` in
-    /// one transaction, then sent live. If the journal fails, nothing is
-    /// numbered or sent: the caller resumes the park's feed from the
+    /// with the park, journaled in one transaction with the park's cursor
+    /// moved to `upstream_seq` (`None`: the events are the regional
+    /// instance's own, about the park) and the park's merged alarms they
+    /// change, then sent live. If the journal fails, nothing is numbered,
+    /// changed or sent: the caller resumes the park's feed from the
     /// journaled cursor.
     pub fn record_upstream(
         &self,
         park: &str,
-        upstream_seq: u64,
+        upstream_seq: Option<u64>,
         mut events: Vec<pb::AlarmEvent>,
     ) -> Result<Vec<pb::AlarmEvent>> {
         let mut table = self.lock();
@@ -332,7 +346,30 @@ impl AlarmHub {
             e.seq = seq;
             e.park = park.to_owned();
         }
-        self.journal.commit_upstream(park, upstream_seq, &events)?;
+        let mut merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
+        let mut changed: BTreeMap<String, Option<pb::JournalAlarm>> = BTreeMap::new();
+        for e in &events {
+            if let Some(state) = merged_state(e, |id| match changed.get(id) {
+                Some(now) => now.clone(),
+                None => merged.get(&(park.to_owned(), id.to_owned())).cloned(),
+            }) {
+                changed.insert(e.alarm_id.clone(), state);
+            }
+        }
+        let changes: Vec<(&str, Option<&pb::JournalAlarm>)> = changed
+            .iter()
+            .map(|(id, a)| (id.as_str(), a.as_ref()))
+            .collect();
+        self.journal
+            .commit_upstream(park, upstream_seq, &events, &changes)?;
+        for (id, a) in changed {
+            let key = (park.to_owned(), id);
+            match a {
+                Some(a) => merged.insert(key, a),
+                None => merged.remove(&key),
+            };
+        }
+        drop(merged);
         for e in &events {
             table.next_seq();
             let _ = self.live.send(e.clone());
@@ -467,6 +504,17 @@ impl AlarmHub {
                 "{field} is required: say why (it is recorded with the action)"
             )));
         }
+        let merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((park, _)) = merged
+            .keys()
+            .find(|(park, id)| id == alarm_id && caller.parks.allows(park))
+        {
+            return Err(Error::ActAtPark {
+                alarm_id: alarm_id.to_owned(),
+                park: park.clone(),
+            });
+        }
+        drop(merged);
         let actor = caller.actor(operator);
         self.apply_action(action, alarm_id, &caller.scope, &actor, comment, now_ms)
             .map_err(|source| match source {
@@ -601,32 +649,13 @@ impl AlarmHub {
             .active()
             .map(|a| (a, self.to_pb(&a.last)))
             .filter(|(_, e)| filter.shows(e))
-            .map(|(a, e)| pb::ActiveAlarm {
-                alarm_id: e.alarm_id,
-                enterprise: e.enterprise,
-                hazard_source: e.hazard_source,
-                unit: e.unit,
-                point: e.point,
-                kind: e.kind,
-                priority: e.priority,
-                state: wire::state_pb(a.state) as i32,
-                raised_at_ms: a.raised_at_ms,
-                value: e.value,
-                limit: e.limit,
-                eng_unit: e.eng_unit,
-                message: e.message,
-                last_seq: e.seq,
-                predicted_time_ms: e.predicted_time_ms,
-                suppressed: e.suppressed,
-                latched: e.latched,
-                shelved_until_ms: e.shelved_until_ms,
-                out_of_service: e.out_of_service,
-                escalation_level: e.escalation_level,
-                awaiting_disposal: e.awaiting_disposal,
-                text_key: e.text_key,
-                text_params: e.text_params,
-            })
-            .collect();
+            .map(|(a, e)| active_pb(e, wire::state_pb(a.state) as i32, a.raised_at_ms));
+        let merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
+        let merged = merged.values().filter_map(|a| {
+            let e = a.last.as_ref().filter(|e| filter.shows(e))?;
+            Some(active_pb(e.clone(), a.state, a.raised_at_ms))
+        });
+        let alarms = alarms.chain(merged).collect();
         (alarms, table.last_seq())
     }
 
@@ -635,11 +664,14 @@ impl AlarmHub {
     /// and a live receiver that starts right after it.
     pub fn snapshot(&self, filter: &Filter) -> Watch {
         let table = self.lock();
+        let merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
         let mut latest: Vec<pb::AlarmEvent> = table
             .active()
             .map(|a| self.to_pb(&a.last))
+            .chain(merged.values().filter_map(|a| a.last.clone()))
             .filter(|e| filter.shows(e))
             .collect();
+        drop(merged);
         latest.sort_by_key(|e| e.seq);
         (latest, table.last_seq(), self.live.subscribe())
     }
@@ -791,6 +823,68 @@ impl AlarmHub {
     pub fn last_seq(&self) -> u64 {
         self.lock().last_seq()
     }
+}
+
+/// A list entry from an alarm's latest event, its state and when it was
+/// raised.
+fn active_pb(e: pb::AlarmEvent, state: i32, raised_at_ms: i64) -> pb::ActiveAlarm {
+    pb::ActiveAlarm {
+        alarm_id: e.alarm_id,
+        enterprise: e.enterprise,
+        hazard_source: e.hazard_source,
+        unit: e.unit,
+        point: e.point,
+        kind: e.kind,
+        priority: e.priority,
+        state,
+        raised_at_ms,
+        value: e.value,
+        limit: e.limit,
+        eng_unit: e.eng_unit,
+        message: e.message,
+        last_seq: e.seq,
+        predicted_time_ms: e.predicted_time_ms,
+        suppressed: e.suppressed,
+        latched: e.latched,
+        shelved_until_ms: e.shelved_until_ms,
+        out_of_service: e.out_of_service,
+        escalation_level: e.escalation_level,
+        awaiting_disposal: e.awaiting_disposal,
+        text_key: e.text_key,
+        text_params: e.text_params,
+        park: e.park,
+    }
+}
+
+/// What a merged event `e` leaves its alarm as, given the alarm's state
+/// before (`before`): `Some(None)` when it closes, `Some(Some(..))` when
+/// it is (still) open, `None` when the event is not about an alarm (a
+/// risk colour or a unit state). The same rule as the table's: an alarm
+/// is closed when normal and not shelved, out of service or waiting for
+/// its disposal record.
+fn merged_state(
+    e: &pb::AlarmEvent,
+    before: impl FnOnce(&str) -> Option<pb::JournalAlarm>,
+) -> Option<Option<pb::JournalAlarm>> {
+    let site_change = e.transition == pb::Transition::RiskChanged as i32
+        || e.transition == pb::Transition::UnitStateChanged as i32;
+    if site_change {
+        return None;
+    }
+    let held = e.shelved_until_ms != 0 || e.out_of_service || e.awaiting_disposal;
+    if e.state == pb::AlarmState::Normal as i32 && !held {
+        return Some(None);
+    }
+    let raised_at_ms = match before(&e.alarm_id) {
+        Some(a) if e.transition != pb::Transition::Raised as i32 => a.raised_at_ms,
+        _ => e.event_time_ms,
+    };
+    Some(Some(pb::JournalAlarm {
+        last: Some(e.clone()),
+        state: e.state,
+        raised_at_ms,
+        ..Default::default()
+    }))
 }
 
 /// Longest operator name or comment accepted, in bytes.

@@ -67,6 +67,7 @@ fn operator() -> Caller {
         role: Role::Operator,
         level: Level::Enterprise,
         scope: Scope::All,
+        parks: Scope::All,
     }
 }
 
