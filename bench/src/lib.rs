@@ -216,7 +216,12 @@ pub fn per_sec(n: f64) -> String {
 /// have no on- or off-delay (an alarm is raised by the reading that
 /// crosses its limit and cleared by the one that returns).
 pub fn bench_park_text(points: usize, no_delays: bool) -> String {
-    let mut text = String::from("[park]\nid = \"B\"\n");
+    bench_park_named("B", points, no_delays)
+}
+
+/// [`bench_park_text`] for park id `park`.
+pub fn bench_park_named(park: &str, points: usize, no_delays: bool) -> String {
+    let mut text = format!("[park]\nid = \"{park}\"\n");
     if no_delays {
         text.push_str("[defaults.level]\non_delay_s = 0\noff_delay_s = 0\n");
     }
@@ -274,6 +279,8 @@ pub struct Setup {
     /// [`load::Load`] splits them) and one password for all of them: see
     /// [`BenchService::secure`].
     pub secure_gateways: Option<usize>,
+    /// The park's id.
+    pub park: String,
 }
 
 impl Default for Setup {
@@ -286,6 +293,7 @@ impl Default for Setup {
             roll_secs: 10,
             no_delays: false,
             secure_gateways: None,
+            park: "B".into(),
         }
     }
 }
@@ -403,7 +411,7 @@ pub async fn start_service(setup: &Setup) -> anyhow::Result<BenchService> {
         setup.lateness_ms,
         setup.epoch_ms,
         setup.roll_secs,
-        bench_park_text(setup.points, setup.no_delays) + &registry
+        bench_park_named(&setup.park, setup.points, setup.no_delays) + &registry
     );
     let mut config = hazardwatch::config::Config::from_source(&hazardwatch_rules::Source {
         path: "bench.toml".into(),

@@ -190,24 +190,36 @@ pub async fn serve(
         .await
 }
 
-/// Serves a regional instance: its merged `AlarmService`, health and
-/// reflection, on `listener` until `shutdown` is cancelled.
+/// Serves a regional instance: its merged `AlarmService`, its
+/// `SiteService` over the parks, health and reflection, on `listener`
+/// until `shutdown` is cancelled.
 pub async fn serve_region(
     mut server: tonic::transport::Server,
     listener: TcpListener,
     access: Arc<Access>,
     alarms: Arc<Alarms>,
+    site: Arc<crate::region::site::RegionSite>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     use tonic::server::NamedService;
     let (reporter, health) = tonic_health::server::health_reporter();
-    for name in ["", <AlarmServiceServer<Alarms> as NamedService>::NAME] {
+    for name in [
+        "",
+        <AlarmServiceServer<Alarms> as NamedService>::NAME,
+        <SiteServiceServer<crate::region::site::RegionSite> as NamedService>::NAME,
+    ] {
         reporter
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
     }
     with_reflection(&mut server)
         .add_service(health)
+        .add_service(InterceptedService::new(
+            SiteServiceServer::from_arc(site)
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+            interceptor(access.clone()),
+        ))
         .add_service(InterceptedService::new(
             AlarmServiceServer::from_arc(alarms)
                 .max_decoding_message_size(MAX_REQUEST_BYTES)

@@ -123,6 +123,7 @@ impl SiteService for SiteApi {
             gateways,
             enterprises,
             total: Some(total),
+            parks: Vec::new(),
         }))
     }
 

@@ -15,6 +15,9 @@
 //! duplicate, in the park's order. A park out of reach for
 //! `lost_after_s` raises `{park}/OFFLINE` on the regional feed.
 //!
+//! `SiteService` answers with each park's own risk colours and gateway
+//! online rates ([`site`]).
+//!
 //! Regulators call the same `AlarmService`: `Subscribe` (with
 //! `filter.parks`, `min_escalation` for what reached their level, resume
 //! from the regional numbering), `History` and `Stats` over the merged
@@ -38,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::grpc;
 
 pub mod config;
+pub mod site;
 pub mod upstream;
 
 pub use config::RegionConfig;
@@ -83,24 +87,39 @@ pub async fn start(config: RegionConfig, clock: SharedClock) -> anyhow::Result<R
         clock.clone(),
         stop.clone(),
     ));
+    let upstreams: Vec<(String, Arc<UpstreamStatus>)> = config
+        .upstreams
+        .iter()
+        .map(|up| (up.park.clone(), Arc::new(UpstreamStatus::default())))
+        .collect();
+    let site = Arc::new(site::RegionSite::new(
+        config.id.clone(),
+        config.name.clone(),
+        upstreams.clone(),
+    ));
     let grpc = tokio::spawn(grpc::serve_region(
         server,
         listener,
         Arc::new(config.access.clone()),
         alarms,
+        site.clone(),
         stop.clone(),
     ));
-    let mut upstreams = Vec::new();
     let mut followers = Vec::new();
-    for up in &config.upstreams {
-        let status = Arc::new(UpstreamStatus::default());
-        upstreams.push((up.park.clone(), status.clone()));
+    for (up, (_, status)) in config.upstreams.iter().zip(&upstreams) {
         followers.push(tokio::spawn(upstream::follow(
             up.clone(),
             hub.clone(),
             clock.clone(),
             config.lost_after,
-            status,
+            status.clone(),
+            stop.clone(),
+        )));
+        followers.push(tokio::spawn(site::poll(
+            up.clone(),
+            site.clone(),
+            status.clone(),
+            clock.clone(),
             stop.clone(),
         )));
     }

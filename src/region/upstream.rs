@@ -37,6 +37,8 @@ pub struct UpstreamStatus {
     pub merged: AtomicU64,
     /// Its upstream alarm is raised here.
     pub lost: AtomicBool,
+    /// A risk colour of the park changed on its feed.
+    pub risk_changed: tokio::sync::Notify,
 }
 
 /// What a session ended with.
@@ -103,20 +105,9 @@ async fn session(
     down_since: i64,
     stop: &CancellationToken,
 ) -> Ended {
-    let channel = match connect(up).await {
+    let (channel, authorise) = match channel_to(up).await {
         Ok(c) => c,
         Err(e) => return Ended::Broken(e),
-    };
-    let bearer = up.token.as_ref().and_then(|t| {
-        format!("Bearer {}", t.0)
-            .parse::<tonic::metadata::MetadataValue<_>>()
-            .ok()
-    });
-    let authorise = move |mut req: tonic::Request<()>| {
-        if let Some(b) = &bearer {
-            req.metadata_mut().insert("authorization", b.clone());
-        }
-        Ok(req)
     };
     // The park must be the one configured: merging another park's feed
     // under this name would mislead every regulator.
@@ -202,6 +193,9 @@ async fn session(
         }
         if let Some(last) = events.last().map(|e| e.seq) {
             let n = events.len() as u64;
+            let colours = events
+                .iter()
+                .any(|e| e.transition == pb::Transition::RiskChanged as i32);
             let (hub, park) = (hub.clone(), park.clone());
             match tokio::task::spawn_blocking(move || {
                 hub.record_upstream(&park, Some(last), events)
@@ -210,6 +204,9 @@ async fn session(
             {
                 Ok(Ok(_)) => {
                     status.merged.fetch_add(n, Ordering::Relaxed);
+                    if colours {
+                        status.risk_changed.notify_one();
+                    }
                 }
                 Ok(Err(e)) => return Ended::Broken(format!("the regional journal: {e}")),
                 Err(e) => return Ended::Broken(e.to_string()),
@@ -219,6 +216,31 @@ async fn session(
             return Ended::Broken(why);
         }
     }
+}
+
+/// A channel to the park and the interceptor that presents its token.
+pub(super) async fn channel_to(
+    up: &Upstream,
+) -> Result<
+    (
+        Channel,
+        impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone,
+    ),
+    String,
+> {
+    let channel = connect(up).await?;
+    let bearer = up.token.as_ref().and_then(|t| {
+        format!("Bearer {}", t.0)
+            .parse::<tonic::metadata::MetadataValue<_>>()
+            .ok()
+    });
+    let authorise = move |mut req: tonic::Request<()>| {
+        if let Some(b) = &bearer {
+            req.metadata_mut().insert("authorization", b.clone());
+        }
+        Ok(req)
+    };
+    Ok((channel, authorise))
 }
 
 /// A channel to the park, with TLS for `https`.

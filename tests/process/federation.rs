@@ -15,10 +15,11 @@ use hazardwatch::region::{self, RegionConfig};
 use hazardwatch_proto::clock::WallClock;
 use hazardwatch_proto::pb;
 use hazardwatch_proto::pb::alarm_service_client::AlarmServiceClient;
+use hazardwatch_proto::pb::site_service_client::SiteServiceClient;
 use hazardwatch_rules::Source;
 use hazardwatch_storage::AlarmJournal;
 use hazardwatch_tests::proxy::Proxy;
-use hazardwatch_tests::{Gateway, alarms_client, free_loopback_addr, now_ms};
+use hazardwatch_tests::{Gateway, alarms_client, free_loopback_addr, now_ms, site_client};
 
 use crate::harness::Process;
 
@@ -320,6 +321,58 @@ url = "http://{}"
         .unwrap_err();
     assert_eq!(ack.code(), tonic::Code::FailedPrecondition, "{ack:?}");
     assert!(ack.message().contains("park `P1`"), "{ack:?}");
+
+    // Risk across parks: each park's colours as the park gives them.
+    let colours = |r: &pb::RiskResponse| -> Vec<(String, i32)> {
+        r.enterprises
+            .iter()
+            .flat_map(|e| e.hazard_sources.iter().map(|h| (h.id.clone(), h.colour)))
+            .collect()
+    };
+    let province_site = || async {
+        let mut c = site_client(province.grpc_addr, "province-viewer-0123456789")
+            .await
+            .unwrap();
+        c.risk(pb::RiskRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    for p in &parks {
+        let mut at_park = SiteServiceClient::connect(format!("http://{}", p.grpc))
+            .await
+            .unwrap();
+        let want = at_park
+            .risk(pb::RiskRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        wait_for(
+            Duration::from_secs(20),
+            "the province has the park's colours",
+            async || {
+                let region = province_site().await;
+                region.parks.iter().any(|r| {
+                    r.park == p.id
+                        && r.reachable
+                        && r.risk
+                            .as_ref()
+                            .is_some_and(|r| colours(r) == colours(&want))
+                })
+            },
+        )
+        .await;
+    }
+    let mut county_site = site_client(province.grpc_addr, "county-of-p1-0123456789")
+        .await
+        .unwrap();
+    let theirs = county_site
+        .risk(pb::RiskRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let seen: Vec<&str> = theirs.parks.iter().map(|r| r.park.as_str()).collect();
+    assert_eq!(seen, ["P1"]);
     province.shutdown().await.unwrap();
 
     for p in &mut parks {

@@ -212,11 +212,7 @@ impl TestService {
         &self,
         token: &str,
     ) -> anyhow::Result<SiteServiceClient<InterceptedService<Channel, Bearer>>> {
-        let channel = Channel::from_shared(format!("http://{}", self.running.grpc_addr))?
-            .connect()
-            .await?;
-        let header = format!("Bearer {token}").parse()?;
-        Ok(SiteServiceClient::with_interceptor(channel, Bearer(header)))
+        site_client(self.running.grpc_addr, token).await
     }
 
     /// A tonic client and a Subscribe stream of every alarm from now on
@@ -255,14 +251,29 @@ pub async fn alarms_client(
     addr: std::net::SocketAddr,
     token: &str,
 ) -> anyhow::Result<AlarmServiceClient<InterceptedService<Channel, Bearer>>> {
+    let (channel, bearer) = bearer_channel(addr, token).await?;
+    Ok(AlarmServiceClient::with_interceptor(channel, bearer))
+}
+
+/// A tonic client of the site service at `addr` (plaintext) that presents
+/// a bearer token.
+pub async fn site_client(
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> anyhow::Result<SiteServiceClient<InterceptedService<Channel, Bearer>>> {
+    let (channel, bearer) = bearer_channel(addr, token).await?;
+    Ok(SiteServiceClient::with_interceptor(channel, bearer))
+}
+
+/// A plaintext channel to `addr` and the interceptor presenting `token`.
+async fn bearer_channel(
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> anyhow::Result<(Channel, Bearer)> {
     let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
-    let header = format!("Bearer {token}").parse()?;
-    Ok(AlarmServiceClient::with_interceptor(
-        channel,
-        Bearer(header),
-    ))
+    Ok((channel, Bearer(format!("Bearer {token}").parse()?)))
 }
 
 /// A client interceptor adding `authorization: Bearer ...` to every call.

@@ -652,7 +652,8 @@ async fn a_gateway_never_heard_from_or_gone_raises_its_offline_alarm() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let mut offline = std::collections::BTreeMap::new();
-    while offline.len() < 2 {
+    // (On a loaded machine E01-GW1 itself may miss a beat first.)
+    while !(offline.contains_key("E02-GW1/OFFLINE") && offline.contains_key("E01-GW2/OFFLINE")) {
         let e = hazardwatch_tests::next_event(&mut stream).await.unwrap();
         if e.kind == hazardwatch_proto::pb::AlarmKind::Offline as i32 {
             offline.insert(e.alarm_id.clone(), e);
