@@ -17,6 +17,9 @@
 //! url = "https://park01.example.cn:50051"
 //! token_env = "HW_PARK01_TOKEN" # a viewer token of the park instance, at this level
 //! ca_file = "park01-ca.pem"    # trusted for the park's certificate
+//!
+//! [journal]
+//! retention_days = 90          # merged events kept this long (0: for ever)
 //! ```
 
 use std::collections::BTreeSet;
@@ -26,6 +29,7 @@ use std::time::Duration;
 use hazardwatch_alarms::access::Level;
 use hazardwatch_alarms::{Access, AccessConfig};
 use hazardwatch_rules::Source;
+use hazardwatch_storage::JournalConfig;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, GrpcConfig, check_grpc_exposure};
@@ -44,6 +48,8 @@ struct RegionFile {
     access: AccessConfig,
     #[serde(default)]
     upstream: Vec<UpstreamSpec>,
+    #[serde(default)]
+    journal: JournalConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -110,6 +116,9 @@ pub struct RegionConfig {
     pub access: Access,
     /// The parks.
     pub upstreams: Vec<Upstream>,
+    /// How long merged events are kept, ms (`None`: for ever). The parks'
+    /// own archives keep theirs.
+    pub keep_ms: Option<i64>,
 }
 
 impl RegionConfig {
@@ -201,6 +210,7 @@ impl RegionConfig {
             });
         }
         let access = Access::regional(&file.access, &parks).map_err(|e| at(e.to_string()))?;
+        file.journal.validate().map_err(|e| at(e.to_string()))?;
         let config = RegionConfig {
             data_dir: file.data_dir,
             id: region.id.clone(),
@@ -210,6 +220,7 @@ impl RegionConfig {
             grpc: file.grpc,
             access,
             upstreams,
+            keep_ms: file.journal.keep_ms(),
         };
         config.check_exposure().map_err(|e| at(e.to_string()))?;
         Ok(config)
@@ -241,6 +252,7 @@ mod tests {
         let c = parse(text).expect("the example region loads");
         assert_eq!(c.level, Level::City);
         assert_eq!(c.upstreams[0].park, "DEMO-PARK");
+        assert_eq!(c.keep_ms, Some(90 * 86_400_000));
     }
 
     #[test]
@@ -271,6 +283,10 @@ mod tests {
             (
                 "[region]\nid = \"R\"\nlevel = \"city\"\n[grpc]\nlisten = \"0.0.0.0:50061\"\n",
                 "grpc",
+            ),
+            (
+                "[region]\nid = \"R\"\nlevel = \"city\"\n[journal]\nretention_days = 3\n",
+                "journal.retention_days",
             ),
         ] {
             let err = parse(text).expect_err(text);

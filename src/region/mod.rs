@@ -123,6 +123,14 @@ pub async fn start(config: RegionConfig, clock: SharedClock) -> anyhow::Result<R
             stop.clone(),
         )));
     }
+    if let Some(keep_ms) = config.keep_ms {
+        followers.push(tokio::spawn(prune(
+            hub.clone(),
+            clock.clone(),
+            keep_ms,
+            stop.clone(),
+        )));
+    }
     tracing::info!(
         region = %config.id,
         level = config.level.as_str(),
@@ -152,6 +160,30 @@ pub async fn run(config: RegionConfig) -> anyhow::Result<()> {
     crate::shutdown::shutdown_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await
+}
+
+/// How often merged events past the retention are looked for.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Deletes merged events older than `keep_ms` every [`PRUNE_EVERY`] until
+/// `stop` (the region has no archive: the parks' archives keep them).
+async fn prune(hub: Arc<AlarmHub>, clock: SharedClock, keep_ms: i64, stop: CancellationToken) {
+    loop {
+        let (h, before_ms) = (hub.clone(), clock.now_ms().saturating_sub(keep_ms));
+        match tokio::task::spawn_blocking(move || h.prune_journal(before_ms, u64::MAX, 10)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(
+                events = n,
+                "regional journal: events past the retention deleted"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "regional journal retention"),
+            Err(e) => tracing::error!(error = %e, "regional journal retention"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
 }
 
 impl RegionRunning {
