@@ -13,6 +13,7 @@ mod console;
 mod durability;
 mod end_to_end;
 mod escalation;
+mod federation;
 mod gateway_status;
 mod health;
 mod independent_reader;
