@@ -43,6 +43,19 @@ use access::interceptor;
 use alarms::Alarms;
 use site::SiteApi;
 
+/// A generated service with the request and response size limits, behind
+/// the bearer-token interceptor.
+macro_rules! guarded {
+    ($server:ident, $service:expr, $access:expr) => {
+        InterceptedService::new(
+            $server::from_arc($service)
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+            interceptor($access),
+        )
+    };
+}
+
 /// Binds the gRPC listener (port 0: a free port).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
@@ -168,24 +181,9 @@ pub async fn serve(
     ));
     with_reflection(&mut server)
         .add_service(health)
-        .add_service(InterceptedService::new(
-            SiteServiceServer::from_arc(site)
-                .max_decoding_message_size(MAX_REQUEST_BYTES)
-                .max_encoding_message_size(MAX_RESPONSE_BYTES),
-            interceptor(access.clone()),
-        ))
-        .add_service(InterceptedService::new(
-            TelemetryServiceServer::from_arc(telemetry)
-                .max_decoding_message_size(MAX_REQUEST_BYTES)
-                .max_encoding_message_size(MAX_RESPONSE_BYTES),
-            interceptor(access.clone()),
-        ))
-        .add_service(InterceptedService::new(
-            AlarmServiceServer::from_arc(alarms)
-                .max_decoding_message_size(MAX_REQUEST_BYTES)
-                .max_encoding_message_size(MAX_RESPONSE_BYTES),
-            interceptor(access),
-        ))
+        .add_service(guarded!(SiteServiceServer, site, access.clone()))
+        .add_service(guarded!(TelemetryServiceServer, telemetry, access.clone()))
+        .add_service(guarded!(AlarmServiceServer, alarms, access))
         .serve_with_incoming_shutdown(no_delay(listener), shutdown.cancelled())
         .await
 }
@@ -214,18 +212,8 @@ pub async fn serve_region(
     }
     with_reflection(&mut server)
         .add_service(health)
-        .add_service(InterceptedService::new(
-            SiteServiceServer::from_arc(site)
-                .max_decoding_message_size(MAX_REQUEST_BYTES)
-                .max_encoding_message_size(MAX_RESPONSE_BYTES),
-            interceptor(access.clone()),
-        ))
-        .add_service(InterceptedService::new(
-            AlarmServiceServer::from_arc(alarms)
-                .max_decoding_message_size(MAX_REQUEST_BYTES)
-                .max_encoding_message_size(MAX_RESPONSE_BYTES),
-            interceptor(access),
-        ))
+        .add_service(guarded!(SiteServiceServer, site, access.clone()))
+        .add_service(guarded!(AlarmServiceServer, alarms, access))
         .serve_with_incoming_shutdown(no_delay(listener), shutdown.cancelled())
         .await
 }
