@@ -17,11 +17,7 @@ root=$2/rootfs
 mkdir -p "$2/data" "$root/usr/local/bin" "$root/etc/hazardwatch" "$root/tmp"
 chmod 1777 "$root/tmp"
 cp "$bin" "$root/usr/local/bin/hazardwatch"
-# Each library at the path the loader looks for it.
-ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | while read -r lib; do
-  mkdir -p "$root$(dirname "$lib")"
-  cp -L "$lib" "$root$lib"
-done
+sh "$(dirname "$0")/libs.sh" "$bin" "$root"
 # Names for the numeric user the image runs as (logs and `ls` read better).
 printf 'root:x:0:0:root:/:/sbin/nologin\nhazardwatch:x:65532:65532:hazardwatch:/var/lib/hazardwatch:/sbin/nologin\n' > "$root/etc/passwd"
 printf 'root:x:0:\nhazardwatch:x:65532:\n' > "$root/etc/group"

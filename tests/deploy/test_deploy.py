@@ -5,7 +5,8 @@ with podman from the binary under test and started until its health check
 says healthy, and the Kubernetes manifests: their references checked
 against each other and the configuration, then the pod they describe run
 with podman as a kubelet would (the same mounts, environment, user,
-read-only root and probes).
+read-only root and probes); and the compose stack (service, mosquitto,
+simulator) brought up by podman-compose after deploy/compose/setup.sh.
 
 Environment: HAZARDWATCH_BIN (the binary; default target/debug/hazardwatch).
 A test whose tool is missing is skipped, unless HAZARDWATCH_REQUIRE_SYSTEMD
@@ -15,8 +16,9 @@ must run.
 No image registry is reachable here, so the Containerfile's build stage (a
 Rust image compiling the source) is not run: the test stands the binary
 under test, laid out by the same deploy/container/rootfs.sh, in for it with
-`--build-context build=DIR`. Everything after the build stage is the file
-as shipped.
+`--build-context build=DIR`; the broker image's Debian stage likewise gets
+the host's mosquitto, laid out by deploy/compose/broker-rootfs.sh.
+Everything after the build stages is the files as shipped.
 """
 
 import os
@@ -329,3 +331,79 @@ def test_the_kubernetes_pod_runs_as_described(image, tmp_path):
         assert code == "0", (code, logs)
     finally:
         podman("rm", "-f", name, check=False)
+
+
+COMPOSE = DEPLOY / "compose"
+
+
+@pytest.fixture(scope="module")
+def broker_image(tmp_path_factory):
+    """The broker image of deploy/compose/broker.Containerfile with the
+    host's mosquitto standing in for the Debian build stage."""
+    need("podman", "HAZARDWATCH_REQUIRE_PODMAN")
+    need("mosquitto_passwd", "HAZARDWATCH_REQUIRE_PODMAN")
+    tmp = tmp_path_factory.mktemp("broker")
+    subprocess.run(
+        ["sh", str(COMPOSE / "broker-rootfs.sh"), str(tmp / "build/out")], check=True
+    )
+    empty = tmp / "context"
+    empty.mkdir()
+    tag = f"localhost/hazardwatch-broker-test:{uuid.uuid4().hex[:12]}"
+    podman(
+        "build", "-q", f"--build-context=build={tmp / 'build'}",
+        "-f", str(COMPOSE / "broker.Containerfile"), "-t", tag, str(empty),
+    )
+    yield tag
+    podman("rmi", "-f", tag, check=False)
+
+
+def test_the_compose_stack_ingests_from_the_external_broker(image, broker_image, tmp_path):
+    """setup.sh, then compose.yaml as shipped with podman-compose: the
+    service follows the simulator's readings through mosquitto (passwords
+    and the generated ACL), is healthy, and stops in order."""
+    compose_cmd = need("podman-compose", "HAZARDWATCH_REQUIRE_PODMAN")
+    work = tmp_path / "compose"
+    shutil.copytree(COMPOSE, work)
+    (tmp_path / "config").mkdir()
+    shutil.copy(DEPLOY / "config/demo-gateways.toml", tmp_path / "config")
+    # podman as CI needs it (see `podman()`), for setup.sh and compose.
+    conf = tmp_path / "containers.conf"
+    ulimits = ", ".join(f'"{v}"' for v in limits()[1::2])
+    conf.write_text(
+        f'[containers]\ndefault_ulimits = [{ulimits}]\n'
+        '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n'
+    )
+    env = {
+        **os.environ,
+        "CONTAINERS_CONF": str(conf),
+        "HAZARDWATCH_IMAGE": image,
+        "BROKER_IMAGE": broker_image,
+        "GATEWAYS": str(tmp_path / "config/demo-gateways.toml"),
+    }
+    subprocess.run(["sh", str(work / "setup.sh")], check=True, env=env)
+    toml = (work / "hazardwatch.toml").read_text()
+    assert 'broker = "127.0.0.1:1883"' in toml and 'username = "hazardwatch"' in toml
+    project = f"hw{uuid.uuid4().hex[:8]}"
+    compose = [compose_cmd, "-p", project, "-f", str(work / "compose.yaml")]
+    service = f"{project}_hazardwatch_1"
+    try:
+        up = subprocess.run([*compose, "up", "-d", "--no-build"], env=env,
+                            capture_output=True, text=True)
+        assert up.returncode == 0, (up.stdout, up.stderr)
+        healthy = wait_for(service, lambda: podman("exec", service, "/usr/local/bin/hazardwatch",
+                                                  "health", check=False), seconds=90)
+        logs = podman("logs", service, check=False)
+        assert healthy.returncode == 0, (healthy, logs.stdout, logs.stderr)
+        # The simulator's readings through the broker: an incident comes at 20 s.
+        time.sleep(30)
+        simulated = podman("logs", f"{project}_simulator_1", check=False)
+        broker = podman("logs", f"{project}_broker_1", check=False)
+        code, logs = stop(service)
+        assert code == "0", (code, logs)
+        ingested = re.search(r"readings ingested (\d+)", logs)
+        raised = re.search(r"alarms raised (\d+)", logs)
+        why = (logs, simulated.stdout, simulated.stderr, broker.stderr)
+        assert ingested and int(ingested.group(1)) > 100, why
+        assert raised and int(raised.group(1)) > 0, why
+    finally:
+        subprocess.run([*compose, "down", "-v", "-t", "10"], env=env, capture_output=True)
