@@ -286,6 +286,14 @@ impl Config {
             r.map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))
         };
         section(file.engine.validate().map_err(|e| e.to_string()))?;
+        if !file.engine.cluster.is_empty() {
+            // The rule engine runs across processes; the service around it
+            // (ingest, write-ahead log, hub) does not yet.
+            return Err(ConfigError(format!(
+                "{}: engine.cluster: a park service across processes is not supported yet; leave it out",
+                src.path.display()
+            )));
+        }
         section(file.archive.validate().map_err(|e| e.to_string()))?;
         section(file.backfill.validate())?;
         section(file.journal.validate().map_err(|e| e.to_string()))?;
@@ -485,6 +493,25 @@ mod tests {
             .expect("a file");
         let err = load().expect_err("a bad role");
         assert!(err.contains("secrets/tokens.toml:3"), "{err}");
+    }
+
+    #[test]
+    fn the_service_does_not_run_as_a_cluster_yet() {
+        let text = EXAMPLE_CONFIG.replacen(
+            "[engine]\n",
+            "[engine]\ncluster = [\"10.0.0.1:2101\", \"10.0.0.2:2101\"]\n",
+            1,
+        );
+        assert_ne!(text, EXAMPLE_CONFIG);
+        let src = Source {
+            path: "park.toml".into(),
+            text,
+        };
+        let err = Config::from_source(&src)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("engine.cluster"), "{err}");
     }
 
     #[test]

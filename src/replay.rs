@@ -110,6 +110,9 @@ pub fn replay(
     let config = EngineConfig {
         // The replay moves the watermark itself, after the readings.
         lateness_ms: 0,
+        // A replay runs in this process alone.
+        cluster: Vec::new(),
+        process: 0,
         ..config.clone()
     };
     let mut runs = vec![Run::start(model, &config)?];

@@ -71,6 +71,13 @@ pub struct EngineConfig {
     /// How late (behind the newest time known) a reading may arrive and still
     /// be judged by the rules, in ms.
     pub lateness_ms: u64,
+    /// The processes of a cluster, `host:port` each, in the order of their
+    /// index (empty: this process alone). Every process runs `workers`
+    /// workers; readings are exchanged between them by point, and the
+    /// events gathered by worker 0 of process 0.
+    pub cluster: Vec<String>,
+    /// This process's index in `cluster`.
+    pub process: usize,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +86,8 @@ impl Default for EngineConfig {
             workers: 0,
             epoch_ms: 100,
             lateness_ms: 2_000,
+            cluster: Vec::new(),
+            process: 0,
         }
     }
 }
@@ -105,7 +114,51 @@ impl EngineConfig {
                 format!("{} is more than a day", self.lateness_ms),
             );
         }
+        if self.cluster.len() > 64 {
+            return bad(
+                "engine.cluster",
+                format!("{} processes: at most 64", self.cluster.len()),
+            );
+        }
+        if let Some(a) = self.cluster.iter().find(|a| {
+            a.rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        }) {
+            return bad("engine.cluster", format!("`{a}` is not host:port"));
+        }
+        if self.process >= self.cluster.len().max(1) {
+            return bad(
+                "engine.process",
+                format!(
+                    "{} is not the index of one of the {} processes",
+                    self.process,
+                    self.cluster.len().max(1)
+                ),
+            );
+        }
         Ok(())
+    }
+
+    /// Timely's configuration: one thread, threads in this process, or
+    /// this process's part of a cluster.
+    fn timely(&self) -> timely::Config {
+        let workers = self.worker_count();
+        if self.cluster.len() > 1 {
+            timely::Config {
+                communication: timely::CommunicationConfig::Cluster {
+                    threads: workers,
+                    process: self.process,
+                    addresses: self.cluster.clone(),
+                    report: false,
+                    zerocopy: false,
+                },
+                worker: timely::WorkerConfig::default(),
+            }
+        } else if workers == 1 {
+            timely::Config::thread()
+        } else {
+            timely::Config::process(workers)
+        }
     }
 
     /// Worker count with 0 resolved to the number of cores.
@@ -231,7 +284,10 @@ pub struct EngineInput {
     /// Event time up to which input is complete; starts at 0.
     watermark_ms: i64,
     late_total: u64,
+    /// Readings waiting for each of this process's workers.
     per_worker: Vec<Vec<Reading>>,
+    /// Workers in all processes.
+    peers: usize,
 }
 
 impl Engine {
@@ -271,11 +327,10 @@ impl Engine {
         let receivers: Arc<Vec<Receiver<WorkerMsg>>> = Arc::new(receivers);
         let (thread_tx, thread_rx) = std::sync::mpsc::channel::<(usize, Thread)>();
         let thread_tx = std::sync::Mutex::new(thread_tx);
-        let timely_config = if workers == 1 {
-            timely::Config::thread()
-        } else {
-            timely::Config::process(workers)
-        };
+        let timely_config = config.timely();
+        // Worker indices are global across a cluster; this process's are
+        // `first..first + workers`.
+        let first = config.process * workers;
         let worker_book = book.clone();
         let frontier = Arc::new(AtomicU64::new(0));
         let progress = Progress {
@@ -284,7 +339,8 @@ impl Engine {
         };
         let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
-            let rx = receivers[index].clone();
+            let local = index - first;
+            let rx = receivers[local].clone();
             let end: EndOfInput = Rc::new(Cell::new(None));
             let sink = sink.clone();
             let book = worker_book.clone();
@@ -383,7 +439,7 @@ impl Engine {
             if let Ok(tx) = thread_tx.lock() {
                 // The engine waits for every worker's thread handle; a send
                 // can only fail if it gave up already.
-                let _ = tx.send((index, std::thread::current()));
+                let _ = tx.send((local, std::thread::current()));
             }
             let mut cap = Some(cap);
             let mut run: Vec<Reading> = Vec::new();
@@ -455,6 +511,7 @@ impl Engine {
                 watermark_ms: 0,
                 late_total: 0,
                 per_worker: vec![Vec::new(); workers],
+                peers: workers * config.cluster.len().max(1),
             },
             guards,
             progress,
@@ -511,7 +568,7 @@ impl EngineInput {
     /// queue is full.
     pub fn send(&mut self, readings: &[Reading], late: &mut Vec<bool>) {
         late.clear();
-        let peers = self.senders.len();
+        let local = self.senders.len();
         for r in readings {
             let is_late = self.is_late(r);
             late.push(is_late);
@@ -519,11 +576,13 @@ impl EngineInput {
                 self.late_total += 1;
             } else {
                 // The same choice as the exchange after the input, which then
-                // moves nothing.
-                self.per_worker[worker_of(point_hash(r.point), peers)].push(*r);
+                // moves nothing; in a cluster, a point of another process's
+                // goes to a worker here, and the exchange takes it there.
+                let owner = worker_of(point_hash(r.point), self.peers);
+                self.per_worker[owner % local].push(*r);
             }
         }
-        for w in 0..peers {
+        for w in 0..local {
             if !self.per_worker[w].is_empty() {
                 let batch = std::mem::take(&mut self.per_worker[w]);
                 self.deliver(w, WorkerMsg::Readings(batch));
@@ -576,5 +635,29 @@ impl EngineInput {
         // Finish or a panic; either way there is nobody left to give it to.
         let _ = self.senders[worker].send(msg);
         self.threads[worker].unpark();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_names_its_processes_and_this_one() {
+        let config = |cluster: &[&str], process| EngineConfig {
+            cluster: cluster.iter().map(|a| a.to_string()).collect(),
+            process,
+            ..EngineConfig::default()
+        };
+        assert!(config(&[], 0).validate().is_ok());
+        assert!(
+            config(&["10.0.0.1:2101", "10.0.0.2:2101"], 1)
+                .validate()
+                .is_ok()
+        );
+        let err = |c: EngineConfig| c.validate().map_err(|e| e.to_string()).unwrap_err();
+        assert!(err(config(&["10.0.0.1:2101", "10.0.0.2:2101"], 2)).contains("engine.process"));
+        assert!(err(config(&["10.0.0.1"], 0)).contains("`10.0.0.1` is not host:port"));
+        assert!(err(config(&[], 1)).contains("engine.process"));
     }
 }

@@ -186,6 +186,7 @@ fn conditions_restored_after_a_restart_clear_when_they_end_and_are_not_raised_ag
             workers,
             epoch_ms: 100,
             lateness_ms: 0,
+            ..EngineConfig::default()
         };
         let events = Collector::new();
         let mut engine = Engine::start_from(&m, &config, events.sink(), &active).unwrap();
@@ -218,6 +219,7 @@ fn finishing_with_readings_stamped_beyond_the_watermark_ends_and_judges_up_to_it
             workers,
             epoch_ms: 100,
             lateness_ms: 0,
+            ..EngineConfig::default()
         };
         let events = Collector::new();
         let mut engine = Engine::start(&m, &config, events.sink()).unwrap();
@@ -246,6 +248,7 @@ fn progress_follows_the_watermark_once_every_worker_has_judged_up_to_it() {
             workers,
             epoch_ms: 100,
             lateness_ms: 0,
+            ..EngineConfig::default()
         };
         let events = Collector::new();
         let mut engine = Engine::start(&m, &config, events.sink()).unwrap();

@@ -312,6 +312,7 @@ fn a_reload_changes_the_changed_point_and_keeps_the_others_alarms() {
         workers: 2,
         epoch_ms: 1000,
         lateness_ms: 0,
+        ..EngineConfig::default()
     };
     let before = model("running");
     let text_after = |h: f64| {
@@ -429,6 +430,7 @@ on_delay_s = 0
             workers,
             epoch_ms: 1000,
             lateness_ms: 0,
+            ..EngineConfig::default()
         };
         let events = Collector::new();
         let mut engine = Engine::start(&before, &config, events.sink()).unwrap();
@@ -505,4 +507,68 @@ proptest! {
         let (reference, got) = common::reference_and_shuffled(&m, &points, &case, 10.0, 1000, 9, 300_000);
         prop_assert_eq!(got, reference);
     }
+}
+
+/// Two free loopback addresses for a cluster's processes.
+fn two_addresses() -> Vec<String> {
+    let listeners: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect()
+}
+
+/// A cluster of two processes (here two engines on their own threads,
+/// connected over loopback TCP as two hosts would be) finds exactly what
+/// one process finds: point, unit and console rules, with each process
+/// fed a share of the readings that is not its own points'.
+#[test]
+fn a_cluster_of_two_processes_finds_what_one_process_finds() {
+    let m = model("running");
+    let mut readings = leak(&m);
+    let ramp = |start: f64, base: f64, per_min: f64| {
+        move |t: f64| base + per_min / 60.0 * (t - start).clamp(0.0, 60.0)
+    };
+    readings.extend(series(&m, "R1.TE", 0, 400, ramp(100.0, 60.0, 20.0)));
+    readings.extend(series(&m, "R1.PT", 0, 400, ramp(130.0, 300.0, 120.0)));
+    let end_ms = 400_000;
+    let one = common::run(&m, 1, 1000, std::slice::from_ref(&readings), end_ms);
+    assert!(!of_kind(&one, AlarmKind::Voting).is_empty());
+    assert!(!of_kind(&one, AlarmKind::Correlation).is_empty());
+
+    let addresses = two_addresses();
+    let gathered = Collector::new();
+    let run = |process: usize, sink: hazardwatch_rules::EventSink| {
+        let (m, addresses) = (m.clone(), addresses.clone());
+        // Process 0 takes the even readings, process 1 the odd ones.
+        let share: Vec<Reading> = readings.iter().skip(process).step_by(2).copied().collect();
+        std::thread::spawn(move || {
+            let config = EngineConfig {
+                workers: 2,
+                epoch_ms: 1000,
+                lateness_ms: 0,
+                cluster: addresses,
+                process,
+            };
+            let mut engine = Engine::start(&m, &config, sink).unwrap();
+            let mut late = Vec::new();
+            for batch in share.chunks(97) {
+                engine.input().send(batch, &mut late);
+            }
+            engine.input().advance_to(end_ms);
+            engine.finish().unwrap()
+        })
+    };
+    let first = run(0, gathered.sink());
+    let nowhere = Collector::new();
+    let second = run(1, nowhere.sink());
+    assert_eq!(first.join().unwrap(), 0, "nothing late");
+    assert_eq!(second.join().unwrap(), 0, "nothing late");
+    assert!(
+        nowhere.take().is_empty(),
+        "events are gathered in process 0"
+    );
+    assert_eq!(gathered.take(), one);
 }

@@ -129,6 +129,7 @@ pub fn judge(
         workers: 1,
         epoch_ms,
         lateness_ms: 0,
+        ..EngineConfig::default()
     };
     let mut events: Vec<RuleEvent> = evaluate(site, &config, [readings.as_slice()], last_ts + 1)?
         .into_iter()

@@ -36,6 +36,7 @@ fn main() -> anyhow::Result<()> {
             workers,
             epoch_ms: 1000,
             lateness_ms: 2000,
+            ..EngineConfig::default()
         };
         let mut engine = Engine::start(&model, &config, events.sink())?;
         let mut late = Vec::new();

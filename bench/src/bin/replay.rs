@@ -55,6 +55,7 @@ fn main() -> anyhow::Result<()> {
             workers,
             epoch_ms: 1000,
             lateness_ms: 0,
+            ..EngineConfig::default()
         };
         let r = hazardwatch::replay::replay(dir.path(), &range, &model, None, &engine, false)?;
         anyhow::ensure!(r.readings == total, "replayed {} of {total}", r.readings);

@@ -51,6 +51,7 @@ pub(crate) fn run(
         workers,
         epoch_ms,
         lateness_ms: 0,
+        ..EngineConfig::default()
     };
     evaluate(model, &config, batches, end_ms).unwrap()
 }

@@ -22,6 +22,7 @@ fn simulate(
         workers,
         epoch_ms: 1000,
         lateness_ms: 2000,
+        ..EngineConfig::default()
     };
     let mut engine = Engine::start(model, &config, events.sink()).unwrap();
     let mut sim = Simulator::new(model, options);
