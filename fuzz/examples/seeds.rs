@@ -211,6 +211,7 @@ fn main() -> anyhow::Result<()> {
                 enterprise: "E01".into(),
                 from_ms: NOW_MS - 86_400_000,
                 to_ms: NOW_MS,
+                ..Default::default()
             }
             .encode_to_vec(),
         ),

@@ -242,11 +242,31 @@ impl AlarmService for Alarms {
                 caller.name, req.enterprise
             )));
         }
-        if !self.hub.has_enterprise(&req.enterprise) {
-            return Err(Status::not_found(format!(
-                "no enterprise `{}` in the site",
-                req.enterprise
-            )));
+        match (self.hub.is_regional(), req.park.is_empty()) {
+            (false, true) if !self.hub.has_enterprise(&req.enterprise) => {
+                return Err(Status::not_found(format!(
+                    "no enterprise `{}` in the site",
+                    req.enterprise
+                )));
+            }
+            (false, true) => {}
+            (false, false) => {
+                return Err(Status::invalid_argument(
+                    "park names a park on a regional instance; this is a park's own",
+                ));
+            }
+            (true, true) => {
+                return Err(Status::invalid_argument(
+                    "park is required on a regional instance (enterprise ids are each park's own)",
+                ));
+            }
+            (true, false) if !caller.parks.allows(&req.park) => {
+                return Err(Status::permission_denied(format!(
+                    "token `{}` may not see park `{}`",
+                    caller.name, req.park
+                )));
+            }
+            (true, false) => {}
         }
         let to_ms = if req.to_ms == 0 {
             self.clock.now_ms()
@@ -261,7 +281,7 @@ impl AlarmService for Alarms {
         }
         let hub = self.hub.clone();
         let stats = tokio::task::spawn_blocking(move || {
-            hub.performance(&req.enterprise, req.from_ms, to_ms)
+            hub.performance(&req.park, &req.enterprise, req.from_ms, to_ms)
         })
         .await
         .map_err(|e| Status::internal(format!("stats: {e}")))?

@@ -31,8 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use hazardwatch_alarms::{AlarmHub, EscalationPolicy, RiskModel};
-use hazardwatch_proto::Catalog;
+use hazardwatch_alarms::AlarmHub;
 use hazardwatch_proto::clock::SharedClock;
 use hazardwatch_storage::AlarmJournal;
 use tokio::task::JoinHandle;
@@ -66,15 +65,7 @@ pub async fn start(config: RegionConfig, clock: SharedClock) -> anyhow::Result<R
     let journal_path = config.data_dir.join("journal").join("region.redb");
     let journal = AlarmJournal::open(&journal_path)
         .with_context(|| format!("opening {}", journal_path.display()))?;
-    // The regional journal holds merged events only: no site model, no
-    // alarm table of its own.
-    let (hub, _) = AlarmHub::open(
-        Arc::new(Catalog::default()),
-        journal,
-        EscalationPolicy::default(),
-        RiskModel::default(),
-        clock.now_ms(),
-    )?;
+    let hub = AlarmHub::open_regional(journal, clock.now_ms())?;
     let stop = CancellationToken::new();
     let tls = config.grpc.identity().map_err(anyhow::Error::msg)?;
     let server = grpc::server(tls).context("grpc.tls: certificate or key")?;

@@ -373,6 +373,28 @@ url = "http://{}"
         .into_inner();
     let seen: Vec<&str> = theirs.parks.iter().map(|r| r.park.as_str()).collect();
     assert_eq!(seen, ["P1"]);
+
+    // EEMUA 191 figures per park: the province's equal the park's own.
+    let to_ms = now_ms();
+    let stats = |park: &str| pb::StatsRequest {
+        enterprise: "E01".into(),
+        from_ms: 0,
+        to_ms,
+        park: park.into(),
+    };
+    for p in &parks {
+        let mut at_park = AlarmServiceClient::connect(format!("http://{}", p.grpc))
+            .await
+            .unwrap();
+        let want = at_park.stats(stats("")).await.unwrap().into_inner();
+        let got = whole.stats(stats(&p.id)).await.unwrap().into_inner();
+        assert!(want.raises > 0, "{}: {want:?}", p.id);
+        assert_eq!(got, want, "{}: the province's figures are the park's", p.id);
+    }
+    let refused = county.stats(stats("P2")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let unnamed = whole.stats(stats("")).await.unwrap_err();
+    assert_eq!(unnamed.code(), tonic::Code::InvalidArgument);
     province.shutdown().await.unwrap();
 
     for p in &mut parks {

@@ -95,6 +95,8 @@ pub struct AlarmHub {
     /// On a regional instance: the alarms merged from its parks that are
     /// not closed, by (park, alarm id); changed under the table's lock.
     merged: Mutex<BTreeMap<(String, String), pb::JournalAlarm>>,
+    /// A regional instance's hub: events merged from parks, no site model.
+    regional: bool,
 }
 
 /// A subscriber's start: events to send first, the sequence number they
@@ -212,6 +214,7 @@ impl AlarmHub {
             live,
             replayed: Mutex::new(HashMap::new()),
             merged: Mutex::new(merged),
+            regional: false,
         });
         {
             // The colours the restored alarms give, as the starting point.
@@ -225,6 +228,25 @@ impl AlarmHub {
             }
         }
         Ok((hub, restored))
+    }
+
+    /// A regional instance's hub over its journal: no site model and no
+    /// alarm table of its own; events come merged from its parks
+    /// ([`AlarmHub::record_upstream`]).
+    pub fn open_regional(journal: AlarmJournal, now_ms: i64) -> Result<Arc<AlarmHub>> {
+        let (hub, _) = AlarmHub::open(
+            Arc::new(Catalog::default()),
+            journal,
+            EscalationPolicy::default(),
+            RiskModel::default(),
+            now_ms,
+        )?;
+        let mut hub = Arc::into_inner(hub).ok_or(Error::Config {
+            field: "region".into(),
+            message: "the hub is shared already".into(),
+        })?;
+        hub.regional = true;
+        Ok(Arc::new(hub))
     }
 
     fn lock(&self) -> MutexGuard<'_, AlarmTable> {
@@ -728,6 +750,7 @@ impl AlarmHub {
     /// to_ms)`, from the journal (see [`crate::eemua`]).
     pub fn performance(
         &self,
+        park: &str,
         enterprise: &str,
         from_ms: i64,
         to_ms: i64,
@@ -741,7 +764,7 @@ impl AlarmHub {
                 to_ms,
                 after,
                 10_000,
-                |e| e.enterprise == enterprise,
+                |e| e.enterprise == enterprise && e.park == park,
             )?;
             if !page.events.iter().all(|e| report.add(e)) {
                 break;
@@ -812,6 +835,11 @@ impl AlarmHub {
             });
         }
         Ok(())
+    }
+
+    /// True on a regional instance (see [`AlarmHub::open_regional`]).
+    pub fn is_regional(&self) -> bool {
+        self.regional
     }
 
     /// The journal (for the notification outbox it also holds).

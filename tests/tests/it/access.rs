@@ -147,6 +147,7 @@ async fn a_scoped_token_sees_only_its_enterprises_and_a_viewer_cannot_act() {
             enterprise: "E02".into(),
             from_ms: 0,
             to_ms: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -107,6 +107,7 @@ async fn colours_rise_with_alarms_and_every_change_is_on_the_feed() {
             enterprise: "E01".into(),
             from_ms: now_ms() - 600_000,
             to_ms: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -191,6 +192,7 @@ async fn colours_rise_with_alarms_and_every_change_is_on_the_feed() {
             enterprise: "E99".into(),
             from_ms: 0,
             to_ms: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();
