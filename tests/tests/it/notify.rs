@@ -223,3 +223,66 @@ async fn every_notification_arrives_once_across_refusals_an_outage_and_a_restart
     assert_eq!(notified(&svc), 5);
     svc.running.shutdown().await.unwrap();
 }
+
+/// An escalation reaches the recipient of its level, and the levels below
+/// it do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_is_notified_at_the_recipients_level_only() {
+    let mut rx = Receiver::start(0).await.unwrap();
+    let text = format!(
+        r#"{TEST_PARK}
+[[escalation]]
+enterprises = ["E01"]
+min_priority = "medium"
+park_min = 10
+county_min = 30
+city_min = 60
+province_min = 120
+
+[[notify.webhook]]
+name = "county duty office"
+url = "{}"
+enterprises = ["E01"]
+on = ["escalated"]
+min_escalation = "county"
+"#,
+        rx.url()
+    );
+    let svc = TestService::start_text(tempfile::tempdir().unwrap(), &text)
+        .await
+        .unwrap();
+    let t0 = now_ms();
+    publish(
+        &svc,
+        "E01",
+        serde_json::json!([{"point": "T101.LT", "ts": t0, "value": 18.5}]),
+    )
+    .await;
+    let hub = &svc.running.hub;
+    wait_until(Duration::from_secs(20), || {
+        journal(&svc)
+            .iter()
+            .any(|e| e.alarm_id == "T101.LT/H" && is(e, pb::Transition::Raised))
+    })
+    .await
+    .unwrap();
+    const MIN: i64 = 60_000;
+    assert_eq!(hub.tick(t0 + 10 * MIN + 1_000).len(), 1, "to the park");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        rx.accepted().is_empty(),
+        "the park's level is below the recipient's"
+    );
+    assert_eq!(hub.tick(t0 + 30 * MIN + 1_000).len(), 1, "to the county");
+    wait_until(Duration::from_secs(20), || rx.accepted().len() == 1)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = rx.accepted();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body["trigger"], "escalated");
+    assert_eq!(got[0].body["escalation_level"], "county");
+    assert_eq!(got[0].body["title"], "【报警已升级至县级】E01 T101.LT/H");
+    rx.down().await;
+    svc.running.shutdown().await.unwrap();
+}
