@@ -81,7 +81,10 @@ pub async fn start(config: RegionConfig, clock: SharedClock) -> anyhow::Result<R
     let upstreams: Vec<(String, Arc<UpstreamStatus>)> = config
         .upstreams
         .iter()
-        .map(|up| (up.park.clone(), Arc::new(UpstreamStatus::default())))
+        .map(|up| {
+            let status = UpstreamStatus::at_start(&up.park, &hub);
+            (up.park.clone(), Arc::new(status))
+        })
         .collect();
     let site = Arc::new(site::RegionSite::new(
         config.id.clone(),

@@ -41,6 +41,22 @@ pub struct UpstreamStatus {
     pub risk_changed: tokio::sync::Notify,
 }
 
+impl UpstreamStatus {
+    /// The status of `park` as the regional journal left it: lost, if its
+    /// upstream alarm is still raised.
+    pub fn at_start(park: &str, hub: &AlarmHub) -> UpstreamStatus {
+        let status = UpstreamStatus::default();
+        let lost = hub.merged_open(park, &offline_id(park)).is_some();
+        status.lost.store(lost, Ordering::Release);
+        status
+    }
+}
+
+/// The id of a park's upstream alarm on the regional feed.
+fn offline_id(park: &str) -> String {
+    wire::alarm_id(park, hazardwatch_proto::AlarmKind::Offline)
+}
+
 /// What a session ended with.
 enum Ended {
     /// Stopped.
@@ -58,7 +74,12 @@ pub async fn follow(
     status: Arc<UpstreamStatus>,
     stop: CancellationToken,
 ) {
-    let mut down_since = clock.now_ms();
+    // Out of reach when the region last stopped: its alarm is still
+    // raised (see [`UpstreamStatus::at_start`]), from then.
+    let down_since_start = hub
+        .merged_open(&up.park, &offline_id(&up.park))
+        .map(|raised| raised.event_time_ms);
+    let mut down_since = down_since_start.unwrap_or_else(|| clock.now_ms());
     let mut wait = RETRY.0;
     loop {
         match session(&up, &hub, &clock, &status, down_since, &stop).await {
@@ -312,7 +333,7 @@ fn notice(
     params: impl FnOnce(Text) -> Text,
 ) -> pb::AlarmEvent {
     let mut event = pb::AlarmEvent {
-        alarm_id: wire::alarm_id(park, hazardwatch_proto::AlarmKind::Offline),
+        alarm_id: offline_id(park),
         park: park.to_owned(),
         kind: pb::AlarmKind::Offline as i32,
         priority: pb::Priority::High as i32,

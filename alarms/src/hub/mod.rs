@@ -837,6 +837,15 @@ impl AlarmHub {
         Ok(())
     }
 
+    /// The latest event of a merged alarm that is not closed (a regional
+    /// instance), if `park` has one with this id.
+    pub fn merged_open(&self, park: &str, alarm_id: &str) -> Option<pb::AlarmEvent> {
+        let merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
+        merged
+            .get(&(park.to_owned(), alarm_id.to_owned()))
+            .and_then(|a| a.last.clone())
+    }
+
     /// True on a regional instance (see [`AlarmHub::open_regional`]).
     pub fn is_regional(&self) -> bool {
         self.regional

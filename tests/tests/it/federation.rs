@@ -122,5 +122,20 @@ async fn a_region_follows_a_park_over_tls_with_its_token_and_not_without() {
         .expect("the park's upstream alarm");
     assert_eq!(offline.transition, pb::Transition::Raised as i32);
     stranger.shutdown().await.unwrap();
+    // Restarted while the park is still out of reach: its alarm stays
+    // raised, not raised again.
+    let stranger =
+        region_following(port, &cert, "not-the-token-0123456789", other_data.path()).await;
+    assert!(stranger.upstreams[0].1.lost.load(Ordering::Acquire));
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let raised = stranger
+        .hub
+        .journal_after(0, 1_000)
+        .unwrap()
+        .iter()
+        .filter(|e| e.alarm_id == "TEST/OFFLINE")
+        .count();
+    assert_eq!(raised, 1, "raised once");
+    stranger.shutdown().await.unwrap();
     svc.running.shutdown().await.unwrap();
 }
