@@ -236,19 +236,24 @@ impl Probe {
         if lag > self.config.engine_max_lag_s as i64 * 1000 {
             causes.push(Cause::EngineBehind(lag));
         }
-        match free_bytes(&self.data_dir) {
-            Ok(free) => {
-                metrics::gauge!("hazardwatch_disk_free_bytes").set(free as f64);
-                if free < self.config.disk_min_free_mb.saturating_mul(1024 * 1024) {
-                    causes.push(Cause::DiskNearlyFull(free));
-                }
-            }
-            // Cannot tell: say so in the log, do not guess.
-            Err(e) => {
-                tracing::warn!(dir = %self.data_dir.display(), error = %e, "cannot read the free space")
-            }
-        }
+        causes.extend(disk_cause(&self.data_dir, self.config.disk_min_free_mb));
         causes
+    }
+}
+
+/// [`Cause::DiskNearlyFull`] when `dir`'s file system has less than
+/// `min_free_mb` free (and the free space as a metric).
+pub fn disk_cause(dir: &std::path::Path, min_free_mb: u64) -> Option<Cause> {
+    match free_bytes(dir) {
+        Ok(free) => {
+            metrics::gauge!("hazardwatch_disk_free_bytes").set(free as f64);
+            (free < min_free_mb.saturating_mul(1024 * 1024)).then_some(Cause::DiskNearlyFull(free))
+        }
+        // Cannot tell: say so in the log, do not guess.
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot read the free space");
+            None
+        }
     }
 }
 
@@ -267,9 +272,18 @@ pub fn free_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
     Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
-/// Checks every [`CHECK_EVERY`] until `stop`, publishing the verdict and
-/// its metrics and logging each change.
+/// Checks `probe` every [`CHECK_EVERY`] until `stop` (see [`watch`]).
 pub async fn run(probe: Probe, readiness: Arc<Readiness>, stop: CancellationToken) {
+    watch(move || probe.check(), readiness, stop).await;
+}
+
+/// Runs `check` every [`CHECK_EVERY`] until `stop`, publishing the verdict
+/// and its metrics and logging each change.
+pub async fn watch(
+    check: impl Fn() -> Vec<Cause>,
+    readiness: Arc<Readiness>,
+    stop: CancellationToken,
+) {
     let mut every = tokio::time::interval(CHECK_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -277,7 +291,7 @@ pub async fn run(probe: Probe, readiness: Arc<Readiness>, stop: CancellationToke
             _ = stop.cancelled() => return,
             _ = every.tick() => {}
         }
-        let causes = probe.check();
+        let causes = check();
         for label in Cause::LABELS {
             let on = causes.iter().any(|c| c.label() == label);
             metrics::gauge!("hazardwatch_unready", "cause" => label).set(f64::from(u8::from(on)));

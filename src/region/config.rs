@@ -20,6 +20,9 @@
 //!
 //! [journal]
 //! retention_days = 90          # merged events kept this long (0: for ever)
+//!
+//! [metrics]
+//! listen = "127.0.0.1:9465"    # /metrics, /readyz, /livez (`hazardwatch health --metrics`)
 //! ```
 
 use std::collections::BTreeSet;
@@ -32,8 +35,9 @@ use hazardwatch_rules::Source;
 use hazardwatch_storage::JournalConfig;
 use serde::Deserialize;
 
-use crate::config::{ConfigError, GrpcConfig, check_grpc_exposure};
+use crate::config::{ConfigError, GrpcConfig, MetricsConfig, check_grpc_exposure};
 use crate::notify::config::{Secret, is_loopback};
+use crate::readiness::HealthConfig;
 
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +54,18 @@ struct RegionFile {
     upstream: Vec<UpstreamSpec>,
     #[serde(default)]
     journal: JournalConfig,
+    #[serde(default = "region_metrics")]
+    metrics: MetricsConfig,
+    #[serde(default)]
+    health: HealthConfig,
+}
+
+/// A region's endpoints beside a park's on the same machine: one port up.
+fn region_metrics() -> MetricsConfig {
+    MetricsConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9465)),
+        ..MetricsConfig::default()
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -119,6 +135,11 @@ pub struct RegionConfig {
     /// How long merged events are kept, ms (`None`: for ever). The parks'
     /// own archives keep theirs.
     pub keep_ms: Option<i64>,
+    /// `/metrics`, `/readyz`, `/livez` (default 127.0.0.1:9465).
+    pub metrics: MetricsConfig,
+    /// When it says it is not ready: the free disk it needs
+    /// (`disk_min_free_mb`; `engine_max_lag_s` has no engine to apply to).
+    pub health: HealthConfig,
 }
 
 impl RegionConfig {
@@ -211,6 +232,7 @@ impl RegionConfig {
         }
         let access = Access::regional(&file.access, &parks).map_err(|e| at(e.to_string()))?;
         file.journal.validate().map_err(|e| at(e.to_string()))?;
+        file.health.validate().map_err(at)?;
         let config = RegionConfig {
             data_dir: file.data_dir,
             id: region.id.clone(),
@@ -221,6 +243,8 @@ impl RegionConfig {
             access,
             upstreams,
             keep_ms: file.journal.keep_ms(),
+            metrics: file.metrics,
+            health: file.health,
         };
         config.check_exposure().map_err(|e| at(e.to_string()))?;
         Ok(config)
@@ -229,7 +253,8 @@ impl RegionConfig {
     /// Checks what it exposes, as it will run (call again after command-line
     /// overrides): gRPC off loopback only with TLS and tokens.
     pub fn check_exposure(&self) -> Result<(), ConfigError> {
-        check_grpc_exposure(&self.grpc, &self.access)
+        check_grpc_exposure(&self.grpc, &self.access)?;
+        self.metrics.validate().map_err(ConfigError::new)
     }
 }
 

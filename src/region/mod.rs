@@ -37,7 +37,8 @@ use hazardwatch_storage::AlarmJournal;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::grpc;
+use crate::readiness::{self, Readiness};
+use crate::{grpc, http};
 
 pub mod config;
 pub mod site;
@@ -50,6 +51,8 @@ pub use upstream::UpstreamStatus;
 pub struct RegionRunning {
     /// Where its gRPC server listens.
     pub grpc_addr: SocketAddr,
+    /// Where `/metrics`, `/readyz` and `/livez` listen, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
     /// The merged alarm feed.
     pub hub: Arc<AlarmHub>,
     /// Each upstream park and how it is doing, in configuration order.
@@ -67,6 +70,29 @@ pub async fn start(config: RegionConfig, clock: SharedClock) -> anyhow::Result<R
         .with_context(|| format!("opening {}", journal_path.display()))?;
     let hub = AlarmHub::open_regional(journal, clock.now_ms())?;
     let stop = CancellationToken::new();
+    // Ready while the disk has room; a park out of reach is an alarm on
+    // the feed, not unreadiness.
+    let readiness = Arc::new(Readiness::default());
+    let metrics_addr = if config.metrics.enabled {
+        let listen = config.metrics.listen;
+        let listener = http::bind(listen)
+            .await
+            .with_context(|| format!("binding metrics and health on {listen}"))?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(http::serve(listener, readiness.clone(), stop.clone()));
+        Some(addr)
+    } else {
+        None
+    };
+    let check = {
+        let (dir, min_free_mb) = (config.data_dir.clone(), config.health.disk_min_free_mb);
+        move || {
+            readiness::disk_cause(&dir, min_free_mb)
+                .into_iter()
+                .collect()
+        }
+    };
+    tokio::spawn(readiness::watch(check, readiness.clone(), stop.clone()));
     let tls = config.grpc.identity().map_err(anyhow::Error::msg)?;
     let server = grpc::server(tls).context("grpc.tls: certificate or key")?;
     let listener = grpc::bind(config.grpc.listen)
@@ -135,6 +161,7 @@ pub async fn start(config: RegionConfig, clock: SharedClock) -> anyhow::Result<R
     );
     Ok(RegionRunning {
         grpc_addr,
+        metrics_addr,
         hub,
         upstreams,
         stop,

@@ -313,15 +313,24 @@ async fn raise_lost(
         event.transition = pb::Transition::Cleared as i32;
         event.state = pb::AlarmState::Normal as i32;
     }
-    status.lost.store(raised, Ordering::Release);
     if raised {
         tracing::error!(%park, "upstream park out of reach: its alarm raised");
     } else {
         tracing::info!(%park, "upstream park back: its alarm cleared");
     }
-    let (hub, park) = (hub.clone(), park.to_owned());
-    let _ =
-        tokio::task::spawn_blocking(move || hub.record_upstream(&park, None, vec![event])).await;
+    let (hub, name) = (hub.clone(), park.to_owned());
+    let recorded =
+        tokio::task::spawn_blocking(move || hub.record_upstream(&name, None, vec![event])).await;
+    match recorded {
+        // Lost (or back) once its alarm says so.
+        Ok(Ok(_)) => status.lost.store(raised, Ordering::Release),
+        Ok(Err(e)) => {
+            tracing::error!(%park, error = %e, "recording the park's upstream alarm failed; trying again")
+        }
+        Err(e) => {
+            tracing::error!(%park, error = %e, "recording the park's upstream alarm failed; trying again")
+        }
+    }
 }
 
 /// An event of the park's upstream alarm (`{park}/OFFLINE`, high), raised,

@@ -151,6 +151,9 @@ lost_after_s = 1
 [grpc]
 listen = "127.0.0.1:0"
 
+[metrics]
+enabled = false
+
 [[access.token]]
 name = "province"
 token = "province-viewer-0123456789"

@@ -88,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let mut text = String::from(
-        "[region]\nid = \"PROVINCE\"\nlevel = \"province\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n",
+        "[region]\nid = \"PROVINCE\"\nlevel = \"province\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n",
     );
     for (id, p) in PARKS.iter().zip(&parks) {
         text.push_str(&format!(

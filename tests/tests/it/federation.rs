@@ -24,7 +24,7 @@ async fn region_following(
 ) -> RegionRunning {
     let text = format!(
         "[region]\nid = \"COUNTY\"\nlevel = \"county\"\nlost_after_s = 1\n\
-         [grpc]\nlisten = \"127.0.0.1:0\"\n\
+         [grpc]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
          [[upstream]]\npark = \"TEST\"\nurl = \"https://localhost:{port}\"\n\
          ca_file = \"{}\"\ntoken_env = \"TEST_PARK_TOKEN\"\n",
         ca.display()
@@ -61,6 +61,14 @@ async fn a_region_follows_a_park_over_tls_with_its_token_and_not_without() {
     let port = svc.running.grpc_addr.port();
     let region_data = tempfile::tempdir().unwrap();
     let county = region_following(port, &cert, REGION_TOKEN, region_data.path()).await;
+    // Its own health endpoint, as `hazardwatch health` asks it.
+    let metrics = county.metrics_addr.unwrap();
+    wait_until(Duration::from_secs(10), || {
+        hazardwatch::http::ask(metrics, "/readyz", Duration::from_secs(2))
+            .is_ok_and(|(status, _)| status == 200)
+    })
+    .await
+    .unwrap();
     let status = county.upstreams[0].1.clone();
     wait_until(Duration::from_secs(20), || {
         status.connected.load(Ordering::Acquire)
