@@ -380,6 +380,73 @@ impl Config {
     }
 }
 
+/// A secret read from the environment: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Secret {
+    /// The secret in the environment variable `var` names (`None` when no
+    /// variable is named), read through `env`; `field` is the setting, for
+    /// errors. A `bearer` token must fit an `authorization: Bearer` header:
+    /// checked here, so it cannot fail at every request later.
+    pub fn from_env(
+        field: &str,
+        var: Option<&str>,
+        bearer: bool,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Secret>, String> {
+        let Some(var) = var else {
+            return Ok(None);
+        };
+        match env(var) {
+            Some(v) if !v.is_empty() => {
+                if bearer && hyper::header::HeaderValue::from_str(&format!("Bearer {v}")).is_err() {
+                    return Err(format!(
+                        "{field}: the environment variable {var} holds characters a header cannot carry"
+                    ));
+                }
+                Ok(Some(Secret(v)))
+            }
+            _ => Err(format!(
+                "{field}: the environment variable {var} is not set"
+            )),
+        }
+    }
+}
+
+/// A host that is this machine: `localhost` or a loopback address.
+pub fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An address the service calls out to (a webhook, an upstream park):
+/// `https`, or `http` to loopback unless `allow_plaintext`. `field` names
+/// the setting in errors.
+pub fn outbound_url(field: &str, url: &str, allow_plaintext: bool) -> Result<hyper::Uri, String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("{field}: `{url}`: {e}"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("{field}: `{url}` has no host"))?;
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") if allow_plaintext || is_loopback(host) => Ok(uri),
+        Some("http") => Err(format!(
+            "{field}: `{url}` is plain http to a host that is not loopback: use https, or set allow_plaintext = true"
+        )),
+        _ => Err(format!("{field}: `{url}` must be http or https")),
+    }
+}
+
 /// gRPC off loopback only with TLS (or plaintext allowed) and tokens.
 pub fn check_grpc_exposure(grpc: &GrpcConfig, access: &Access) -> Result<(), ConfigError> {
     grpc.validate().map_err(ConfigError)?;

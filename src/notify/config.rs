@@ -11,6 +11,9 @@ use hazardwatch_proto::{Priority, pb};
 use hyper::Uri;
 use serde::Deserialize;
 
+pub use crate::config::Secret;
+use crate::config::outbound_url;
+
 /// `[notify]` as written.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -165,16 +168,6 @@ pub struct Webhook {
     pub time_zone: chrono::FixedOffset,
 }
 
-/// A secret read from the environment: never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
 /// The validated `[notify]` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notify {
@@ -262,24 +255,7 @@ impl WebhookSpec {
         beside: &impl Fn(&std::path::Path) -> PathBuf,
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<Webhook, String> {
-        let url: Uri = self
-            .url
-            .parse()
-            .map_err(|e| format!("{at}.url: `{}`: {e}", self.url))?;
-        let host = url
-            .host()
-            .ok_or_else(|| format!("{at}.url: `{}` has no host", self.url))?;
-        match url.scheme_str() {
-            Some("https") => {}
-            Some("http") if self.allow_plaintext || is_loopback(host) => {}
-            Some("http") => {
-                return Err(format!(
-                    "{at}.url: `{}` is plain http to a host that is not loopback: use https, or set allow_plaintext = true",
-                    self.url
-                ));
-            }
-            _ => return Err(format!("{at}.url: `{}` must be http or https", self.url)),
-        }
+        let url = outbound_url(&format!("{at}.url"), &self.url, self.allow_plaintext)?;
         let lang = match self.lang.as_str() {
             "zh-CN" | "zh" => Lang::Zh,
             "en" => Lang::En,
@@ -305,15 +281,6 @@ impl WebhookSpec {
                 "{at}.on: empty: list \"raised\", \"escalated\" or both"
             ));
         }
-        let secret = |field: &str, var: &Option<String>| match var {
-            None => Ok(None),
-            Some(var) => match env(var) {
-                Some(v) if !v.is_empty() => Ok(Some(Secret(v))),
-                _ => Err(format!(
-                    "{at}.{field}: the environment variable {var} is not set"
-                )),
-            },
-        };
         if self.content_type.trim().is_empty()
             || hyper::header::HeaderValue::from_str(&self.content_type).is_err()
         {
@@ -348,21 +315,22 @@ impl WebhookSpec {
                 .unwrap_or(pb::EscalationLevel::Enterprise),
             template: self.template.clone(),
             content_type: self.content_type.clone(),
-            bearer: secret("bearer_token_env", &self.bearer_token_env)?,
-            signing_key: secret("signing_key_env", &self.signing_key_env)?,
+            bearer: Secret::from_env(
+                &format!("{at}.bearer_token_env"),
+                self.bearer_token_env.as_deref(),
+                true,
+                env,
+            )?,
+            signing_key: Secret::from_env(
+                &format!("{at}.signing_key_env"),
+                self.signing_key_env.as_deref(),
+                false,
+                env,
+            )?,
             ca_file,
             time_zone,
         })
     }
-}
-
-/// A host that is this machine: `localhost` or a loopback address.
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Webhook {
@@ -400,7 +368,11 @@ mod tests {
         c.validate(
             &enterprises,
             |p| p.to_owned(),
-            |var| (var == "HOOK_TOKEN").then(|| "s3cret".to_owned()),
+            |var| match var {
+                "HOOK_TOKEN" => Some("s3cret".to_owned()),
+                "TWO_LINES" => Some("s3cret\nX-Other: injected".to_owned()),
+                _ => None,
+            },
         )
     }
 
@@ -435,6 +407,10 @@ mod tests {
             (
                 "url = \"https://h/\"\nsigning_key_env = \"NOPE\"",
                 "NOPE is not set",
+            ),
+            (
+                "url = \"https://h/\"\nbearer_token_env = \"TWO_LINES\"",
+                "a header cannot carry",
             ),
             ("url = \"https://h/\"\ntemplate = \"${nope}\"", "template"),
         ] {

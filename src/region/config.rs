@@ -35,8 +35,9 @@ use hazardwatch_rules::Source;
 use hazardwatch_storage::JournalConfig;
 use serde::Deserialize;
 
-use crate::config::{ConfigError, GrpcConfig, MetricsConfig, check_grpc_exposure};
-use crate::notify::config::{Secret, is_loopback};
+use crate::config::{
+    ConfigError, GrpcConfig, MetricsConfig, Secret, check_grpc_exposure, outbound_url,
+};
 use crate::readiness::HealthConfig;
 
 /// The file as written.
@@ -182,38 +183,14 @@ impl RegionConfig {
                     u.park
                 )));
             }
-            let uri: hyper::Uri = u
-                .url
-                .parse()
-                .map_err(|e| at(format!("{field}.url: `{}`: {e}", u.url)))?;
-            let host = uri.host().unwrap_or_default();
-            match uri.scheme_str() {
-                Some("https") => {}
-                Some("http") if u.allow_plaintext || is_loopback(host) => {}
-                Some("http") => {
-                    return Err(at(format!(
-                        "{field}.url: `{}` is plain http to a host that is not loopback: use https, or set allow_plaintext = true",
-                        u.url
-                    )));
-                }
-                _ => {
-                    return Err(at(format!(
-                        "{field}.url: `{}` must be http or https",
-                        u.url
-                    )));
-                }
-            }
-            let token = match &u.token_env {
-                None => None,
-                Some(var) => match env(var) {
-                    Some(t) if !t.is_empty() => Some(Secret(t)),
-                    _ => {
-                        return Err(at(format!(
-                            "{field}.token_env: the environment variable {var} is not set"
-                        )));
-                    }
-                },
-            };
+            outbound_url(&format!("{field}.url"), &u.url, u.allow_plaintext).map_err(at)?;
+            let token = Secret::from_env(
+                &format!("{field}.token_env"),
+                u.token_env.as_deref(),
+                true,
+                &env,
+            )
+            .map_err(at)?;
             let ca_file = u.ca_file.as_deref().map(|p| src.beside(p));
             if let Some(ca) = &ca_file
                 && !ca.is_file()
