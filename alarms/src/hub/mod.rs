@@ -24,20 +24,21 @@ use crate::error::{Error, Result};
 use crate::escalation::EscalationPolicy;
 use crate::rate::ActionLimiter;
 use crate::risk::{Colour, RiskModel};
-use crate::table::{
-    ActionError, ActiveAlarm, AlarmRecord, AlarmState, AlarmTable, Note, Transition,
-};
+use crate::table::{ActionError, ActiveAlarm, AlarmRecord, AlarmTable};
 use crate::text::Text;
 use crate::wire::{self, alarm_id, alarm_key, restore_alarm};
 
 mod colours;
 mod filter;
+mod notified;
+mod regional;
 mod unjournaled;
 
 pub use unjournaled::MAX_UNJOURNALED;
 use unjournaled::Unjournaled;
 
 pub use filter::Filter;
+pub use notified::Delivery;
 
 /// Events buffered per live subscriber before it counts as lagging (it then
 /// catches up from the journal).
@@ -60,17 +61,6 @@ pub enum Action {
     OutOfService(bool),
     /// The disposal record: the action taken (the comment is the cause).
     Dispose(String),
-}
-
-/// How a notification of an alarm went, as its timeline records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// The recipient took it.
-    Delivered,
-    /// An attempt failed; it will be retried.
-    Retrying,
-    /// No more attempts: the recipient refused it, or it grew too old.
-    Abandoned,
 }
 
 /// Shared alarm state (see the module docs).
@@ -230,25 +220,6 @@ impl AlarmHub {
         Ok((hub, restored))
     }
 
-    /// A regional instance's hub over its journal: no site model and no
-    /// alarm table of its own; events come merged from its parks
-    /// ([`AlarmHub::record_upstream`]).
-    pub fn open_regional(journal: AlarmJournal, now_ms: i64) -> Result<Arc<AlarmHub>> {
-        let (hub, _) = AlarmHub::open(
-            Arc::new(Catalog::default()),
-            journal,
-            EscalationPolicy::default(),
-            RiskModel::default(),
-            now_ms,
-        )?;
-        let mut hub = Arc::into_inner(hub).ok_or(Error::Config {
-            field: "region".into(),
-            message: "the hub is shared already".into(),
-        })?;
-        hub.regional = true;
-        Ok(Arc::new(hub))
-    }
-
     fn lock(&self) -> MutexGuard<'_, AlarmTable> {
         // A panic while holding the lock leaves plain data behind that is
         // still consistent record by record; keep serving it.
@@ -339,66 +310,6 @@ impl AlarmHub {
             metrics::counter!("hazardwatch_alarm_events_total", "transition" => transition)
                 .increment(1);
         }
-    }
-
-    /// Merges events from park `park`'s feed (a regional instance): each
-    /// is numbered here (its park's number kept in `upstream_seq`), tagged
-    /// with the park, journaled in one transaction with the park's cursor
-    /// moved to `upstream_seq` (`None`: the events are the regional
-    /// instance's own, about the park) and the park's merged alarms they
-    /// change, then sent live. If the journal fails, nothing is numbered,
-    /// changed or sent: the caller resumes the park's feed from the
-    /// journaled cursor.
-    pub fn record_upstream(
-        &self,
-        park: &str,
-        upstream_seq: Option<u64>,
-        mut events: Vec<pb::AlarmEvent>,
-    ) -> Result<Vec<pb::AlarmEvent>> {
-        let mut table = self.lock();
-        let mut held = self.unjournaled.lock().unwrap_or_else(|p| p.into_inner());
-        held.flush(&self.journal);
-        if held.len() > 0 {
-            return Err(Error::JournalBehind(held.len()));
-        }
-        drop(held);
-        let first = table.last_seq() + 1;
-        for (e, seq) in events.iter_mut().zip(first..) {
-            e.upstream_seq = e.seq;
-            e.seq = seq;
-            e.park = park.to_owned();
-        }
-        let mut merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
-        let mut changed: BTreeMap<String, Option<pb::JournalAlarm>> = BTreeMap::new();
-        for e in &events {
-            if let Some(state) = merged_state(e, |id| match changed.get(id) {
-                Some(now) => now.clone(),
-                None => merged.get(&(park.to_owned(), id.to_owned())).cloned(),
-            }) {
-                changed.insert(e.alarm_id.clone(), state);
-            }
-        }
-        let changes: Vec<(&str, Option<&pb::JournalAlarm>)> = changed
-            .iter()
-            .map(|(id, a)| (id.as_str(), a.as_ref()))
-            .collect();
-        self.journal
-            .commit_upstream(park, upstream_seq, &events, &changes)?;
-        for (id, a) in changed {
-            let key = (park.to_owned(), id);
-            match a {
-                Some(a) => merged.insert(key, a),
-                None => merged.remove(&key),
-            };
-        }
-        drop(merged);
-        for e in &events {
-            table.next_seq();
-            let _ = self.live.send(e.clone());
-        }
-        metrics::counter!("hazardwatch_upstream_events_total", "park" => park.to_owned())
-            .increment(events.len() as u64);
-        Ok(events)
     }
 
     /// Records a change to the site on the alarm feed: `event` gets the
@@ -526,17 +437,9 @@ impl AlarmHub {
                 "{field} is required: say why (it is recorded with the action)"
             )));
         }
-        let merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((park, _)) = merged
-            .keys()
-            .find(|(park, id)| id == alarm_id && caller.parks.allows(park))
-        {
-            return Err(Error::ActAtPark {
-                alarm_id: alarm_id.to_owned(),
-                park: park.clone(),
-            });
+        if self.regional {
+            return Err(self.act_at_park(caller, alarm_id));
         }
-        drop(merged);
         let actor = caller.actor(operator);
         self.apply_action(action, alarm_id, &caller.scope, &actor, comment, now_ms)
             .map_err(|source| match source {
@@ -548,56 +451,6 @@ impl AlarmHub {
                     source,
                 },
             })
-    }
-
-    /// Records on the timeline of `trigger`'s alarm how its notification
-    /// to `recipient` went, after `attempts` attempts (`reason`: why it
-    /// failed). The alarm's state is unchanged; an alarm that has closed
-    /// since gets the record as a normal one. `None` when the alarm's
-    /// source has left the site model.
-    pub fn record_notification(
-        &self,
-        trigger: &pb::AlarmEvent,
-        recipient: &str,
-        delivery: Delivery,
-        attempts: u32,
-        reason: &str,
-        now_ms: i64,
-    ) -> Option<pb::AlarmEvent> {
-        let (transition, action) = match delivery {
-            Delivery::Delivered => (Transition::Notified, ""),
-            Delivery::Retrying => (Transition::NotificationFailed, wire::RETRYING),
-            Delivery::Abandoned => (Transition::NotificationFailed, wire::ABANDONED),
-        };
-        let note = Note {
-            transition,
-            actor: recipient,
-            comment: reason,
-            value: f64::from(attempts),
-            action,
-        };
-        let catalog = self.catalog();
-        let (source, kind) = alarm_key(&catalog, &trigger.alarm_id)?;
-        let mut table = self.lock();
-        if let Ok(record) = table.note(source, kind, &note, now_ms) {
-            return self.publish(&mut table, &[record]).pop();
-        }
-        // Closed since: its timeline goes on from the trigger.
-        let mut record = wire::record(&catalog, trigger)?;
-        record.seq = table.next_seq();
-        record.transition = transition;
-        record.state = AlarmState::Normal;
-        record.ts_ms = now_ms;
-        record.value = note.value;
-        record.action = action.to_owned();
-        record.actor = recipient.to_owned();
-        record.comment = reason.to_owned();
-        record.awaiting_disposal = false;
-        record.shelved_until_ms = None;
-        record.backfilled = false;
-        let event = self.to_pb(&record);
-        self.send(std::slice::from_ref(&event), &[]);
-        Some(event)
     }
 
     fn apply_action(
@@ -837,20 +690,6 @@ impl AlarmHub {
         Ok(())
     }
 
-    /// The latest event of a merged alarm that is not closed (a regional
-    /// instance), if `park` has one with this id.
-    pub fn merged_open(&self, park: &str, alarm_id: &str) -> Option<pb::AlarmEvent> {
-        let merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
-        merged
-            .get(&(park.to_owned(), alarm_id.to_owned()))
-            .and_then(|a| a.last.clone())
-    }
-
-    /// True on a regional instance (see [`AlarmHub::open_regional`]).
-    pub fn is_regional(&self) -> bool {
-        self.regional
-    }
-
     /// The journal (for the notification outbox it also holds).
     pub fn journal(&self) -> &AlarmJournal {
         &self.journal
@@ -891,37 +730,6 @@ fn active_pb(e: pb::AlarmEvent, state: i32, raised_at_ms: i64) -> pb::ActiveAlar
         text_params: e.text_params,
         park: e.park,
     }
-}
-
-/// What a merged event `e` leaves its alarm as, given the alarm's state
-/// before (`before`): `Some(None)` when it closes, `Some(Some(..))` when
-/// it is (still) open, `None` when the event is not about an alarm (a
-/// risk colour or a unit state). The same rule as the table's: an alarm
-/// is closed when normal and not shelved, out of service or waiting for
-/// its disposal record.
-fn merged_state(
-    e: &pb::AlarmEvent,
-    before: impl FnOnce(&str) -> Option<pb::JournalAlarm>,
-) -> Option<Option<pb::JournalAlarm>> {
-    let site_change = e.transition == pb::Transition::RiskChanged as i32
-        || e.transition == pb::Transition::UnitStateChanged as i32;
-    if site_change {
-        return None;
-    }
-    let held = e.shelved_until_ms != 0 || e.out_of_service || e.awaiting_disposal;
-    if e.state == pb::AlarmState::Normal as i32 && !held {
-        return Some(None);
-    }
-    let raised_at_ms = match before(&e.alarm_id) {
-        Some(a) if e.transition != pb::Transition::Raised as i32 => a.raised_at_ms,
-        _ => e.event_time_ms,
-    };
-    Some(Some(pb::JournalAlarm {
-        last: Some(e.clone()),
-        state: e.state,
-        raised_at_ms,
-        ..Default::default()
-    }))
 }
 
 /// Longest operator name or comment accepted, in bytes.
