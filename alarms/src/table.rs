@@ -98,6 +98,17 @@ pub struct Note<'a> {
     pub action: &'a str,
 }
 
+/// True when an alarm stays in the table (and in lists): not normal, or
+/// normal but shelved, out of service or waiting for its disposal record.
+pub(crate) fn stays_open(
+    normal: bool,
+    shelved: bool,
+    out_of_service: bool,
+    awaiting: bool,
+) -> bool {
+    !normal || shelved || out_of_service || awaiting
+}
+
 /// Levels of the escalation chain, from the plant up (index 0 to 4).
 pub const ESCALATION_LEVELS: [&str; 5] = ["enterprise", "park", "county", "city", "province"];
 
@@ -676,9 +687,13 @@ impl AlarmTable {
 
     fn store(&mut self, record: AlarmRecord, latch: bool, condition: bool) {
         let key = (record.source, record.kind);
-        let held =
-            record.shelved_until_ms.is_some() || record.out_of_service || record.awaiting_disposal;
-        if record.state == AlarmState::Normal && !held {
+        let open = stays_open(
+            record.state == AlarmState::Normal,
+            record.shelved_until_ms.is_some(),
+            record.out_of_service,
+            record.awaiting_disposal,
+        );
+        if !open {
             self.alarms.remove(&key);
             return;
         }

@@ -14,6 +14,7 @@ use crate::access::Caller;
 use crate::error::{Error, Result};
 use crate::escalation::EscalationPolicy;
 use crate::risk::RiskModel;
+use crate::table::stays_open;
 
 impl AlarmHub {
     /// A regional instance's hub over its journal: no site model and no
@@ -129,9 +130,8 @@ impl AlarmHub {
 /// What a merged event `e` leaves its alarm as, given the alarm's state
 /// before (`before`): `Some(None)` when it closes, `Some(Some(..))` when
 /// it is (still) open, `None` when the event is not about an alarm (a
-/// risk colour or a unit state). The same rule as the table's: an alarm
-/// is closed when normal and not shelved, out of service or waiting for
-/// its disposal record.
+/// risk colour or a unit state). The table's rule
+/// ([`crate::table::stays_open`]) says which alarms stay open.
 fn merged_state(
     e: &pb::AlarmEvent,
     before: impl FnOnce(&str) -> Option<pb::JournalAlarm>,
@@ -141,8 +141,13 @@ fn merged_state(
     if site_change {
         return None;
     }
-    let held = e.shelved_until_ms != 0 || e.out_of_service || e.awaiting_disposal;
-    if e.state == pb::AlarmState::Normal as i32 && !held {
+    let open = stays_open(
+        e.state == pb::AlarmState::Normal as i32,
+        e.shelved_until_ms != 0,
+        e.out_of_service,
+        e.awaiting_disposal,
+    );
+    if !open {
         return Some(None);
     }
     let raised_at_ms = match before(&e.alarm_id) {
