@@ -19,44 +19,22 @@ use hazardwatch_proto::pb::site_service_client::SiteServiceClient;
 use hazardwatch_rules::Source;
 use hazardwatch_storage::AlarmJournal;
 use hazardwatch_tests::proxy::Proxy;
-use hazardwatch_tests::{Gateway, alarms_client, free_loopback_addr, now_ms, site_client};
+use hazardwatch_tests::{
+    Gateway, TEST_PARK, alarms_client, free_loopback_addr, now_ms, site_client,
+};
 
 use crate::harness::Process;
 
-/// A small park: one level point whose H and HH alarms the load raises and
-/// clears over and over.
+/// The tests' small park ([`TEST_PARK`]) as park `park`, its broker on
+/// `mqtt`; the load raises and clears T101.LT's H and HH.
 fn park_config(park: &str, mqtt: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-[mqtt]
-listen = "{mqtt}"
-
-[engine]
-workers = 1
-lateness_ms = 200
-epoch_ms = 50
-
-[park]
-id = "{park}"
-
-[[enterprise]]
-id = "E01"
-[[enterprise.hazard_source]]
-id = "E01-HS1"
-grade = 2
-[[enterprise.hazard_source.unit]]
-id = "T101"
-[[enterprise.hazard_source.unit.point]]
-id = "T101.LT"
-kind = "level"
-eng_unit = "m"
-range = [0.0, 20.0]
-h = 18.0
-hh = 19.0
-on_delay_s = 0
-off_delay_s = 0
-"#
-    )
+    TEST_PARK
+        .replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{mqtt}\""),
+            1,
+        )
+        .replacen("id = \"TEST\"", &format!("id = \"{park}\""), 1)
 }
 
 struct Park {

@@ -125,9 +125,7 @@ impl TestService {
     /// Stops the service and starts it again on the same data directory
     /// (new ports).
     pub async fn restart(self) -> anyhow::Result<TestService> {
-        let TestService { running, data } = self;
-        running.shutdown().await?;
-        Self::start_in(data).await
+        self.restart_text(TEST_PARK).await
     }
 
     /// Stops the service and starts it again on the same data directory

@@ -131,7 +131,7 @@ impl AlarmHub {
 /// before (`before`): `Some(None)` when it closes, `Some(Some(..))` when
 /// it is (still) open, `None` when the event is not about an alarm (a
 /// risk colour or a unit state). The table's rule
-/// ([`crate::table::stays_open`]) says which alarms stay open.
+/// (`table::stays_open`) says which alarms stay open.
 fn merged_state(
     e: &pb::AlarmEvent,
     before: impl FnOnce(&str) -> Option<pb::JournalAlarm>,
