@@ -14,6 +14,8 @@ use hazardwatch_proto::pb;
 use hazardwatch_proto::pb::site_service_client::SiteServiceClient;
 use hazardwatch_proto::pb::site_service_server::SiteService;
 use tokio_util::sync::CancellationToken;
+use tonic::codegen::InterceptedService;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::config::Upstream;
@@ -164,8 +166,22 @@ pub async fn poll(
     clock: SharedClock,
     stop: CancellationToken,
 ) {
+    // One connection, kept while it works.
+    let mut client = None;
     loop {
-        match fetch(&up).await {
+        if client.is_none() {
+            match channel_to(&up).await {
+                Ok((channel, authorise)) => {
+                    client = Some(SiteServiceClient::with_interceptor(channel, authorise));
+                }
+                Err(e) => tracing::debug!(park = %up.park, error = %e, "reaching the park"),
+            }
+        }
+        let fetched = match client.as_mut() {
+            Some(c) => fetch(c).await,
+            None => Err("not connected".into()),
+        };
+        match fetched {
             Ok((risk, gateways)) => {
                 site.fetched().insert(
                     up.park.clone(),
@@ -177,6 +193,7 @@ pub async fn poll(
                 );
             }
             Err(e) => {
+                client = None;
                 tracing::debug!(park = %up.park, error = %e, "fetching the park's risk and gateways")
             }
         }
@@ -188,9 +205,9 @@ pub async fn poll(
     }
 }
 
-async fn fetch(up: &Upstream) -> Result<(pb::RiskResponse, pb::GatewaysResponse), String> {
-    let (channel, authorise) = channel_to(up).await?;
-    let mut client = SiteServiceClient::with_interceptor(channel, authorise);
+async fn fetch<F: tonic::service::Interceptor>(
+    client: &mut SiteServiceClient<InterceptedService<Channel, F>>,
+) -> Result<(pb::RiskResponse, pb::GatewaysResponse), String> {
     let risk = client
         .risk(pb::RiskRequest::default())
         .await

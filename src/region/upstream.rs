@@ -80,6 +80,7 @@ pub async fn follow(
         .merged_open(&up.park, &offline_id(&up.park))
         .map(|raised| raised.event_time_ms);
     let mut down_since = down_since_start.unwrap_or_else(|| clock.now_ms());
+    let lost_after_ms = i64::try_from(lost_after.as_millis()).unwrap_or(i64::MAX);
     let mut wait = RETRY.0;
     loop {
         match session(&up, &hub, &clock, &status, down_since, &stop).await {
@@ -95,9 +96,7 @@ pub async fn follow(
             }
         }
         let lost_for = clock.now_ms().saturating_sub(down_since);
-        if !status.lost.load(Ordering::Acquire)
-            && lost_for >= i64::try_from(lost_after.as_millis()).unwrap_or(i64::MAX)
-        {
+        if !status.lost.load(Ordering::Acquire) && lost_for >= lost_after_ms {
             raise_lost(&up.park, &hub, &clock, &status, down_since, true).await;
         }
         tokio::select! {
@@ -107,9 +106,7 @@ pub async fn follow(
         wait = (wait * 2).min(RETRY.1);
         // Never wait past the moment the park counts as lost.
         if !status.lost.load(Ordering::Acquire) {
-            let left = i64::try_from(lost_after.as_millis())
-                .unwrap_or(i64::MAX)
-                .saturating_sub(clock.now_ms().saturating_sub(down_since));
+            let left = lost_after_ms.saturating_sub(clock.now_ms().saturating_sub(down_since));
             wait = wait.min(Duration::from_millis(
                 u64::try_from(left.max(1)).unwrap_or(1),
             ));
