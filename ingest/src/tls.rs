@@ -1,4 +1,5 @@
-//! TLS for MQTT clients: the service towards an external broker, and
+//! TLS for clients: the service towards an external broker (and its
+//! webhooks, `system_client_config`), and
 //! gateways (the simulator, tests) towards ours. rustls with the ring
 //! provider, chosen explicitly (the process links more than one).
 
@@ -34,6 +35,27 @@ pub fn client_config(
             .add(c)
             .map_err(|e| Error::Config(format!("ca: {}: {e}", ca.display())))?;
     }
+    with_roots(roots, identity)
+}
+
+/// A client configuration that trusts the system's CA certificates (as
+/// the platform keeps them), for servers with public certificates.
+pub fn system_client_config() -> Result<Arc<rustls::ClientConfig>> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(Error::Config(
+            "no CA certificates on this system (name a CA file instead)".into(),
+        ));
+    }
+    with_roots(roots, None)
+}
+
+fn with_roots(
+    roots: rustls::RootCertStore,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -40,22 +40,9 @@ pub fn tls_for(to: &Webhook) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>
             .map_err(|e| anyhow::anyhow!("notify.webhook `{}`.ca_file: {e}", to.name))?;
         return Ok(Some(config));
     }
-    let found = rustls_native_certs::load_native_certs();
-    let mut roots = rustls::RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        anyhow::bail!(
-            "notify.webhook `{}`: no CA certificates on this system to check {} with; set ca_file",
-            to.name,
-            to.url
-        );
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Some(Arc::new(config)))
+    let config = hazardwatch_ingest::tls::system_client_config()
+        .map_err(|e| anyhow::anyhow!("notify.webhook `{}` ({}): {e}", to.name, to.url))?;
+    Ok(Some(config))
 }
 
 /// POSTs `body` to `to.url` with `headers`, within `timeout`.
