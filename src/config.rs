@@ -286,14 +286,6 @@ impl Config {
             r.map_err(|e| ConfigError(format!("{}: {e}", src.path.display())))
         };
         section(file.engine.validate().map_err(|e| e.to_string()))?;
-        if !file.engine.cluster.is_empty() {
-            // The rule engine runs across processes; the service around it
-            // (ingest, write-ahead log, hub) does not yet.
-            return Err(ConfigError(format!(
-                "{}: engine.cluster: a park service across processes is not supported yet; leave it out",
-                src.path.display()
-            )));
-        }
         section(file.archive.validate().map_err(|e| e.to_string()))?;
         section(file.backfill.validate())?;
         section(file.journal.validate().map_err(|e| e.to_string()))?;
@@ -350,6 +342,11 @@ impl Config {
     /// plaintext or unauthenticated gRPC, console and MQTT only on loopback.
     pub fn check_exposure(&self) -> Result<(), ConfigError> {
         let s = &self.settings;
+        // Again: an override may name this process of a cluster, and the
+        // cluster's links are checked for what they expose.
+        s.engine
+            .validate()
+            .map_err(|e| ConfigError(e.to_string()))?;
         check_grpc_exposure(&s.grpc, &s.access)?;
         s.console.validate().map_err(ConfigError)?;
         s.metrics.validate().map_err(ConfigError)?;
@@ -563,22 +560,36 @@ mod tests {
     }
 
     #[test]
-    fn the_service_does_not_run_as_a_cluster_yet() {
-        let text = EXAMPLE_CONFIG.replacen(
-            "[engine]\n",
-            "[engine]\ncluster = [\"10.0.0.1:2101\", \"10.0.0.2:2101\"]\n",
-            1,
-        );
-        assert_ne!(text, EXAMPLE_CONFIG);
-        let src = Source {
-            path: "park.toml".into(),
-            text,
+    fn a_cluster_off_loopback_needs_its_private_network_said() {
+        let load = |engine: &str| {
+            let text = EXAMPLE_CONFIG.replacen(
+                "[engine]\nworkers = 0",
+                &format!("[engine]\n{engine}workers = 2"),
+                1,
+            );
+            assert_ne!(text, EXAMPLE_CONFIG);
+            let src = Source {
+                path: "park.toml".into(),
+                text,
+            };
+            Config::from_source(&src).map_err(|e| e.to_string())
         };
-        let err = Config::from_source(&src)
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("engine.cluster"), "{err}");
+        let err = load("cluster = [\"10.0.0.1:2101\", \"10.0.0.2:2101\"]\n").unwrap_err();
+        assert!(
+            err.contains("engine.cluster") && err.contains("not loopback"),
+            "{err}"
+        );
+        let c = load(
+            "cluster = [\"10.0.0.1:2101\", \"10.0.0.2:2101\"]\ncluster_private_network = true\n",
+        )
+        .expect("said to be on a private network");
+        assert_eq!(c.settings.engine.cluster.len(), 2);
+        // An override naming a process the cluster does not have is
+        // refused by the check that runs after overrides.
+        let mut c = load("cluster = [\"127.0.0.1:2101\", \"127.0.0.1:2102\"]\n").expect("loopback");
+        c.settings.engine.process = 2;
+        let err = c.check_exposure().unwrap_err().to_string();
+        assert!(err.contains("engine.process"), "{err}");
     }
 
     #[test]

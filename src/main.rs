@@ -170,6 +170,10 @@ struct Overrides {
     /// Timely worker threads (0: one per core).
     #[arg(long, env = "HAZARDWATCH_WORKERS")]
     workers: Option<usize>,
+    /// This process's index in the file's `engine.cluster` (the same file
+    /// serves every process of a cluster).
+    #[arg(long, env = "HAZARDWATCH_PROCESS")]
+    process: Option<usize>,
 }
 
 impl Overrides {
@@ -207,6 +211,9 @@ impl Overrides {
         }
         if let Some(w) = self.workers {
             s.engine.workers = w;
+        }
+        if let Some(p) = self.process {
+            s.engine.process = p;
         }
     }
 }

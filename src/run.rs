@@ -16,11 +16,17 @@ use crate::shutdown::shutdown_signal;
 pub async fn run(config: Config, reload_from: Option<(PathBuf, Settings)>) -> anyhow::Result<()> {
     let running = service::start(config.clone()).await?;
     print_banner(&running, &config, config.settings.mqtt.broker.is_none());
+    let stop = async {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = running.failed() => {}
+        }
+    };
     match reload_from {
         Some((path, file_settings)) => {
-            reload::watch(path, file_settings, &running, shutdown_signal()).await;
+            reload::watch(path, file_settings, &running, stop).await;
         }
-        None => shutdown_signal().await,
+        None => stop.await,
     }
     tracing::info!("shutting down");
     let archive_dir = running.archive_dir.clone();

@@ -30,7 +30,7 @@ use hazardwatch_ingest::health::GatewayHealth;
 use hazardwatch_ingest::{Delivery, Quarantine, Subscriber, quarantine};
 use hazardwatch_proto::clock::{SharedClock, WallClock};
 use hazardwatch_proto::{Catalog, Registry};
-use hazardwatch_rules::{Engine, SiteModel};
+use hazardwatch_rules::{Engine, Resume, SiteModel};
 use hazardwatch_storage::wal::{self, FileIo, Wal, WalConfig, WalIo};
 use hazardwatch_storage::{AlarmJournal, ArchiveWriter};
 use hazardwatch_storage::{JournalFaults, NoFaults};
@@ -38,12 +38,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Settings};
 use crate::console;
 use crate::grpc;
 use crate::http;
 use crate::live_site::LiveSite;
-use crate::pipeline::backfill::{BACKFILL_QUEUE, BackfillMsg};
+use crate::pipeline::backfill::{BACKFILL_QUEUE, BackfillConfig, BackfillMsg};
 use crate::pipeline::feeder::BackfillLink;
 use crate::pipeline::wal_stage::{self, WalStage};
 use crate::pipeline::{
@@ -104,6 +104,10 @@ pub struct Running {
     pub health: Arc<GatewayHealth>,
     /// Webhook notifications, when recipients are configured.
     notifier: Option<crate::notify::Notifier>,
+    /// One process of several (`engine.cluster`).
+    cluster: bool,
+    /// Cancelled when the feeder stops on an error.
+    fatal: CancellationToken,
 }
 
 /// How ingest reaches the broker.
@@ -170,6 +174,32 @@ async fn connect_broker(mqtt: &MqttConfig, registry: Arc<Registry>) -> anyhow::R
         tls: None,
         embedded: Some(broker),
     })
+}
+
+/// What this process ingests. Alone, or with a broker of its own (each
+/// process of a cluster embeds one, and a gateway connects to its
+/// process), everything that reaches its broker. On an external broker
+/// that every process of a cluster shares, the enterprises are dealt out,
+/// the `k`-th in the file to process `k mod n`, so that each message is
+/// taken by one process and each gateway's state (sequence numbers,
+/// Sparkplug sessions, deduplication) lives in one; each process has its
+/// own persistent session (`client_id-k`).
+fn ingest_share(settings: &Settings, site: &SiteModel) -> (MqttConfig, Option<Vec<String>>) {
+    let mut mqtt = settings.mqtt.clone();
+    let n = settings.engine.cluster.len();
+    if n < 2 || mqtt.broker.is_none() {
+        return (mqtt, None);
+    }
+    let process = settings.engine.process;
+    mqtt.client_id = format!("{}-{process}", mqtt.client_id);
+    let mine = site
+        .enterprises
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| k % n == process)
+        .map(|(_, e)| e.id.clone())
+        .collect();
+    (mqtt, Some(mine))
 }
 
 /// What a reload changed.
@@ -289,6 +319,20 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     } = env;
     let Config { settings, site } = config;
     let data_dir = settings.data_dir.clone();
+    // The lead: the only process, or process 0 of a cluster. It holds the
+    // alarm hub and its journal, serves alarms and the console and sends
+    // notifications; the others ingest, log, archive and run their share
+    // of the rules, whose events all reach the lead (README, "A big park
+    // across processes").
+    let lead = settings.engine.process == 0;
+    let cluster = settings.engine.cluster.len() > 1;
+    if !lead {
+        tracing::info!(
+            process = settings.engine.process,
+            lead = %settings.engine.cluster[0],
+            "a member of the cluster: its alarms are served by process 0"
+        );
+    }
     // Every directory the service writes is created durably (synced into
     // its parent): a power cut must not take the log or the journal with
     // the directory that holds it.
@@ -359,10 +403,20 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         readiness: readiness.clone(),
     };
     let services = grpc::Services::new(backends, grpc_stop.clone());
-    let console_addr = console::start(&settings.console, services.clone(), grpc_stop.clone())
-        .await
-        .context("starting the console")?;
-    let grpc = tokio::spawn(grpc::serve(server, listener, services, grpc_stop.clone()));
+    let console_addr = if lead {
+        console::start(&settings.console, services.clone(), grpc_stop.clone())
+            .await
+            .context("starting the console")?
+    } else {
+        None
+    };
+    let grpc = tokio::spawn(grpc::serve(
+        server,
+        listener,
+        services,
+        lead,
+        grpc_stop.clone(),
+    ));
     let clock_task = tokio::spawn(clock_loop(
         hub.clone(),
         health.clone(),
@@ -370,14 +424,18 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         grpc_stop.clone(),
     ));
     tracing::info!(%grpc_addr, "gRPC listening");
-    let notifier = crate::notify::start(
-        settings.notify.clone(),
-        site.park_id.clone(),
-        hub.clone(),
-        clock.clone(),
-    )
-    .await
-    .context("starting notifications")?;
+    let notifier = if lead {
+        crate::notify::start(
+            settings.notify.clone(),
+            site.park_id.clone(),
+            hub.clone(),
+            clock.clone(),
+        )
+        .await
+        .context("starting notifications")?
+    } else {
+        None
+    };
 
     // The archive first: finish a checkpoint a crash interrupted, then
     // drop the log segments it covers and read back the rest.
@@ -400,16 +458,6 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     let quarantine_file = quarantine.path().to_owned();
     let mut dedup = wal_stage::starting_window(&wal_dir, settings.mqtt.dedup_window);
     let scanned = recovery.scanned();
-    if let Some(oldest) = scanned.oldest_ms {
-        let guarded = hub.guard_replay(oldest)?;
-        tracing::info!(
-            segments = scanned.segments,
-            messages = scanned.batches,
-            readings = scanned.readings,
-            alarms_guarded = guarded,
-            "write-ahead log: judging and archiving again what the archive does not hold yet"
-        );
-    }
 
     // Rule engine; its events go straight into the hub.
     let sink = {
@@ -426,7 +474,30 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
                 .fetch_add(raised as u64, Ordering::Relaxed);
         })
     };
-    let engine = Engine::start_from(&site, &settings.engine, sink, &restored.conditions)?;
+    let resume = Resume {
+        active: restored.conditions,
+        replay_from_ms: scanned.oldest_ms,
+    };
+    // In a cluster this waits until every process has come up and
+    // connected: not on the async threads.
+    let engine = tokio::task::spawn_blocking({
+        let (site, config) = (site.clone(), settings.engine.clone());
+        move || Engine::start_from(&site, &config, sink, resume)
+    })
+    .await??;
+    // Before any reading is fed: the alarms that judging the log again
+    // (this process's, or in a cluster any process's) must not touch twice.
+    if let Some(oldest) = engine.replay_from_ms() {
+        let guarded = hub.guard_replay(oldest)?;
+        tracing::info!(
+            segments = scanned.segments,
+            messages = scanned.batches,
+            readings = scanned.readings,
+            replay_from_ms = oldest,
+            alarms_guarded = guarded,
+            "write-ahead log: judging and archiving again what the archive does not hold yet"
+        );
+    }
     let engine_progress = engine.progress();
 
     // Archive thread.
@@ -479,12 +550,25 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     })?;
     let backfill_link = BackfillLink {
         tx: backfill_tx,
-        config: settings.backfill.clone(),
+        config: if lead {
+            settings.backfill.clone()
+        } else {
+            // The backfill judges late readings into the hub, which is the
+            // lead's: a member archives its late readings, flagged, not
+            // judged (counted as such).
+            BackfillConfig {
+                horizon_s: 0,
+                ..settings.backfill.clone()
+            }
+        },
     };
 
-    // Feeder thread: owns the engine input and the archive sender.
+    // Feeder thread: owns the engine input and the archive sender. When it
+    // fails (the rule engine lost a worker or a process of its cluster),
+    // the service stops.
+    let fatal = CancellationToken::new();
     let feeder = std::thread::Builder::new().name("feeder".into()).spawn({
-        let (counters, clock) = (counters.clone(), clock.clone());
+        let (counters, clock, fatal) = (counters.clone(), clock.clone(), fatal.clone());
         move || {
             let drained = feeder::feeder_loop(
                 feed_rx,
@@ -498,6 +582,10 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
                 &counters,
                 &*clock,
             );
+            if let Err(e) = &drained {
+                tracing::error!(error = %format!("{e:#}"), "the feeder stopped");
+                fatal.cancel();
+            }
             // The last episode is judged before the feeder reports done.
             if backfill_thread.join().is_err() {
                 tracing::error!("the backfill thread panicked");
@@ -529,14 +617,17 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         );
     }
     // From now on every watched point is expected: one never heard from
-    // goes stale like one that fell silent.
-    feed_tx
-        .send(FeedMsg::Expect {
-            points: watched_points(&site),
-            at_ms: clock.now_ms(),
-        })
-        .await
-        .map_err(|_| anyhow::anyhow!("the feeder stopped at start"))?;
+    // goes stale like one that fell silent. The lead says so for the
+    // whole cluster (the engine takes each point to its owner).
+    if lead {
+        feed_tx
+            .send(FeedMsg::Expect {
+                points: watched_points(&site),
+                at_ms: clock.now_ms(),
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("the feeder stopped at start"))?;
+    }
 
     // The clock, the write-ahead stage, and ingest.
     let ingest_stop = CancellationToken::new();
@@ -560,16 +651,18 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     );
     let wal_stage = tokio::spawn(stage.run(ingest_rx, ingest_stop.clone()));
     let reload = feed_tx;
+    let (mqtt_config, enterprises) = ingest_share(&settings, &site);
     let subscriber = Subscriber {
         host: link.host,
         port: link.port,
         credentials: link.credentials,
         tls: link.tls,
-        config: settings.mqtt.clone(),
+        config: mqtt_config,
         catalog: catalog_rx,
         registry: registry_rx,
         health: health.clone(),
         clock: clock.clone(),
+        enterprises,
     };
     let (ready_tx, mut ready_rx) = watch::channel(false);
     let ingest = tokio::spawn(subscriber.run(quarantine, ingest_tx, ingest_stop.clone(), ready_tx));
@@ -622,10 +715,19 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         wall: clock,
         health,
         notifier,
+        cluster,
+        fatal,
     })
 }
 
 impl Running {
+    /// Completes when the service cannot go on (the rule engine stopped):
+    /// the caller shuts it down, and [`Running::shutdown`] returns the
+    /// error.
+    pub async fn failed(&self) {
+        self.fatal.cancelled().await
+    }
+
     /// The embedded broker, unless an external one is configured.
     pub fn broker(&self) -> Option<&EmbeddedBroker> {
         self.broker.as_ref()
@@ -638,6 +740,13 @@ impl Running {
     /// engine and the archive learn the new catalog before ingest starts
     /// accepting new points.
     pub async fn reload(&self, mut site: SiteModel) -> anyhow::Result<Reloaded> {
+        if self.cluster {
+            // Every process would have to switch rules at the same epoch;
+            // the cluster restarts instead.
+            anyhow::bail!(
+                "this park runs as a cluster (engine.cluster): change the configuration of every process and restart them"
+            );
+        }
         let running = self.catalog.borrow().clone();
         let (added, removed) = site.rebase(&running);
         let catalog = site.catalog.clone();
@@ -710,6 +819,33 @@ impl Running {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cluster_on_a_shared_broker_deals_out_the_enterprises() {
+        let mut config = crate::config::Config::example();
+        let share = |c: &crate::config::Config| super::ingest_share(&c.settings, &c.site);
+        // Alone: everything, under the configured session.
+        let (mqtt, enterprises) = share(&config);
+        assert_eq!(
+            (mqtt.client_id.as_str(), enterprises),
+            ("hazardwatch", None)
+        );
+        config.settings.engine.cluster = vec!["127.0.0.1:2101".into(), "127.0.0.1:2102".into()];
+        // Each process on its own embedded broker: everything that reaches it.
+        config.settings.engine.process = 1;
+        assert_eq!(share(&config).1, None);
+        // A shared external broker: E01 and E03 to process 0, E02 to 1,
+        // each under a session of its own.
+        config.settings.mqtt.broker = Some("127.0.0.1:1883".into());
+        let (mqtt, enterprises) = share(&config);
+        assert_eq!(mqtt.client_id, "hazardwatch-1");
+        assert_eq!(enterprises, Some(vec!["E02".to_owned()]));
+        config.settings.engine.process = 0;
+        assert_eq!(
+            share(&config).1,
+            Some(vec!["E01".to_owned(), "E03".to_owned()])
+        );
+    }
+
     #[test]
     fn the_open_files_limit_is_raised_to_the_hard_limit() {
         use rustix::process::{Resource, getrlimit};

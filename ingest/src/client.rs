@@ -149,6 +149,27 @@ pub struct Subscriber {
     /// Stamps each message's receipt (and so its readings' clock-skew
     /// check and its offline markers).
     pub clock: SharedClock,
+    /// Subscribe to these enterprises' topics only (a cluster's process on
+    /// a shared external broker takes its share); `None`: every
+    /// enterprise's.
+    pub enterprises: Option<Vec<String>>,
+}
+
+impl Subscriber {
+    /// The filters subscribed to: JSON, protobuf and status under the
+    /// topic prefix, and Sparkplug B, for every enterprise or each of
+    /// [`Subscriber::enterprises`].
+    pub fn filters(&self) -> Vec<String> {
+        let one = |e: Option<&str>| {
+            topic::filters(&self.config.topic_prefix, e)
+                .into_iter()
+                .chain(sparkplug::filters(e))
+        };
+        match &self.enterprises {
+            None => one(None).collect(),
+            Some(list) => list.iter().flat_map(|e| one(Some(e))).collect(),
+        }
+    }
 }
 
 impl Subscriber {
@@ -185,7 +206,7 @@ impl Subscriber {
             options,
             current.clone(),
             latest.clone(),
-            self.config.topic_prefix.clone(),
+            self.filters(),
             tx,
             shutdown.clone(),
             ready,
@@ -460,7 +481,7 @@ async fn poll(
     options: MqttOptions,
     current: Arc<AtomicU64>,
     latest: Arc<Mutex<Option<AsyncClient>>>,
-    prefix: String,
+    filters: Vec<String>,
     tx: mpsc::Sender<Received>,
     shutdown: CancellationToken,
     ready: watch::Sender<bool>,
@@ -494,10 +515,9 @@ async fn poll(
                 }
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     tracing::info!("connected to MQTT broker; subscribing");
-                    let filters = topic::filters(&prefix)
-                        .into_iter()
-                        .chain(sparkplug::filters())
-                        .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
+                    let filters = filters
+                        .iter()
+                        .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
                     if let Err(e) = client.try_subscribe_many(filters) {
                         tracing::error!(error = %e, "cannot subscribe");
                     }

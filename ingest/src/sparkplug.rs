@@ -109,9 +109,14 @@ pub fn parse_topic(topic: &str) -> Option<Topic<'_>> {
     })
 }
 
-/// The subscription filters for every edge node and device message.
-pub fn filters() -> [String; 2] {
-    [format!("{NAMESPACE}/+/+/+"), format!("{NAMESPACE}/+/+/+/+")]
+/// The subscription filters for every edge node and device message: of
+/// every group (enterprise), or of one.
+pub fn filters(group: Option<&str>) -> [String; 2] {
+    let g = group.unwrap_or("+");
+    [
+        format!("{NAMESPACE}/{g}/+/+"),
+        format!("{NAMESPACE}/{g}/+/+/+"),
+    ]
 }
 
 /// The rebirth request for edge node `node` of `group`: topic and payload.

@@ -71,12 +71,14 @@ pub fn status(prefix: &str, enterprise: &str, gateway: &str) -> String {
     format!("{prefix}/{enterprise}/{gateway}/status")
 }
 
-/// The subscription filters for telemetry and gateway status under `prefix`.
-pub fn filters(prefix: &str) -> [String; 3] {
+/// The subscription filters for telemetry and gateway status under
+/// `prefix`: every enterprise's, or one's.
+pub fn filters(prefix: &str, enterprise: Option<&str>) -> [String; 3] {
+    let e = enterprise.unwrap_or("+");
     [
-        format!("{prefix}/+/+/telemetry"),
-        format!("{prefix}/+/+/telemetry/pb"),
-        format!("{prefix}/+/+/status"),
+        format!("{prefix}/{e}/+/telemetry"),
+        format!("{prefix}/{e}/+/telemetry/pb"),
+        format!("{prefix}/{e}/+/status"),
     ]
 }
 
@@ -114,6 +116,30 @@ mod tests {
         assert_eq!(
             telemetry("hw/v1", "E01", "GW1", Format::Protobuf),
             "hw/v1/E01/GW1/telemetry/pb"
+        );
+    }
+
+    #[test]
+    fn filters_cover_every_enterprise_or_one() {
+        assert_eq!(
+            filters("hw/v1", None),
+            [
+                "hw/v1/+/+/telemetry",
+                "hw/v1/+/+/telemetry/pb",
+                "hw/v1/+/+/status"
+            ]
+        );
+        assert_eq!(
+            filters("hw/v1", Some("E02")),
+            [
+                "hw/v1/E02/+/telemetry",
+                "hw/v1/E02/+/telemetry/pb",
+                "hw/v1/E02/+/status"
+            ]
+        );
+        assert_eq!(
+            crate::sparkplug::filters(Some("E02")),
+            ["spBv1.0/E02/+/+", "spBv1.0/E02/+/+/+"]
         );
     }
 

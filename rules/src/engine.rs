@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 use hazardwatch_proto::{AlarmKind, AlarmSource, Reading, RuleEvent};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::core::{Concatenate, UnorderedInput};
@@ -78,6 +78,12 @@ pub struct EngineConfig {
     pub cluster: Vec<String>,
     /// This process's index in `cluster`.
     pub process: usize,
+    /// Set when `cluster` names addresses off loopback: the links between
+    /// the processes are timely's, plain TCP with neither TLS nor
+    /// authentication, so they belong on a network of their own (a
+    /// private VLAN, or a WireGuard or IPsec tunnel). Setting this says
+    /// that they are.
+    pub cluster_private_network: bool,
 }
 
 impl Default for EngineConfig {
@@ -88,6 +94,7 @@ impl Default for EngineConfig {
             lateness_ms: 2_000,
             cluster: Vec::new(),
             process: 0,
+            cluster_private_network: false,
         }
     }
 }
@@ -125,6 +132,33 @@ impl EngineConfig {
                 .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
         }) {
             return bad("engine.cluster", format!("`{a}` is not host:port"));
+        }
+        if self.cluster.len() > 1 && self.workers == 0 {
+            // Timely needs as many workers in every process; "one per
+            // core" may differ between hosts.
+            return bad(
+                "engine.workers",
+                "0 (one per core) in a cluster: give every process the same number".to_owned(),
+            );
+        }
+        if !self.cluster_private_network
+            && let Some(a) = self.cluster.iter().find(|a| {
+                let host = a.rsplit_once(':').map_or("", |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                !(host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback()))
+            })
+        {
+            return bad(
+                "engine.cluster",
+                format!(
+                    "`{a}` is not loopback: the links between the processes have neither TLS nor \
+                     authentication; put them on a private network or tunnel and set \
+                     engine.cluster_private_network = true"
+                ),
+            );
         }
         if self.process >= self.cluster.len().max(1) {
             return bad(
@@ -254,6 +288,53 @@ pub struct Engine {
     input: EngineInput,
     guards: timely::communication::WorkerGuards<()>,
     progress: Progress,
+    replay_from_ms: Option<i64>,
+}
+
+/// Where a service left off, for [`Engine::start_from`].
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    /// The alarm conditions active when the service stopped, as its alarm
+    /// journal left them. In a cluster, process 0 holds the journal and
+    /// brings them; the engine gives each to the worker that owns it,
+    /// whichever process that is in.
+    pub active: Vec<(AlarmSource, AlarmKind)>,
+    /// The event time of the oldest reading this process's write-ahead log
+    /// will feed again (none: it holds nothing to judge again).
+    pub replay_from_ms: Option<i64>,
+}
+
+/// What the processes tell every worker before the rules start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Boot {
+    Active(AlarmSource, AlarmKind),
+    ReplayFrom(i64),
+}
+
+/// Runs a dataflow of its own, to completion, that gives every worker of
+/// every process what each worker brought: so process 0's conditions reach
+/// the workers that own them in other processes, and process 0 learns
+/// where every process's write-ahead log starts. On one process it costs
+/// one empty exchange.
+fn bootstrap(worker: &mut timely::worker::Worker, mut brought: Vec<Boot>) -> Vec<Boot> {
+    use timely::dataflow::operators::core::{Input, Inspect, Probe};
+    use timely::dataflow::operators::vec::Broadcast;
+    let told = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+        let (input, stream) = scope.new_input::<Vec<Boot>>();
+        let told = told.clone();
+        let (probe, _) = stream
+            .broadcast()
+            .inspect(move |b: &Boot| told.borrow_mut().push(b.clone()))
+            .probe();
+        (input, probe)
+    });
+    input.send_batch(&mut brought);
+    input.close();
+    while !probe.done() {
+        worker.step();
+    }
+    told.take()
 }
 
 /// How far the rules have judged: every event time before
@@ -293,29 +374,29 @@ pub struct EngineInput {
 impl Engine {
     /// Starts the workers on the site model's rules.
     pub fn start(model: &SiteModel, config: &EngineConfig, sink: EventSink) -> Result<Engine> {
-        Engine::start_from(model, config, sink, &[])
+        Engine::start_from(model, config, sink, Resume::default())
     }
 
-    /// Starts the workers with these alarm conditions active, as the alarm
-    /// journal left them when the service stopped: each rule starts from
-    /// its conditions and clears them when they end.
+    /// Starts the workers where the service stopped (see [`Resume`]): each
+    /// rule starts from the conditions active then and clears them when
+    /// they end.
     pub fn start_from(
         model: &SiteModel,
         config: &EngineConfig,
         sink: EventSink,
-        active: &[(AlarmSource, AlarmKind)],
+        resume: Resume,
     ) -> Result<Engine> {
-        let mut restore: [Vec<(u32, AlarmKind)>; 4] = Default::default();
-        for &(source, kind) in active {
-            let (stage, key) = match source {
-                AlarmSource::Point(p) => (0, p),
-                AlarmSource::Unit(u) => (1, u),
-                AlarmSource::Console(c) => (2, c),
-                AlarmSource::Gateway(g) => (3, g),
-            };
-            restore[stage].push((key, kind));
-        }
-        let restore = Arc::new(restore);
+        // Process 0 brings the conditions (it holds the alarm journal);
+        // every process brings where its write-ahead log starts.
+        let brought: Arc<Vec<Boot>> = Arc::new(
+            resume
+                .active
+                .iter()
+                .map(|&(source, kind)| Boot::Active(source, kind))
+                .chain(resume.replay_from_ms.map(Boot::ReplayFrom))
+                .collect(),
+        );
+        let replay_from = Arc::new(std::sync::Mutex::new(None));
         config.validate()?;
         let workers = config.worker_count();
         let epochs = Epochs {
@@ -337,10 +418,38 @@ impl Engine {
             frontier: frontier.clone(),
             epochs,
         };
+        let gathered_from = replay_from.clone();
         let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
             let local = index - first;
             let rx = receivers[local].clone();
+            let told = bootstrap(
+                worker,
+                if local == 0 {
+                    brought.to_vec()
+                } else {
+                    Vec::new()
+                },
+            );
+            let mut restore: [Vec<(u32, AlarmKind)>; 4] = Default::default();
+            let mut from: Option<i64> = None;
+            for b in told {
+                match b {
+                    Boot::Active(source, kind) => {
+                        let (stage, key) = match source {
+                            AlarmSource::Point(p) => (0, p),
+                            AlarmSource::Unit(u) => (1, u),
+                            AlarmSource::Console(c) => (2, c),
+                            AlarmSource::Gateway(g) => (3, g),
+                        };
+                        restore[stage].push((key, kind));
+                    }
+                    Boot::ReplayFrom(ms) => from = Some(from.map_or(ms, |f| f.min(ms))),
+                }
+            }
+            if index == 0 {
+                *gathered_from.lock().unwrap_or_else(|p| p.into_inner()) = from;
+            }
             let end: EndOfInput = Rc::new(Cell::new(None));
             let sink = sink.clone();
             let book = worker_book.clone();
@@ -515,7 +624,24 @@ impl Engine {
             },
             guards,
             progress,
+            replay_from_ms: *replay_from.lock().unwrap_or_else(|p| p.into_inner()),
         })
+    }
+
+    /// On process 0: the earliest event time from which any process of the
+    /// cluster (this one alone if it is not in one) judges its write-ahead
+    /// log again, as [`Resume::replay_from_ms`] brought it. The alarm hub
+    /// guards its alarms from there (`AlarmHub::guard_replay`).
+    pub fn replay_from_ms(&self) -> Option<i64> {
+        self.replay_from_ms
+    }
+
+    /// True once a worker of this process has stopped while the input goes
+    /// on: it panicked, or lost its link to another process of the cluster
+    /// (timely does not reconnect). The rules judge nothing more; the
+    /// caller stops, and a cluster starts again together.
+    pub fn failed(&self) -> bool {
+        self.guards.guards().iter().any(|g| g.is_finished())
     }
 
     /// A handle on how far the rules have judged.
@@ -647,17 +773,27 @@ mod tests {
         let config = |cluster: &[&str], process| EngineConfig {
             cluster: cluster.iter().map(|a| a.to_string()).collect(),
             process,
+            workers: 2,
             ..EngineConfig::default()
         };
+        let private = |c: EngineConfig| EngineConfig {
+            cluster_private_network: true,
+            ..c
+        };
+        let wide = ["10.0.0.1:2101", "10.0.0.2:2101"];
+        let local = ["127.0.0.1:2101", "[::1]:2102", "localhost:2103"];
         assert!(config(&[], 0).validate().is_ok());
-        assert!(
-            config(&["10.0.0.1:2101", "10.0.0.2:2101"], 1)
-                .validate()
-                .is_ok()
-        );
+        assert!(config(&local, 2).validate().is_ok());
+        assert!(private(config(&wide, 1)).validate().is_ok());
         let err = |c: EngineConfig| c.validate().map_err(|e| e.to_string()).unwrap_err();
-        assert!(err(config(&["10.0.0.1:2101", "10.0.0.2:2101"], 2)).contains("engine.process"));
-        assert!(err(config(&["10.0.0.1"], 0)).contains("`10.0.0.1` is not host:port"));
+        assert!(err(config(&wide, 1)).contains("`10.0.0.1:2101` is not loopback"));
+        assert!(err(private(config(&wide, 2))).contains("engine.process"));
+        assert!(err(private(config(&["10.0.0.1"], 0))).contains("`10.0.0.1` is not host:port"));
         assert!(err(config(&[], 1)).contains("engine.process"));
+        let cores = EngineConfig {
+            workers: 0,
+            ..config(&local, 0)
+        };
+        assert!(err(cores).contains("engine.workers"));
     }
 }

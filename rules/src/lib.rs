@@ -52,6 +52,8 @@ pub mod operators;
 pub mod rule_set;
 pub mod site;
 
-pub use engine::{Collector, Engine, EngineConfig, EngineInput, EventSink, Progress, evaluate};
+pub use engine::{
+    Collector, Engine, EngineConfig, EngineInput, EventSink, Progress, Resume, evaluate,
+};
 pub use error::{Error, Result};
 pub use site::{Invalid, Position, SiteModel, SitePlan, SiteSpec, Source};

@@ -172,7 +172,7 @@ proptest! {
 #[test]
 fn conditions_restored_after_a_restart_clear_when_they_end_and_are_not_raised_again() {
     use hazardwatch_proto::AlarmSource;
-    use hazardwatch_rules::{Collector, Engine, EngineConfig};
+    use hazardwatch_rules::{Collector, Engine, EngineConfig, Resume};
     let m = model("on_delay_s = 0\noff_delay_s = 0");
     let lt = m.catalog.lookup("T1.LT").unwrap();
     let te = m.catalog.lookup("T1.TE").unwrap();
@@ -189,7 +189,11 @@ fn conditions_restored_after_a_restart_clear_when_they_end_and_are_not_raised_ag
             ..EngineConfig::default()
         };
         let events = Collector::new();
-        let mut engine = Engine::start_from(&m, &config, events.sink(), &active).unwrap();
+        let resume = Resume {
+            active: active.to_vec(),
+            replay_from_ms: None,
+        };
+        let mut engine = Engine::start_from(&m, &config, events.sink(), resume).unwrap();
         // The level came back while the service was down; the temperature
         // is still high.
         let mut batch = series(&m, "T1.LT", 1_000, 1_000, &[17.0, 17.0]);
@@ -208,6 +212,72 @@ fn conditions_restored_after_a_restart_clear_when_they_end_and_are_not_raised_ag
             "{workers} workers"
         );
     }
+}
+
+/// In a cluster, process 0 holds the alarm journal: the conditions it
+/// brings reach the workers that own them in the other process, and it
+/// learns the earliest point from which any process judges its log again.
+#[test]
+fn a_cluster_restores_conditions_in_every_process_and_gathers_where_the_logs_start() {
+    use hazardwatch_proto::AlarmSource;
+    use hazardwatch_rules::{Collector, Engine, EngineConfig, Resume};
+    let m = model("on_delay_s = 0\noff_delay_s = 0");
+    let lt = m.catalog.lookup("T1.LT").unwrap();
+    let te = m.catalog.lookup("T1.TE").unwrap();
+    let active = vec![
+        (AlarmSource::Point(lt), AlarmKind::High),
+        (AlarmSource::Point(te), AlarmKind::High),
+    ];
+    let addresses = common::loopback_addresses(2);
+    let gathered = Collector::new();
+    let run = |process: usize, resume: Resume, sink: hazardwatch_rules::EventSink| {
+        let (m, addresses) = (m.clone(), addresses.clone());
+        // Each process is fed one point's readings: process 0 the level,
+        // process 1 the temperature, whoever owns them.
+        let point = ["T1.LT", "T1.TE"][process];
+        let value = [17.0, 70.0][process];
+        let batch = series(&m, point, 1_000, 1_000, &[value, value]);
+        std::thread::spawn(move || {
+            let config = EngineConfig {
+                workers: 1,
+                epoch_ms: 100,
+                lateness_ms: 0,
+                cluster: addresses,
+                process,
+                cluster_private_network: false,
+            };
+            let mut engine = Engine::start_from(&m, &config, sink, resume).unwrap();
+            let from = engine.replay_from_ms();
+            engine.input().send(&batch, &mut Vec::new());
+            engine.input().advance_to(10_000);
+            engine.finish().unwrap();
+            from
+        })
+    };
+    let first = run(
+        0,
+        Resume {
+            active,
+            replay_from_ms: Some(5_000),
+        },
+        gathered.sink(),
+    );
+    let second = run(
+        1,
+        Resume {
+            active: Vec::new(),
+            replay_from_ms: Some(3_000),
+        },
+        Collector::new().sink(),
+    );
+    assert_eq!(first.join().unwrap(), Some(3_000), "the earliest log start");
+    second.join().unwrap();
+    let seen: Vec<_> = gathered
+        .take()
+        .iter()
+        .map(|e| (e.point(), e.kind, e.active, e.ts_ms))
+        .collect();
+    assert_eq!(seen, [(Some(lt), AlarmKind::High, false, 1_000)]);
 }
 
 #[test]

@@ -510,16 +510,6 @@ proptest! {
 }
 
 /// Two free loopback addresses for a cluster's processes.
-fn two_addresses() -> Vec<String> {
-    let listeners: Vec<std::net::TcpListener> = (0..2)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().to_string())
-        .collect()
-}
-
 /// A cluster of two processes (here two engines on their own threads,
 /// connected over loopback TCP as two hosts would be) finds exactly what
 /// one process finds: point, unit and console rules, with each process
@@ -538,7 +528,7 @@ fn a_cluster_of_two_processes_finds_what_one_process_finds() {
     assert!(!of_kind(&one, AlarmKind::Voting).is_empty());
     assert!(!of_kind(&one, AlarmKind::Correlation).is_empty());
 
-    let addresses = two_addresses();
+    let addresses = common::loopback_addresses(2);
     let gathered = Collector::new();
     let run = |process: usize, sink: hazardwatch_rules::EventSink| {
         let (m, addresses) = (m.clone(), addresses.clone());
@@ -551,6 +541,7 @@ fn a_cluster_of_two_processes_finds_what_one_process_finds() {
                 lateness_ms: 0,
                 cluster: addresses,
                 process,
+                cluster_private_network: false,
             };
             let mut engine = Engine::start(&m, &config, sink).unwrap();
             let mut late = Vec::new();

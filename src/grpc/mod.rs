@@ -159,11 +159,13 @@ impl Services {
 }
 
 /// Serves the alarm, site and telemetry services, health and reflection on
-/// `listener` with `server` (see [`server`]) until `shutdown` is cancelled.
+/// `listener` with `server` (see [`server`]) until `shutdown` is cancelled;
+/// a member of a cluster (not `lead`) serves its telemetry and health only.
 pub async fn serve(
     mut server: tonic::transport::Server,
     listener: TcpListener,
     services: Services,
+    lead: bool,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let Services {
@@ -177,13 +179,16 @@ pub async fn serve(
     tokio::spawn(follow_readiness(
         readiness,
         health_reporter,
+        lead,
         shutdown.clone(),
     ));
     with_reflection(&mut server)
         .add_service(health)
-        .add_service(guarded!(SiteServiceServer, site, access.clone()))
         .add_service(guarded!(TelemetryServiceServer, telemetry, access.clone()))
-        .add_service(guarded!(AlarmServiceServer, alarms, access))
+        // Alarms and the site's risk come from the hub, which only the
+        // lead of a cluster holds.
+        .add_optional_service(lead.then(|| guarded!(SiteServiceServer, site, access.clone())))
+        .add_optional_service(lead.then(|| guarded!(AlarmServiceServer, alarms, access)))
         .serve_with_incoming_shutdown(no_delay(listener), shutdown.cancelled())
         .await
 }
@@ -243,16 +248,21 @@ fn with_reflection(server: &mut tonic::transport::Server) -> tonic::transport::s
 async fn follow_readiness(
     readiness: Arc<Readiness>,
     reporter: tonic_health::server::HealthReporter,
+    lead: bool,
     stop: CancellationToken,
 ) {
     use tonic::server::NamedService;
     use tonic_health::ServingStatus;
-    let names = [
-        "",
-        <AlarmServiceServer<Alarms> as NamedService>::NAME,
-        <SiteServiceServer<SiteApi> as NamedService>::NAME,
-        <TelemetryServiceServer<Telemetry> as NamedService>::NAME,
+    let served = [
+        ("", true),
+        (
+            <TelemetryServiceServer<Telemetry> as NamedService>::NAME,
+            true,
+        ),
+        (<AlarmServiceServer<Alarms> as NamedService>::NAME, lead),
+        (<SiteServiceServer<SiteApi> as NamedService>::NAME, lead),
     ];
+    let names: Vec<&str> = served.iter().filter(|s| s.1).map(|s| s.0).collect();
     let mut changes = readiness.subscribe();
     loop {
         let status = if changes.borrow_and_update().is_empty() {
@@ -260,7 +270,7 @@ async fn follow_readiness(
         } else {
             ServingStatus::NotServing
         };
-        for name in names {
+        for &name in &names {
             reporter.set_service_status(name, status).await;
         }
         tokio::select! {

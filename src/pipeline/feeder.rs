@@ -163,6 +163,15 @@ pub fn feeder_loop(
                 }
             }
             FeedMsg::Tick(now) => {
+                if engine.failed() {
+                    // Not dropped: dropping waits for every worker, and in
+                    // a cluster that lost a process some never end. What
+                    // was acknowledged is in the write-ahead log.
+                    std::mem::forget(engine);
+                    anyhow::bail!(
+                        "the rule engine stopped: a worker failed, or a process of the cluster was lost"
+                    );
+                }
                 live = true;
                 let input = engine.input();
                 let lateness = input.lateness_ms();

@@ -19,6 +19,7 @@ pub(crate) type Key = (String, i64, u64);
 pub(crate) struct Process {
     child: Child,
     log: Arc<Mutex<String>>,
+    ready: std::sync::mpsc::Receiver<()>,
 }
 
 impl Process {
@@ -29,11 +30,25 @@ impl Process {
 
     /// [`Process::start`] with gRPC on `grpc`.
     pub(crate) fn start_on(config: &Path, data: &Path, grpc: &str) -> anyhow::Result<Process> {
+        let mut p = Self::spawn(config, data, grpc, &[])?;
+        p.subscribed()?;
+        Ok(p)
+    }
+
+    /// Starts `hazardwatch run` with `more` arguments and returns at once
+    /// (the processes of a cluster wait for each other while they start).
+    pub(crate) fn spawn(
+        config: &Path,
+        data: &Path,
+        grpc: &str,
+        more: &[String],
+    ) -> anyhow::Result<Process> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hazardwatch"))
             .args(["run", "--no-metrics", "--grpc", grpc, "--config"])
             .arg(config)
             .arg("--data")
             .arg(data)
+            .args(more)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -41,7 +56,7 @@ impl Process {
             .context("starting the hazardwatch binary")?;
         let stderr = child.stderr.take().context("stderr piped")?;
         let log = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
         std::thread::spawn({
             let log = log.clone();
             move || {
@@ -55,12 +70,17 @@ impl Process {
                 }
             }
         });
-        let mut p = Process { child, log };
-        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            let _ = p.child.kill();
-            anyhow::bail!("the service did not subscribe:\n{}", p.log());
+        Ok(Process { child, log, ready })
+    }
+
+    /// Waits until it has subscribed to telemetry (killed if it has not
+    /// within 30 s).
+    pub(crate) fn subscribed(&mut self) -> anyhow::Result<()> {
+        if self.ready.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = self.child.kill();
+            anyhow::bail!("the service did not subscribe:\n{}", self.log());
         }
-        Ok(p)
+        Ok(())
     }
 
     /// The gRPC address it listens on, from its log.

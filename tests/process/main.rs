@@ -8,6 +8,7 @@
 //! (`CARGO_BIN_EXE_hazardwatch`); the fixtures are the end-to-end tests'.
 
 mod chaos;
+mod cluster;
 mod crash;
 mod federation;
 mod harness;

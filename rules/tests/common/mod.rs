@@ -108,3 +108,15 @@ pub(crate) fn reference_and_shuffled(
     let batches: Vec<Vec<Reading>> = shuffled.chunks(chunk).map(<[Reading]>::to_vec).collect();
     (reference, run(model, *workers, epoch_ms, &batches, end_ms))
 }
+
+/// `n` loopback addresses free a moment ago, for a cluster's processes.
+#[allow(dead_code)]
+pub(crate) fn loopback_addresses(n: usize) -> Vec<String> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect()
+}
