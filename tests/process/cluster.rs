@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use hazardwatch_proto::pb;
+use hazardwatch_proto::pb::alarm_service_client::AlarmServiceClient;
 use hazardwatch_storage::AlarmJournal;
 use hazardwatch_tests::{Gateway, free_loopback_addr, now_ms};
 
@@ -179,6 +180,72 @@ fn mqtt_arg(addr: std::net::SocketAddr) -> Vec<String> {
     vec!["--mqtt".into(), addr.to_string()]
 }
 
+/// A cluster of two on loopback: its configuration file, and each
+/// process's data directory, broker and gRPC address.
+struct Cluster {
+    config: std::path::PathBuf,
+    data: [tempfile::TempDir; 2],
+    mqtt: [std::net::SocketAddr; 2],
+    grpc: [std::net::SocketAddr; 2],
+}
+
+impl Cluster {
+    fn new(dir: &Path) -> anyhow::Result<Cluster> {
+        let links = [free_loopback_addr()?, free_loopback_addr()?];
+        let config = dir.join("cluster.toml");
+        let list = format!("cluster = [\"{}\", \"{}\"]", links[0], links[1]);
+        std::fs::write(&config, PARK.replace("CLUSTER", &list))?;
+        Ok(Cluster {
+            config,
+            data: [tempfile::tempdir()?, tempfile::tempdir()?],
+            mqtt: [free_loopback_addr()?, free_loopback_addr()?],
+            grpc: [free_loopback_addr()?, free_loopback_addr()?],
+        })
+    }
+
+    /// Starts both processes and waits until both have subscribed (each
+    /// waits for the other while it starts).
+    fn start(&self) -> anyhow::Result<Vec<Process>> {
+        let mut processes = Vec::new();
+        for i in 0..2 {
+            let mut more = mqtt_arg(self.mqtt[i]);
+            more.extend(["--process".to_owned(), i.to_string()]);
+            let grpc = self.grpc[i].to_string();
+            processes.push(Process::spawn(
+                &self.config,
+                self.data[i].path(),
+                &grpc,
+                &more,
+            )?);
+        }
+        for p in &mut processes {
+            p.subscribed()?;
+        }
+        Ok(processes)
+    }
+
+    fn ports(&self) -> [u16; 2] {
+        [self.mqtt[0].port(), self.mqtt[1].port()]
+    }
+}
+
+/// Stops the processes of a cluster together: each one's rules finish
+/// when every process's input has ended. Returns their logs.
+fn stop_all(processes: Vec<Process>) -> Vec<String> {
+    let stops: Vec<_> = processes
+        .into_iter()
+        .map(|p| std::thread::spawn(move || p.stop()))
+        .collect();
+    stops
+        .into_iter()
+        .map(|s| match s.join() {
+            Ok(Ok(log)) => log,
+            Ok(Err(e)) => panic!("a process did not stop cleanly: {e:#}"),
+            Err(_) => panic!("stopping panicked"),
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_journal_exactly_the_alarms_one_process_does() {
     let dir = tempfile::tempdir().unwrap();
@@ -194,35 +261,12 @@ async fn two_processes_journal_exactly_the_alarms_one_process_does() {
     one.stop().unwrap();
     let alone = journaled(data.path(), base);
 
-    // Two processes, one cluster: both must be up before either
-    // subscribes.
-    let links = [free_loopback_addr().unwrap(), free_loopback_addr().unwrap()];
-    let cluster = dir.path().join("cluster.toml");
-    let list = format!("cluster = [\"{}\", \"{}\"]", links[0], links[1]);
-    std::fs::write(&cluster, PARK.replace("CLUSTER", &list)).unwrap();
-    let datas = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let mqtts = [free_loopback_addr().unwrap(), free_loopback_addr().unwrap()];
-    let mut processes = Vec::new();
-    for i in 0..2 {
-        let mut more = mqtt_arg(mqtts[i]);
-        more.extend(["--process".to_owned(), i.to_string()]);
-        let p = Process::spawn(&cluster, datas[i].path(), "127.0.0.1:0", &more).unwrap();
-        processes.push(p);
-    }
-    for p in &mut processes {
-        p.subscribed().unwrap();
-    }
-    let base = play([mqtts[0].port(), mqtts[1].port()]).await.unwrap();
-    // A cluster stops together: each process's rules finish when every
-    // process's input has ended.
-    let stops: Vec<_> = processes
-        .into_iter()
-        .map(|p| std::thread::spawn(move || p.stop()))
-        .collect();
-    let logs: Vec<String> = stops
-        .into_iter()
-        .map(|s| s.join().unwrap().unwrap())
-        .collect();
+    // Two processes, one cluster.
+    let cluster = Cluster::new(dir.path()).unwrap();
+    let processes = cluster.start().unwrap();
+    let base = play(cluster.ports()).await.unwrap();
+    let logs = stop_all(processes);
+    let datas = &cluster.data;
     let together = journaled(datas[0].path(), base);
 
     let raised = |events: &[(String, i32, i64)], id: &str| {
@@ -252,4 +296,173 @@ async fn two_processes_journal_exactly_the_alarms_one_process_does() {
         member_rows >= 3 * STEPS as usize && lead_rows >= 3 * STEPS as usize,
         "each process archives what its gateways sent: {lead_rows}, {member_rows}"
     );
+}
+
+/// Publishes one reading of each of `points` at `value`, now, through the
+/// gateway that reports it, to its process's broker.
+async fn publish_now(ports: [u16; 2], points: &[&str], value: f64) -> anyhow::Result<()> {
+    let ts = now_ms();
+    for ((id, theirs), port) in GATEWAYS.iter().zip(ports) {
+        let readings: Vec<_> = theirs
+            .iter()
+            .filter(|p| points.contains(p))
+            .map(|p| serde_json::json!({"point": p, "ts": ts, "value": value}))
+            .collect();
+        if readings.is_empty() {
+            continue;
+        }
+        let mut gw = Gateway::connect("127.0.0.1", port, id).await?;
+        let body = serde_json::json!({"gateway": id, "readings": readings});
+        gw.publish(
+            &format!("hw/v1/E01/{id}/telemetry"),
+            serde_json::to_vec(&body)?,
+        )
+        .await?;
+        gw.close().await;
+    }
+    Ok(())
+}
+
+/// A cluster is one failure domain: when a process is lost, the others
+/// stop (timely does not reconnect) and say why; started again together,
+/// the lead gives every process the conditions its journal holds, so
+/// alarms still active are not raised a second time, wherever their
+/// points' rules now run, and they clear when they end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_loses_a_process_stops_and_resumes_its_alarms() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(dir.path()).unwrap();
+    let mut processes = cluster.start().unwrap();
+    // T and P high, temperature and pressure over H; the detectors over H.
+    let all = ["GT01", "GT02", "GT03", "GT04", "R1.TE", "R1.PT"];
+    publish_now(cluster.ports(), &["GT01", "GT02", "GT03", "GT04"], 30.0)
+        .await
+        .unwrap();
+    publish_now(cluster.ports(), &["R1.TE"], 85.0)
+        .await
+        .unwrap();
+    publish_now(cluster.ports(), &["R1.PT"], 650.0)
+        .await
+        .unwrap();
+    let mut alarms = AlarmServiceClient::connect(format!("http://{}", cluster.grpc[0]))
+        .await
+        .unwrap();
+    let active = |list: &pb::ListActiveResponse| -> Vec<String> {
+        let mut ids: Vec<String> = list.alarms.iter().map(|a| a.alarm_id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    let want: Vec<String> = {
+        let mut w: Vec<String> = all.iter().map(|p| format!("{p}/H")).collect();
+        w.push("GAS/VOTE".into());
+        w.sort();
+        w
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = alarms
+            .list_active(pb::ListActiveRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        if active(&list) == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "active at the lead: {:?}",
+            active(&list)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(alarms);
+
+    // The member is lost: the lead stops, with an error that says so.
+    let lead = processes.remove(0);
+    processes.remove(0).kill().unwrap();
+    let mut lead = lead;
+    let (status, log) = lead
+        .exited(Duration::from_secs(60))
+        .expect("the lead stops when its cluster loses a process");
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("a process of the cluster was lost"), "{log}");
+
+    // Together again: the alarms are as the journal left them, and
+    // readings still high raise nothing again.
+    let processes = cluster.start().unwrap();
+    let mut alarms = AlarmServiceClient::connect(format!("http://{}", cluster.grpc[0]))
+        .await
+        .unwrap();
+    let list = alarms
+        .list_active(pb::ListActiveRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(active(&list), want);
+    publish_now(cluster.ports(), &["GT01", "GT02", "GT03", "GT04"], 30.0)
+        .await
+        .unwrap();
+    publish_now(cluster.ports(), &["R1.TE"], 85.0)
+        .await
+        .unwrap();
+    drop(alarms);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    // Stopped cleanly (the archives sealed, nothing left in the
+    // write-ahead logs to judge again) and started once more: the rules'
+    // state now comes from the lead's journal alone. The temperature falls
+    // back, and the pressure is found back to normal (it fell while the
+    // cluster was down): each rule clears an alarm it knows of only from
+    // the journal, whichever process it runs in.
+    stop_all(processes);
+    let processes = cluster.start().unwrap();
+    let mut alarms = AlarmServiceClient::connect(format!("http://{}", cluster.grpc[0]))
+        .await
+        .unwrap();
+    publish_now(cluster.ports(), &["R1.TE"], 60.0)
+        .await
+        .unwrap();
+    publish_now(cluster.ports(), &["R1.PT"], 300.0)
+        .await
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = alarms
+            .list_active(pb::ListActiveRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let returned = |id: &str| {
+            list.alarms
+                .iter()
+                .any(|a| a.alarm_id == id && a.state == pb::AlarmState::UnackedRtn as i32)
+        };
+        if returned("R1.TE/H") && returned("R1.PT/H") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "R1.TE/H and R1.PT/H must clear, wherever their rules run: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(alarms);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stop_all(processes);
+    let events = journaled(cluster.data[0].path(), 0);
+    for id in &want {
+        let raised = events
+            .iter()
+            .filter(|(a, t, _)| a == id && *t == pb::Transition::Raised as i32)
+            .count();
+        assert_eq!(raised, 1, "{id} raised once: {events:?}");
+    }
+    let cleared = |id: &str| {
+        events
+            .iter()
+            .filter(|(a, t, _)| a == id && *t == pb::Transition::Cleared as i32)
+            .count()
+    };
+    assert_eq!(cleared("R1.TE/H"), 1, "{events:?}");
+    assert_eq!(cleared("R1.PT/H"), 1, "{events:?}");
 }

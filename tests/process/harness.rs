@@ -119,6 +119,19 @@ impl Process {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Waits up to `limit` for it to exit on its own: its exit status and
+    /// log, or `None` (it is still running).
+    pub(crate) fn exited(&mut self, limit: Duration) -> Option<(std::process::ExitStatus, String)> {
+        let until = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some((status, self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub(crate) fn kill(mut self) -> anyhow::Result<String> {
         self.child.kill()?;
