@@ -99,6 +99,22 @@ h = 600.0
 on_delay_s = 0
 off_delay_s = 0
 roc = { limit_per_min = 200.0, window_s = 2 }
+
+[[enterprise]]
+id = "E02"
+[[enterprise.hazard_source]]
+id = "E02-HS1"
+grade = 3
+[[enterprise.hazard_source.unit]]
+id = "T2"
+[[enterprise.hazard_source.unit.point]]
+id = "T2.TE"
+kind = "temperature"
+eng_unit = "degC"
+range = [-20.0, 200.0]
+h = 45.0
+on_delay_s = 0
+off_delay_s = 0
 "#;
 
 /// Steps of the script, 500 ms apart.
@@ -203,12 +219,18 @@ impl Cluster {
         })
     }
 
-    /// Starts both processes and waits until both have subscribed (each
-    /// waits for the other while it starts).
+    /// Starts both processes, each with its embedded broker, and waits
+    /// until both have subscribed (each waits for the other while it
+    /// starts).
     fn start(&self) -> anyhow::Result<Vec<Process>> {
+        self.start_with(&[])
+    }
+
+    /// [`Cluster::start`] with `more` arguments for both processes.
+    fn start_with(&self, more: &[String]) -> anyhow::Result<Vec<Process>> {
         let mut processes = Vec::new();
         for i in 0..2 {
-            let mut more = mqtt_arg(self.mqtt[i]);
+            let mut more = [mqtt_arg(self.mqtt[i]), more.to_vec()].concat();
             more.extend(["--process".to_owned(), i.to_string()]);
             let grpc = self.grpc[i].to_string();
             processes.push(Process::spawn(
@@ -465,4 +487,61 @@ async fn a_cluster_that_loses_a_process_stops_and_resumes_its_alarms() {
     };
     assert_eq!(cleared("R1.TE/H"), 1, "{events:?}");
     assert_eq!(cleared("R1.PT/H"), 1, "{events:?}");
+}
+
+/// On an external broker that both processes share, each enterprise's
+/// topics are taken by one process (the first enterprise by process 0,
+/// the second by process 1): every reading is archived once, by the
+/// process its enterprise is dealt to, and the lead journals the alarms
+/// of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_shared_broker_each_enterprise_is_taken_by_one_process() {
+    let Some(broker) = hazardwatch_tests::Mosquitto::start().unwrap() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(dir.path()).unwrap();
+    let at = format!("127.0.0.1:{}", broker.port);
+    let processes = cluster
+        .start_with(&["--broker".to_owned(), at.clone()])
+        .unwrap();
+    let sent = [("E01", "GW-A", "GT01"), ("E02", "GW-C", "T2.TE")];
+    let ts = now_ms();
+    for (enterprise, id, point) in sent {
+        let mut gw = Gateway::connect("127.0.0.1", broker.port, id)
+            .await
+            .unwrap();
+        for k in 0..10 {
+            let body = serde_json::json!({"gateway": id, "readings": [
+                {"point": point, "ts": ts + k * 100, "value": 50.0}
+            ]});
+            gw.publish(
+                &format!("hw/v1/{enterprise}/{id}/telemetry"),
+                serde_json::to_vec(&body).unwrap(),
+            )
+            .await
+            .unwrap();
+        }
+        gw.close().await;
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    stop_all(processes);
+    let points = |i: usize| -> std::collections::BTreeMap<String, usize> {
+        let mut by_point = std::collections::BTreeMap::new();
+        for ((point, _, _), n) in crate::harness::archived(&cluster.data[i].path().join("archive"))
+        {
+            *by_point.entry(point).or_insert(0) += n;
+        }
+        by_point
+    };
+    assert_eq!(points(0), [("GT01".to_owned(), 10)].into());
+    assert_eq!(points(1), [("T2.TE".to_owned(), 10)].into());
+    let events = journaled(cluster.data[0].path(), 0);
+    for id in ["GT01/H", "T2.TE/H"] {
+        let raised = events
+            .iter()
+            .filter(|(a, t, _)| a == id && *t == pb::Transition::Raised as i32)
+            .count();
+        assert_eq!(raised, 1, "{id}: {events:?}");
+    }
 }
