@@ -93,9 +93,24 @@ pub fn replay(
     config: &EngineConfig,
     progress: bool,
 ) -> anyhow::Result<Replayed> {
+    replay_all(&[root], range, model, compare, config, progress)
+}
+
+/// [`replay`] over the archives under several roots as one (the archives
+/// of a cluster's processes).
+pub fn replay_all(
+    roots: &[&Path],
+    range: &Range,
+    model: &SiteModel,
+    compare: Option<&SiteModel>,
+    config: &EngineConfig,
+    progress: bool,
+) -> anyhow::Result<Replayed> {
     let started = Instant::now();
-    let plan = reader::plan(root, range)
-        .with_context(|| format!("reading the archive at {}", root.display()))?;
+    let plan = reader::plan_all(roots, range).with_context(|| {
+        let names: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        format!("reading the archive at {}", names.join(", "))
+    })?;
     let bar = if progress {
         indicatif::ProgressBar::new(plan.rows())
     } else {
@@ -452,9 +467,10 @@ fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
 /// `hazardwatch replay`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayCommand {
-    /// The archive root (the service's `DATA/archive`).
-    #[arg(long)]
-    pub archive: PathBuf,
+    /// The archive root (the service's `DATA/archive`); repeated, the
+    /// archives of a cluster's processes read as one.
+    #[arg(long, required = true)]
+    pub archive: Vec<PathBuf>,
     /// The configuration whose rules judge the readings.
     #[arg(long)]
     pub config: PathBuf,
@@ -486,11 +502,13 @@ pub struct ReplayCommand {
 /// summary (and the comparison), writes `--out`.
 pub fn command(a: ReplayCommand) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    anyhow::ensure!(
-        a.archive.join("readings").is_dir(),
-        "--archive {}: no readings/ directory there (give the service's DATA/archive)",
-        a.archive.display()
-    );
+    for root in &a.archive {
+        anyhow::ensure!(
+            root.join("readings").is_dir(),
+            "--archive {}: no readings/ directory there (give the service's DATA/archive)",
+            root.display()
+        );
+    }
     let config = Config::load(&a.config)?;
     let other = a.compare.as_deref().map(Config::load).transpose()?;
     let range = Range {
@@ -510,8 +528,9 @@ pub fn command(a: ReplayCommand) -> anyhow::Result<()> {
     if let Some(w) = a.workers {
         engine.workers = w;
     }
-    let r = replay(
-        &a.archive,
+    let roots: Vec<&Path> = a.archive.iter().map(PathBuf::as_path).collect();
+    let r = replay_all(
+        &roots,
         &range,
         &config.site,
         other.as_ref().map(|c| &c.site),

@@ -127,14 +127,22 @@ pub struct Candidates {
 
 /// Plans a read of the readings under `root` (see the module docs).
 pub fn plan(root: &Path, range: &Range) -> Result<Plan> {
-    let found = candidates(root, range)?;
-    let mut plan = Plan {
-        partitions_skipped: found.partitions_skipped,
-        ..Plan::default()
-    };
-    for path in found.files {
-        let file = File::open(&path).map_err(io(&path))?;
-        plan_file(&file, &path, range, &mut plan)?;
+    plan_all(&[root], range)
+}
+
+/// Plans one read of the readings under several roots, as of one archive:
+/// a cluster's processes each archive what they ingested, under their own
+/// data directories (file names never collide: they carry the writer's
+/// clock, process id and sequence).
+pub fn plan_all(roots: &[&Path], range: &Range) -> Result<Plan> {
+    let mut plan = Plan::default();
+    for root in roots {
+        let found = candidates(root, range)?;
+        plan.partitions_skipped += found.partitions_skipped;
+        for path in found.files {
+            let file = File::open(&path).map_err(io(&path))?;
+            plan_file(&file, &path, range, &mut plan)?;
+        }
     }
     plan.parts.sort_by(part_order);
     Ok(plan)
