@@ -14,7 +14,7 @@ use hazardwatch_proto::pb::alarm_service_client::AlarmServiceClient;
 use hazardwatch_storage::AlarmJournal;
 use hazardwatch_tests::{Gateway, free_loopback_addr, now_ms};
 
-use crate::harness::Process;
+use crate::harness::{Key, Process};
 
 /// One enterprise: four gas detectors voting two of four, and a reactor
 /// whose temperature and pressure rising together is one unit alarm.
@@ -360,12 +360,21 @@ async fn two_processes_journal_exactly_the_alarms_one_process_does() {
 
 /// Publishes one reading of each of `points` at `value`, now, through the
 /// gateway that reports it, to its process's broker.
-async fn publish_now(ports: [u16; 2], points: &[&str], value: f64) -> anyhow::Result<()> {
+async fn publish_now(
+    ports: [u16; 2],
+    acked: &mut [BTreeSet<Key>; 2],
+    points: &[&str],
+    value: f64,
+) -> anyhow::Result<()> {
     let ts = now_ms();
-    for ((id, theirs), port) in GATEWAYS.iter().zip(ports) {
+    for (((id, theirs), port), acked) in GATEWAYS.iter().zip(ports).zip(acked.iter_mut()) {
+        let theirs: Vec<&str> = theirs
+            .iter()
+            .copied()
+            .filter(|p| points.contains(p))
+            .collect();
         let readings: Vec<_> = theirs
             .iter()
-            .filter(|p| points.contains(p))
             .map(|p| serde_json::json!({"point": p, "ts": ts, "value": value}))
             .collect();
         if readings.is_empty() {
@@ -378,6 +387,7 @@ async fn publish_now(ports: [u16; 2], points: &[&str], value: f64) -> anyhow::Re
             serde_json::to_vec(&body)?,
         )
         .await?;
+        acked.extend(theirs.iter().map(|p| (p.to_string(), ts, value.to_bits())));
         gw.close().await;
     }
     Ok(())
@@ -393,15 +403,22 @@ async fn a_cluster_that_loses_a_process_stops_and_resumes_its_alarms() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::new(dir.path()).unwrap();
     let mut processes = cluster.start().unwrap();
+    // What each process's broker acknowledged.
+    let mut acked: [BTreeSet<Key>; 2] = Default::default();
     // T and P high, temperature and pressure over H; the detectors over H.
     let all = ["GT01", "GT02", "GT03", "GT04", "R1.TE", "R1.PT"];
-    publish_now(cluster.ports(), &["GT01", "GT02", "GT03", "GT04"], 30.0)
+    publish_now(
+        cluster.ports(),
+        &mut acked,
+        &["GT01", "GT02", "GT03", "GT04"],
+        30.0,
+    )
+    .await
+    .unwrap();
+    publish_now(cluster.ports(), &mut acked, &["R1.TE"], 85.0)
         .await
         .unwrap();
-    publish_now(cluster.ports(), &["R1.TE"], 85.0)
-        .await
-        .unwrap();
-    publish_now(cluster.ports(), &["R1.PT"], 650.0)
+    publish_now(cluster.ports(), &mut acked, &["R1.PT"], 650.0)
         .await
         .unwrap();
     let mut alarms = AlarmServiceClient::connect(format!("http://{}", cluster.grpc[0]))
@@ -459,10 +476,15 @@ async fn a_cluster_that_loses_a_process_stops_and_resumes_its_alarms() {
         .unwrap()
         .into_inner();
     assert_eq!(active(&list), want);
-    publish_now(cluster.ports(), &["GT01", "GT02", "GT03", "GT04"], 30.0)
-        .await
-        .unwrap();
-    publish_now(cluster.ports(), &["R1.TE"], 85.0)
+    publish_now(
+        cluster.ports(),
+        &mut acked,
+        &["GT01", "GT02", "GT03", "GT04"],
+        30.0,
+    )
+    .await
+    .unwrap();
+    publish_now(cluster.ports(), &mut acked, &["R1.TE"], 85.0)
         .await
         .unwrap();
     drop(alarms);
@@ -479,10 +501,10 @@ async fn a_cluster_that_loses_a_process_stops_and_resumes_its_alarms() {
     let mut alarms = AlarmServiceClient::connect(format!("http://{}", cluster.grpc[0]))
         .await
         .unwrap();
-    publish_now(cluster.ports(), &["R1.TE"], 60.0)
+    publish_now(cluster.ports(), &mut acked, &["R1.TE"], 60.0)
         .await
         .unwrap();
-    publish_now(cluster.ports(), &["R1.PT"], 300.0)
+    publish_now(cluster.ports(), &mut acked, &["R1.PT"], 300.0)
         .await
         .unwrap();
     let until = std::time::Instant::now() + Duration::from_secs(20);
@@ -525,6 +547,18 @@ async fn a_cluster_that_loses_a_process_stops_and_resumes_its_alarms() {
     };
     assert_eq!(cleared("R1.TE/H"), 1, "{events:?}");
     assert_eq!(cleared("R1.PT/H"), 1, "{events:?}");
+    // Acknowledged means on disk, per process: the member's readings
+    // outlived its SIGKILL. Each process archived exactly what its broker
+    // acknowledged, once.
+    for (i, want) in acked.iter().enumerate() {
+        let have = crate::harness::archived(&cluster.data[i].path().join("archive"));
+        let missing: Vec<&Key> = want.iter().filter(|k| !have.contains_key(*k)).collect();
+        let twice: Vec<(&Key, &usize)> = have.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            missing.is_empty() && twice.is_empty(),
+            "process {i}: missing {missing:?}, twice {twice:?}"
+        );
+    }
 }
 
 /// On an external broker that both processes share, each enterprise's
