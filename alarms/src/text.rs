@@ -374,6 +374,7 @@ pub const TERMS: &[Term] = &[
     term("kind", "pressure", "pressure", "压力"),
     term("kind", "combustible_gas", "combustible gas", "可燃气体"),
     term("kind", "toxic_gas", "toxic gas", "有毒气体"),
+    term("kind", "measurement", "measurement", "过程测量值"),
     term("level", "enterprise", "enterprise", "企业级"),
     term("level", "park", "park", "园区级"),
     term("level", "county", "county", "县级"),

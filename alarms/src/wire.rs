@@ -72,15 +72,10 @@ pub(crate) fn state_pb(s: AlarmState) -> pb::AlarmState {
     }
 }
 
-/// A point kind as a [`Term`](crate::text::Term) value.
+/// A point kind as a [`Term`](crate::text::Term) value: its name in
+/// configuration files.
 fn kind_word(k: PointKind) -> &'static str {
-    match k {
-        PointKind::Temperature => "temperature",
-        PointKind::Level => "level",
-        PointKind::Pressure => "pressure",
-        PointKind::CombustibleGas => "combustible_gas",
-        PointKind::ToxicGas => "toxic_gas",
-    }
+    k.as_str()
 }
 
 /// A number as messages show it: three decimals.

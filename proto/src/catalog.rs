@@ -21,6 +21,11 @@ pub enum PointKind {
     CombustibleGas,
     /// Toxic gas concentration, ppm (or mg/m3).
     ToxicGas,
+    /// Any other process measurement, in its configured engineering unit
+    /// and range: a flow, a valve position, a cooling-water temperature, a
+    /// compressor's power. What a unit's statistical model needs beside
+    /// its tank's temperature, level and pressure; limits are optional.
+    Measurement,
 }
 
 impl PointKind {
@@ -32,16 +37,18 @@ impl PointKind {
             PointKind::Pressure => "pressure",
             PointKind::CombustibleGas => "combustible_gas",
             PointKind::ToxicGas => "toxic_gas",
+            PointKind::Measurement => "measurement",
         }
     }
 
     /// Every kind, for documentation and error messages.
-    pub const ALL: [PointKind; 5] = [
+    pub const ALL: [PointKind; 6] = [
         PointKind::Temperature,
         PointKind::Level,
         PointKind::Pressure,
         PointKind::CombustibleGas,
         PointKind::ToxicGas,
+        PointKind::Measurement,
     ];
 }
 

@@ -338,3 +338,57 @@ fn progress_follows_the_watermark_once_every_worker_has_judged_up_to_it() {
         engine.finish().unwrap();
     }
 }
+
+/// `measurement`: any other process measurement (here a cooling-water
+/// flow and a valve position), in its own unit and range, with limits if
+/// it has them, judged like the other kinds (their defaults: 2 % deadband,
+/// 5 s delays); an occupational exposure limit is still a toxic gas's
+/// alone.
+#[test]
+fn a_measurement_point_has_its_own_unit_and_optional_limits() {
+    let points = r#"
+[[enterprise.hazard_source.unit.point]]
+id = "T1.FT"
+kind = "measurement"
+eng_unit = "m3/h"
+range = [0.0, 100.0]
+l = 20.0
+[[enterprise.hazard_source.unit.point]]
+id = "T1.ZT"
+kind = "measurement"
+eng_unit = "%"
+range = [0.0, 100.0]
+"#;
+    let m = common::model(points);
+    let ft = m.catalog.lookup("T1.FT").unwrap();
+    assert_eq!(
+        m.catalog.meta(ft).kind,
+        hazardwatch_proto::PointKind::Measurement
+    );
+    // The cooling water falls below L and stays there: L after the 5 s
+    // on-delay. The valve position has no limits and raises nothing.
+    let mut readings = series(
+        &m,
+        "T1.FT",
+        0,
+        1_000,
+        &[50.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0],
+    );
+    readings.extend(series(&m, "T1.ZT", 0, 1_000, &[5.0, 95.0, 100.0, 0.0]));
+    let events = run(&m, 2, &[readings], 20_000);
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| (e.point(), e.kind, e.active, e.ts_ms))
+        .collect();
+    assert_eq!(seen, [(Some(ft), AlarmKind::Low, true, 6_000)]);
+
+    let text = common::model_text(&format!("{points}oel = 5.0\n"));
+    let err = hazardwatch_rules::SiteModel::parse(&hazardwatch_rules::Source {
+        path: "test.toml".into(),
+        text,
+    })
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("only toxic_gas points"), "{err}");
+}

@@ -9,7 +9,7 @@
 //! | `point` | utf8 | point id, e.g. `T101.LT` |
 //! | `hazard_source` | utf8 | hazard source id |
 //! | `unit` | utf8 | unit id (tank, process unit) |
-//! | `kind` | utf8 | `temperature`, `level`, `pressure`, `combustible_gas`, `toxic_gas` |
+//! | `kind` | utf8 | `temperature`, `level`, `pressure`, `combustible_gas`, `toxic_gas`, `measurement` |
 //! | `ts` | timestamp(ms, UTC) | event time: the gateway's timestamp |
 //! | `ingest_ts` | timestamp(ms, UTC) | when hazardwatch received the reading |
 //! | `value` | float64 | value in the point's engineering unit; NaN in `offline` markers |

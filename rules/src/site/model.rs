@@ -37,9 +37,9 @@ pub struct PredictRules {
 
 /// Defaults used when neither the point nor `[defaults.KIND]` says otherwise.
 ///
-/// Deadbands follow EEMUA 191's guidance (temperature 1 %, level and pressure
-/// 2 % of span); delays follow ISA-18.2's typical values (15 s for
-/// temperature, 5 s for level and pressure). Gas detection must annunciate at
+/// Deadbands follow EEMUA 191's guidance (temperature 1 %, level, pressure
+/// and other measurements 2 % of span); delays follow ISA-18.2's typical
+/// values (15 s for temperature, 5 s for the others). Gas detection must annunciate at
 /// once (GB/T 50493), so gas points have no on-delay. Every point is stale
 /// after 60 s without a reading.
 pub fn builtin_defaults(kind: PointKind) -> KindDefaults {
@@ -50,7 +50,7 @@ pub fn builtin_defaults(kind: PointKind) -> KindDefaults {
             off_delay_s: 15.0,
             stale_s: DEFAULT_STALE_S,
         },
-        PointKind::Level | PointKind::Pressure => KindDefaults {
+        PointKind::Level | PointKind::Pressure | PointKind::Measurement => KindDefaults {
             deadband_pct: 2.0,
             on_delay_s: 5.0,
             off_delay_s: 5.0,
