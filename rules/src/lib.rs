@@ -48,6 +48,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod monitor;
 pub mod operators;
 pub mod rule_set;
 pub mod site;
