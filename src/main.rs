@@ -100,6 +100,9 @@ enum Command {
     /// Replay archived readings through a configuration's rules, at full
     /// speed in event time; with --compare, a what-if of two rule sets.
     Replay(ReplayCommand),
+    /// Fit models of normal operation (per point: centre, spread, CUSUM;
+    /// per unit: PCA with T² and SPE limits) from a period of the archive.
+    Learn(hazardwatch::learn::LearnCommand),
     /// Validate a configuration file; errors name file, line and field.
     CheckConfig {
         /// The file.
@@ -296,6 +299,10 @@ fn main() -> ExitCode {
         Command::Replay(a) => {
             init_tracing("warn", cli.log_format);
             hazardwatch::replay::command(a)
+        }
+        Command::Learn(a) => {
+            init_tracing("warn", cli.log_format);
+            hazardwatch::learn::command(a)
         }
         Command::Health {
             metrics,

@@ -455,7 +455,7 @@ pub fn compare_table(
 }
 
 /// A time argument: Unix ms, or RFC 3339.
-fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
+pub(crate) fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }

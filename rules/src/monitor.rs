@@ -136,6 +136,78 @@ impl Cusum {
     }
 }
 
+/// A `learn` run's result: what normal operation looked like, per point
+/// and per unit, and what it was fitted from. Written as JSON
+/// (`hazardwatch learn --out`); `format` and `version` say what reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Models {
+    /// Always [`Models::FORMAT`].
+    pub format: String,
+    /// [`Models::VERSION`] when written; a reader refuses another.
+    pub version: u32,
+    /// What the models were fitted from.
+    pub trained: Trained,
+    /// The grid the readings were averaged onto, seconds: deviation and
+    /// multivariate rules judge means over the same grid.
+    pub grid_s: u64,
+    /// The in-control average run length the CUSUMs were tuned for, in
+    /// grid samples.
+    pub arl0: f64,
+    /// Per point (by id): its robust centre and spread and its CUSUM.
+    pub points: std::collections::BTreeMap<String, PointModel>,
+    /// Per unit (by id): its PCA model.
+    pub units: std::collections::BTreeMap<String, UnitModel>,
+    /// Points and units with too little data, and why.
+    pub skipped: std::collections::BTreeMap<String, String>,
+}
+
+impl Models {
+    /// The `format` of a models file.
+    pub const FORMAT: &'static str = "hazardwatch-models";
+    /// The version this build writes and reads.
+    pub const VERSION: u32 = 1;
+}
+
+/// Where and when the models were fitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trained {
+    /// Event time from (inclusive), Unix ms.
+    pub from_ms: i64,
+    /// Event time to (exclusive), Unix ms.
+    pub to_ms: i64,
+    /// The park the configuration describes.
+    pub park: String,
+    /// The configuration file the models were fitted for.
+    pub config: String,
+    /// Good-quality readings read.
+    pub readings: u64,
+}
+
+/// A point's normal operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointModel {
+    /// The point's kind and unit when fitted (a changed point does not
+    /// match its model).
+    pub kind: String,
+    /// Its engineering unit.
+    pub eng_unit: String,
+    /// Grid samples (means) fitted.
+    pub samples: u64,
+    /// Centre and spread of the grid means.
+    pub robust: Robust,
+    /// The CUSUM on the standardised grid means.
+    pub cusum: Cusum,
+}
+
+/// A unit's normal operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitModel {
+    /// Its points, in the model's variable order.
+    pub points: Vec<String>,
+    /// The model.
+    pub pca: Pca,
+}
+
 /// Why a model could not be fitted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FitError {

@@ -339,6 +339,14 @@ impl SiteModel {
         self.rules.len()
     }
 
+    /// Every unit of every enterprise's hazard sources, in file order.
+    pub fn units(&self) -> impl Iterator<Item = &UnitInfo> {
+        self.enterprises
+            .iter()
+            .flat_map(|e| e.hazard_sources.iter())
+            .flat_map(|h| h.units.iter())
+    }
+
     /// Renumbers this (reloaded) model onto the catalog of the model that
     /// is running, so every point and unit keeps the index the engine, the
     /// archive and the alarms know it by: points still present keep theirs,

@@ -18,6 +18,7 @@ mod gateway_status;
 mod health;
 mod independent_reader;
 mod journal;
+mod learn;
 mod lifecycle;
 mod notify;
 mod reload;
