@@ -10,7 +10,11 @@ impl ArchiveWriter {
     /// Merges small files: in each partition of either dataset, files with
     /// fewer than `roll_rows / 2` rows are put in size tiers (powers of
     /// eight), and [`COMPACT_FANIN`] files of one tier become one file,
-    /// repeatedly, so every row is rewritten about log8(rows) times.
+    /// repeatedly, so every row is rewritten about log8(rows) times. A
+    /// merge holds at most `roll_rows` rows, as a checkpoint does (it reads
+    /// them into memory and sorts them): files of the top tier merge by
+    /// two or three, never eight (the soak saw eight files of just under a
+    /// million rows merged at once, 1.7 GB for a moment).
     /// `partitions` limits the work to those directories (the ones the
     /// last checkpoint wrote); `None` looks at every partition. Returns the
     /// files written.
@@ -28,20 +32,25 @@ impl ArchiveWriter {
         Ok(written)
     }
 
-    /// The oldest [`COMPACT_FANIN`] small files of the lowest full tier.
+    /// The oldest small files of the lowest full tier: [`COMPACT_FANIN`]
+    /// of them, or as many (two at least) as `roll_rows` holds when the
+    /// next would not fit.
     fn compaction_group(&self, dir: &Path) -> Result<Option<Vec<PathBuf>>> {
         let big = (self.config.roll_rows / 2).max(1) as u64;
-        let mut tiers: BTreeMap<u32, Vec<PathBuf>> = BTreeMap::new();
+        let most = self.config.roll_rows.max(1) as u64;
+        let mut tiers: BTreeMap<u32, Vec<(PathBuf, u64)>> = BTreeMap::new();
         for path in parquet_files(dir)? {
             let rows = file_rows(&path)?;
             if rows < big {
-                tiers.entry(rows.max(1).ilog(8)).or_default().push(path);
+                tiers
+                    .entry(rows.max(1).ilog(8))
+                    .or_default()
+                    .push((path, rows));
             }
         }
         Ok(tiers
             .into_values()
-            .find(|files| files.len() >= COMPACT_FANIN)
-            .map(|files| files.into_iter().take(COMPACT_FANIN).collect()))
+            .find_map(|files| merge_group(files, most)))
     }
 
     /// Replaces `files` of the partition `dir` by one file holding their
@@ -97,4 +106,23 @@ impl ArchiveWriter {
         }
         Ok(gone)
     }
+}
+
+/// The group [`ArchiveWriter::compaction_group`] takes from one tier's
+/// files (oldest first, with their rows): full at [`COMPACT_FANIN`] files,
+/// or at two or more when the next would take it past `most` rows.
+pub(super) fn merge_group(files: Vec<(PathBuf, u64)>, most: u64) -> Option<Vec<PathBuf>> {
+    let mut group = Vec::new();
+    let mut rows = 0;
+    for (path, n) in files {
+        if rows + n > most {
+            return (group.len() >= 2).then_some(group);
+        }
+        rows += n;
+        group.push(path);
+        if group.len() == COMPACT_FANIN {
+            return Some(group);
+        }
+    }
+    None
 }

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use super::maintenance::merge_group;
 use super::*;
 use hazardwatch_proto::{PointKind, PointMeta};
 
@@ -168,6 +169,68 @@ fn compaction_merges_eight_small_files_of_a_tier_into_one_sorted_file() {
     assert_eq!(count(&rows_in(dir.path(), Dataset::Alarms)), 9);
     // Nothing more to do.
     assert!(w.compact(None).unwrap().is_empty());
+}
+
+/// A merge holds at most `roll_rows` rows, as a checkpoint does: files
+/// near the top tier merge by two, not eight.
+#[test]
+fn a_merge_never_holds_more_than_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ArchiveConfig {
+        roll_rows: 1_000,
+        ..ArchiveConfig::default()
+    };
+    let (mut w, _) = writer(dir.path(), config);
+    // Nine files of 450 rows: below `roll_rows / 2`, all in tier 2.
+    for f in 0..9i64 {
+        let batch: Vec<_> = (0..450)
+            .map(|i| reading((i % 2) as u32, T0 + f * 1_000 + i))
+            .collect();
+        w.append(&batch, T0, &[]);
+        w.checkpoint(f as u64 + 1, &[]).unwrap();
+    }
+    let part = dir.path().join("readings/date=2026-01-01/enterprise=E1");
+    let written = w.compact(None).unwrap();
+    let sizes: Vec<u64> = written
+        .iter()
+        .map(|f| file_rows(&f.path).unwrap())
+        .collect();
+    assert_eq!(sizes, [900, 900, 900, 900], "pairs, one file left over");
+    assert_eq!(parquet_files(&part).unwrap().len(), 5);
+    assert_eq!(count(&rows_in(dir.path(), Dataset::Readings)), 9 * 450);
+    // Each merged file is above `roll_rows / 2` now: nothing more to do.
+    assert!(w.compact(None).unwrap().is_empty());
+}
+
+#[test]
+fn the_merge_group_is_full_at_the_fan_in_or_at_the_row_limit() {
+    let files = |rows: &[u64]| -> Vec<(PathBuf, u64)> {
+        rows.iter()
+            .enumerate()
+            .map(|(i, &n)| (PathBuf::from(format!("f{i}")), n))
+            .collect()
+    };
+    let names = |g: Option<Vec<PathBuf>>| g.map(|g| g.len());
+    assert_eq!(
+        names(merge_group(files(&[10; 9]), 1_000)),
+        Some(COMPACT_FANIN)
+    );
+    assert_eq!(
+        names(merge_group(files(&[10; 7]), 1_000)),
+        None,
+        "waits for an eighth"
+    );
+    assert_eq!(names(merge_group(files(&[400, 400, 400]), 1_000)), Some(2));
+    assert_eq!(
+        names(merge_group(files(&[400, 400]), 1_000)),
+        None,
+        "may still fit a third"
+    );
+    assert_eq!(
+        names(merge_group(files(&[600, 600]), 1_000)),
+        None,
+        "two do not fit"
+    );
 }
 
 #[test]
