@@ -288,6 +288,9 @@ pub struct SiteModel {
     pub park_name: String,
     /// The site plan the map is drawn on, if the park has one.
     pub plan: Option<SitePlan>,
+    /// The models of normal operation, if the park names a file of them
+    /// (checked to match its points and units).
+    pub models: Option<Arc<crate::monitor::Models>>,
     /// Enterprises, in file order.
     pub enterprises: Vec<EnterpriseInfo>,
     /// Every point, by name and index; shared with ingest, the archive

@@ -22,6 +22,10 @@ pub struct ParkSpec {
     /// units of the hazard sources' `position = { x, y }`.
     #[serde(default)]
     pub plan: Option<Spanned<PlanSpec>>,
+    /// The models of normal operation (`hazardwatch learn --out`), relative
+    /// to this file.
+    #[serde(default)]
+    pub models: Option<Spanned<std::path::PathBuf>>,
 }
 
 /// `[park] plan = { file = "site-plan.svg", width = 1000, height = 600 }`.

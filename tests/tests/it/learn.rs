@@ -185,6 +185,57 @@ fn models_are_fitted_from_a_period_of_the_archive() {
         (Models::FORMAT, Models::VERSION)
     );
 
+    // The park names its models; they are checked against its points.
+    let with = |text: &str| {
+        let path = dir.path().join("park.toml");
+        std::fs::write(
+            &path,
+            text.replacen(
+                "[park]\nid = \"P\"",
+                "[park]\nid = \"P\"\nmodels = \"models.json\"",
+                1,
+            ),
+        )
+        .unwrap();
+        Config::load(&path).map_err(|e| e.to_string())
+    };
+    let loaded = with(PARK).unwrap();
+    assert_eq!(loaded.site.models.as_deref(), Some(&models));
+    let err = with(&PARK.replacen("eng_unit = \"m3/h\"", "eng_unit = \"t/h\"", 1)).unwrap_err();
+    assert!(
+        err.contains("park.toml")
+            && err.contains("park: models")
+            && err.contains(
+                "point R1.FT was fitted as measurement in m3/h; it is measurement in t/h now"
+            ),
+        "{err}"
+    );
+    let err = with(&PARK.replacen("id = \"T2.TE\"", "id = \"T2.TT\"", 1)).unwrap_err();
+    assert!(err.contains("point T2.TE is not in the park"), "{err}");
+    let err = with(&PARK.replacen(
+        "id = \"R1.PT\"\nkind = \"pressure\"",
+        "id = \"R1.PT\"\nkind = \"level\"",
+        1,
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("point R1.PT was fitted as pressure in kPa; it is level in kPa now"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("models.json"),
+        "{\"format\": \"something else\"}",
+    )
+    .unwrap();
+    let err = with(PARK).unwrap_err();
+    assert!(err.contains("is not a models file"), "{err}");
+    std::fs::remove_file(dir.path().join("models.json")).unwrap();
+    let err = with(PARK).unwrap_err();
+    assert!(
+        err.contains("models.json") && err.contains("park: models"),
+        "{err}"
+    );
+
     // A period with nothing in it fits nothing and says why.
     let empty = Range {
         from_ms: Some(t0 - 7_200_000),

@@ -20,6 +20,7 @@ use super::spec::*;
 use crate::error::Error;
 
 mod gateway;
+mod models;
 mod place;
 mod point;
 mod unit;
@@ -283,6 +284,7 @@ impl SiteModel {
             });
         }
         let plan = c.plan(spec, &enterprises);
+        let models = c.models(spec, &metas, &enterprises);
         let registry = c.registry(spec, &names, metas.len());
         if !c.errors.is_empty() {
             return Err(Invalid(c.errors));
@@ -309,6 +311,7 @@ impl SiteModel {
             park_id: spec.park.id.get_ref().clone(),
             park_name: spec.park.name.clone(),
             plan,
+            models,
             enterprises,
             catalog: Arc::new(catalog),
             rules: Arc::new(rules),

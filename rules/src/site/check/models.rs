@@ -1,0 +1,127 @@
+//! `[park] models`: the models of normal operation a `learn` run wrote,
+//! checked against the site they are used in (issue 17).
+
+use std::sync::Arc;
+
+use super::*;
+use crate::monitor::Models;
+
+/// The largest models file read (a park of a million points with a model
+/// each is about 300 MB; this bound is far above any real file and keeps a
+/// mistaken path from filling memory).
+pub(super) const MAX_MODELS_BYTES: u64 = 1 << 30;
+
+impl Checker<'_> {
+    /// Reads the models file the park names and checks that it was fitted
+    /// for this park and these points: the same park id, every modelled
+    /// point still there with the kind and unit it was fitted with, every
+    /// modelled unit still there with the points it was fitted on.
+    pub(super) fn models(
+        &mut self,
+        spec: &SiteSpec,
+        metas: &[PointMeta],
+        enterprises: &[EnterpriseInfo],
+    ) -> Option<Arc<Models>> {
+        let m = spec.park.models.as_ref()?;
+        let span = m.span();
+        let file = self.src.beside(m.get_ref());
+        let field = "park: models".to_owned();
+        let shown = file.display().to_string();
+        let text = match std::fs::metadata(&file) {
+            Ok(meta) if meta.len() > MAX_MODELS_BYTES => Err(format!(
+                "{shown} is {} bytes: at most {MAX_MODELS_BYTES}",
+                meta.len()
+            )),
+            Ok(_) => std::fs::read_to_string(&file).map_err(|e| format!("{shown}: {e}")),
+            Err(e) => Err(format!("{shown}: {e}")),
+        };
+        let models = text.and_then(|t| {
+            serde_json::from_str::<Models>(&t)
+                .map_err(|e| format!("{shown} is not a models file (hazardwatch learn --out): {e}"))
+        });
+        let models = match models {
+            Ok(m) => m,
+            Err(why) => {
+                self.err(span, field, why);
+                return None;
+            }
+        };
+        let mut wrong = Vec::new();
+        if models.format != Models::FORMAT || models.version != Models::VERSION {
+            wrong.push(format!(
+                "it is {} version {}; this build reads {} version {}",
+                models.format,
+                models.version,
+                Models::FORMAT,
+                Models::VERSION
+            ));
+        }
+        if &models.trained.park != spec.park.id.get_ref() {
+            wrong.push(format!(
+                "it was fitted for park {}, not {}",
+                models.trained.park,
+                spec.park.id.get_ref()
+            ));
+        }
+        for (id, p) in &models.points {
+            match metas.iter().find(|m| &*m.id == id.as_str()) {
+                None => wrong.push(format!("point {id} is not in the park")),
+                Some(m) if m.kind.as_str() != p.kind || *m.eng_unit != *p.eng_unit => {
+                    wrong.push(format!(
+                        "point {id} was fitted as {} in {}; it is {} in {} now",
+                        p.kind,
+                        p.eng_unit,
+                        m.kind.as_str(),
+                        m.eng_unit
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let units = enterprises
+            .iter()
+            .flat_map(|e| e.hazard_sources.iter())
+            .flat_map(|h| h.units.iter());
+        for (id, u) in &models.units {
+            let Some(unit) = units.clone().find(|x| &x.id == id) else {
+                wrong.push(format!("unit {id} is not in the park"));
+                continue;
+            };
+            let here: Vec<&str> = unit
+                .points
+                .iter()
+                .filter_map(|&p| metas.get(p as usize).map(|m| &*m.id))
+                .collect();
+            if let Some(p) = u.points.iter().find(|p| !here.contains(&p.as_str())) {
+                wrong.push(format!(
+                    "unit {id}'s model uses {p}, which is not one of its points"
+                ));
+            }
+            if u.pca.mean.len() != u.points.len()
+                || u.pca.loadings.iter().any(|l| l.len() != u.points.len())
+            {
+                wrong.push(format!(
+                    "unit {id}'s model does not have one variable per point"
+                ));
+            }
+        }
+        if wrong.is_empty() {
+            Some(Arc::new(models))
+        } else {
+            // The first few, and how many more: a file for another park
+            // would otherwise list every point.
+            let more = wrong.len().saturating_sub(5);
+            wrong.truncate(5);
+            let mut message = format!(
+                "{shown} does not match this configuration: {}",
+                wrong.join("; ")
+            );
+            if more > 0 {
+                message.push_str(&format!("; and {more} more"));
+            }
+            message.push_str(" (fit again with hazardwatch learn)");
+            self.err(span, field, message);
+            None
+        }
+    }
+}
