@@ -70,10 +70,12 @@ fn main() -> anyhow::Result<()> {
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()))
         .map(|a| a.map(|a| a.to_string()))
         .collect::<Result<_, _>>()?;
-    let t = Instant::now();
+    // Timed from when both processes are linked (timely polls for its
+    // peers once a second while they start).
+    let linked = std::sync::Arc::new(std::sync::Barrier::new(3));
     let runs: Vec<_> = (0..2)
         .map(|process| {
-            let (model, links) = (model.clone(), links.clone());
+            let (model, links, linked) = (model.clone(), links.clone(), linked.clone());
             let share: Vec<Vec<Reading>> = batches
                 .iter()
                 .map(|b| b.iter().skip(process).step_by(2).copied().collect())
@@ -88,7 +90,9 @@ fn main() -> anyhow::Result<()> {
                     process,
                     ..EngineConfig::default()
                 };
-                let mut engine = Engine::start(&model, &config, events.sink())?;
+                let engine = Engine::start(&model, &config, events.sink());
+                linked.wait();
+                let mut engine = engine?;
                 let mut late = Vec::new();
                 for b in &share {
                     engine.input().send(b, &mut late);
@@ -101,6 +105,8 @@ fn main() -> anyhow::Result<()> {
             })
         })
         .collect();
+    linked.wait();
+    let t = Instant::now();
     for r in runs {
         let n = r
             .join()
