@@ -534,9 +534,11 @@ impl Engine {
                                 events.sort_by_key(RuleEvent::order_key);
                                 sink(events);
                             }
-                            // Worker 0 gathers the events: its frontier is
-                            // the engine's progress.
-                            if index == 0
+                            // Worker 0 gathers the events; every worker's
+                            // frontier here is the cluster's progress, and
+                            // each process's first worker reports it for its
+                            // process (a member's readiness follows it too).
+                            if index == first
                                 && let Some(&done) = frontier.frontier().first()
                             {
                                 judged.fetch_max(done, Ordering::Release);

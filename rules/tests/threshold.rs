@@ -250,6 +250,14 @@ fn a_cluster_restores_conditions_in_every_process_and_gathers_where_the_logs_sta
             let from = engine.replay_from_ms();
             engine.input().send(&batch, &mut Vec::new());
             engine.input().advance_to(10_000);
+            // Every process sees the cluster's progress (its readiness
+            // depends on it), not only the one that gathers the events.
+            let progress = engine.progress();
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while progress.judged_before_ms() < 10_000 && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            assert_eq!(progress.judged_before_ms(), 10_000, "process {process}");
             engine.finish().unwrap();
             from
         })
