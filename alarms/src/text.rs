@@ -296,6 +296,16 @@ pub const TEMPLATES: &[Template] = &[
         "{id} {what}恢复变化:{value} {unit}",
     ),
     t(
+        "deviation_raised",
+        "{id} {what} has drifted from normal operation: {value} {unit} where it is normally {limit}",
+        "{id} {what}偏离正常运行:{value} {unit},正常约为 {limit}",
+    ),
+    t(
+        "deviation_cleared",
+        "{id} {what} back to normal operation: {value} {unit}",
+        "{id} {what}恢复正常运行:{value} {unit}",
+    ),
+    t(
         "limit_raised",
         "{id} {what} {tag} {value} {unit} (limit {limit})",
         "{id} {what} {tag} 报警:{value} {unit}(限值 {limit})",

@@ -219,6 +219,8 @@ fn describe_point(r: &AlarmRecord, m: &hazardwatch_proto::PointMeta) -> Text {
         (false, AlarmKind::Stale) => text("stale_cleared"),
         (true, AlarmKind::Flatline) => text("flatline_raised").with("limit", whole(r.limit)),
         (false, AlarmKind::Flatline) => text("flatline_cleared"),
+        (true, AlarmKind::Deviation) => text("deviation_raised").with("limit", num(r.limit)),
+        (false, AlarmKind::Deviation) => text("deviation_cleared"),
         (true, _) => text("limit_raised").with("limit", num(r.limit)),
         (false, _) => text("limit_cleared"),
     }

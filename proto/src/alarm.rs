@@ -58,13 +58,17 @@ pub enum AlarmKind {
     /// Gateway: offline (silent beyond its `offline_after_s`, or its last
     /// will): every point it reports is unmonitored.
     Offline,
+    /// Early warning: the point has drifted from its learned normal
+    /// operation (`deviation` on a point, a model from `hazardwatch learn`).
+    Deviation,
 }
 
 impl AlarmKind {
     /// Short tag used in alarm ids and on screen: `HH`, `H`, `L`, `LL`,
     /// `ROC` (rate of change), `PHH`/`PLL` (predicted HH/LL), `FAULT`,
     /// `STALE`, `FLAT`, on units and consoles `VOTE`, `CORR`, `FLOOD`,
-    /// `CHAT`, and on gateways `OFFLINE`.
+    /// `CHAT`, and on gateways `OFFLINE`; `DEV` (deviation from normal
+    /// operation).
     pub fn tag(self) -> &'static str {
         match self {
             AlarmKind::HighHigh => "HH",
@@ -82,6 +86,7 @@ impl AlarmKind {
             AlarmKind::Flood => "FLOOD",
             AlarmKind::Chattering => "CHAT",
             AlarmKind::Offline => "OFFLINE",
+            AlarmKind::Deviation => "DEV",
         }
     }
 
@@ -109,6 +114,7 @@ impl AlarmKind {
             "FLOOD" => Some(AlarmKind::Flood),
             "CHAT" => Some(AlarmKind::Chattering),
             "OFFLINE" => Some(AlarmKind::Offline),
+            "DEV" => Some(AlarmKind::Deviation),
             _ => None,
         }
     }
@@ -132,6 +138,7 @@ impl From<AlarmKind> for pb::AlarmKind {
             AlarmKind::Flood => pb::AlarmKind::Flood,
             AlarmKind::Chattering => pb::AlarmKind::Chattering,
             AlarmKind::Offline => pb::AlarmKind::Offline,
+            AlarmKind::Deviation => pb::AlarmKind::Deviation,
         }
     }
 }

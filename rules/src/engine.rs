@@ -44,8 +44,8 @@ use crate::operators::event_time::{
 };
 use crate::operators::unit_state::mark_suppressed;
 use crate::operators::{
-    Chattering, Correlation, Fault, Flatline, Flood, GatewayOffline, Predict, RateOfChange, Stale,
-    Threshold, Voting,
+    Chattering, Correlation, Deviation, Fault, Flatline, Flood, GatewayOffline, Predict,
+    RateOfChange, Stale, Threshold, Voting,
 };
 use crate::rule_set::{RuleBook, RuleSet};
 use crate::site::SiteModel;
@@ -462,7 +462,10 @@ impl Engine {
                 // configured for a key returns at once.
                 let point_rules = (
                     Threshold,
-                    (Fault, (Stale, (Flatline, (RateOfChange, Predict)))),
+                    (
+                        Fault,
+                        (Stale, (Flatline, (RateOfChange, (Predict, Deviation)))),
+                    ),
                 );
                 let gateway_events =
                     crate::operators::gateway::beats(readings.clone(), book.clone()).per_key(

@@ -6,6 +6,7 @@
 
 pub mod chattering;
 pub mod correlation;
+pub mod deviation;
 pub mod event_time;
 pub mod fault;
 pub mod flatline;
@@ -21,6 +22,7 @@ pub mod voting;
 
 pub use chattering::Chattering;
 pub use correlation::Correlation;
+pub use deviation::Deviation;
 pub use event_time::{EachEvent, EndOfInput, Epochs, KeyedLogic, PerKey, Routed, Scheduled, Timed};
 pub use fault::Fault;
 pub use flatline::Flatline;

@@ -120,8 +120,28 @@ pub struct PointRules {
     pub roc: Option<RocRules>,
     /// Predicted HH/LL early warning, when configured.
     pub predict: Option<PredictRules>,
+    /// Deviation from learned normal operation, when configured.
+    pub deviation: Option<DeviationRules>,
     /// The limit alarms latch until reset (gas detection).
     pub latch: bool,
+}
+
+/// Validated deviation parameters: the point's learned model and the
+/// pre-alarm's persistence and priority.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeviationRules {
+    /// The learned centre and spread of the grid means.
+    pub robust: crate::monitor::Robust,
+    /// The CUSUM on the standardised grid means.
+    pub cusum: crate::monitor::Cusum,
+    /// The grid, ms of event time.
+    pub grid_ms: i64,
+    /// Raised when the CUSUM signals in `k` of the last `n` cells.
+    pub k: u32,
+    /// The persistence window, grid cells (at most 32).
+    pub n: u32,
+    /// The pre-alarm's priority.
+    pub priority: Priority,
 }
 
 impl PointRules {
@@ -142,6 +162,7 @@ impl PointRules {
             flatline: None,
             roc: None,
             predict: None,
+            deviation: None,
             latch: false,
         }
     }
@@ -316,6 +337,8 @@ pub struct SiteModel {
 pub fn default_priority(point: PointKind, kind: AlarmKind) -> Priority {
     let gas = matches!(point, PointKind::CombustibleGas | PointKind::ToxicGas);
     match (gas, kind) {
+        // Configured per point; this is for a withdrawn rule's clear.
+        (_, AlarmKind::Deviation) => Priority::Low,
         (
             _,
             AlarmKind::RateOfChange | AlarmKind::PredictedHighHigh | AlarmKind::PredictedLowLow,

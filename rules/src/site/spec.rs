@@ -318,6 +318,20 @@ pub struct PointSpec {
     pub roc: Option<Spanned<RocSpec>>,
     /// Predicted-limit early warning, e.g. `predict = { horizon_s = 600 }`.
     pub predict: Option<Spanned<PredictSpec>>,
+    /// Deviation from learned normal operation, e.g. `deviation = {
+    /// priority = "low", persistence = [3, 5] }` (needs `[park] models`).
+    pub deviation: Option<Spanned<DeviationSpec>>,
+}
+
+/// `deviation = { ... }` on a point.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviationSpec {
+    /// The pre-alarm's priority: `low` (the default) or `medium`.
+    pub priority: Option<Priority>,
+    /// `[k, n]`: raised when the CUSUM is past its decision interval in k
+    /// of the last n grid cells (default `[3, 5]`).
+    pub persistence: Option<[u32; 2]>,
 }
 
 /// `roc = { ... }` on a point.

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 
 /// A park with one enterprise `E`, hazard source `HS` and unit `T1`, whose
 /// points (and any further tables) are `points_toml`.
+#[allow(dead_code)]
 pub(crate) fn model(points_toml: &str) -> SiteModel {
     parse(&model_text(points_toml))
 }
@@ -30,6 +31,7 @@ id = "T1"
 }
 
 /// Parses and validates a whole configuration text.
+#[allow(dead_code)]
 pub(crate) fn parse(text: &str) -> SiteModel {
     let src = Source {
         path: "test.toml".into(),

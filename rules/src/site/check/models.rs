@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use super::*;
 use crate::monitor::Models;
+use crate::site::model::DeviationRules;
+use hazardwatch_proto::Priority;
 
 /// The largest models file read (a park of a million points with a model
 /// each is about 300 MB; this bound is far above any real file and keeps a
@@ -122,6 +124,72 @@ impl Checker<'_> {
             message.push_str(" (fit again with hazardwatch learn)");
             self.err(span, field, message);
             None
+        }
+    }
+
+    /// Gives each point with `deviation` its learned model, its
+    /// persistence and priority, in `rules` (indexed like the points in
+    /// file order): a point without a model in the park's models file is
+    /// refused, saying where the model would come from.
+    pub(super) fn deviations(
+        &mut self,
+        spec: &SiteSpec,
+        models: Option<&Models>,
+        rules: &mut [PointRules],
+    ) {
+        let points = spec
+            .enterprise
+            .iter()
+            .flat_map(|e| e.hazard_source.iter())
+            .flat_map(|h| h.unit.iter())
+            .flat_map(|u| u.point.iter());
+        for (p, r) in points.zip(rules.iter_mut()) {
+            let Some(d) = &p.deviation else { continue };
+            let span = d.span();
+            let id = p.id.get_ref();
+            let field = format!("point {id}: deviation");
+            let v = d.get_ref();
+            let priority = v.priority.unwrap_or(Priority::Low);
+            if !matches!(priority, Priority::Low | Priority::Medium) {
+                self.err(
+                    span,
+                    field,
+                    format!(
+                        "priority {}: a deviation is a pre-alarm, low or medium",
+                        priority.as_str()
+                    ),
+                );
+                continue;
+            }
+            let [k, n] = v.persistence.unwrap_or([3, 5]);
+            if !(1 <= k && k <= n && n <= 32) {
+                self.err(
+                    span,
+                    field,
+                    format!("persistence [{k}, {n}]: k of the last n cells, 1 <= k <= n <= 32"),
+                );
+                continue;
+            }
+            let model = match models {
+                None => Err("needs the point's model: name the file `hazardwatch learn` wrote in [park] models".to_owned()),
+                Some(m) => m.points.get(id.as_str()).ok_or_else(|| match m.skipped.get(id.as_str()) {
+                    Some(why) => format!("the models file has no model of {id}: {why}"),
+                    None => format!("the models file has no model of {id} (fit again with hazardwatch learn)"),
+                }),
+            };
+            match model {
+                Ok(m) => {
+                    r.deviation = Some(DeviationRules {
+                        robust: m.robust,
+                        cusum: m.cusum,
+                        grid_ms: models.map_or(60_000, |all| all.grid_s as i64 * 1000),
+                        k,
+                        n,
+                        priority,
+                    })
+                }
+                Err(why) => self.err(span, field, why),
+            }
         }
     }
 }

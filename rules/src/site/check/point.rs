@@ -213,6 +213,8 @@ impl Checker<'_> {
             flatline,
             roc,
             predict,
+            // Filled in once the models are read ([`Checker::deviations`]).
+            deviation: None,
         }
     }
 
