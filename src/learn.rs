@@ -102,17 +102,7 @@ pub fn learn(
         anyhow::bail!("a training period needs both --from and --to");
     };
     let plan = reader::plan_all(roots, range).context("reading the archive")?;
-    let bar = if progress {
-        indicatif::ProgressBar::new(plan.rows())
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} readings ({per_sec}, {eta} left)",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = crate::replay::progress_bar(plan.rows(), progress);
     let grid_ms = options.grid_s as i64 * 1000;
     let mut cells: HashMap<(PointIdx, i64), (f64, u32)> = HashMap::new();
     let mut readings = 0u64;
@@ -300,13 +290,7 @@ pub struct LearnCommand {
 /// was not.
 pub fn command(a: LearnCommand) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    for root in &a.archive {
-        anyhow::ensure!(
-            root.join("readings").is_dir(),
-            "--archive {}: no readings/ directory there (give the service's DATA/archive)",
-            root.display()
-        );
-    }
+    crate::replay::check_archive_roots(&a.archive)?;
     let config = Config::load(&a.config)?;
     let range = Range {
         from_ms: Some(crate::replay::parse_time("--from", &a.from)?),

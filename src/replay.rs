@@ -111,17 +111,7 @@ pub fn replay_all(
         let names: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
         format!("reading the archive at {}", names.join(", "))
     })?;
-    let bar = if progress {
-        indicatif::ProgressBar::new(plan.rows())
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} readings ({per_sec}, {eta} left)",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(plan.rows(), progress);
     let config = EngineConfig {
         // The replay moves the watermark itself, after the readings.
         lateness_ms: 0,
@@ -454,6 +444,35 @@ pub fn compare_table(
     out
 }
 
+/// The bar a long read of the archive shows on a terminal (`shown`), over
+/// `rows` readings; hidden otherwise.
+pub(crate) fn progress_bar(rows: u64, shown: bool) -> indicatif::ProgressBar {
+    let bar = if shown {
+        indicatif::ProgressBar::new(rows)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} readings ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Checks that every `--archive` root is a service's `DATA/archive`.
+pub(crate) fn check_archive_roots(roots: &[PathBuf]) -> anyhow::Result<()> {
+    for root in roots {
+        anyhow::ensure!(
+            root.join("readings").is_dir(),
+            "--archive {}: no readings/ directory there (give the service's DATA/archive)",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
 /// A time argument: Unix ms, or RFC 3339.
 pub(crate) fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
     if let Ok(ms) = s.parse::<i64>() {
@@ -502,13 +521,7 @@ pub struct ReplayCommand {
 /// summary (and the comparison), writes `--out`.
 pub fn command(a: ReplayCommand) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    for root in &a.archive {
-        anyhow::ensure!(
-            root.join("readings").is_dir(),
-            "--archive {}: no readings/ directory there (give the service's DATA/archive)",
-            root.display()
-        );
-    }
+    check_archive_roots(&a.archive)?;
     let config = Config::load(&a.config)?;
     let other = a.compare.as_deref().map(Config::load).transpose()?;
     let range = Range {
