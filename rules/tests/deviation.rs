@@ -224,7 +224,7 @@ fn a_deviation_needs_the_points_model_and_a_pre_alarms_settings() {
     );
     let m = park(dir.path(), "deviation = {}", with).unwrap();
     let te = m.catalog.lookup("R1.TE").unwrap();
-    let d = m.point_rules(te).deviation.unwrap();
+    let d = *m.point_rules(te).deviation.clone().unwrap();
     assert_eq!(
         (d.k, d.n, d.priority, d.grid_ms),
         (3, 5, Priority::Low, 60_000)

@@ -94,7 +94,10 @@ impl KeyedLogic for Deviation {
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let Some(d) = rules.point(r.point).and_then(|p| p.deviation) else {
+        let Some(d) = rules
+            .point(r.point)
+            .and_then(|p| p.deviation.as_deref().copied())
+        else {
             return;
         };
         if !r.quality.is_process_value() || !r.value.is_finite() {
@@ -122,7 +125,10 @@ impl KeyedLogic for Deviation {
         out: &mut Vec<RuleEvent>,
     ) {
         let Some(st) = st.as_deref_mut() else { return };
-        let Some(d) = rules.point(point).and_then(|p| p.deviation) else {
+        let Some(d) = rules
+            .point(point)
+            .and_then(|p| p.deviation.as_deref().copied())
+        else {
             return;
         };
         // The end of the cell being filled (a later one, if readings have

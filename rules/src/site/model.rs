@@ -120,8 +120,10 @@ pub struct PointRules {
     pub roc: Option<RocRules>,
     /// Predicted HH/LL early warning, when configured.
     pub predict: Option<PredictRules>,
-    /// Deviation from learned normal operation, when configured.
-    pub deviation: Option<DeviationRules>,
+    /// Deviation from learned normal operation, when configured (boxed:
+    /// most points have none, and every point's rules are held for as long
+    /// as the model runs).
+    pub deviation: Option<Box<DeviationRules>>,
     /// The limit alarms latch until reset (gas detection).
     pub latch: bool,
 }

@@ -179,14 +179,14 @@ impl Checker<'_> {
             };
             match model {
                 Ok(m) => {
-                    r.deviation = Some(DeviationRules {
+                    r.deviation = Some(Box::new(DeviationRules {
                         robust: m.robust,
                         cusum: m.cusum,
                         grid_ms: models.map_or(60_000, |all| all.grid_s as i64 * 1000),
                         k,
                         n,
                         priority,
-                    })
+                    }))
                 }
                 Err(why) => self.err(span, field, why),
             }
