@@ -189,6 +189,7 @@ mod tests {
                 latched: false,
                 suppressed: false,
                 backfilled: false,
+                contributors: [None; 2],
                 shelved_until_ms: None,
                 out_of_service: false,
                 escalation: 0,

@@ -143,6 +143,9 @@ pub struct AlarmRecord {
     /// A condition change judged after the fact, from readings that came
     /// later than the lateness bound.
     pub backfilled: bool,
+    /// For a multivariate warning: the points contributing most (for its
+    /// message; not kept in the journal beyond the message).
+    pub contributors: [Option<hazardwatch_proto::PointIdx>; 2],
     /// Shelved until this wall time (ms): recorded, not annunciated.
     pub shelved_until_ms: Option<i64>,
     /// Out of service: recorded, not annunciated, until returned.
@@ -315,6 +318,7 @@ impl AlarmTable {
             latched,
             suppressed: ev.suppressed,
             backfilled: ev.backfilled,
+            contributors: ev.contributors,
             shelved_until_ms: current.and_then(|a| a.last.shelved_until_ms),
             out_of_service: current.is_some_and(|a| a.last.out_of_service),
             escalation: current.map_or(0, |a| a.last.escalation),

@@ -296,6 +296,16 @@ pub const TEMPLATES: &[Template] = &[
         "{id} {what}恢复变化:{value} {unit}",
     ),
     t(
+        "multivariate_raised",
+        "{id} is running unlike its normal operation ({value} times the model's limit), most of all {points}",
+        "{id} 运行偏离正常模式(达模型限值的 {value} 倍),主要来自 {points}",
+    ),
+    t(
+        "multivariate_cleared",
+        "{id} back to its normal operation",
+        "{id} 恢复正常运行模式",
+    ),
+    t(
         "deviation_raised",
         "{id} {what} has drifted from normal operation: {value} {unit} where it is normally {limit}",
         "{id} {what}偏离正常运行:{value} {unit},正常约为 {limit}",

@@ -131,6 +131,18 @@ fn describe(r: &AlarmRecord, catalog: &Catalog) -> Text {
         (_, AlarmSource::Point(p)) if r.kind != AlarmKind::Chattering => {
             describe_point(r, catalog.meta(p))
         }
+        (Transition::Raised, _) if r.kind == AlarmKind::Multivariate => {
+            let points: Vec<&str> = r
+                .contributors
+                .iter()
+                .flatten()
+                .map(|&p| &*catalog.meta(p).id)
+                .collect();
+            named("multivariate_raised")
+                .with("value", format!("{:.1}", r.value))
+                .with("points", points.join(", "))
+        }
+        (_, _) if r.kind == AlarmKind::Multivariate => named("multivariate_cleared"),
         _ => describe_alarm_system(r, id),
     }
 }
@@ -294,6 +306,7 @@ pub(crate) fn record(catalog: &Catalog, e: &pb::AlarmEvent) -> Option<AlarmRecor
         latched: e.latched,
         suppressed: e.suppressed,
         backfilled: e.backfilled,
+        contributors: [None; 2],
         shelved_until_ms: (e.shelved_until_ms != 0).then_some(e.shelved_until_ms),
         out_of_service: e.out_of_service,
         // Unspecified (0) is the first level.

@@ -61,6 +61,9 @@ pub enum AlarmKind {
     /// Early warning: the point has drifted from its learned normal
     /// operation (`deviation` on a point, a model from `hazardwatch learn`).
     Deviation,
+    /// Unit: early warning, its points move unlike its learned normal
+    /// operation (`multivariate` on a unit: T² or SPE of its PCA model).
+    Multivariate,
 }
 
 impl AlarmKind {
@@ -68,7 +71,7 @@ impl AlarmKind {
     /// `ROC` (rate of change), `PHH`/`PLL` (predicted HH/LL), `FAULT`,
     /// `STALE`, `FLAT`, on units and consoles `VOTE`, `CORR`, `FLOOD`,
     /// `CHAT`, and on gateways `OFFLINE`; `DEV` (deviation from normal
-    /// operation).
+    /// operation) on points, `MV` (multivariate) on units.
     pub fn tag(self) -> &'static str {
         match self {
             AlarmKind::HighHigh => "HH",
@@ -87,6 +90,7 @@ impl AlarmKind {
             AlarmKind::Chattering => "CHAT",
             AlarmKind::Offline => "OFFLINE",
             AlarmKind::Deviation => "DEV",
+            AlarmKind::Multivariate => "MV",
         }
     }
 
@@ -115,6 +119,7 @@ impl AlarmKind {
             "CHAT" => Some(AlarmKind::Chattering),
             "OFFLINE" => Some(AlarmKind::Offline),
             "DEV" => Some(AlarmKind::Deviation),
+            "MV" => Some(AlarmKind::Multivariate),
             _ => None,
         }
     }
@@ -139,6 +144,7 @@ impl From<AlarmKind> for pb::AlarmKind {
             AlarmKind::Chattering => pb::AlarmKind::Chattering,
             AlarmKind::Offline => pb::AlarmKind::Offline,
             AlarmKind::Deviation => pb::AlarmKind::Deviation,
+            AlarmKind::Multivariate => pb::AlarmKind::Multivariate,
         }
     }
 }
@@ -225,6 +231,9 @@ pub struct RuleEvent {
     /// Judged after the fact: from readings that arrived later than the
     /// lateness bound (a gateway's buffered readings after an outage).
     pub backfilled: bool,
+    /// For multivariate warnings: the points contributing most, largest
+    /// first.
+    pub contributors: [Option<PointIdx>; 2],
 }
 
 impl RuleEvent {
@@ -250,6 +259,7 @@ impl RuleEvent {
             latch: false,
             suppressed: false,
             backfilled: false,
+            contributors: [None; 2],
         }
     }
 

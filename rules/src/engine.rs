@@ -44,8 +44,8 @@ use crate::operators::event_time::{
 };
 use crate::operators::unit_state::mark_suppressed;
 use crate::operators::{
-    Chattering, Correlation, Deviation, Fault, Flatline, Flood, GatewayOffline, Predict,
-    RateOfChange, Stale, Threshold, Voting,
+    Chattering, Correlation, Deviation, Fault, Flatline, Flood, GatewayOffline, Multivariate,
+    Predict, RateOfChange, Stale, Threshold, Voting,
 };
 use crate::rule_set::{RuleBook, RuleSet};
 use crate::site::SiteModel;
@@ -475,7 +475,7 @@ impl Engine {
                         Some(end.clone()),
                         &restore[3],
                     );
-                let point_events = readings.per_key(
+                let point_events = readings.clone().per_key(
                     epochs,
                     point_rules,
                     book.clone(),
@@ -499,8 +499,25 @@ impl Engine {
                         Some(end.clone()),
                         &restore[1],
                     );
+                let model_events = readings
+                    .clone()
+                    .each_event(
+                        "ToUnitModel",
+                        book.clone(),
+                        crate::operators::multivariate::routed,
+                    )
+                    .per_key(
+                        epochs,
+                        Multivariate,
+                        book.clone(),
+                        Some(end.clone()),
+                        &restore[1],
+                    );
                 let marked = scope.concatenate([
-                    mark_suppressed(scope.concatenate([point_events, unit_events]), book.clone()),
+                    mark_suppressed(
+                        scope.concatenate([point_events, unit_events, model_events]),
+                        book.clone(),
+                    ),
                     gateway_events,
                 ]);
                 let console_events = marked

@@ -209,7 +209,7 @@ fn a_deviation_needs_the_points_model_and_a_pre_alarms_settings() {
     );
     let err = park(dir.path(), "deviation = { priority = \"high\" }", with).unwrap_err();
     assert!(
-        err.contains("a deviation is a pre-alarm, low or medium"),
+        err.contains("a learned rule raises a pre-alarm, low or medium"),
         "{err}"
     );
     let err = park(dir.path(), "deviation = { persistence = [6, 5] }", with).unwrap_err();

@@ -572,9 +572,10 @@ where
 
 /// Extension trait: a stateless step over rule events that may look at the
 /// rules in force at each event's epoch.
-pub trait EachEvent<'scope> {
-    /// Applies `f` to every event with the rules of its epoch, keeping what
-    /// it returns (no exchange: events stay on their worker).
+pub trait EachEvent<'scope, T> {
+    /// Applies `f` to every record (an event, a reading) with the rules of
+    /// its epoch, keeping what it returns (no exchange: records stay on
+    /// their worker).
     fn each_event<D: Clone + 'static, F>(
         self,
         name: &str,
@@ -582,10 +583,10 @@ pub trait EachEvent<'scope> {
         f: F,
     ) -> Stream<'scope, u64, Vec<D>>
     where
-        F: Fn(&RuleSet, &RuleEvent) -> Option<D> + 'static;
+        F: Fn(&RuleSet, &T) -> Option<D> + 'static;
 }
 
-impl<'scope> EachEvent<'scope> for Stream<'scope, u64, Vec<RuleEvent>> {
+impl<'scope, T: Clone + 'static> EachEvent<'scope, T> for Stream<'scope, u64, Vec<T>> {
     fn each_event<D: Clone + 'static, F>(
         self,
         name: &str,
@@ -593,7 +594,7 @@ impl<'scope> EachEvent<'scope> for Stream<'scope, u64, Vec<RuleEvent>> {
         f: F,
     ) -> Stream<'scope, u64, Vec<D>>
     where
-        F: Fn(&RuleSet, &RuleEvent) -> Option<D> + 'static,
+        F: Fn(&RuleSet, &T) -> Option<D> + 'static,
     {
         self.unary::<CapacityContainerBuilder<Vec<D>>, _, _, _>(
             timely::dataflow::channels::pact::Pipeline,

@@ -203,6 +203,30 @@ pub struct UnitRules {
     pub voting: Option<VotingRules>,
     /// Correlation, when configured.
     pub correlation: Option<CorrelationRules>,
+    /// Multivariate monitoring against the unit's learned model, when
+    /// configured.
+    pub multivariate: Option<Box<MultivariateRules>>,
+}
+
+/// Validated multivariate parameters of a unit: its learned PCA model, the
+/// points in the model's order, and the pre-alarm's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultivariateRules {
+    /// The model.
+    pub pca: crate::monitor::Pca,
+    /// The model's variables, as points.
+    pub points: Vec<PointIdx>,
+    /// The grid, ms of event time.
+    pub grid_ms: i64,
+    /// Raised when T² or SPE is past its limit in `k` of the last `n` cells.
+    pub k: u32,
+    /// The persistence window, grid cells (at most 32).
+    pub n: u32,
+    /// The pre-alarm's priority.
+    pub priority: Priority,
+    /// A cell with more points than this without a value is not judged (a
+    /// quarter of the points; their stale alarms say which are silent).
+    pub max_missing: usize,
 }
 
 /// A unit in the validated model.

@@ -191,6 +191,9 @@ pub struct UnitSpec {
     /// Temperature and pressure rising together, e.g.
     /// `correlation = { window_s = 300 }`.
     pub correlation: Option<Spanned<CorrelationSpec>>,
+    /// Its points moving unlike its learned normal operation, e.g.
+    /// `multivariate = { priority = "medium" }` (needs `[park] models`).
+    pub multivariate: Option<Spanned<DeviationSpec>>,
     /// The unit's measured points.
     #[serde(default)]
     pub point: Vec<PointSpec>,
@@ -323,7 +326,8 @@ pub struct PointSpec {
     pub deviation: Option<Spanned<DeviationSpec>>,
 }
 
-/// `deviation = { ... }` on a point.
+/// `deviation = { ... }` on a point, and `multivariate = { ... }` on a
+/// unit: a pre-alarm judged against a learned model.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviationSpec {

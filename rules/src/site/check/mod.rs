@@ -286,6 +286,7 @@ impl SiteModel {
         let plan = c.plan(spec, &enterprises);
         let models = c.models(spec, &metas, &enterprises);
         c.deviations(spec, models.as_deref(), &mut rules);
+        c.multivariates(spec, models.as_deref(), &metas, &mut unit_rules);
         let registry = c.registry(spec, &names, metas.len());
         if !c.errors.is_empty() {
             return Err(Invalid(c.errors));

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::*;
 use crate::monitor::Models;
-use crate::site::model::DeviationRules;
+use crate::site::model::{DeviationRules, MultivariateRules};
+use crate::site::spec::DeviationSpec;
 use hazardwatch_proto::Priority;
 
 /// The largest models file read (a park of a million points with a model
@@ -148,28 +149,9 @@ impl Checker<'_> {
             let span = d.span();
             let id = p.id.get_ref();
             let field = format!("point {id}: deviation");
-            let v = d.get_ref();
-            let priority = v.priority.unwrap_or(Priority::Low);
-            if !matches!(priority, Priority::Low | Priority::Medium) {
-                self.err(
-                    span,
-                    field,
-                    format!(
-                        "priority {}: a deviation is a pre-alarm, low or medium",
-                        priority.as_str()
-                    ),
-                );
+            let Some((priority, k, n)) = self.pre_alarm(d, &field) else {
                 continue;
-            }
-            let [k, n] = v.persistence.unwrap_or([3, 5]);
-            if !(1 <= k && k <= n && n <= 32) {
-                self.err(
-                    span,
-                    field,
-                    format!("persistence [{k}, {n}]: k of the last n cells, 1 <= k <= n <= 32"),
-                );
-                continue;
-            }
+            };
             let model = match models {
                 None => Err("needs the point's model: name the file `hazardwatch learn` wrote in [park] models".to_owned()),
                 Some(m) => m.points.get(id.as_str()).ok_or_else(|| match m.skipped.get(id.as_str()) {
@@ -190,6 +172,98 @@ impl Checker<'_> {
                 }
                 Err(why) => self.err(span, field, why),
             }
+        }
+    }
+
+    /// A learned rule's pre-alarm settings: its priority (low, the
+    /// default, or medium) and persistence `[k, n]` (default `[3, 5]`).
+    fn pre_alarm(
+        &mut self,
+        d: &Spanned<DeviationSpec>,
+        field: &str,
+    ) -> Option<(Priority, u32, u32)> {
+        let v = d.get_ref();
+        let priority = v.priority.unwrap_or(Priority::Low);
+        if !matches!(priority, Priority::Low | Priority::Medium) {
+            self.err(
+                d.span(),
+                field.to_owned(),
+                format!(
+                    "priority {}: a learned rule raises a pre-alarm, low or medium",
+                    priority.as_str()
+                ),
+            );
+            return None;
+        }
+        let [k, n] = v.persistence.unwrap_or([3, 5]);
+        if !(1 <= k && k <= n && n <= 32) {
+            self.err(
+                d.span(),
+                field.to_owned(),
+                format!("persistence [{k}, {n}]: k of the last n cells, 1 <= k <= n <= 32"),
+            );
+            return None;
+        }
+        Some((priority, k, n))
+    }
+
+    /// Gives each unit with `multivariate` its learned model, in
+    /// `unit_rules` (the units in file order, by id): a unit without a
+    /// model in the park's models file is refused, saying why.
+    pub(super) fn multivariates(
+        &mut self,
+        spec: &SiteSpec,
+        models: Option<&Models>,
+        metas: &[PointMeta],
+        unit_rules: &mut [(String, UnitRules)],
+    ) {
+        let units = spec
+            .enterprise
+            .iter()
+            .flat_map(|e| e.hazard_source.iter())
+            .flat_map(|h| h.unit.iter());
+        for (u, (_, r)) in units.zip(unit_rules.iter_mut()) {
+            let Some(d) = &u.multivariate else { continue };
+            let id = u.id.get_ref();
+            let field = format!("unit {id}: multivariate");
+            let Some((priority, k, n)) = self.pre_alarm(d, &field) else {
+                continue;
+            };
+            let model = match models {
+                None => Err("needs the unit's model: name the file `hazardwatch learn` wrote in [park] models".to_owned()),
+                Some(m) => m.units.get(id.as_str()).ok_or_else(|| match m.skipped.get(id.as_str()) {
+                    Some(why) => format!("the models file has no model of {id}: {why}"),
+                    None => format!("the models file has no model of {id} (fit again with hazardwatch learn)"),
+                }),
+            };
+            let model = match model {
+                Ok(m) => m,
+                Err(why) => {
+                    self.err(d.span(), field, why);
+                    continue;
+                }
+            };
+            // The models check has made sure every model point is the unit's.
+            let points: Option<Vec<PointIdx>> = model
+                .points
+                .iter()
+                .map(|p| {
+                    metas
+                        .iter()
+                        .position(|m| &*m.id == p.as_str())
+                        .map(|i| i as PointIdx)
+                })
+                .collect();
+            let Some(points) = points else { continue };
+            r.multivariate = Some(Box::new(MultivariateRules {
+                pca: model.pca.clone(),
+                max_missing: points.len() / 4,
+                points,
+                grid_ms: models.map_or(60_000, |all| all.grid_s as i64 * 1000),
+                k,
+                n,
+                priority,
+            }));
         }
     }
 }

@@ -146,6 +146,9 @@ impl Checker<'_> {
             state: u.state,
             voting,
             correlation,
+            // Filled in once the models are read
+            // ([`Checker::multivariates`]).
+            multivariate: None,
         }
     }
 }
