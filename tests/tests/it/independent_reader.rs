@@ -155,3 +155,86 @@ async fn pyarrow_reads_the_archive_as_a_hive_partitioned_dataset() {
         );
     }
 }
+
+/// Rewrites every archive file under `argv[1]` into `argv[2]` (same
+/// partitions and names) with the compression `argv[3]`, as pyarrow writes
+/// Parquet for other tools.
+const REWRITE: &str = r#"
+import os, sys
+import pyarrow.parquet as pq
+src, dst, codec = sys.argv[1], sys.argv[2], sys.argv[3]
+n = 0
+for root, _, files in os.walk(src):
+    for f in files:
+        if f.endswith(".parquet"):
+            out = os.path.join(dst, os.path.relpath(root, src))
+            os.makedirs(out, exist_ok=True)
+            pq.write_table(pq.read_table(os.path.join(root, f)), os.path.join(out, f), compression=codec)
+            n += 1
+print(n)
+"#;
+
+/// Every common Parquet compression is read: pyarrow's default (Snappy),
+/// and gzip, LZ4, Brotli and zstd, as other tools write them (issue 17:
+/// history brought from other systems).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_reader_reads_parquet_as_pyarrow_compresses_it() {
+    use hazardwatch_storage::reader::{self, Range};
+    if !pyarrow_available() {
+        assert!(
+            std::env::var_os("HAZARDWATCH_REQUIRE_PYARROW").is_none(),
+            "pyarrow is required here but `python3 -c 'import pyarrow'` fails"
+        );
+        eprintln!("skipped: pyarrow not installed (the README's test command installs it)");
+        return;
+    }
+    let svc = TestService::start().await.unwrap();
+    let (host, port) = svc.broker();
+    let mut gw = Gateway::connect(&host, port, "gw-codecs").await.unwrap();
+    let t0 = now_ms();
+    let readings: Vec<_> = (0..50)
+        .map(|i| serde_json::json!({"point": "T101.LT", "ts": t0 + i, "value": 5.0 + i as f64 / 10.0}))
+        .collect();
+    let payload = serde_json::to_vec(&serde_json::json!({ "readings": readings })).unwrap();
+    gw.publish("hw/v1/E01/GW/telemetry", payload).await.unwrap();
+    svc.wait_for_readings(50).await.unwrap();
+    gw.close().await;
+    let archive = svc.running.archive_dir.clone();
+    svc.running.shutdown().await.unwrap();
+
+    let rows = |root: &std::path::Path| {
+        let plan = reader::plan(root, &Range::default()).unwrap();
+        let mut out = Vec::new();
+        for part in &plan.parts {
+            reader::read_part(
+                part,
+                &Range::default(),
+                |point, ts, value, quality, late| {
+                    out.push((point.to_owned(), ts, value.to_bits(), quality, late));
+                },
+            )
+            .unwrap();
+        }
+        out.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+        out
+    };
+    let ours = rows(&archive);
+    assert!(ours.len() >= 50, "{}", ours.len());
+    let dir = tempfile::tempdir().unwrap();
+    for codec in ["snappy", "gzip", "lz4", "brotli", "zstd"] {
+        let copy = dir.path().join(codec);
+        let out = Command::new("python3")
+            .args(["-c", REWRITE])
+            .arg(archive.join("readings"))
+            .arg(copy.join("readings"))
+            .arg(codec)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(rows(&copy), ours, "{codec}");
+    }
+}
