@@ -18,6 +18,7 @@
 use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Reading, RuleEvent};
 
 use crate::operators::event_time::{Deadline, KeyedLogic, Scheduled, Sparse, withdraw};
+use crate::operators::persistence::Persistence;
 use crate::rule_set::RuleSet;
 use crate::site::model::DeviationRules;
 
@@ -32,11 +33,9 @@ pub struct DeviationState {
     cell: Option<(i64, f64, u32)>,
     /// The CUSUM's statistics (upper, lower).
     cusum: (f64, f64),
-    /// Whether the CUSUM signalled in each of the last cells, newest in
-    /// bit 0.
-    signals: u32,
+    /// Whether the CUSUM signalled in the last cells, and the pre-alarm.
+    persistence: Persistence,
     deadline: Deadline,
-    active: bool,
 }
 
 impl DeviationState {
@@ -53,22 +52,8 @@ impl DeviationState {
         // h / 2k cells).
         let ceiling = 1.5 * d.cusum.h;
         self.cusum = (up.min(ceiling), down.min(ceiling));
-        let window = if d.n >= 32 {
-            u32::MAX
-        } else {
-            (1u32 << d.n) - 1
-        };
-        self.signals = ((self.signals << 1) | u32::from(d.cusum.signals(self.cusum))) & window;
-        let signalled = self.signals.count_ones();
-        let change = if !self.active && signalled >= d.k {
-            Some(true)
-        } else if self.active && signalled == 0 {
-            Some(false)
-        } else {
-            None
-        };
+        let change = self.persistence.push(d.cusum.signals(self.cusum), d.k, d.n);
         if let Some(active) = change {
-            self.active = active;
             out.push(RuleEvent::new(
                 AlarmSource::Point(point),
                 AlarmKind::Deviation,
@@ -153,7 +138,7 @@ impl KeyedLogic for Deviation {
         let Some(st) = st.as_deref_mut() else { return };
         let configured = rules.point(point).is_some_and(|p| p.deviation.is_some());
         withdraw(
-            &mut st.active,
+            st.persistence.active_mut(),
             configured,
             rules,
             AlarmSource::Point(point),
@@ -168,11 +153,7 @@ impl KeyedLogic for Deviation {
 
     fn on_restore(&self, st: &mut Sparse<DeviationState>, kind: AlarmKind) {
         if kind == AlarmKind::Deviation {
-            let st = st.get_or_insert_with(Box::default);
-            st.active = true;
-            // As if it had signalled throughout: it clears after a whole
-            // window of quiet cells, not at the first one.
-            st.signals = u32::MAX;
+            st.get_or_insert_with(Box::default).persistence.restore();
         }
     }
 }

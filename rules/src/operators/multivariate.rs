@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::operators::event_time::{
     Deadline, KeyedLogic, Scheduled, Sparse, Timed, point_hash, withdraw,
 };
+use crate::operators::persistence::Persistence;
 use crate::rule_set::RuleSet;
 use crate::site::model::MultivariateRules;
 
@@ -73,11 +74,10 @@ pub struct MultivariateState {
     sums: Vec<(f64, u32)>,
     /// Each variable's latest mean and its cell.
     last: Vec<Option<(i64, f64)>>,
-    /// Whether a statistic was past its limit in each of the last cells,
-    /// newest in bit 0.
-    signals: u32,
+    /// Whether a statistic was past its limit in the last cells, and the
+    /// pre-alarm.
+    persistence: Persistence,
     deadline: Deadline,
-    active: bool,
 }
 
 impl MultivariateState {
@@ -118,22 +118,8 @@ impl MultivariateState {
         } else {
             0.0
         };
-        let window = if m.n >= 32 {
-            u32::MAX
-        } else {
-            (1u32 << m.n) - 1
-        };
-        self.signals = ((self.signals << 1) | u32::from(t2 > 1.0 || spe > 1.0)) & window;
-        let signalled = self.signals.count_ones();
-        let change = if !self.active && signalled >= m.k {
-            Some(true)
-        } else if self.active && signalled == 0 {
-            Some(false)
-        } else {
-            None
-        };
+        let change = self.persistence.push(t2 > 1.0 || spe > 1.0, m.k, m.n);
         let Some(active) = change else { return };
-        self.active = active;
         let (ratio, contributions) = if spe > t2 {
             (spe, &score.spe_contributions)
         } else {
@@ -230,7 +216,7 @@ impl KeyedLogic for Multivariate {
         let Some(st) = st.as_deref_mut() else { return };
         let configured = rules.unit(unit).is_some_and(|u| u.multivariate.is_some());
         withdraw(
-            &mut st.active,
+            st.persistence.active_mut(),
             configured,
             rules,
             AlarmSource::Unit(unit),
@@ -245,9 +231,7 @@ impl KeyedLogic for Multivariate {
 
     fn on_restore(&self, st: &mut Sparse<MultivariateState>, kind: AlarmKind) {
         if kind == AlarmKind::Multivariate {
-            let st = st.get_or_insert_with(Box::default);
-            st.active = true;
-            st.signals = u32::MAX;
+            st.get_or_insert_with(Box::default).persistence.restore();
         }
     }
 }
