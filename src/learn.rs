@@ -326,9 +326,10 @@ pub fn command(a: LearnCommand) -> anyhow::Result<()> {
     );
     for (unit, m) in &models.units {
         println!(
-            "  {unit}: {} points, {} components ({:.0} % of the variance), {} samples, T² limit {:.2}, SPE limit {:.2}",
+            "  {unit}: {} points, {} component{} ({:.0} % of the variance), {} samples, T² limit {:.2}, SPE limit {:.2}",
             m.points.len(),
             m.pca.loadings.len(),
+            if m.pca.loadings.len() == 1 { "" } else { "s" },
             100.0 * m.pca.explained,
             m.pca.rows,
             m.pca.t2_limit,

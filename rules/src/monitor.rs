@@ -259,7 +259,8 @@ pub struct Pca {
     pub confidence: f64,
     /// Hotelling's T² limit at `confidence`.
     pub t2_limit: f64,
-    /// SPE limit at `confidence`.
+    /// SPE limit at `confidence`; 0 when the kept components explain all
+    /// but a millionth of the variance (nothing left to judge).
     pub spe_limit: f64,
 }
 
@@ -342,7 +343,14 @@ impl Pca {
         let variances = values[..kept].to_vec();
         let residual = &values[kept..];
         let t2_limit = t2_limit(kept, n, confidence);
-        let spe_limit = spe_limit(residual, confidence);
+        // Points that move exactly together leave no residual to judge: a
+        // limit fitted to rounding noise would flag every new sample, so
+        // SPE is not monitored then (limit 0).
+        let spe_limit = if residual.iter().sum::<f64>() <= 1e-6 * total {
+            0.0
+        } else {
+            spe_limit(residual, confidence)
+        };
         Ok(Pca {
             mean,
             scale,
@@ -538,6 +546,20 @@ mod tests {
             .collect();
         let s = m.score(&along);
         assert!(s.t2 > m.t2_limit && s.spe < m.spe_limit, "{s:?}");
+    }
+
+    #[test]
+    fn points_that_move_exactly_together_leave_spe_unmonitored() {
+        let mut g = Gauss(13);
+        let rows: Vec<Vec<f64>> = (0..200)
+            .map(|_| {
+                let x = g.next();
+                vec![10.0 + x, 20.0 + 2.0 * x]
+            })
+            .collect();
+        let m = Pca::fit(&rows, 0.9, 0.99).unwrap();
+        assert_eq!(m.loadings.len(), 1);
+        assert_eq!(m.spe_limit, 0.0);
     }
 
     #[test]
