@@ -63,9 +63,10 @@ impl Options {
     /// Checks the options, naming the flag that is wrong.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
-            (1..=86_400).contains(&self.grid_s),
-            "--grid-s {}: from 1 to 86400",
-            self.grid_s
+            (1..=Models::MAX_GRID_S).contains(&self.grid_s),
+            "--grid-s {}: from 1 to {}",
+            self.grid_s,
+            Models::MAX_GRID_S
         );
         anyhow::ensure!(
             self.arl0.is_finite() && self.arl0 >= 10.0,

@@ -166,6 +166,40 @@ impl Models {
     pub const FORMAT: &'static str = "hazardwatch-models";
     /// The version this build writes and reads.
     pub const VERSION: u32 = 1;
+    /// The longest grid, seconds (a day).
+    pub const MAX_GRID_S: u64 = 86_400;
+
+    /// Checks that the numbers can be judged against: a file is input
+    /// from outside (edited, truncated, from another build), and a zero
+    /// grid or spread, or a model whose vectors disagree in length, would
+    /// divide by zero or index out of bounds in the rules. Says what is
+    /// wrong first.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=Self::MAX_GRID_S).contains(&self.grid_s) {
+            return Err(format!(
+                "grid_s {} is not from 1 to {}",
+                self.grid_s,
+                Self::MAX_GRID_S
+            ));
+        }
+        let finite = |v: f64| v.is_finite();
+        for (id, p) in &self.points {
+            let (r, c) = (p.robust, p.cusum);
+            if !(finite(r.centre) && finite(r.spread) && r.spread > 0.0)
+                || !(finite(c.k) && finite(c.h) && c.k >= 0.0 && c.h > 0.0)
+            {
+                return Err(format!(
+                    "point {id}'s model needs a finite centre, a positive spread and a positive decision interval"
+                ));
+            }
+        }
+        for (id, u) in &self.units {
+            u.pca
+                .check(u.points.len())
+                .map_err(|why| format!("unit {id}'s model {why}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Where and when the models were fitted.
@@ -362,6 +396,39 @@ impl Pca {
             t2_limit,
             spe_limit,
         })
+    }
+
+    /// Checks a model read from outside for `vars` variables: one mean,
+    /// scale and loading entry per variable, at least one component, a
+    /// variance per component, every number finite, scales and variances
+    /// positive, limits not negative.
+    pub fn check(&self, vars: usize) -> Result<(), String> {
+        let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+        if self.mean.len() != vars
+            || self.scale.len() != vars
+            || self.loadings.iter().any(|l| l.len() != vars)
+        {
+            return Err("does not have one variable per point".into());
+        }
+        if self.loadings.is_empty() || self.variances.len() != self.loadings.len() {
+            return Err("does not have one variance per component".into());
+        }
+        if !(finite(&self.mean)
+            && finite(&self.scale)
+            && finite(&self.variances)
+            && self.loadings.iter().all(|l| finite(l))
+            && self.scale.iter().chain(&self.variances).all(|&v| v > 0.0)
+            && self.t2_limit.is_finite()
+            && self.spe_limit.is_finite()
+            && self.t2_limit > 0.0
+            && self.spe_limit >= 0.0)
+        {
+            return Err(
+                "has a number that is not finite, or a scale, variance or limit out of range"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// Scores one sample (every variable, in the model's order).

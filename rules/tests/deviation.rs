@@ -66,9 +66,20 @@ fn park_with(
     pt: &str,
     models_line: &str,
 ) -> Result<SiteModel, String> {
+    park_from(dir, &models(), deviation, pt, models_line)
+}
+
+/// [`park_with`] on `models`.
+fn park_from(
+    dir: &Path,
+    models: &Models,
+    deviation: &str,
+    pt: &str,
+    models_line: &str,
+) -> Result<SiteModel, String> {
     std::fs::write(
         dir.join("models.json"),
-        serde_json::to_string(&models()).unwrap(),
+        serde_json::to_string(models).unwrap(),
     )
     .unwrap();
     let text = common::model_text(&format!(
@@ -222,6 +233,16 @@ fn a_deviation_needs_the_points_model_and_a_pre_alarms_settings() {
                 .contains("the models file has no model of R1.PT: it does not vary in the period"),
         "{err}"
     );
+    // A models file is input from outside: numbers the rules cannot judge
+    // against are refused by name, not divided by.
+    let mut bad = models();
+    bad.grid_s = 0;
+    let err = park_from(dir.path(), &bad, "deviation = {}", "", with).unwrap_err();
+    assert!(err.contains("grid_s 0 is not from 1 to 86400"), "{err}");
+    let mut bad = models();
+    bad.points.get_mut("R1.TE").unwrap().robust.spread = 0.0;
+    let err = park_from(dir.path(), &bad, "deviation = {}", "", with).unwrap_err();
+    assert!(err.contains("point R1.TE's model needs"), "{err}");
     let m = park(dir.path(), "deviation = {}", with).unwrap();
     let te = m.catalog.lookup("R1.TE").unwrap();
     let d = *m.point_rules(te).deviation.clone().unwrap();

@@ -81,9 +81,13 @@ fn models() -> Models {
 }
 
 fn park(dir: &Path, multivariate: &str) -> Result<SiteModel, String> {
+    park_from(dir, &models(), multivariate)
+}
+
+fn park_from(dir: &Path, models: &Models, multivariate: &str) -> Result<SiteModel, String> {
     std::fs::write(
         dir.join("models.json"),
-        serde_json::to_string(&models()).unwrap(),
+        serde_json::to_string(models).unwrap(),
     )
     .unwrap();
     let text = format!(
@@ -231,6 +235,14 @@ fn a_multivariate_rule_needs_the_units_model() {
     let err = park(dir.path(), "multivariate = { persistence = [0, 5] }").unwrap_err();
     assert!(
         err.contains("unit R1: multivariate") && err.contains("persistence [0, 5]"),
+        "{err}"
+    );
+    // A model whose vectors disagree would index out of bounds: refused.
+    let mut bad = models();
+    bad.units.get_mut("R1").unwrap().pca.scale.pop();
+    let err = park_from(dir.path(), &bad, "multivariate = {}").unwrap_err();
+    assert!(
+        err.contains("unit R1's model does not have one variable per point"),
         "{err}"
     );
     let m = park(dir.path(), "multivariate = {}").unwrap();

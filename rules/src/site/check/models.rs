@@ -50,6 +50,9 @@ impl Checker<'_> {
             }
         };
         let mut wrong = Vec::new();
+        if let Err(why) = models.check() {
+            wrong.push(why);
+        }
         if models.format != Models::FORMAT || models.version != Models::VERSION {
             wrong.push(format!(
                 "it is {} version {}; this build reads {} version {}",
@@ -66,8 +69,10 @@ impl Checker<'_> {
                 spec.park.id.get_ref()
             ));
         }
+        let by_id: std::collections::HashMap<&str, &PointMeta> =
+            metas.iter().map(|m| (&*m.id, m)).collect();
         for (id, p) in &models.points {
-            match metas.iter().find(|m| &*m.id == id.as_str()) {
+            match by_id.get(id.as_str()) {
                 None => wrong.push(format!("point {id} is not in the park")),
                 Some(m) if m.kind.as_str() != p.kind || *m.eng_unit != *p.eng_unit => {
                     wrong.push(format!(
@@ -81,12 +86,14 @@ impl Checker<'_> {
                 Some(_) => {}
             }
         }
-        let units = enterprises
+        let units: std::collections::HashMap<&str, _> = enterprises
             .iter()
             .flat_map(|e| e.hazard_sources.iter())
-            .flat_map(|h| h.units.iter());
+            .flat_map(|h| h.units.iter())
+            .map(|u| (u.id.as_str(), u))
+            .collect();
         for (id, u) in &models.units {
-            let Some(unit) = units.clone().find(|x| &x.id == id) else {
+            let Some(unit) = units.get(id.as_str()) else {
                 wrong.push(format!("unit {id} is not in the park"));
                 continue;
             };
@@ -98,13 +105,6 @@ impl Checker<'_> {
             if let Some(p) = u.points.iter().find(|p| !here.contains(&p.as_str())) {
                 wrong.push(format!(
                     "unit {id}'s model uses {p}, which is not one of its points"
-                ));
-            }
-            if u.pca.mean.len() != u.points.len()
-                || u.pca.loadings.iter().any(|l| l.len() != u.points.len())
-            {
-                wrong.push(format!(
-                    "unit {id}'s model does not have one variable per point"
                 ));
             }
         }
@@ -152,13 +152,7 @@ impl Checker<'_> {
             let Some((priority, k, n)) = self.pre_alarm(d, &field) else {
                 continue;
             };
-            let model = match models {
-                None => Err("needs the point's model: name the file `hazardwatch learn` wrote in [park] models".to_owned()),
-                Some(m) => m.points.get(id.as_str()).ok_or_else(|| match m.skipped.get(id.as_str()) {
-                    Some(why) => format!("the models file has no model of {id}: {why}"),
-                    None => format!("the models file has no model of {id} (fit again with hazardwatch learn)"),
-                }),
-            };
+            let model = model_of(models, |m| &m.points, id, "point");
             match model {
                 Ok(m) => {
                     r.deviation = Some(Box::new(DeviationRules {
@@ -222,6 +216,11 @@ impl Checker<'_> {
             .iter()
             .flat_map(|e| e.hazard_source.iter())
             .flat_map(|h| h.unit.iter());
+        let index: std::collections::HashMap<&str, PointIdx> = metas
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (&*m.id, i as PointIdx))
+            .collect();
         for (u, (_, r)) in units.zip(unit_rules.iter_mut()) {
             let Some(d) = &u.multivariate else { continue };
             let id = u.id.get_ref();
@@ -229,13 +228,7 @@ impl Checker<'_> {
             let Some((priority, k, n)) = self.pre_alarm(d, &field) else {
                 continue;
             };
-            let model = match models {
-                None => Err("needs the unit's model: name the file `hazardwatch learn` wrote in [park] models".to_owned()),
-                Some(m) => m.units.get(id.as_str()).ok_or_else(|| match m.skipped.get(id.as_str()) {
-                    Some(why) => format!("the models file has no model of {id}: {why}"),
-                    None => format!("the models file has no model of {id} (fit again with hazardwatch learn)"),
-                }),
-            };
+            let model = model_of(models, |m| &m.units, id, "unit");
             let model = match model {
                 Ok(m) => m,
                 Err(why) => {
@@ -247,12 +240,7 @@ impl Checker<'_> {
             let points: Option<Vec<PointIdx>> = model
                 .points
                 .iter()
-                .map(|p| {
-                    metas
-                        .iter()
-                        .position(|m| &*m.id == p.as_str())
-                        .map(|i| i as PointIdx)
-                })
+                .map(|p| index.get(p.as_str()).copied())
                 .collect();
             let Some(points) = points else { continue };
             r.multivariate = Some(Box::new(MultivariateRules {
@@ -266,4 +254,23 @@ impl Checker<'_> {
             }));
         }
     }
+}
+
+/// The learned model of point or unit `id` (`what`) for a rule that needs
+/// it, or why there is none.
+fn model_of<'m, T>(
+    models: Option<&'m Models>,
+    pick: impl Fn(&'m Models) -> &'m std::collections::BTreeMap<String, T>,
+    id: &str,
+    what: &str,
+) -> Result<&'m T, String> {
+    let Some(m) = models else {
+        return Err(format!(
+            "needs the {what}'s model: name the file `hazardwatch learn` wrote in [park] models"
+        ));
+    };
+    pick(m).get(id).ok_or_else(|| match m.skipped.get(id) {
+        Some(why) => format!("the models file has no model of {id}: {why}"),
+        None => format!("the models file has no model of {id} (fit again with hazardwatch learn)"),
+    })
 }
