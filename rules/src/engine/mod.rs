@@ -31,14 +31,16 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
-use hazardwatch_proto::{AlarmKind, AlarmSource, Reading, RuleEvent};
-use serde::{Deserialize, Serialize};
+use hazardwatch_proto::{Reading, RuleEvent};
+use serde::Deserialize;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::core::{Concatenate, UnorderedInput};
 use timely::dataflow::operators::generic::Operator;
 
 use crate::error::{Error, Result};
+
+mod resume;
 use crate::operators::event_time::{
     EachEvent, EndOfInput, Epochs, PerKey, Routed, point_hash, worker_of,
 };
@@ -49,6 +51,7 @@ use crate::operators::{
 };
 use crate::rule_set::{RuleBook, RuleSet};
 use crate::site::SiteModel;
+pub use resume::Resume;
 
 /// Messages waiting for one worker. Each carries a batch, so this bounds
 /// memory at about `WORKER_QUEUE_BATCHES` x batch size per worker; a full
@@ -291,52 +294,6 @@ pub struct Engine {
     replay_from_ms: Option<i64>,
 }
 
-/// Where a service left off, for [`Engine::start_from`].
-#[derive(Debug, Clone, Default)]
-pub struct Resume {
-    /// The alarm conditions active when the service stopped, as its alarm
-    /// journal left them. In a cluster, process 0 holds the journal and
-    /// brings them; the engine gives each to the worker that owns it,
-    /// whichever process that is in.
-    pub active: Vec<(AlarmSource, AlarmKind)>,
-    /// The event time of the oldest reading this process's write-ahead log
-    /// will feed again (none: it holds nothing to judge again).
-    pub replay_from_ms: Option<i64>,
-}
-
-/// What the processes tell every worker before the rules start.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum Boot {
-    Active(AlarmSource, AlarmKind),
-    ReplayFrom(i64),
-}
-
-/// Runs a dataflow of its own, to completion, that gives every worker of
-/// every process what each worker brought: so process 0's conditions reach
-/// the workers that own them in other processes, and process 0 learns
-/// where every process's write-ahead log starts. On one process it costs
-/// one empty exchange.
-fn bootstrap(worker: &mut timely::worker::Worker, mut brought: Vec<Boot>) -> Vec<Boot> {
-    use timely::dataflow::operators::core::{Input, Inspect, Probe};
-    use timely::dataflow::operators::vec::Broadcast;
-    let told = Rc::new(std::cell::RefCell::new(Vec::new()));
-    let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
-        let (input, stream) = scope.new_input::<Vec<Boot>>();
-        let told = told.clone();
-        let (probe, _) = stream
-            .broadcast()
-            .inspect(move |b: &Boot| told.borrow_mut().push(b.clone()))
-            .probe();
-        (input, probe)
-    });
-    input.send_batch(&mut brought);
-    input.close();
-    while !probe.done() {
-        worker.step();
-    }
-    told.take()
-}
-
 /// How far the rules have judged: every event time before
 /// [`Progress::judged_before_ms`] has been through every rule and its
 /// alarm events handed to the sink. A cheap handle for other threads (a
@@ -386,16 +343,7 @@ impl Engine {
         sink: EventSink,
         resume: Resume,
     ) -> Result<Engine> {
-        // Process 0 brings the conditions (it holds the alarm journal);
-        // every process brings where its write-ahead log starts.
-        let brought: Arc<Vec<Boot>> = Arc::new(
-            resume
-                .active
-                .iter()
-                .map(|&(source, kind)| Boot::Active(source, kind))
-                .chain(resume.replay_from_ms.map(Boot::ReplayFrom))
-                .collect(),
-        );
+        let brought = Arc::new(resume.brought());
         let replay_from = Arc::new(std::sync::Mutex::new(None));
         config.validate()?;
         let workers = config.worker_count();
@@ -423,30 +371,14 @@ impl Engine {
             let index = worker.index();
             let local = index - first;
             let rx = receivers[local].clone();
-            let told = bootstrap(
+            let (restore, from) = resume::sorted(resume::bootstrap(
                 worker,
                 if local == 0 {
                     brought.to_vec()
                 } else {
                     Vec::new()
                 },
-            );
-            let mut restore: [Vec<(u32, AlarmKind)>; 4] = Default::default();
-            let mut from: Option<i64> = None;
-            for b in told {
-                match b {
-                    Boot::Active(source, kind) => {
-                        let (stage, key) = match source {
-                            AlarmSource::Point(p) => (0, p),
-                            AlarmSource::Unit(u) => (1, u),
-                            AlarmSource::Console(c) => (2, c),
-                            AlarmSource::Gateway(g) => (3, g),
-                        };
-                        restore[stage].push((key, kind));
-                    }
-                    Boot::ReplayFrom(ms) => from = Some(from.map_or(ms, |f| f.min(ms))),
-                }
-            }
+            ));
             if index == 0 {
                 *gathered_from.lock().unwrap_or_else(|p| p.into_inner()) = from;
             }
