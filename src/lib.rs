@@ -46,6 +46,7 @@ pub mod console;
 pub mod demo;
 pub mod grpc;
 pub mod http;
+pub mod import;
 pub mod learn;
 pub mod live_site;
 pub mod notify;

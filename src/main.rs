@@ -103,6 +103,9 @@ enum Command {
     /// Fit models of normal operation (per point: centre, spread, CUSUM;
     /// per unit: PCA with T² and SPE limits) from a period of the archive.
     Learn(hazardwatch::learn::LearnCommand),
+    /// Import history from other systems (CSV or Parquet exports, wide or
+    /// long) into a new archive for learn and replay.
+    Import(hazardwatch::import::ImportCommand),
     /// Validate a configuration file; errors name file, line and field.
     CheckConfig {
         /// The file.
@@ -303,6 +306,10 @@ fn main() -> ExitCode {
         Command::Learn(a) => {
             init_tracing("warn", cli.log_format);
             hazardwatch::learn::command(a)
+        }
+        Command::Import(a) => {
+            init_tracing("warn", cli.log_format);
+            hazardwatch::import::command(a)
         }
         Command::Health {
             metrics,

@@ -401,6 +401,55 @@ pub fn read_part_of(
     Ok(())
 }
 
+/// A Parquet file from another system (`hazardwatch import`), read batch
+/// by batch with the guards the archive's own files get: the footer
+/// checked before and after it is parsed, every read paid from a budget,
+/// a panic in the decoder turned into an error naming the file.
+pub struct Foreign {
+    path: PathBuf,
+    schema: arrow_schema::SchemaRef,
+    rows: u64,
+    reader: ParquetRecordBatchReader,
+}
+
+impl Foreign {
+    /// Opens `path`; batches hold at most `batch_rows` rows.
+    pub fn open(path: &Path, batch_rows: usize) -> Result<Foreign> {
+        let file = File::open(path).map_err(io(path))?;
+        let builder = open_checked(&file, path)?;
+        let schema = builder.schema().clone();
+        let rows = builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| rg.num_rows().max(0) as u64)
+            .sum();
+        let reader = guard(path, || builder.with_batch_size(batch_rows.max(1)).build())?
+            .map_err(parquet(path))?;
+        Ok(Foreign {
+            path: path.to_owned(),
+            schema,
+            rows,
+            reader,
+        })
+    }
+
+    /// The file's Arrow schema.
+    pub fn schema(&self) -> &arrow_schema::SchemaRef {
+        &self.schema
+    }
+
+    /// Rows the footer says the file holds.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The next batch, `None` at the end.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        next_batch(&mut self.reader, &self.path)
+    }
+}
+
 /// A `quality` as archived (including the service's markers).
 fn archived_quality(s: &str) -> Option<Quality> {
     Quality::ALL.into_iter().find(|q| q.as_str() == s)

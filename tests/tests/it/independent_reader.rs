@@ -36,7 +36,7 @@ print(json.dumps({
 "#;
 
 /// Runs a Python script on a dataset directory; its JSON output.
-fn pyarrow(script: &str, dir: &std::path::Path) -> serde_json::Value {
+pub(crate) fn pyarrow(script: &str, dir: &std::path::Path) -> serde_json::Value {
     let out = Command::new("python3")
         .args(["-c", script])
         .arg(dir)
@@ -53,7 +53,7 @@ fn pyarrow(script: &str, dir: &std::path::Path) -> serde_json::Value {
 /// True when pyarrow can be imported; false (the test is skipped, and
 /// says so) when not, unless `HAZARDWATCH_REQUIRE_PYARROW` is set: then
 /// its absence fails the test.
-fn pyarrow_available() -> bool {
+pub(crate) fn pyarrow_available() -> bool {
     let here = Command::new("python3")
         .args(["-c", "import pyarrow.dataset"])
         .output()

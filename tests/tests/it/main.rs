@@ -16,6 +16,7 @@ mod escalation;
 mod federation;
 mod gateway_status;
 mod health;
+mod import;
 mod independent_reader;
 mod journal;
 mod learn;
