@@ -6,7 +6,8 @@
 //! event time (`--grid-s`, 60 s by default), which is also what the rules
 //! judge: a mean over a minute is far less noisy and far less
 //! autocorrelated than 1 Hz samples. Then, for every point with at least
-//! [`MIN_SAMPLES`] grid means, its robust centre and spread and a CUSUM
+//! [`MIN_SAMPLES`] grid means, its robust centre and spread, the lag-1
+//! autocorrelation of its means, and a CUSUM of their prediction errors
 //! tuned to one false alarm per `--arl` grid samples; for every unit with
 //! two or more such points, a PCA model of its standardised points over
 //! the grid cells where all of them have a mean, with T² and SPE limits at
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use hazardwatch_proto::{PointIdx, Quality};
 use hazardwatch_rules::SiteModel;
-use hazardwatch_rules::monitor::{Cusum, Models, Pca, PointModel, Robust, Trained, UnitModel};
+use hazardwatch_rules::monitor::{Ar1, Cusum, Models, Pca, PointModel, Robust, Trained, UnitModel};
 use hazardwatch_storage::reader::{self, Range};
 
 use crate::config::Config;
@@ -174,6 +175,14 @@ pub fn learn(
             continue;
         };
         fitted.insert(p, robust);
+        // Consecutive cells only: a gap says nothing of one minute's pull
+        // on the next.
+        let ar1 = Ar1::fit(means.into_iter().flat_map(|m| {
+            m.iter()
+                .zip(m.iter().skip(1))
+                .filter(|((c0, _), (c1, _))| *c1 - *c0 == 1)
+                .map(|((_, v0), (_, v1))| (robust.standardise(*v0), robust.standardise(*v1)))
+        }));
         models.points.insert(
             meta.id.to_string(),
             PointModel {
@@ -182,6 +191,7 @@ pub fn learn(
                 samples: n as u64,
                 robust,
                 cusum,
+                ar1,
             },
         );
     }

@@ -44,11 +44,13 @@
 pub mod config;
 pub mod console;
 pub mod demo;
+pub mod evaluate;
 pub mod grpc;
 pub mod http;
 pub mod import;
 pub mod learn;
 pub mod live_site;
+pub mod new_archive;
 pub mod notify;
 pub mod pipeline;
 pub mod readiness;

@@ -89,6 +89,18 @@ enum Command {
         /// Seconds before the first incident.
         #[arg(long, default_value_t = 10.0)]
         incident_start: f64,
+        /// Schedule the slow incidents too (hours long: cooling
+        /// degradation, feed-ratio fault, slow leak).
+        #[arg(long)]
+        slow_incidents: bool,
+        /// Write the simulated readings straight into a new archive here,
+        /// in simulated time (needs --duration), instead of publishing.
+        #[arg(long)]
+        archive: Option<PathBuf>,
+        /// With --archive: the simulated start, RFC 3339 or Unix ms
+        /// (default: --duration before now).
+        #[arg(long)]
+        start: Option<String>,
         /// Seed of the simulated noise.
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -408,20 +420,29 @@ fn main() -> ExitCode {
             format,
             no_incidents,
             incident_start,
+            slow_incidents,
+            archive,
+            start,
             seed,
             credentials: creds,
         } => {
             init_tracing("info", cli.log_format);
             load(config.as_ref()).and_then(|c| {
-                let (host, port) = hazardwatch_ingest::config::broker_host_port(&broker)?;
-                let options = SimOptions {
+                let mut options = SimOptions {
                     seed,
                     incidents: !no_incidents,
                     incident_start_s: incident_start,
+                    slow_incidents,
                     format,
                     topic_prefix: c.settings.mqtt.topic_prefix.clone(),
-                    credentials: credentials(creds.as_ref())?,
+                    credentials: hazardwatch::sim::Credentials::new(),
                 };
+                if let Some(out) = archive {
+                    return simulate_archive(&c, &options, &out, duration, start.as_deref());
+                }
+                anyhow::ensure!(start.is_none(), "--start needs --archive");
+                options.credentials = credentials(creds.as_ref())?;
+                let (host, port) = hazardwatch_ingest::config::broker_host_port(&broker)?;
                 runtime()?.block_on(async move {
                     let n = hazardwatch::sim::publish_until_signal(
                         &c.site,
@@ -444,4 +465,48 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `simulate --archive`: simulated history written straight to an archive.
+fn simulate_archive(
+    c: &Config,
+    options: &SimOptions,
+    out: &std::path::Path,
+    duration: Option<u64>,
+    start: Option<&str>,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let duration = duration.ok_or_else(|| anyhow::anyhow!("--archive needs --duration"))?;
+    anyhow::ensure!(
+        (1..=366 * 86_400).contains(&duration),
+        "--duration {duration}: from 1 s to a year with --archive"
+    );
+    let start_ms = match start {
+        Some(t) => hazardwatch::replay::parse_time("--start", t)?,
+        None => {
+            let now = chrono::Utc::now().timestamp_millis();
+            (now - duration as i64 * 1000).div_euclid(1000) * 1000
+        }
+    };
+    let n = hazardwatch::sim::write_archive(
+        &c.site,
+        options,
+        out,
+        start_ms,
+        duration,
+        &c.settings.archive,
+        std::io::stderr().is_terminal(),
+    )?;
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    println!(
+        "wrote {n} simulated readings, {} to {}, into {}",
+        at(start_ms),
+        at(start_ms + duration as i64 * 1000),
+        out.display()
+    );
+    Ok(())
 }

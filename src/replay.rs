@@ -474,7 +474,7 @@ pub(crate) fn check_archive_roots(roots: &[PathBuf]) -> anyhow::Result<()> {
 }
 
 /// A time argument: Unix ms, or RFC 3339.
-pub(crate) fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
+pub fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }

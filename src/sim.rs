@@ -3,7 +3,12 @@
 //!
 //! Normal operation: each point wanders around a set point inside its
 //! limits (a mean-reverting random walk, so no nuisance alarms), quantised
-//! to an instrument resolution, one reading per point per second. Each
+//! to an instrument resolution, one reading per point per second. The
+//! points of a unit also move together with the unit's load (a slow
+//! mean-reverting process, about half an hour from one operating point to
+//! the next, shifting each point by a few percent of its span between its
+//! limits, never near them): the relations that learned models of normal
+//! operation capture. Gas detectors read near zero and follow no load. Each
 //! registered gateway publishes its points in one batch, on its own MQTT
 //! connection, as itself (client id and user name its id, its password
 //! from [`SimOptions::credentials`]); with no registry, each enterprise has
@@ -16,6 +21,21 @@
 //!   second enterprise heats up, pressure following;
 //! - **gas leak**: the gas detectors of the first gas unit of the third
 //!   enterprise rise one after another, the first past both levels.
+//!
+//! Slow incidents (`--slow-incidents`), hours long, that limits see late
+//! and learned models early (issue 17):
+//! - **cooling degradation** (from the start, a 2 h ramp): in the first
+//!   unit with a temperature limit and three `measurement` points (taken
+//!   as cooling water flow, cooling water return temperature and feed
+//!   flow, in that order, as on the example park's reactor R201), the
+//!   temperature creeps up to past H while the cooling water flow and its
+//!   return temperature rise and the feed does not;
+//! - **feed-ratio fault** (4 h later, a 3 h ramp): in the same unit the
+//!   feed drifts up, the temperature following past H, the pressure and
+//!   the cooling water flow part of the way;
+//! - **slow leak** (from the start, a 4 h ramp): in the first unit with a
+//!   level limit L and a `measurement` point (T201 in the example park),
+//!   the level falls to below L while its flows do not change.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,6 +46,7 @@ use hazardwatch_ingest::encode::{self, OutReading};
 use hazardwatch_ingest::topic::{self, Format};
 use hazardwatch_proto::{PointIdx, PointKind, Quality, Reading};
 use hazardwatch_rules::SiteModel;
+use hazardwatch_storage::archive::{ArchiveConfig, ArchiveWriter};
 use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +70,8 @@ pub struct SimOptions {
     pub incidents: bool,
     /// Seconds after the start at which the first incident begins.
     pub incident_start_s: f64,
+    /// Schedule the slow incidents too.
+    pub slow_incidents: bool,
     /// Encoding.
     pub format: PayloadFormat,
     /// MQTT topic prefix.
@@ -82,6 +105,7 @@ impl Default for SimOptions {
             seed: 42,
             incidents: true,
             incident_start_s: 10.0,
+            slow_incidents: false,
             format: PayloadFormat::Json,
             topic_prefix: "hw/v1".into(),
             credentials: Credentials::new(),
@@ -134,7 +158,29 @@ struct SimPoint {
     hi: f64,
     /// Decimal places of the instrument resolution.
     decimals: i32,
+    /// The unit whose load moves it.
+    unit: usize,
+    /// How far one standard deviation of the unit's load moves it.
+    gain: f64,
+    /// Its own slow disturbance (a quarter of the load's spread, ten
+    /// minutes' time constant), in standard deviations: what the unit's
+    /// load does not explain.
+    drift: f64,
 }
+
+/// The time constant of a point's own slow disturbance, seconds.
+const DRIFT_TAU_S: f64 = 600.0;
+
+/// A point's own slow disturbance, as a share of its load gain.
+const DRIFT_SHARE: f64 = 0.25;
+
+/// The unit load's time constant, seconds.
+const LOAD_TAU_S: f64 = 1800.0;
+
+/// One standard deviation of a unit's load moves a point by this share of
+/// the span between its limits (3 standard deviations: 0.12 of it, from a
+/// set point at 0.45).
+const LOAD_SHARE: f64 = 0.04;
 
 /// An excursion of one point: ramp up to `peak`, hold, ramp back.
 #[derive(Debug, Clone)]
@@ -202,8 +248,18 @@ pub struct Simulator {
     gateways: Vec<Gateway>,
     incidents: Vec<Incident>,
     rng: Rng,
+    /// Each unit's load, in standard deviations.
+    loads: Vec<f64>,
+    load_rng: Rng,
     start_ms: Option<i64>,
     prefix: String,
+}
+
+/// One second of an Ornstein-Uhlenbeck process of unit variance and time
+/// constant `tau_s`.
+fn ou_step(x: f64, tau_s: f64, rng: &mut Rng) -> f64 {
+    let pull = 1.0 / tau_s;
+    x - pull * x + (2.0 * pull).sqrt() * rng.normal()
 }
 
 fn decimals_for(span: f64) -> i32 {
@@ -232,12 +288,20 @@ impl Simulator {
                     .map(|l| l.value)
             };
             let gas = matches!(meta.kind, PointKind::CombustibleGas | PointKind::ToxicGas);
+            let top = limit("H").or(limit("HH")).unwrap_or(hi);
+            let bottom = limit("L").or(limit("LL")).unwrap_or(lo);
             let set_point = if gas {
                 lo + 0.01 * span
             } else {
-                let top = limit("H").or(limit("HH")).unwrap_or(hi);
-                let bottom = limit("L").or(limit("LL")).unwrap_or(lo);
                 bottom + 0.45 * (top - bottom)
+            };
+            // Points of a unit respond to its load by different amounts
+            // (0.6 to 1.4 times the share), fixed by their index.
+            let spread = 0.6 + 0.8 * ((f64::from(idx) * 0.618_034).fract());
+            let gain = if gas {
+                0.0
+            } else {
+                LOAD_SHARE * spread * (top - bottom)
             };
             points.push(SimPoint {
                 name: meta.id.clone(),
@@ -247,6 +311,9 @@ impl Simulator {
                 lo,
                 hi,
                 decimals: decimals_for(span),
+                unit: model.catalog.unit_of(idx) as usize,
+                gain,
+                drift: 0.0,
             });
         }
         let format = |i: usize| match options.format {
@@ -283,16 +350,22 @@ impl Simulator {
                 });
             }
         }
-        let incidents = if options.incidents {
+        let mut incidents = if options.incidents {
             schedule(model, &points, options.incident_start_s)
         } else {
             Vec::new()
         };
+        if options.slow_incidents {
+            incidents.extend(schedule_slow(model, &points, options.incident_start_s));
+        }
+        let units = points.iter().map(|p| p.unit + 1).max().unwrap_or(0);
         Simulator {
             points,
             gateways,
             incidents,
             rng: Rng::new(options.seed),
+            loads: vec![0.0; units],
+            load_rng: Rng::new(options.seed ^ 0x10ad_10ad_10ad_10ad),
             start_ms: None,
             prefix: options.topic_prefix.clone(),
         }
@@ -314,9 +387,14 @@ impl Simulator {
         let start = *self.start_ms.get_or_insert(now_ms);
         let t_s = (now_ms - start) as f64 / 1000.0;
         let mut values = Vec::with_capacity(self.points.len());
+        for load in &mut self.loads {
+            *load = ou_step(*load, LOAD_TAU_S, &mut self.load_rng);
+        }
         for p in &mut self.points {
             p.dev += -0.1 * p.dev + p.sigma * self.rng.normal();
-            values.push(p.set_point + p.dev);
+            p.drift = ou_step(p.drift, DRIFT_TAU_S, &mut self.load_rng);
+            let slow = self.loads[p.unit] + DRIFT_SHARE * p.drift;
+            values.push(p.set_point + p.gain * slow + p.dev);
         }
         for inc in &self.incidents {
             let p = &self.points[inc.index];
@@ -367,6 +445,43 @@ impl Simulator {
         }
         out
     }
+}
+
+/// Writes `duration_s` seconds of the simulated park, from `start_ms`,
+/// straight into a new archive at `out` ([`crate::new_archive`]) in
+/// simulated time, as fast as the disk takes it (a day of the example park
+/// in seconds): history to learn from and to replay, as the service would
+/// have archived it. Returns the readings written.
+pub fn write_archive(
+    model: &SiteModel,
+    options: &SimOptions,
+    out: &Path,
+    start_ms: i64,
+    duration_s: u64,
+    archive: &ArchiveConfig,
+    progress: bool,
+) -> anyhow::Result<u64> {
+    crate::new_archive::write("--archive", out, |root| {
+        let (mut writer, _) = ArchiveWriter::open(root, model.catalog.clone(), archive.clone())?;
+        let mut sim = Simulator::new(model, options);
+        let points = model.point_count() as u64;
+        let bar = crate::replay::progress_bar(duration_s.saturating_mul(points), progress);
+        let mut written = 0u64;
+        for s in 0..duration_s {
+            let ts = start_ms.saturating_add((s as i64).saturating_mul(1000));
+            let readings = sim.readings(ts);
+            writer.append(&readings, ts, &[]);
+            written += readings.len() as u64;
+            if writer.buffered_rows() >= archive.roll_rows {
+                writer.checkpoint(0, &[])?;
+            }
+            bar.inc(readings.len() as u64);
+        }
+        writer.checkpoint(0, &[])?;
+        writer.compact(None)?;
+        bar.finish_and_clear();
+        Ok(written)
+    })
 }
 
 /// Picks the incident points from the model (see the module docs).
@@ -470,6 +585,113 @@ fn schedule(model: &SiteModel, points: &[SimPoint], t0: f64) -> Vec<Incident> {
                 peak,
             );
         }
+    }
+    out
+}
+
+/// Picks the slow incidents' units and points (see the module docs).
+fn schedule_slow(model: &SiteModel, points: &[SimPoint], t0: f64) -> Vec<Incident> {
+    const MIN: f64 = 60.0;
+    let mut out = Vec::new();
+    let limit = |idx: u32, tag: &str| {
+        model
+            .point_rules(idx)
+            .limits
+            .iter()
+            .find(|l| l.kind.tag() == tag)
+            .map(|l| l.value)
+    };
+    let kind = |idx: u32| model.catalog.meta(idx).kind;
+    let of_kind = |u: &[u32], k: PointKind| -> Vec<u32> {
+        u.iter().copied().filter(|&p| kind(p) == k).collect()
+    };
+    let span = |p: u32| points[p as usize].hi - points[p as usize].lo;
+    let set = |p: u32| points[p as usize].set_point;
+    let mut add = |name, p: u32, start_s: f64, rise_s: f64, peak: f64| {
+        let sp = &points[p as usize];
+        out.push(Incident {
+            name,
+            point: sp.name.clone(),
+            start_s: t0 + start_s,
+            rise_s,
+            hold_s: 20.0 * MIN,
+            fall_s: 40.0 * MIN,
+            peak: peak.clamp(sp.lo, sp.hi),
+            index: p as usize,
+        });
+    };
+    let units: Vec<&[u32]> = model.units().map(|u| u.points.as_slice()).collect();
+    // Past H by a third of the way to HH (or 5 % of the span).
+    let past_high = |p: u32| {
+        let h = limit(p, "H").unwrap_or(points[p as usize].hi);
+        match limit(p, "HH") {
+            Some(hh) => h + (hh - h) / 3.0,
+            None => h + 0.05 * span(p),
+        }
+    };
+    let reactor = units.iter().find(|u| {
+        of_kind(u, PointKind::Temperature)
+            .first()
+            .is_some_and(|&t| limit(t, "H").is_some())
+            && of_kind(u, PointKind::Measurement).len() >= 3
+    });
+    if let Some(u) = reactor {
+        let te = of_kind(u, PointKind::Temperature)[0];
+        let m = of_kind(u, PointKind::Measurement);
+        let (cw_flow, cw_temp, feed) = (m[0], m[1], m[2]);
+        let pt = of_kind(u, PointKind::Pressure).first().copied();
+        let rise = 120.0 * MIN;
+        add("cooling degradation", te, 0.0, rise, past_high(te));
+        add(
+            "cooling degradation",
+            cw_flow,
+            0.0,
+            rise,
+            set(cw_flow) + 0.25 * span(cw_flow),
+        );
+        add(
+            "cooling degradation",
+            cw_temp,
+            0.0,
+            rise,
+            set(cw_temp) + 0.15 * span(cw_temp),
+        );
+        let start = 240.0 * MIN;
+        let rise = 180.0 * MIN;
+        add(
+            "feed-ratio fault",
+            feed,
+            start,
+            rise,
+            set(feed) + 0.25 * span(feed),
+        );
+        add("feed-ratio fault", te, start, rise, past_high(te));
+        add(
+            "feed-ratio fault",
+            cw_flow,
+            start,
+            rise,
+            set(cw_flow) + 0.1 * span(cw_flow),
+        );
+        if let Some(pt) = pt {
+            let h = limit(pt, "H").unwrap_or(points[pt as usize].hi);
+            add("feed-ratio fault", pt, start, rise, (set(pt) + h) / 2.0);
+        }
+    }
+    let tank = units.iter().find(|u| {
+        of_kind(u, PointKind::Level)
+            .first()
+            .is_some_and(|&l| limit(l, "L").is_some())
+            && !of_kind(u, PointKind::Measurement).is_empty()
+    });
+    if let Some(u) = tank {
+        let lt = of_kind(u, PointKind::Level)[0];
+        let l = limit(lt, "L").unwrap_or(points[lt as usize].lo);
+        let trough = match limit(lt, "LL") {
+            Some(ll) => (l + ll) / 2.0,
+            None => l - 0.02 * span(lt),
+        };
+        add("slow leak", lt, 0.0, 240.0 * MIN, trough);
     }
     out
 }

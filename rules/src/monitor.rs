@@ -192,6 +192,13 @@ impl Models {
                     "point {id}'s model needs a finite centre, a positive spread and a positive decision interval"
                 ));
             }
+            if !(0.0..=Ar1::MAX).contains(&p.ar1.0) {
+                return Err(format!(
+                    "point {id}'s model has an autocorrelation {} that is not from 0 to {}",
+                    p.ar1.0,
+                    Ar1::MAX
+                ));
+            }
         }
         for (id, u) in &self.units {
             u.pca
@@ -229,8 +236,79 @@ pub struct PointModel {
     pub samples: u64,
     /// Centre and spread of the grid means.
     pub robust: Robust,
-    /// The CUSUM on the standardised grid means.
+    /// The CUSUM on the one-step prediction errors of the standardised
+    /// grid means (see [`Ar1`]).
     pub cusum: Cusum,
+    /// The lag-1 autocorrelation of the standardised grid means (0 in
+    /// files fitted before it was recorded: the means taken as
+    /// independent).
+    #[serde(default)]
+    pub ar1: Ar1,
+}
+
+/// The lag-1 autocorrelation φ of a point's standardised grid means. A
+/// process that follows its load from one operating point to the next
+/// wanders slowly: its minute means are far from independent (φ of 0.9
+/// and more), and a CUSUM of the means themselves would take every slow
+/// normal swing for a shift, many times more often than its run length
+/// promises. So the CUSUM runs on what the last mean did not predict,
+/// `(z − φᵍ·z_prev) / √(1 − φ²ᵍ)` for a mean `g` cells after the one
+/// before (of unit variance when the means follow an AR(1) process): the
+/// standard remedy for autocorrelated data (Montgomery, Introduction to
+/// Statistical Quality Control, 10.4). The price: a slow drift shows in
+/// the errors only a little each cell, which is why a unit's slow faults
+/// are the multivariate rule's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Ar1(pub f64);
+
+impl Ar1 {
+    /// The largest φ fitted: nearer 1 the errors would be noise over
+    /// nothing.
+    pub const MAX: f64 = 0.99;
+
+    /// Cells after which the previous mean predicts nothing.
+    pub const MAX_GAP: i64 = 60;
+
+    /// φ from pairs of consecutive standardised means (the sample
+    /// correlation, clamped to `[0, MAX]`); 0 with fewer than 3 pairs.
+    pub fn fit(pairs: impl Iterator<Item = (f64, f64)>) -> Ar1 {
+        let pairs: Vec<(f64, f64)> = pairs
+            .filter(|(a, b)| a.is_finite() && b.is_finite())
+            .collect();
+        if pairs.len() < 3 {
+            return Ar1(0.0);
+        }
+        let n = pairs.len() as f64;
+        let (ma, mb) = pairs
+            .iter()
+            .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+        let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+        for (a, b) in &pairs {
+            sab += (a - ma) * (b - mb);
+            saa += (a - ma) * (a - ma);
+            sbb += (b - mb) * (b - mb);
+        }
+        let r = sab / (saa * sbb).sqrt();
+        Ar1(if r.is_finite() {
+            r.clamp(0.0, Self::MAX)
+        } else {
+            0.0
+        })
+    }
+
+    /// What a standardised mean `z` adds to what `prev` (the mean before
+    /// it, `gap` cells before) predicted, in standard deviations; `z`
+    /// itself without a previous mean within [`Ar1::MAX_GAP`] cells.
+    pub fn innovation(self, z: f64, prev: Option<(f64, i64)>) -> f64 {
+        match prev {
+            Some((zp, gap)) if self.0 > 0.0 && (1..=Self::MAX_GAP).contains(&gap) => {
+                let carry = self.0.powi(gap as i32);
+                (z - carry * zp) / (1.0 - carry * carry).sqrt()
+            }
+            _ => z,
+        }
+    }
 }
 
 /// A unit's normal operation.
@@ -553,6 +631,67 @@ mod tests {
         // 2,000 expected; Siegmund's approximation is within a few percent.
         let arl = samples as f64 / f64::from(signals);
         assert!((arl / 500.0 - 1.0).abs() < 0.15, "ARL {arl}");
+    }
+
+    #[test]
+    fn an_autocorrelated_series_is_charted_on_its_prediction_errors() {
+        let c = Cusum::for_arl(0.5, 500.0);
+        let phi = 0.9;
+        let mut g = Gauss(13);
+        let mut z = 0.0;
+        let series: Vec<f64> = (0..400_000)
+            .map(|_| {
+                z = phi * z + (1.0f64 - phi * phi).sqrt() * g.next();
+                z
+            })
+            .collect();
+        let fitted = Ar1::fit(series.iter().copied().zip(series.iter().copied().skip(1)));
+        assert!((fitted.0 - phi).abs() < 0.01, "{fitted:?}");
+        // The CUSUM of the series itself false-alarms many times too often;
+        // of its prediction errors, about as often as it was tuned for.
+        let arl = |xs: &mut dyn Iterator<Item = f64>| {
+            let (mut signals, mut state, mut n) = (0u32, (0.0, 0.0), 0u32);
+            for x in xs {
+                n += 1;
+                state = c.step(state, x);
+                if c.signals(state) {
+                    signals += 1;
+                    state = (0.0, 0.0);
+                }
+            }
+            f64::from(n) / f64::from(signals.max(1))
+        };
+        let naive = arl(&mut series.iter().copied());
+        let mut prev = None;
+        let errors = series.iter().map(|&z| {
+            let e = fitted.innovation(z, prev.map(|p| (p, 1)));
+            prev = Some(z);
+            e
+        });
+        let whitened = arl(&mut errors.collect::<Vec<_>>().into_iter());
+        assert!(naive < 100.0, "naive ARL {naive}");
+        assert!((whitened / 500.0 - 1.0).abs() < 0.2, "ARL {whitened}");
+        // A gap: the mean two cells back predicts less; past MAX_GAP, nothing.
+        assert_eq!(
+            Ar1(0.5).innovation(1.0, Some((1.0, 1))),
+            0.5 / 0.75f64.sqrt()
+        );
+        assert_eq!(
+            Ar1(0.5).innovation(1.0, Some((1.0, 2))),
+            0.75 / (1.0f64 - 0.0625).sqrt()
+        );
+        assert_eq!(Ar1(0.5).innovation(1.0, Some((1.0, 61))), 1.0);
+        assert_eq!(Ar1(0.0).innovation(1.0, Some((5.0, 1))), 1.0);
+        assert_eq!(
+            Ar1::fit([(1.0, 1.0)].into_iter()),
+            Ar1(0.0),
+            "too few pairs"
+        );
+        assert_eq!(
+            Ar1::fit((0..10).map(|i| (f64::from(i), -f64::from(i)))),
+            Ar1(0.0),
+            "anticorrelated: clamped"
+        );
     }
 
     /// Five variables driven by two latent factors, with a little noise.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use hazardwatch_proto::{AlarmKind, Priority, Quality, Reading, RuleEvent};
-use hazardwatch_rules::monitor::{Cusum, Models, PointModel, Robust, Trained};
+use hazardwatch_rules::monitor::{Ar1, Cusum, Models, PointModel, Robust, Trained};
 use hazardwatch_rules::{SiteModel, Source};
 
 mod common;
@@ -30,6 +30,7 @@ fn models() -> Models {
                 spread: 1.0,
             },
             cusum: Cusum::for_arl(0.5, 43_200.0),
+            ar1: Ar1(0.0),
         },
     );
     Models {
@@ -249,5 +250,118 @@ fn a_deviation_needs_the_points_model_and_a_pre_alarms_settings() {
     assert_eq!(
         (d.k, d.n, d.priority, d.grid_ms),
         (3, 5, Priority::Low, 60_000)
+    );
+}
+
+/// R1.TE at 1 Hz for `minutes` whose one-minute means follow an AR(1)
+/// process of coefficient `phi` and unit variance around 50 (a process
+/// that wanders slowly with its load), plus `step` spreads from minute
+/// `from` on.
+fn wandering(m: &SiteModel, minutes: i64, phi: f64, from: i64, step: f64) -> Vec<Reading> {
+    let te = m.catalog.lookup("R1.TE").unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut normal = move || {
+        let mut u = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let (a, b) = (u(), u());
+        (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
+    };
+    let mut level = 0.0;
+    let mut out = Vec::new();
+    for minute in 0..minutes {
+        level = phi * level + (1.0 - phi * phi).sqrt() * normal();
+        let shift = if minute >= from { step } else { 0.0 };
+        for s in 0..60 {
+            out.push(Reading {
+                point: te,
+                ts_ms: (minute * 60 + s) * 1000,
+                // Readings scattered about the minute's level, summing to it.
+                value: 50.0 + level + shift + if s % 2 == 0 { 0.1 } else { -0.1 },
+                quality: Quality::Good,
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn a_point_that_wanders_slowly_is_judged_on_what_its_last_minute_did_not_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = ", models = \"models.json\"";
+    let mut learned = models();
+    learned.points.get_mut("R1.TE").unwrap().ar1 = Ar1(0.95);
+    let m = park_from(dir.path(), &learned, "deviation = {}", "", with).unwrap();
+    let naive = park(dir.path(), "deviation = {}", with).unwrap();
+    let hours = 12;
+    let normal = wandering(&m, hours * 60, 0.95, i64::MAX, 0.0);
+    let batches: Vec<Vec<Reading>> = normal.chunks(600).map(<[Reading]>::to_vec).collect();
+    let end = hours * 3_600_000;
+    // Judged as independent means, the slow swings of normal operation
+    // are shifts again and again; judged on its prediction errors, the
+    // point is quiet.
+    let raised = |events: &[RuleEvent]| deviations(events).iter().filter(|d| d.0).count();
+    let wrong = raised(&common::run(&naive, 2, 1000, &batches, end));
+    assert!(
+        wrong >= 3,
+        "{wrong} pre-alarms taking the means as independent"
+    );
+    assert_eq!(raised(&common::run(&m, 2, 1000, &batches, end)), 0);
+    // A sudden shift of three spreads is still seen, within minutes.
+    let shifted = wandering(&m, 180, 0.95, 60, 3.0);
+    let batches: Vec<Vec<Reading>> = shifted.chunks(600).map(<[Reading]>::to_vec).collect();
+    let seen = deviations(&common::run(&m, 2, 1000, &batches, 180 * 60_000));
+    assert!(
+        seen.first()
+            .is_some_and(|&(up, minute)| up && (61..=75).contains(&minute)),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn the_park_can_give_every_modelled_point_the_deviation_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    // R1.TE has a model, R1.PT none: the park's setting gives R1.TE the
+    // rule and passes R1.PT over, where a point's own setting would be
+    // refused.
+    let m = park(
+        dir.path(),
+        "",
+        ", models = \"models.json\", deviation = { priority = \"medium\", persistence = [2, 4] }",
+    )
+    .unwrap();
+    let te = m.catalog.lookup("R1.TE").unwrap();
+    let pt = m.catalog.lookup("R1.PT").unwrap();
+    let d = *m.point_rules(te).deviation.clone().unwrap();
+    assert_eq!((d.k, d.n, d.priority), (2, 4, Priority::Medium));
+    assert!(m.point_rules(pt).deviation.is_none());
+    // A point's own setting wins.
+    let m = park(
+        dir.path(),
+        "deviation = { persistence = [1, 1] }",
+        ", models = \"models.json\", deviation = {}",
+    )
+    .unwrap();
+    let d = *m.point_rules(te).deviation.clone().unwrap();
+    assert_eq!((d.k, d.n, d.priority), (1, 1, Priority::Low));
+    // Without models, or with settings a pre-alarm cannot have: refused
+    // once, for the park.
+    let err = park(dir.path(), "", ", deviation = {}").unwrap_err();
+    assert!(
+        err.contains("park: deviation") && err.contains("[park] models"),
+        "{err}"
+    );
+    let err = park(
+        dir.path(),
+        "",
+        ", models = \"models.json\", multivariate = { priority = \"high\" }",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("park: multivariate") && err.contains("low or medium"),
+        "{err}"
     );
 }

@@ -10,11 +10,10 @@
 //! quality. What fails is counted by reason and shown with its file and
 //! line, never dropped silently; past `--max-rejected` the import stops.
 //!
-//! The archive is written aside (`.NAME.importing` next to `--out`),
-//! sorted and partitioned by day and enterprise as the service writes it,
-//! small files merged, and renamed to `--out` only when complete: an
-//! import that fails or is interrupted leaves no half archive behind. The
-//! new archive is read beside the service's own (`--archive` twice); it is
+//! The archive is sorted and partitioned by day and enterprise as the
+//! service writes it, small files merged, and written aside and renamed
+//! to `--out` only when complete ([`crate::new_archive`]). The new
+//! archive is read beside the service's own (`--archive` twice); it is
 //! never written into a live one. A reading is imported as often as the
 //! inputs hold it: import overlapping exports once.
 
@@ -448,51 +447,19 @@ pub fn import(
     earliest_ms: i64,
     progress: bool,
 ) -> anyhow::Result<Report> {
-    anyhow::ensure!(
-        !out.exists(),
-        "--out {}: exists; import writes a new archive (read it beside the service's with a second --archive)",
-        out.display()
-    );
-    let name = out
-        .file_name()
-        .ok_or_else(|| anyhow::anyhow!("--out {}: not a directory name", out.display()))?;
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    anyhow::ensure!(
-        parent.is_dir(),
-        "--out {}: its parent directory does not exist",
-        out.display()
-    );
-    let staging = parent.join(format!(".{}.importing", name.to_string_lossy()));
-    anyhow::ensure!(
-        !staging.exists(),
-        "{} exists: an import into {} was interrupted; delete it and import again",
-        staging.display(),
-        out.display()
-    );
-    let done = run(
-        files,
-        &staging,
-        catalog,
-        mapping,
-        clock,
-        options,
-        archive,
-        earliest_ms,
-        progress,
-    )
-    .and_then(|report| {
-        std::fs::rename(&staging, out)
-            .with_context(|| format!("renaming {} to {}", staging.display(), out.display()))?;
-        hazardwatch_storage::txn::sync_dir(&parent)?;
-        Ok(report)
-    });
-    if done.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    done
+    crate::new_archive::write("--out", out, |root| {
+        run(
+            files,
+            root,
+            catalog,
+            mapping,
+            clock,
+            options,
+            archive,
+            earliest_ms,
+            progress,
+        )
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

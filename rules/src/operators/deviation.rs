@@ -1,7 +1,9 @@
 //! Deviation from learned normal operation (issue 17): a point's readings
 //! are averaged over the grid its model was fitted on (one minute by
 //! default), each grid mean is standardised by the learned centre and
-//! spread, and a two-sided CUSUM accumulates the standardised means. The
+//! spread, and a two-sided CUSUM accumulates what the mean before did not
+//! predict of it (the means' learned autocorrelation, see
+//! [`crate::monitor::Ar1`]). The
 //! pre-alarm is raised when the CUSUM is past its decision interval `h` in
 //! `k` of the last `n` grid cells (persistence keeps a single odd minute
 //! from raising it) and clears when none of the last `n` is. The statistic
@@ -33,6 +35,8 @@ pub struct DeviationState {
     cell: Option<(i64, f64, u32)>,
     /// The CUSUM's statistics (upper, lower).
     cusum: (f64, f64),
+    /// The last judged cell and its standardised mean.
+    last: Option<(i64, f64)>,
     /// Whether the CUSUM signalled in the last cells, and the pre-alarm.
     persistence: Persistence,
     deadline: Deadline,
@@ -45,7 +49,10 @@ impl DeviationState {
             return;
         };
         let mean = sum / f64::from(count);
-        let (up, down) = d.cusum.step(self.cusum, d.robust.standardise(mean));
+        let z = d.robust.standardise(mean);
+        let prev = self.last.map(|(c, zp)| (zp, cell - c));
+        self.last = Some((cell, z));
+        let (up, down) = d.cusum.step(self.cusum, d.ar1.innovation(z, prev));
         // Held at 1.5 h: a long deviation must not pile up a statistic
         // that would take hours to fall back once the process is normal
         // again (it falls by at least k a cell, so it is under h within

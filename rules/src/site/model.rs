@@ -134,8 +134,11 @@ pub struct PointRules {
 pub struct DeviationRules {
     /// The learned centre and spread of the grid means.
     pub robust: crate::monitor::Robust,
-    /// The CUSUM on the standardised grid means.
+    /// The CUSUM on the one-step prediction errors of the standardised
+    /// grid means.
     pub cusum: crate::monitor::Cusum,
+    /// The means' lag-1 autocorrelation.
+    pub ar1: crate::monitor::Ar1,
     /// The grid, ms of event time.
     pub grid_ms: i64,
     /// Raised when the CUSUM signals in `k` of the last `n` cells.

@@ -26,6 +26,14 @@ pub struct ParkSpec {
     /// to this file.
     #[serde(default)]
     pub models: Option<Spanned<std::path::PathBuf>>,
+    /// `deviation = { ... }` for every point the models file has a model
+    /// of (a point's own setting wins).
+    #[serde(default)]
+    pub deviation: Option<Spanned<DeviationSpec>>,
+    /// `multivariate = { ... }` for every unit the models file has a
+    /// model of (a unit's own setting wins).
+    #[serde(default)]
+    pub multivariate: Option<Spanned<DeviationSpec>>,
 }
 
 /// `[park] plan = { file = "site-plan.svg", width = 1000, height = 600 }`.

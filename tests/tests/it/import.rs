@@ -233,7 +233,7 @@ fn bad_values_are_counted_by_reason_and_too_many_stop_the_import() {
         err.contains("7 values rejected, more than --max-rejected 6"),
         "{err}"
     );
-    assert!(!out.exists() && !dir.path().join(".a.importing").exists());
+    assert!(!out.exists() && !dir.path().join(".a.partial").exists());
 
     let mut args = base.to_vec();
     args.extend(["--out", o, c]);

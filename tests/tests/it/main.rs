@@ -11,6 +11,7 @@ mod clock;
 mod config_errors;
 mod console;
 mod durability;
+mod early_warning;
 mod end_to_end;
 mod escalation;
 mod federation;

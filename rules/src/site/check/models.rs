@@ -131,7 +131,8 @@ impl Checker<'_> {
     /// Gives each point with `deviation` its learned model, its
     /// persistence and priority, in `rules` (indexed like the points in
     /// file order): a point without a model in the park's models file is
-    /// refused, saying where the model would come from.
+    /// refused, saying where the model would come from. `[park] deviation`
+    /// gives it to every point with a model and no setting of its own.
     pub(super) fn deviations(
         &mut self,
         spec: &SiteSpec,
@@ -144,13 +145,20 @@ impl Checker<'_> {
             .flat_map(|e| e.hazard_source.iter())
             .flat_map(|h| h.unit.iter())
             .flat_map(|u| u.point.iter());
+        let park = self.park_default(spec.park.deviation.as_ref(), models, "deviation");
         for (p, r) in points.zip(rules.iter_mut()) {
-            let Some(d) = &p.deviation else { continue };
-            let span = d.span();
             let id = p.id.get_ref();
             let field = format!("point {id}: deviation");
-            let Some((priority, k, n)) = self.pre_alarm(d, &field) else {
-                continue;
+            let (span, (priority, k, n)) = match (&p.deviation, park) {
+                (Some(d), _) => match self.pre_alarm(d, &field) {
+                    Some(settings) => (d.span(), settings),
+                    None => continue,
+                },
+                (None, Some(settings)) => match models.and_then(|m| m.points.get(id)) {
+                    Some(_) => (0..0, settings),
+                    None => continue,
+                },
+                (None, None) => continue,
             };
             let model = model_of(models, |m| &m.points, id, "point");
             match model {
@@ -158,6 +166,7 @@ impl Checker<'_> {
                     r.deviation = Some(Box::new(DeviationRules {
                         robust: m.robust,
                         cusum: m.cusum,
+                        ar1: m.ar1,
                         grid_ms: models.map_or(60_000, |all| all.grid_s as i64 * 1000),
                         k,
                         n,
@@ -167,6 +176,27 @@ impl Checker<'_> {
                 Err(why) => self.err(span, field, why),
             }
         }
+    }
+
+    /// The settings of `[park] deviation` or `[park] multivariate`
+    /// (`rule`), checked once; refused without `[park] models`.
+    fn park_default(
+        &mut self,
+        d: Option<&Spanned<DeviationSpec>>,
+        models: Option<&Models>,
+        rule: &str,
+    ) -> Option<(Priority, u32, u32)> {
+        let d = d?;
+        let field = format!("park: {rule}");
+        if models.is_none() {
+            self.err(
+                d.span(),
+                field,
+                "applies the models of [park] models, which names none".into(),
+            );
+            return None;
+        }
+        self.pre_alarm(d, &field)
     }
 
     /// A learned rule's pre-alarm settings: its priority (low, the
@@ -221,18 +251,26 @@ impl Checker<'_> {
             .enumerate()
             .map(|(i, m)| (&*m.id, i as PointIdx))
             .collect();
+        let park = self.park_default(spec.park.multivariate.as_ref(), models, "multivariate");
         for (u, (_, r)) in units.zip(unit_rules.iter_mut()) {
-            let Some(d) = &u.multivariate else { continue };
             let id = u.id.get_ref();
             let field = format!("unit {id}: multivariate");
-            let Some((priority, k, n)) = self.pre_alarm(d, &field) else {
-                continue;
+            let (span, (priority, k, n)) = match (&u.multivariate, park) {
+                (Some(d), _) => match self.pre_alarm(d, &field) {
+                    Some(settings) => (d.span(), settings),
+                    None => continue,
+                },
+                (None, Some(settings)) => match models.and_then(|m| m.units.get(id)) {
+                    Some(_) => (0..0, settings),
+                    None => continue,
+                },
+                (None, None) => continue,
             };
             let model = model_of(models, |m| &m.units, id, "unit");
             let model = match model {
                 Ok(m) => m,
                 Err(why) => {
-                    self.err(d.span(), field, why);
+                    self.err(span, field, why);
                     continue;
                 }
             };
