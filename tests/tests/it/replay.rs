@@ -16,10 +16,24 @@ const SECONDS: i64 = 100;
 
 type Alarm = (String, bool, i64, u64);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replaying_the_archive_gives_the_alarms_the_live_service_raised() {
+/// What one run of the live service gave.
+struct LiveRun {
+    /// Holds the data directory.
+    _data: tempfile::TempDir,
+    archive: std::path::PathBuf,
+    /// Condition changes the hub journaled.
+    live: BTreeSet<Alarm>,
+    /// Event time of the first and last reading published.
+    t0: i64,
+    last: i64,
+    published: u64,
+}
+
+/// Publishes the last [`SECONDS`] of the simulated park with its
+/// incidents to the live service of `config` over MQTT, each registered
+/// gateway as itself, and shuts the service down.
+async fn live_run(mut config: Config) -> LiveRun {
     let data = tempfile::tempdir().unwrap();
-    let mut config = Config::example();
     let s = &mut config.settings;
     s.data_dir = data.path().to_owned();
     s.mqtt.listen = "127.0.0.1:0".parse().unwrap();
@@ -33,7 +47,6 @@ async fn replaying_the_archive_gives_the_alarms_the_live_service_raised() {
     s.archive.roll_secs = 1;
     s.archive.row_group_rows = 200;
     let model = config.site.clone();
-    let engine = config.settings.engine.clone();
     let running = service::start(config).await.unwrap();
     let (host, port) = running.mqtt_addr.rsplit_once(':').unwrap();
     let port: u16 = port.parse().unwrap();
@@ -97,16 +110,33 @@ async fn replaying_the_archive_gives_the_alarms_the_live_service_raised() {
             )
         })
         .collect();
-    assert!(live.len() >= 10, "the incidents raise alarms: {live:?}");
+    LiveRun {
+        _data: data,
+        archive,
+        live,
+        t0,
+        last,
+        published,
+    }
+}
 
-    let replayed =
-        hazardwatch::replay::replay(&archive, &Range::default(), &model, None, &engine, false)
-            .unwrap();
-    assert_eq!(replayed.readings, published);
-    let again: BTreeSet<Alarm> = replayed
+/// Replays `run`'s archive through `config`: its condition changes up to
+/// the last reading, and the readings judged.
+fn replayed(run: &LiveRun, config: &Config) -> (BTreeSet<Alarm>, u64) {
+    let model = &config.site;
+    let replayed = hazardwatch::replay::replay(
+        &run.archive,
+        &Range::default(),
+        model,
+        None,
+        &config.settings.engine,
+        false,
+    )
+    .unwrap();
+    let alarms = replayed
         .events
         .iter()
-        .filter(|e| e.ts_ms <= last)
+        .filter(|e| e.ts_ms <= run.last)
         .map(|e| {
             (
                 hazardwatch::replay::alarm_id(&model.catalog, e),
@@ -116,12 +146,34 @@ async fn replaying_the_archive_gives_the_alarms_the_live_service_raised() {
             )
         })
         .collect();
-    let only_live: Vec<_> = live.difference(&again).collect();
-    let only_replay: Vec<_> = again.difference(&live).collect();
+    (alarms, replayed.readings)
+}
+
+/// Fails with the differences unless the two sets are equal.
+fn assert_same(live: &BTreeSet<Alarm>, again: &BTreeSet<Alarm>) {
+    let only_live: Vec<_> = live.difference(again).collect();
+    let only_replay: Vec<_> = again.difference(live).collect();
     assert!(
         only_live.is_empty() && only_replay.is_empty(),
         "live only: {only_live:?}\nreplay only: {only_replay:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_the_archive_gives_the_alarms_the_live_service_raised() {
+    let config = Config::example();
+    let model = config.site.clone();
+    let engine = config.settings.engine.clone();
+    let run = live_run(config.clone()).await;
+    let (archive, t0, published) = (run.archive.clone(), run.t0, run.published);
+    assert!(
+        run.live.len() >= 10,
+        "the incidents raise alarms: {:?}",
+        run.live
+    );
+    let (again, readings) = replayed(&run, &config);
+    assert_eq!(readings, published);
+    assert_same(&run.live, &again);
 
     // What-if: T101.LT without its H limit (the overfill still reaches
     // HH), on the same history. Only T101.LT/H changes: it is gone.
@@ -188,4 +240,70 @@ async fn replaying_the_archive_gives_the_alarms_the_live_service_raised() {
         part.span_ms
             .is_some_and(|(a, b)| a >= t0 + 30_000 && b < t0 + 60_000)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_learned_models_replaying_gives_the_alarms_the_live_service_raised() {
+    // Models of the example park learned from half an hour of simulated
+    // normal operation on a one-second grid, so that the 100 s of the
+    // incidents are a hundred cells of the learned rules; every modelled
+    // point and unit given them.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = Config::example();
+    let learn_root = dir.path().join("normal");
+    let from = now_ms() - 3 * 3_600_000;
+    let normal = SimOptions {
+        seed: 5,
+        incidents: false,
+        ..SimOptions::default()
+    };
+    hazardwatch::sim::write_archive(
+        &plain.site,
+        &normal,
+        &learn_root,
+        from,
+        1800,
+        &plain.settings.archive,
+        false,
+    )
+    .unwrap();
+    let options = hazardwatch::learn::Options {
+        grid_s: 1,
+        ..hazardwatch::learn::Options::default()
+    };
+    let range = Range {
+        from_ms: Some(from),
+        to_ms: Some(from + 1_800_000),
+        ..Range::default()
+    };
+    let models = hazardwatch::learn::learn(
+        &[learn_root.as_path()],
+        &range,
+        &plain.site,
+        &options,
+        "example-park.toml",
+        false,
+    )
+    .unwrap();
+    hazardwatch::learn::write(&dir.path().join("models.json"), &models).unwrap();
+    let text = hazardwatch::evaluate::with_learned_rules(
+        hazardwatch::config::EXAMPLE_CONFIG,
+        "models.json",
+    )
+    .unwrap();
+    let path = dir.path().join("park.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap();
+
+    let run = live_run(config.clone()).await;
+    for kind in ["/DEV", "/MV"] {
+        assert!(
+            run.live.iter().any(|a| a.0.ends_with(kind) && a.1),
+            "the incidents raise {kind} warnings: {:?}",
+            run.live
+        );
+    }
+    let (again, readings) = replayed(&run, &config);
+    assert_eq!(readings, run.published);
+    assert_same(&run.live, &again);
 }
