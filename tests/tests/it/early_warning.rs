@@ -74,4 +74,27 @@ fn learned_rules_warn_of_slow_incidents_before_the_limits_and_rarely_otherwise()
             .any(|e| e.kind == hazardwatch_proto::AlarmKind::Multivariate)
     );
     assert_eq!(one, run(2));
+
+    // What-if: the park without the learned rules against with them, on
+    // the same history: only DEV and MV differ.
+    let plain = Config::load(&dir.path().join("park.toml")).unwrap();
+    let both = hazardwatch::replay::replay(
+        &root,
+        &Range::default(),
+        &plain.site,
+        Some(&learned.site),
+        &learned.settings.engine,
+        false,
+    )
+    .unwrap();
+    let before = hazardwatch::replay::raises(&plain.site.catalog, &both.events);
+    let after = hazardwatch::replay::raises(&learned.site.catalog, both.compared.as_ref().unwrap());
+    let learned_only = |id: &str| id.ends_with("/DEV") || id.ends_with("/MV");
+    assert!(before.keys().all(|id| !learned_only(id)), "{before:?}");
+    assert!(after.keys().any(|id| learned_only(id)), "{after:?}");
+    for (id, n) in &after {
+        if !learned_only(id) {
+            assert_eq!(before.get(id), Some(n), "{id}");
+        }
+    }
 }
