@@ -280,13 +280,7 @@ impl Simulator {
             let rules = model.point_rules(idx);
             let (lo, hi) = rules.range;
             let span = hi - lo;
-            let limit = |tag: &str| {
-                rules
-                    .limits
-                    .iter()
-                    .find(|l| l.kind.tag() == tag)
-                    .map(|l| l.value)
-            };
+            let limit = |tag: &str| limit_of(model, idx, tag);
             let gas = matches!(meta.kind, PointKind::CombustibleGas | PointKind::ToxicGas);
             let top = limit("H").or(limit("HH")).unwrap_or(hi);
             let bottom = limit("L").or(limit("LL")).unwrap_or(lo);
@@ -484,17 +478,20 @@ pub fn write_archive(
     })
 }
 
+/// Point `idx`'s limit `tag` (`H`, `HH`, `L`, `LL`), if configured.
+fn limit_of(model: &SiteModel, idx: u32, tag: &str) -> Option<f64> {
+    model
+        .point_rules(idx)
+        .limits
+        .iter()
+        .find(|l| l.kind.tag() == tag)
+        .map(|l| l.value)
+}
+
 /// Picks the incident points from the model (see the module docs).
 fn schedule(model: &SiteModel, points: &[SimPoint], t0: f64) -> Vec<Incident> {
     let mut out = Vec::new();
-    let limit = |idx: u32, tag: &str| {
-        model
-            .point_rules(idx)
-            .limits
-            .iter()
-            .find(|l| l.kind.tag() == tag)
-            .map(|l| l.value)
-    };
+    let limit = |idx: u32, tag: &str| limit_of(model, idx, tag);
     let kind = |idx: u32| model.catalog.meta(idx).kind;
     let units = |e: usize| {
         model
@@ -593,14 +590,7 @@ fn schedule(model: &SiteModel, points: &[SimPoint], t0: f64) -> Vec<Incident> {
 fn schedule_slow(model: &SiteModel, points: &[SimPoint], t0: f64) -> Vec<Incident> {
     const MIN: f64 = 60.0;
     let mut out = Vec::new();
-    let limit = |idx: u32, tag: &str| {
-        model
-            .point_rules(idx)
-            .limits
-            .iter()
-            .find(|l| l.kind.tag() == tag)
-            .map(|l| l.value)
-    };
+    let limit = |idx: u32, tag: &str| limit_of(model, idx, tag);
     let kind = |idx: u32| model.catalog.meta(idx).kind;
     let of_kind = |u: &[u32], k: PointKind| -> Vec<u32> {
         u.iter().copied().filter(|&p| kind(p) == k).collect()

@@ -66,13 +66,29 @@ pub struct ImportCommand {
     /// `--archive` beside the service's).
     #[arg(long)]
     pub out: PathBuf,
-    /// Wide (a column per tag) or long (a row per value).
-    #[arg(long, value_enum, default_value_t = Layout::Wide)]
-    pub layout: Layout,
     /// Tag-to-point map: CSV with the columns tag, point and optionally
     /// scale and offset. Without it, tags are point ids.
     #[arg(long)]
     pub map: Option<PathBuf>,
+    /// Zone of time stamps that carry no UTC offset: an IANA name
+    /// (Asia/Shanghai) or an offset (+08:00). Required when there are such.
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// How time stamps are written: auto (RFC 3339 and common layouts),
+    /// epoch-s, epoch-ms, or a strftime layout such as '%d.%m.%Y %H:%M:%S'.
+    #[arg(long, default_value = "auto")]
+    pub time_format: String,
+    /// How to read the files.
+    #[command(flatten)]
+    pub options: Options,
+}
+
+/// How to read the exports.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Wide (a column per tag) or long (a row per value).
+    #[arg(long, value_enum, default_value_t = Layout::Wide)]
+    pub layout: Layout,
     /// Time column [default: the first column (wide), `time` (long)].
     #[arg(long)]
     pub time_column: Option<String>,
@@ -86,17 +102,9 @@ pub struct ImportCommand {
     /// quality code); without it every value is good.
     #[arg(long)]
     pub quality_column: Option<String>,
-    /// Zone of time stamps that carry no UTC offset: an IANA name
-    /// (Asia/Shanghai) or an offset (+08:00). Required when there are such.
-    #[arg(long)]
-    pub timezone: Option<String>,
-    /// How time stamps are written: auto (RFC 3339 and common layouts),
-    /// epoch-s, epoch-ms, or a strftime layout such as '%d.%m.%Y %H:%M:%S'.
-    #[arg(long, default_value = "auto")]
-    pub time_format: String,
-    /// CSV field delimiter.
-    #[arg(long, default_value_t = ',')]
-    pub delimiter: char,
+    /// CSV field delimiter: one ASCII character, or `tab`.
+    #[arg(long, default_value = ",", value_parser = delimiter)]
+    pub delimiter: u8,
     /// Skip columns and tags that the map does not name instead of
     /// stopping (wide) or rejecting them (long).
     #[arg(long)]
@@ -106,25 +114,15 @@ pub struct ImportCommand {
     pub max_rejected: u64,
 }
 
-/// How to read the exports.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Layout of every file.
-    pub layout: Layout,
-    /// Time column (`None`: the default of the layout).
-    pub time_column: Option<String>,
-    /// Tag column (long).
-    pub tag_column: String,
-    /// Value column (long).
-    pub value_column: String,
-    /// Quality column (long).
-    pub quality_column: Option<String>,
-    /// CSV delimiter.
-    pub delimiter: u8,
-    /// Skip what the map does not name.
-    pub ignore_unmapped: bool,
-    /// Stop after this many rejections.
-    pub max_rejected: u64,
+/// `--delimiter`: one ASCII character, or `tab`.
+fn delimiter(s: &str) -> Result<u8, String> {
+    match s.as_bytes() {
+        [b] if b.is_ascii() && !b.is_ascii_alphanumeric() => Ok(*b),
+        _ if s == "tab" || s == "\\t" => Ok(b'\t'),
+        _ => Err(format!(
+            "{s:?}: one ASCII character that is not a letter or digit, or `tab`"
+        )),
+    }
 }
 
 /// Why a value was not imported.
@@ -574,24 +572,9 @@ pub fn command(a: ImportCommand) -> anyhow::Result<()> {
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let format = Format::parse(&a.time_format).map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(
-        a.delimiter.is_ascii(),
-        "--delimiter {:?}: one ASCII character",
-        a.delimiter
-    );
     for f in &a.files {
         anyhow::ensure!(f.is_file(), "{}: no such file", f.display());
     }
-    let options = Options {
-        layout: a.layout,
-        time_column: a.time_column,
-        tag_column: a.tag_column,
-        value_column: a.value_column,
-        quality_column: a.quality_column,
-        delimiter: a.delimiter as u8,
-        ignore_unmapped: a.ignore_unmapped,
-        max_rejected: a.max_rejected,
-    };
     let earliest_ms = config.settings.mqtt.min_timestamp_s.saturating_mul(1000);
     let report = import(
         &a.files,
@@ -599,7 +582,7 @@ pub fn command(a: ImportCommand) -> anyhow::Result<()> {
         &catalog,
         mapping,
         Clock::new(zone, format),
-        options,
+        a.options,
         &config.settings.archive,
         earliest_ms,
         std::io::stderr().is_terminal(),
@@ -663,6 +646,16 @@ pub fn summary(report: &Report, out: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delimiter_is_one_ascii_character_or_tab() {
+        assert_eq!(delimiter(";"), Ok(b';'));
+        assert_eq!(delimiter("tab"), Ok(b'\t'));
+        assert_eq!(delimiter("|"), Ok(b'|'));
+        for bad in ["", ";;", "a", "7", "，"] {
+            assert!(delimiter(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn qualities_are_names_or_opc_codes() {

@@ -11,35 +11,7 @@ use hazardwatch::import::ImportCommand;
 use hazardwatch_storage::reader::{self, Range};
 
 use crate::independent_reader::{pyarrow, pyarrow_available};
-
-const PARK: &str = r#"
-[park]
-id = "P"
-
-[[enterprise]]
-id = "E01"
-[[enterprise.hazard_source]]
-id = "E01-HS1"
-grade = 2
-
-[[enterprise.hazard_source.unit]]
-id = "R1"
-[[enterprise.hazard_source.unit.point]]
-id = "R1.TE"
-kind = "temperature"
-eng_unit = "degC"
-range = [0.0, 200.0]
-[[enterprise.hazard_source.unit.point]]
-id = "R1.PT"
-kind = "pressure"
-eng_unit = "kPa"
-range = [0.0, 1000.0]
-[[enterprise.hazard_source.unit.point]]
-id = "R1.FT"
-kind = "measurement"
-eng_unit = "m3/h"
-range = [0.0, 100.0]
-"#;
+use crate::learn::PARK;
 
 /// One reading as the archive holds it: point, event time (ms), value,
 /// quality.

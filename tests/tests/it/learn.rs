@@ -10,7 +10,9 @@ use hazardwatch_rules::monitor::Models;
 use hazardwatch_storage::reader::Range;
 use hazardwatch_storage::{ArchiveConfig, ArchiveWriter};
 
-const PARK: &str = r#"
+/// A park of a reactor with a measurement point and a tank (also the
+/// import tests').
+pub(crate) const PARK: &str = r#"
 [park]
 id = "P"
 
