@@ -447,16 +447,24 @@ pub fn compare_table(
 /// The bar a long read of the archive shows on a terminal (`shown`), over
 /// `rows` readings; hidden otherwise.
 pub(crate) fn progress_bar(rows: u64, shown: bool) -> indicatif::ProgressBar {
+    styled_bar(
+        rows,
+        shown,
+        "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} readings ({per_sec}, {eta} left)",
+    )
+}
+
+/// A bar of `len` steps drawn with `template` on a terminal (`shown`),
+/// hidden otherwise.
+pub(crate) fn styled_bar(len: u64, shown: bool, template: &str) -> indicatif::ProgressBar {
     let bar = if shown {
-        indicatif::ProgressBar::new(rows)
+        indicatif::ProgressBar::new(len)
     } else {
         indicatif::ProgressBar::hidden()
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} readings ({per_sec}, {eta} left)",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
 }

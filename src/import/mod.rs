@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use hazardwatch_proto::{Catalog, Quality, Reading};
+use hazardwatch_proto::{Quality, Reading};
 use hazardwatch_storage::archive::{ArchiveConfig, ArchiveWriter};
 
 pub use mapping::{Mapping, Target};
@@ -432,46 +432,40 @@ fn rejections(report: &Report) -> String {
     out
 }
 
-/// Imports `files` into a new archive at `out` (see the module docs).
-#[allow(clippy::too_many_arguments)]
-pub fn import(
-    files: &[PathBuf],
-    out: &Path,
-    catalog: &std::sync::Arc<Catalog>,
-    mapping: Mapping,
-    clock: Clock,
-    options: Options,
-    archive: &ArchiveConfig,
-    earliest_ms: i64,
-    progress: bool,
-) -> anyhow::Result<Report> {
-    crate::new_archive::write("--out", out, |root| {
-        run(
-            files,
-            root,
-            catalog,
-            mapping,
-            clock,
-            options,
-            archive,
-            earliest_ms,
-            progress,
-        )
-    })
+/// An import: what to read, how, and into which points.
+pub struct Import<'a> {
+    /// The export files.
+    pub files: &'a [PathBuf],
+    /// Tags to points (and the catalog the points are in).
+    pub mapping: Mapping,
+    /// How time stamps are read.
+    pub clock: Clock,
+    /// How the files are laid out.
+    pub options: Options,
+    /// How the archive is written.
+    pub archive: &'a ArchiveConfig,
+    /// Oldest time stamp accepted, Unix ms.
+    pub earliest_ms: i64,
+    /// Show a progress bar.
+    pub progress: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    files: &[PathBuf],
-    root: &Path,
-    catalog: &std::sync::Arc<Catalog>,
-    mapping: Mapping,
-    clock: Clock,
-    options: Options,
-    archive: &ArchiveConfig,
-    earliest_ms: i64,
-    progress: bool,
-) -> anyhow::Result<Report> {
+/// Imports into a new archive at `out` (see the module docs).
+pub fn import(job: Import<'_>, out: &Path) -> anyhow::Result<Report> {
+    crate::new_archive::write("--out", out, |root| run(job, root))
+}
+
+fn run(job: Import<'_>, root: &Path) -> anyhow::Result<Report> {
+    let Import {
+        files,
+        mapping,
+        clock,
+        options,
+        archive,
+        earliest_ms,
+        progress,
+    } = job;
+    let catalog = mapping.catalog().clone();
     let total: u64 = files
         .iter()
         .map(|f| std::fs::metadata(f).map(|m| m.len()))
@@ -541,18 +535,11 @@ struct Manifest<'a> {
 
 /// The bar over the input's bytes, on a terminal.
 fn byte_bar(bytes: u64, shown: bool) -> indicatif::ProgressBar {
-    let bar = if shown {
-        indicatif::ProgressBar::new(bytes)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta} left) {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
+    crate::replay::styled_bar(
+        bytes,
+        shown,
+        "{elapsed_precise} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta} left) {msg}",
+    )
 }
 
 /// Runs `hazardwatch import`: checks the arguments, imports, prints what
@@ -576,17 +563,16 @@ pub fn command(a: ImportCommand) -> anyhow::Result<()> {
         anyhow::ensure!(f.is_file(), "{}: no such file", f.display());
     }
     let earliest_ms = config.settings.mqtt.min_timestamp_s.saturating_mul(1000);
-    let report = import(
-        &a.files,
-        &a.out,
-        &catalog,
+    let job = Import {
+        files: &a.files,
         mapping,
-        Clock::new(zone, format),
-        a.options,
-        &config.settings.archive,
+        clock: Clock::new(zone, format),
+        options: a.options,
+        archive: &config.settings.archive,
         earliest_ms,
-        std::io::stderr().is_terminal(),
-    )?;
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = import(job, &a.out)?;
     print!("{}", summary(&report, &a.out));
     Ok(())
 }

@@ -149,16 +149,11 @@ impl Checker<'_> {
         for (p, r) in points.zip(rules.iter_mut()) {
             let id = p.id.get_ref();
             let field = format!("point {id}: deviation");
-            let (span, (priority, k, n)) = match (&p.deviation, park) {
-                (Some(d), _) => match self.pre_alarm(d, &field) {
-                    Some(settings) => (d.span(), settings),
-                    None => continue,
-                },
-                (None, Some(settings)) => match models.and_then(|m| m.points.get(id)) {
-                    Some(_) => (0..0, settings),
-                    None => continue,
-                },
-                (None, None) => continue,
+            let modelled = models.is_some_and(|m| m.points.contains_key(id));
+            let Some((span, (priority, k, n))) =
+                self.settings(p.deviation.as_ref(), park, modelled, &field)
+            else {
+                continue;
             };
             let model = model_of(models, |m| &m.points, id, "point");
             match model {
@@ -175,6 +170,23 @@ impl Checker<'_> {
                 }
                 Err(why) => self.err(span, field, why),
             }
+        }
+    }
+
+    /// A point's or unit's learned-rule settings and where they are
+    /// written: its own (`own`, checked), else the park's (`park`, checked
+    /// already) if it is `modelled`, else none.
+    fn settings(
+        &mut self,
+        own: Option<&Spanned<DeviationSpec>>,
+        park: Option<(Priority, u32, u32)>,
+        modelled: bool,
+        field: &str,
+    ) -> Option<(std::ops::Range<usize>, (Priority, u32, u32))> {
+        match (own, park) {
+            (Some(d), _) => self.pre_alarm(d, field).map(|s| (d.span(), s)),
+            (None, Some(s)) if modelled => Some((0..0, s)),
+            _ => None,
         }
     }
 
@@ -255,16 +267,11 @@ impl Checker<'_> {
         for (u, (_, r)) in units.zip(unit_rules.iter_mut()) {
             let id = u.id.get_ref();
             let field = format!("unit {id}: multivariate");
-            let (span, (priority, k, n)) = match (&u.multivariate, park) {
-                (Some(d), _) => match self.pre_alarm(d, &field) {
-                    Some(settings) => (d.span(), settings),
-                    None => continue,
-                },
-                (None, Some(settings)) => match models.and_then(|m| m.units.get(id)) {
-                    Some(_) => (0..0, settings),
-                    None => continue,
-                },
-                (None, None) => continue,
+            let modelled = models.is_some_and(|m| m.units.contains_key(id));
+            let Some((span, (priority, k, n))) =
+                self.settings(u.multivariate.as_ref(), park, modelled, &field)
+            else {
+                continue;
             };
             let model = model_of(models, |m| &m.units, id, "unit");
             let model = match model {
