@@ -534,11 +534,14 @@ impl std::ops::Deref for DbGuard<'_> {
     }
 }
 
-/// Memory the journal's page cache may use. redb's default, 1 GiB, fills
-/// as the journal grows: a 30-minute soak's resident memory rose by about
-/// 90 MiB an hour with it. The journal is written at the end and read back
-/// near the end (catch-up, recent history), so a small cache serves it.
-const CACHE_BYTES: usize = 64 << 20;
+/// Memory the journal's page cache may use. redb keeps every page written
+/// until the cache is full: its default, 1 GiB, made a 30-minute soak's
+/// resident memory rise by about 90 MiB an hour, and 64 MiB took 40
+/// minutes of 200 events/s to fill. The journal is written at the end and
+/// read back near the end (catch-up, recent history), so a small cache
+/// serves it: at 8 MiB the journal bench is no slower than at 64, and the
+/// soak's memory is flat after five minutes (BENCHMARKS.md, Soak).
+const CACHE_BYTES: usize = 8 << 20;
 
 fn journal_error(path: &Path, e: impl Into<redb::Error>) -> Error {
     Error::Journal {

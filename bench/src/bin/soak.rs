@@ -249,19 +249,28 @@ fn main() -> anyhow::Result<()> {
             ),
             &command,
         );
-        // The first sample holds the start-up (caches, the first
-        // checkpoint): slopes are over the rest.
-        let steady = &samples[1..];
+        // The first quarter of the run is the start-up (the first
+        // checkpoints and compactions, the alarm journal's page cache
+        // filling: 8 MiB, about five minutes of 200 events/s): slopes are
+        // over the rest.
+        let steady = &samples[(samples.len() / 4).max(1)..];
         let series = |f: fn(&Sample) -> f64| -> Vec<(f64, f64)> {
             steady.iter().map(|s| (s.minute / 60.0, f(s))).collect()
         };
         let report = |name: &str, unit: &str, f: fn(&Sample) -> f64| {
             let first = f(&steady[0]);
             let last = f(&steady[steady.len() - 1]);
+            let (low, high) = steady
+                .iter()
+                .map(f)
+                .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
             row(
-                &format!("{name}: first / last of the steady samples, slope per hour"),
                 &format!(
-                    "{first:.2} / {last:.2} {unit}, {:+.2} {unit}/h",
+                    "{name}: first / last of the steady samples (from minute {:.0}), lowest - highest, slope per hour",
+                    steady[0].minute
+                ),
+                &format!(
+                    "{first:.2} / {last:.2} {unit}, {low:.2} - {high:.2}, {:+.2} {unit}/h",
                     slope(&series(f))
                 ),
                 None,
