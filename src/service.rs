@@ -46,6 +46,7 @@ use crate::live_site::LiveSite;
 use crate::pipeline::backfill::{BACKFILL_QUEUE, BackfillConfig, BackfillMsg};
 use crate::pipeline::feeder::BackfillLink;
 use crate::pipeline::wal_stage::{self, WalStage};
+use crate::pipeline::watermark::Watermark;
 use crate::pipeline::{
     Counters, FEEDER_QUEUE, FeedMsg, INGEST_QUEUE, Summary, TICK, archive_queue, archiver,
     backfill, feeder, watched_points,
@@ -567,12 +568,17 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
     // fails (the rule engine lost a worker or a process of its cluster),
     // the service stops.
     let fatal = CancellationToken::new();
+    let watermark = Watermark::new(
+        settings.engine.watermark,
+        settings.engine.lateness_ms as i64,
+    );
     let feeder = std::thread::Builder::new().name("feeder".into()).spawn({
         let (counters, clock, fatal) = (counters.clone(), clock.clone(), fatal.clone());
         move || {
             let drained = feeder::feeder_loop(
                 feed_rx,
                 engine,
+                watermark,
                 feeder::Downstream {
                     archive_tx,
                     archive,

@@ -270,6 +270,8 @@ pub struct Setup {
     pub lateness_ms: u64,
     /// `[engine] epoch_ms`.
     pub epoch_ms: u64,
+    /// `[engine] watermark`.
+    pub watermark: hazardwatch_rules::WatermarkPolicy,
     /// `[archive] roll_secs`.
     pub roll_secs: u64,
     /// No on- and off-delays (see [`bench_park_text`]).
@@ -289,7 +291,8 @@ impl Default for Setup {
             points: 8_000,
             broker: None,
             lateness_ms: 60_000,
-            epoch_ms: 100,
+            epoch_ms: hazardwatch_rules::EngineConfig::default().epoch_ms,
+            watermark: hazardwatch_rules::WatermarkPolicy::default(),
             roll_secs: 10,
             no_delays: false,
             secure_gateways: None,
@@ -406,10 +409,14 @@ pub async fn start_service(setup: &Setup) -> anyhow::Result<BenchService> {
     let text = format!(
         "[mqtt]\n{mqtt}\nmax_payload_bytes = 1048576\n\
          [grpc]\nlisten = \"127.0.0.1:0\"\n[metrics]\nenabled = false\n\
-         [engine]\nworkers = 2\nlateness_ms = {}\nepoch_ms = {}\n\
+         [engine]\nworkers = 2\nlateness_ms = {}\nepoch_ms = {}\nwatermark = \"{}\"\n\
          [archive]\nroll_secs = {}\n{}",
         setup.lateness_ms,
         setup.epoch_ms,
+        match setup.watermark {
+            hazardwatch_rules::WatermarkPolicy::Learned => "learned",
+            hazardwatch_rules::WatermarkPolicy::Fixed => "fixed",
+        },
         setup.roll_secs,
         bench_park_named(&setup.park, setup.points, setup.no_delays) + &registry
     );

@@ -32,32 +32,29 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The wall clock, Unix ms.
-pub fn wall_ms() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-}
-
 /// Publishes the probes (points `P{first}` to `P{first + PROBES - 1}` of
 /// gateway `GWprobe`) for `duration`, recording each in `sent` before it
-/// goes out; returns how many.
+/// goes out; returns how many. For `warmup` before that, the same points
+/// get normal readings at the same pace, not recorded: the service learns
+/// how the gateway's readings arrive (its live event time does).
 pub async fn probe(
     host: &str,
     port: u16,
     first: usize,
     sent: Sent,
+    warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<u64> {
     let (client, mut eventloop) = load::options("bench-probe", host, port);
     let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     let topic = hazardwatch_ingest::topic::telemetry("hw/v1", "E", "GWprobe", Format::Json);
     let start = tokio::time::Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < duration {
-        tokio::time::sleep_until(start + PROBE_EVERY * n as u32).await;
-        let k = n as usize % PROBES;
-        let value = if (n as usize / PROBES).is_multiple_of(2) {
+    let (mut seq, mut n) = (0u64, 0u64);
+    while start.elapsed() < warmup + duration {
+        tokio::time::sleep_until(start + PROBE_EVERY * seq as u32).await;
+        let warming = start.elapsed() < warmup;
+        let k = seq as usize % PROBES;
+        let value = if !warming && (n as usize / PROBES).is_multiple_of(2) {
             18.5
         } else {
             10.0
@@ -65,13 +62,16 @@ pub async fn probe(
         let point = format!("P{}", first + k);
         let ts = chrono::Utc::now().timestamp_millis();
         let body = format!(
-            "{{\"gateway\":\"GWprobe\",\"seq\":{n},\"readings\":[{{\"point\":\"{point}\",\"ts\":{ts},\"value\":{value}}}]}}"
+            "{{\"gateway\":\"GWprobe\",\"seq\":{seq},\"readings\":[{{\"point\":\"{point}\",\"ts\":{ts},\"value\":{value}}}]}}"
         );
-        lock(&sent).insert((point, ts), Instant::now());
+        if !warming {
+            lock(&sent).insert((point, ts), Instant::now());
+            n += 1;
+        }
         client
             .publish(&topic, QoS::AtLeastOnce, false, body)
             .await?;
-        n += 1;
+        seq += 1;
     }
     // Let the last acknowledgements come in before the connection goes.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -88,23 +88,14 @@ pub async fn stragglers(sent: &Sent) -> u64 {
     lock(sent).len() as u64
 }
 
-/// Records a probe seen at `now` in the histograms.
-pub fn seen(
-    sent: &Sent,
-    total: &Mutex<Histogram<u64>>,
-    key: &(String, i64),
-    beyond: Option<(&Mutex<Histogram<u64>>, f64)>,
-) {
+/// Records a probe seen now in the histogram.
+pub fn seen(sent: &Sent, total: &Mutex<Histogram<u64>>, key: &(String, i64)) {
     let now = Instant::now();
     let Some(t0) = lock(sent).remove(key) else {
         return;
     };
     let us = (now - t0).as_micros().max(1) as u64;
     lock(total).saturating_record(us);
-    if let Some((h, judgeable_ms)) = beyond {
-        let us = ((wall_ms() - judgeable_ms) * 1000.0).max(1.0) as u64;
-        lock(h).saturating_record(us);
-    }
 }
 
 /// (point, time stamp) of a probe's JSON payload.
@@ -115,13 +106,11 @@ pub fn probe_key(payload: &[u8]) -> Option<(String, i64)> {
 }
 
 /// A gRPC subscriber of every alarm at `grpc` that records each probe's
-/// raise or clear in `total` (publish to arrival) and, given a lateness,
-/// in its histogram beyond the earliest time the reading could be judged.
+/// raise or clear in `total` (publish to arrival).
 pub async fn alarm_subscriber(
     grpc: String,
     sent: Sent,
     total: Arc<Mutex<Histogram<u64>>>,
-    beyond: Option<(Arc<Mutex<Histogram<u64>>>, u64)>,
 ) -> anyhow::Result<()> {
     load::apart("subscriber", 1, async move {
         let mut client = pb::alarm_service_client::AlarmServiceClient::connect(grpc).await?;
@@ -144,11 +133,7 @@ pub async fn alarm_subscriber(
         ];
         while let Some(e) = stream.message().await? {
             if e.kind == high && changes.contains(&e.transition) {
-                let key = (e.point, e.event_time_ms);
-                let beyond = beyond.as_ref().map(|(h, lateness_ms)| {
-                    (&**h, (e.event_time_ms + 1 + *lateness_ms as i64) as f64)
-                });
-                seen(&sent, &total, &key, beyond);
+                seen(&sent, &total, &(e.point, e.event_time_ms));
             }
         }
         anyhow::Ok(())

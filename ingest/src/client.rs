@@ -58,6 +58,17 @@ pub struct IngestBatch {
     /// Identifies the message, so that a redelivery of it is recognised
     /// ([`message_id`]); 0 for messages that are never deduplicated.
     pub message: u128,
+    /// The gateway that sent it ([`source_id`]); 0 when not known (a batch
+    /// recovered from the write-ahead log).
+    pub source: u64,
+}
+
+/// Identifies a gateway (its topic's enterprise and gateway, or Sparkplug
+/// group and node) for the live event time, which learns how each one's
+/// readings arrive. Never 0.
+pub fn source_id(enterprise: &str, gateway: &str) -> u64 {
+    let seed = twox_hash::XxHash3_64::oneshot(enterprise.as_bytes());
+    twox_hash::XxHash3_64::oneshot_with_seed(seed, gateway.as_bytes()).max(1)
 }
 
 /// Identifies a telemetry message by its gateway and sequence number, that
@@ -237,7 +248,9 @@ impl Subscriber {
             let registry = self.registry.borrow().clone();
             // Status messages become offline markers, telemetry readings.
             let mut message = 0;
+            let mut source = 0;
             let (readings, rejections) = if let Some(sp) = sparkplug::parse_topic(&publish.topic) {
+                source = source_id(sp.group, sp.node);
                 let (readings, rejections) = self.sparkplug(
                     &registry,
                     &mut sessions,
@@ -255,6 +268,7 @@ impl Subscriber {
             } else if let Some((enterprise, gateway)) =
                 topic::parse_status(&limits.topic_prefix, &publish.topic)
             {
+                source = source_id(enterprise, gateway);
                 match decode::status(&publish.payload) {
                     Ok(status) => {
                         let g = registered(&registry, enterprise, gateway);
@@ -285,6 +299,7 @@ impl Subscriber {
                     )
                 };
                 if let Some(t) = topic::parse(&limits.topic_prefix, &publish.topic) {
+                    source = source_id(t.enterprise, t.gateway);
                     metrics::counter!("hazardwatch_mqtt_messages_total", "format" => t.format.as_str())
                         .increment(1);
                     metrics::counter!("hazardwatch_readings_in_total")
@@ -331,6 +346,7 @@ impl Subscriber {
                     readings,
                     received_ms,
                     message,
+                    source,
                 },
                 ack: Ack {
                     client,

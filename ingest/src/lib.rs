@@ -47,7 +47,7 @@ pub mod sparkplug;
 pub mod tls;
 pub mod topic;
 
-pub use client::{Ack, Delivery, IngestBatch, Subscriber, message_id};
+pub use client::{Ack, Delivery, IngestBatch, Subscriber, message_id, source_id};
 pub use config::MqttConfig;
 pub use dedup::Dedup;
 pub use error::{Error, Result};

@@ -54,7 +54,8 @@ pub mod rule_set;
 pub mod site;
 
 pub use engine::{
-    Collector, Engine, EngineConfig, EngineInput, EventSink, Progress, Resume, evaluate,
+    Collector, Engine, EngineConfig, EngineInput, EventSink, Progress, Resume, WatermarkPolicy,
+    evaluate,
 };
 pub use error::{Error, Result};
 pub use site::{Invalid, Position, SiteModel, SitePlan, SiteSpec, Source};

@@ -245,6 +245,7 @@ fn a_cluster_restores_conditions_in_every_process_and_gathers_where_the_logs_sta
                 cluster: addresses,
                 process,
                 cluster_private_network: false,
+                ..EngineConfig::default()
             };
             let mut engine = Engine::start_from(&m, &config, sink, resume).unwrap();
             let from = engine.replay_from_ms();

@@ -542,6 +542,7 @@ fn a_cluster_of_two_processes_finds_what_one_process_finds() {
                 cluster: addresses,
                 process,
                 cluster_private_network: false,
+                ..EngineConfig::default()
             };
             let mut engine = Engine::start(&m, &config, sink).unwrap();
             let mut late = Vec::new();

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::backfill::{BackfillConfig, BackfillMsg};
+use super::watermark::Watermark;
 use super::{ArchiveMsg, Counters, FeedMsg};
 
 /// Where the feeder sends late readings (see [`super::backfill`]).
@@ -107,10 +108,12 @@ pub struct Downstream {
 }
 
 /// The feeder thread: takes [`FeedMsg`]s in order until every sender is
-/// gone, then drains the engine and waits for the archiver to seal.
+/// gone, then drains the engine and waits for the archiver to seal. Live
+/// event time advances as `watermark` allows.
 pub fn feeder_loop(
     mut rx: mpsc::Receiver<FeedMsg>,
     mut engine: Engine,
+    mut watermark: Watermark,
     downstream: Downstream,
     latest: &Latest,
     counters: &Counters,
@@ -131,11 +134,11 @@ pub fn feeder_loop(
                 let input: &mut EngineInput = engine.input();
                 input.send(&b.readings, &mut late);
                 if live {
-                    // Event time also follows the wall clock between ticks,
-                    // so a busy park's readings are judged as soon as the
-                    // lateness bound allows, not at the next tick.
-                    let lateness = input.lateness_ms();
-                    input.advance_to(clock.now_ms() - lateness);
+                    // Event time also advances between ticks, so a busy
+                    // park's readings are judged as soon as every gateway
+                    // has sent what could come before them.
+                    watermark.observe(b.source, &b.readings, b.received_ms);
+                    input.advance_to(watermark.at(clock.now_ms()));
                 }
                 latest.update(&b.readings);
                 let n_late = late.iter().filter(|&&l| l).count() as u64;
@@ -173,9 +176,7 @@ pub fn feeder_loop(
                     );
                 }
                 live = true;
-                let input = engine.input();
-                let lateness = input.lateness_ms();
-                input.advance_to(now - lateness);
+                engine.input().advance_to(watermark.at(now));
             }
             FeedMsg::Expect { points, at_ms } => {
                 let markers: Vec<Reading> = points
@@ -251,6 +252,7 @@ eng_unit = "m"
 range = [0.0, 20.0]
 h = 18.0
 on_delay_s = 0
+off_delay_s = 0
 stale_s = 0
 "#;
 
@@ -306,6 +308,7 @@ stale_s = 0
                 feeder_loop(
                     rx,
                     engine,
+                    Watermark::new(config.watermark, config.lateness_ms as i64),
                     Downstream {
                         archive_tx,
                         archive: archiver,
@@ -351,6 +354,7 @@ stale_s = 0
             ],
             received_ms: t0,
             message: 1,
+            source: 1,
         };
         h.feed.blocking_send(FeedMsg::Batch(batch)).unwrap();
         // Time passes; the input ends; the feeder drains to the clock.
@@ -373,5 +377,48 @@ stale_s = 0
         let events = h.events.take();
         assert_eq!(events.len(), 1, "{events:?}");
         assert!(events[0].active && events[0].ts_ms == t0 - 1_000);
+    }
+
+    #[test]
+    fn a_gateway_heard_for_a_while_has_its_readings_judged_without_waiting_for_the_lateness() {
+        let t0 = 1_800_000_000_000;
+        let clock = Arc::new(SettableClock::new(t0));
+        let h = harness(clock.clone());
+        h.feed.blocking_send(FeedMsg::Tick(t0)).unwrap();
+        // One gateway, a reading every 100 ms, 1 ms old on arrival, in
+        // order: past the warmup, the watermark follows its readings.
+        let send = |at: i64, value: f64| {
+            clock.set(at);
+            let batch = IngestBatch {
+                readings: vec![reading(h.point, at - 1, value)],
+                received_ms: at,
+                message: at as u128,
+                source: 7,
+            };
+            h.feed.blocking_send(FeedMsg::Batch(batch)).unwrap();
+        };
+        let mut at = t0;
+        while at < t0 + 11_000 {
+            send(at, 10.0);
+            at += 100;
+        }
+        let high = at;
+        send(high, 19.0);
+        send(high + 100, 10.0);
+        send(high + 200, 10.0);
+        // The clock stays 200 ms past the high reading, far short of the
+        // 2 s lateness: with the fixed watermark it would never be judged.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut events = Vec::new();
+        while events.len() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            events.extend(h.events.take());
+        }
+        assert_eq!(events.len(), 2, "the raise and the clear: {events:?}");
+        assert!(events[0].active && events[0].ts_ms == high - 1);
+        assert_eq!(clock.now_ms(), high + 200);
+        assert_eq!(h.counters.readings_late.load(Ordering::Relaxed), 0);
+        drop(h.feed);
+        h.feeder.join().unwrap().unwrap();
     }
 }

@@ -17,6 +17,8 @@
 //!   checkpoint never holds the rules back.
 //! - [`backfill`]: judges the readings that came later than the lateness
 //!   bound, by the same rules, as episodes.
+//! - [`watermark`]: how far live event time may advance, learned from how
+//!   each gateway's readings arrive.
 //!
 //! The stages know the rule engine, the storage and the alarm hub (the
 //! archiver archives journaled alarm events); nothing here knows the gRPC
@@ -35,6 +37,7 @@ pub mod archiver;
 pub mod backfill;
 pub mod feeder;
 pub mod wal_stage;
+pub mod watermark;
 
 /// Deliveries between ingest and the write-ahead stage.
 pub const INGEST_QUEUE: usize = 256;

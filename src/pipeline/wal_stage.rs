@@ -336,5 +336,6 @@ pub fn recovered(
         readings,
         received_ms: b.received_ms,
         message: b.message,
+        source: 0,
     }))
 }

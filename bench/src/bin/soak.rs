@@ -164,12 +164,7 @@ fn main() -> anyhow::Result<()> {
         let grpc = format!("http://{}", svc.running.grpc_addr);
         let sent: Sent = Arc::default();
         let total = Arc::new(Mutex::new(histogram()?));
-        let probe_subscriber = tokio::spawn(alarm_subscriber(
-            grpc.clone(),
-            sent.clone(),
-            total.clone(),
-            None,
-        ));
+        let probe_subscriber = tokio::spawn(alarm_subscriber(grpc.clone(), sent.clone(), total.clone()));
         let events = Arc::new(AtomicU64::new(0));
         let others: Vec<_> = (0..subscribers)
             .map(|_| tokio::spawn(counting_subscriber(grpc.clone(), events.clone())))
@@ -188,7 +183,7 @@ fn main() -> anyhow::Result<()> {
         });
         let probes = tokio::spawn(load::apart("probe", 1, {
             let (host, port, sent) = (svc.host.clone(), svc.port, sent.clone());
-            async move { probe(&host, port, POINTS, sent, duration).await }
+            async move { probe(&host, port, POINTS, sent, Duration::ZERO, duration).await }
         }));
 
         let marks = Arc::new(Watermarks::new());

@@ -7,8 +7,8 @@
 //!   --exchange by unit--> unit rules (voting, correlation)
 //!   point + unit events --> unit state (suppression by design)
 //!   --exchange by console--> console rules (flood, chattering)
-//!   all events --exchange to worker 0--> gather: one epoch at a time,
-//!       events sorted --> sink
+//!   all events --exchange to worker 0--> gather: the epochs complete,
+//!       in order, each sorted --> sink (one call for all of them)
 //! ```
 //!
 //! Every stage judges an epoch by the rules the [`RuleBook`] has in force
@@ -74,6 +74,9 @@ pub struct EngineConfig {
     /// How late (behind the newest time known) a reading may arrive and still
     /// be judged by the rules, in ms.
     pub lateness_ms: u64,
+    /// How live event time advances within the lateness (see
+    /// [`WatermarkPolicy`]).
+    pub watermark: WatermarkPolicy,
     /// The processes of a cluster, `host:port` each, in the order of their
     /// index (empty: this process alone). Every process runs `workers`
     /// workers; readings are exchanged between them by point, and the
@@ -89,12 +92,27 @@ pub struct EngineConfig {
     pub cluster_private_network: bool,
 }
 
+/// `engine.watermark`: how live event time advances. Either way it is never
+/// held further behind the clock than `lateness_ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatermarkPolicy {
+    /// As far as the gateways' learned disorder and delay allow: a reading
+    /// is judged as soon as every gateway has sent what could precede it
+    /// (the service's `pipeline::watermark`).
+    #[default]
+    Learned,
+    /// The clock less the lateness: every reading waits the full bound.
+    Fixed,
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             workers: 0,
-            epoch_ms: 100,
+            epoch_ms: 10,
             lateness_ms: 2_000,
+            watermark: WatermarkPolicy::default(),
             cluster: Vec::new(),
             process: 0,
             cluster_private_network: false,
@@ -478,13 +496,20 @@ impl Engine {
                                     stash.entry(time).or_default().append(data);
                                 }
                             });
+                            // Every epoch complete by now, in order, each
+                            // sorted: one call, so one journal commit (a
+                            // group commit) however small the epochs.
+                            let mut done: Vec<RuleEvent> = Vec::new();
                             while let Some(entry) = stash.first_entry() {
                                 if frontier.less_equal(entry.key()) {
                                     break;
                                 }
                                 let mut events = entry.remove();
                                 events.sort_by_key(RuleEvent::order_key);
-                                sink(events);
+                                done.append(&mut events);
+                            }
+                            if !done.is_empty() {
+                                sink(done);
                             }
                             // Worker 0 gathers the events; every worker's
                             // frontier here is the cluster's progress, and
