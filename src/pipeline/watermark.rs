@@ -20,21 +20,23 @@
 //! has taken the message received at `R`, a gateway can still send only
 //! readings from `max(newest - d, R - a)` on. Event time advances to the
 //! least of that over the gateways heard in the window, and never past `R`
-//! (the service's own markers are stamped with receipt times). Disorder is
-//! the gateway's own habit: none seen is taken as none, and any other gets
-//! a quarter more and [`ORDER_HEADROOM_MS`];
-//! delay is what a network hiccup lengthens, and gets half more and
-//! [`DELAY_HEADROOM_MS`]. (In a busy park the newest readings decide and the
-//! delay barely matters; where gateways report every second or so, it is
-//! what event time waits for.) A reading later than all that is late like
-//! one past the lateness: archived, and judged by the backfill; the
-//! `hazardwatch_readings_late_total` counter says how often. A gateway is held to the
-//! full lateness for its first [`WARMUP_MS`] and [`WARMUP_MESSAGES`], so
-//! one that was never seen
-//! (or has restarted) learns before it is trusted; messages from no known
-//! gateway (the write-ahead log's, at start) are judged before live time
-//! starts. With `engine.watermark = "fixed"`, event time is the clock less
-//! the lateness, as before this was learned.
+//! (the service's own markers are stamped with receipt times).
+//!
+//! Disorder is the gateway's own habit: none seen is taken as none, and any
+//! other gets a quarter more and [`ORDER_HEADROOM_MS`]. Delay is what a
+//! network hiccup lengthens, and gets half more and [`DELAY_HEADROOM_MS`].
+//! (In a busy park the newest readings decide and the delay barely
+//! matters; where gateways report every second or so, it is what event
+//! time waits for.) A reading later than all that is late like one past the
+//! lateness: archived, and judged by the backfill; the
+//! `hazardwatch_readings_late_total` counter says how often.
+//!
+//! A gateway is held to the full lateness for its first [`WARMUP_MS`] and
+//! [`WARMUP_MESSAGES`], so one never seen (or restarted) learns before it
+//! is trusted. Messages from no known gateway (the write-ahead log's, at
+//! start) are judged before live time starts. With `engine.watermark =
+//! "fixed"`, event time is the clock less the lateness, as before this was
+//! learned.
 
 use std::collections::HashMap;
 
