@@ -108,6 +108,11 @@ struct Source {
     newest_ts: i64,
     disorder: WindowMax,
     delay: WindowMax,
+    /// `disorder` and `delay` as of the last sweep or since (a figure only
+    /// falls when a minute leaves the window, so between sweeps these are
+    /// at least the truth: event time waits a little longer, never less).
+    disorder_ms: i64,
+    delay_ms: i64,
 }
 
 /// Live event time (see the module docs).
@@ -118,6 +123,11 @@ pub struct Watermark {
     /// Receipt time of the newest message taken (`R`).
     received_ms: i64,
     sources: HashMap<u64, Source>,
+    /// The clock's second of the last sweep (silent gateways forgotten,
+    /// figures brought up to date).
+    swept_s: i64,
+    /// The last answer of [`Watermark::at`] and the clock time it was for.
+    last: Option<(i64, i64)>,
 }
 
 impl Watermark {
@@ -128,6 +138,8 @@ impl Watermark {
             lateness_ms,
             received_ms: i64::MIN,
             sources: HashMap::new(),
+            swept_s: i64::MIN,
+            last: None,
         }
     }
 
@@ -149,6 +161,8 @@ impl Watermark {
             newest_ts: i64::MIN,
             disorder: WindowMax::default(),
             delay: WindowMax::default(),
+            disorder_ms: 0,
+            delay_ms: 0,
         });
         s.last_ms = s.last_ms.max(received_ms);
         s.messages = (s.messages + 1).min(WARMUP_MESSAGES);
@@ -160,9 +174,11 @@ impl Watermark {
             s.newest_ts = s.newest_ts.max(r.ts_ms);
             oldest = oldest.min(r.ts_ms);
         }
+        let delay = received_ms.saturating_sub(oldest).max(0);
         s.disorder.observe(received_ms, disorder);
-        s.delay
-            .observe(received_ms, received_ms.saturating_sub(oldest).max(0));
+        s.delay.observe(received_ms, delay);
+        s.disorder_ms = s.disorder_ms.max(disorder);
+        s.delay_ms = s.delay_ms.max(delay);
     }
 
     fn forget_oldest(&mut self) {
@@ -182,8 +198,9 @@ impl Watermark {
         if self.policy == Policy::Fixed {
             return floor;
         }
-        self.sources
-            .retain(|_, s| now_ms.saturating_sub(s.last_ms) < WINDOW_MS);
+        if now_ms.div_euclid(1000) != self.swept_s {
+            self.sweep(now_ms);
+        }
         let (r, bound) = (self.received_ms, self.lateness_ms);
         // A gateway never seen out of order is taken at its word: a
         // reading stamped like its newest is still in time.
@@ -199,13 +216,38 @@ impl Watermark {
                 if now_ms.saturating_sub(s.first_ms) < WARMUP_MS || s.messages < WARMUP_MESSAGES {
                     return r.saturating_sub(bound);
                 }
-                let by_order = s.newest_ts.saturating_sub(order(s.disorder.max(now_ms)));
-                let by_delay = r.saturating_sub(delay(s.delay.max(now_ms)));
+                let by_order = s.newest_ts.saturating_sub(order(s.disorder_ms));
+                let by_delay = r.saturating_sub(delay(s.delay_ms));
                 by_order.max(by_delay)
             })
             .min()
             .unwrap_or(r);
-        floor.max(least.min(r))
+        let answer = floor.max(least.min(r));
+        self.last = Some((now_ms, answer));
+        answer
+    }
+
+    /// [`Watermark::at`], but asked again within the same millisecond it
+    /// gives the same answer: it looks at every gateway, so a feeder that
+    /// asks after every message does so at most a thousand times a second.
+    /// (What was learned meanwhile counts from the next millisecond, or
+    /// the next call of [`Watermark::at`].)
+    pub fn at_most_once_a_ms(&mut self, now_ms: i64) -> i64 {
+        match self.last {
+            Some((at, answer)) if at == now_ms && self.policy == Policy::Learned => answer,
+            _ => self.at(now_ms),
+        }
+    }
+
+    /// Forgets the gateways silent for the window and brings the others'
+    /// figures up to date.
+    fn sweep(&mut self, now_ms: i64) {
+        self.swept_s = now_ms.div_euclid(1000);
+        self.sources.retain(|_, s| {
+            s.disorder_ms = s.disorder.max(now_ms);
+            s.delay_ms = s.delay.max(now_ms);
+            now_ms.saturating_sub(s.last_ms) < WINDOW_MS
+        });
     }
 }
 
@@ -322,6 +364,20 @@ mod tests {
         assert_eq!(m.max(T0 + WINDOW_MS - 1), 500);
         assert_eq!(m.max(T0 + WINDOW_MS), 20);
         assert_eq!(m.max(T0 + 2 * WINDOW_MS), 0);
+    }
+
+    #[test]
+    fn asked_within_a_millisecond_the_answer_stays_until_asked_afresh() {
+        let mut w = Watermark::new(Policy::Learned, LATENESS);
+        steady(&mut w, 1, T0, T0 + 61_000, 10, 0);
+        let now = T0 + 61_000;
+        assert_eq!(w.at_most_once_a_ms(now), now - 10);
+        // A new gateway holds time back, from the next millisecond on, or
+        // when asked afresh.
+        w.observe(2, &[at(now)], now);
+        assert_eq!(w.at_most_once_a_ms(now), now - 10);
+        assert_eq!(w.at_most_once_a_ms(now + 1), now + 1 - LATENESS);
+        assert_eq!(w.at(now), now - LATENESS);
     }
 
     #[test]
