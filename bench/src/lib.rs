@@ -216,11 +216,13 @@ pub fn per_sec(n: f64) -> String {
 /// have no on- or off-delay (an alarm is raised by the reading that
 /// crosses its limit and cleared by the one that returns).
 pub fn bench_park_text(points: usize, no_delays: bool) -> String {
-    bench_park_named("B", points, no_delays)
+    bench_park_named("B", points, no_delays, 1)
 }
 
-/// [`bench_park_text`] for park id `park`.
-pub fn bench_park_named(park: &str, points: usize, no_delays: bool) -> String {
+/// [`bench_park_text`] for park id `park`, its points' HH limits in
+/// `limit_sets` variants (19.000, 19.001, ... m in turn), so that they
+/// share that many distinct parameter sets.
+pub fn bench_park_named(park: &str, points: usize, no_delays: bool, limit_sets: usize) -> String {
     let mut text = format!("[park]\nid = \"{park}\"\n");
     if no_delays {
         text.push_str("[defaults.level]\non_delay_s = 0\noff_delay_s = 0\n");
@@ -229,8 +231,9 @@ pub fn bench_park_named(park: &str, points: usize, no_delays: bool) -> String {
         "[[enterprise]]\nid = \"E\"\n[[enterprise.hazard_source]]\nid = \"HS\"\ngrade = 2\n[[enterprise.hazard_source.unit]]\nid = \"U\"\n",
     );
     for p in 0..points {
+        let hh = 19.0 + (p % limit_sets.max(1)) as f64 / 1000.0;
         text.push_str(&format!(
-            "[[enterprise.hazard_source.unit.point]]\nid = \"P{p}\"\nkind = \"level\"\neng_unit = \"m\"\nrange = [0.0, 20.0]\nl = 2.0\nh = 18.0\nhh = 19.0\n"
+            "[[enterprise.hazard_source.unit.point]]\nid = \"P{p}\"\nkind = \"level\"\neng_unit = \"m\"\nrange = [0.0, 20.0]\nl = 2.0\nh = 18.0\nhh = {hh:?}\n"
         ));
     }
     text
@@ -276,6 +279,8 @@ pub struct Setup {
     pub roll_secs: u64,
     /// No on- and off-delays (see [`bench_park_text`]).
     pub no_delays: bool,
+    /// Distinct HH limits among the points (see [`bench_park_named`]).
+    pub limit_sets: usize,
     /// The embedded broker on TLS, with this many gateways `GW{g}` of `E`
     /// registered (each with its share of the points, as
     /// [`load::Load`] splits them) and one password for all of them: see
@@ -295,6 +300,7 @@ impl Default for Setup {
             watermark: hazardwatch_rules::WatermarkPolicy::default(),
             roll_secs: 10,
             no_delays: false,
+            limit_sets: 1,
             secure_gateways: None,
             park: "B".into(),
         }
@@ -418,7 +424,7 @@ pub async fn start_service(setup: &Setup) -> anyhow::Result<BenchService> {
             hazardwatch_rules::WatermarkPolicy::Fixed => "fixed",
         },
         setup.roll_secs,
-        bench_park_named(&setup.park, setup.points, setup.no_delays) + &registry
+        bench_park_named(&setup.park, setup.points, setup.no_delays, setup.limit_sets) + &registry
     );
     let mut config = hazardwatch::config::Config::from_source(&hazardwatch_rules::Source {
         path: "bench.toml".into(),

@@ -10,13 +10,13 @@ use hazardwatch_proto::{
     UnitIdx,
 };
 
-use crate::site::{PointRules, SiteModel, UnitRules, default_priority};
+use crate::site::{PointRules, PointRulesTable, SiteModel, UnitRules, default_priority};
 
 /// Per-point and per-unit rules, indexed by the catalog's numbering.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     /// Rule parameters by point.
-    pub points: std::sync::Arc<Vec<PointRules>>,
+    pub points: std::sync::Arc<PointRulesTable>,
     /// What each point measures.
     pub kinds: Vec<PointKind>,
     /// Unit of each point.

@@ -1,6 +1,7 @@
 //! Scale of state: resident memory per monitored point. Each size runs in a
 //! child process of its own: the full service starts with N points (every
-//! point with H, HH and L limits, fault and stale rules) on an external
+//! point with H, HH and L limits, fault and stale rules; a distinct set of
+//! limits per [`POINTS_PER_LIMIT_SET`] points) on an external
 //! mosquitto, every point reports about once over MQTT, the archive seals,
 //! the rules judge, and the child reports its resident set (which also
 //! holds what the allocator kept from parsing the configuration). Per point
@@ -15,6 +16,11 @@ use std::time::{Duration, Instant};
 
 use hazardwatch_bench::load::{self, Format, Load};
 use hazardwatch_bench::{Setup, baseline, header, row, rss, start_service};
+
+/// Points per distinct set of limits: a park's points share a few (every
+/// tank of a type, every gas detector of a gas), and a province's million
+/// points a thousand.
+const POINTS_PER_LIMIT_SET: usize = 1_000;
 
 /// The child: one service of `points` points; prints its resident bytes.
 fn child(points: usize) -> anyhow::Result<()> {
@@ -36,6 +42,7 @@ fn child(points: usize) -> anyhow::Result<()> {
             broker: Some(broker.port),
             lateness_ms: lateness.as_millis() as u64,
             roll_secs: 1,
+            limit_sets: points.div_ceil(POINTS_PER_LIMIT_SET),
             ..Setup::default()
         })
         .await?;
@@ -125,7 +132,10 @@ fn main() -> anyhow::Result<()> {
         let r = measure(n)?;
         let per = (r.saturating_sub(base)) as f64 / (n - base_points) as f64;
         row(
-            &format!("{n} points: resident, and per point above the baseline"),
+            &format!(
+                "{n} points ({} sets of limits): resident, and per point above the baseline",
+                n.div_ceil(POINTS_PER_LIMIT_SET)
+            ),
             &format!(
                 "{:.1} MiB, {per:.0} bytes/point",
                 r as f64 / (1 << 20) as f64

@@ -410,7 +410,7 @@ impl Engine {
                 // Every rule runs, whether or not the current model uses it,
                 // so that a reloaded model can: a rule with nothing
                 // configured for a key returns at once.
-                let point_rules = (
+                let point_rules: PointLogic = (
                     Threshold,
                     (
                         Fault,
@@ -743,9 +743,29 @@ impl EngineInput {
     }
 }
 
+/// Every rule over a point's readings, as one operator with one state per
+/// point.
+type PointLogic = (
+    Threshold,
+    (
+        Fault,
+        (Stale, (Flatline, (RateOfChange, (Predict, Deviation)))),
+    ),
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operators::KeyedLogic;
+
+    #[test]
+    fn a_points_rule_state_is_small() {
+        // Held for every point on its worker: the largest part of a point's
+        // memory (the limits' 48 bytes, the stale rule's 32, the fault
+        // rule's flag, a pointer for each rule few points configure).
+        let size = std::mem::size_of::<<PointLogic as KeyedLogic>::State>();
+        assert!(size <= 120, "{size} bytes");
+    }
 
     #[test]
     fn a_cluster_names_its_processes_and_this_one() {

@@ -12,7 +12,7 @@
 //! rules the [`RuleBook`] has in force at it.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Priority, Reading, RuleEvent};
@@ -81,16 +81,27 @@ pub type Sparse<S> = Option<Box<S>>;
 /// it fires before the deadline (the deadline moved meanwhile) it is set
 /// again for the new one. This keeps timer traffic at one per deadline
 /// period instead of one per reading.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Deadline {
-    pending: Option<i64>,
+    /// The timer pending; [`NO_TIMER`]: none (8 bytes, not an
+    /// `Option<i64>`'s 16: every point holds one).
+    pending: i64,
+}
+
+/// See [`Deadline::pending`]: no timer is set at the start of time.
+const NO_TIMER: i64 = i64::MIN;
+
+impl Default for Deadline {
+    fn default() -> Self {
+        Deadline { pending: NO_TIMER }
+    }
 }
 
 impl Deadline {
     /// Makes sure a timer is pending for `deadline_ms` or earlier.
     pub fn arm(&mut self, deadline_ms: i64, timers: &mut Scheduled) {
-        if self.pending.is_none() {
-            self.pending = Some(deadline_ms);
+        if self.pending == NO_TIMER {
+            self.pending = deadline_ms;
             timers.at(deadline_ms);
         }
     }
@@ -99,10 +110,10 @@ impl Deadline {
     /// `deadline_ms`, has been reached; re-arms for it when it moved later.
     /// False for a timer that is not this deadline's.
     pub fn fired(&mut self, due_ms: i64, deadline_ms: i64, timers: &mut Scheduled) -> bool {
-        if self.pending != Some(due_ms) {
+        if due_ms == NO_TIMER || self.pending != due_ms {
             return false;
         }
-        self.pending = None;
+        self.pending = NO_TIMER;
         if deadline_ms > due_ms {
             self.arm(deadline_ms, timers);
             return false;
@@ -113,8 +124,9 @@ impl Deadline {
 
 /// A record the event-time mechanics can route and order.
 pub trait Timed: timely::ExchangeData {
-    /// What per-key state is kept by.
-    type Key: Copy + Ord + std::hash::Hash + 'static;
+    /// What per-key state is kept by: a catalog index (point, unit,
+    /// console, gateway).
+    type Key: Copy + Ord + Into<u32> + From<u32> + 'static;
     /// The record's key.
     fn key(&self) -> Self::Key;
     /// Event time, Unix ms.
@@ -332,10 +344,10 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
     ) -> Stream<'scope, u64, Vec<RuleEvent>> {
         let pact = Exchange::new(|r: &D| D::route_key(r.key()));
         let (index, peers) = (self.scope().index(), self.scope().peers());
-        let mut states: HashMap<D::Key, L::State> = HashMap::new();
+        let mut states: KeyStates<L::State> = KeyStates::default();
         for &(key, kind) in restore {
             if worker_of(D::route_key(key), peers) == index {
-                logic.on_restore(states.entry(key).or_default(), kind);
+                logic.on_restore(states.get_or_default(key.into()), kind);
             }
         }
         self.unary_frontier::<CapacityContainerBuilder<Vec<RuleEvent>>, _, _, _>(
@@ -407,15 +419,15 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
                             // their records or timers): every key's
                             // leftovers end where the new rules begin.
                             edition_from = from;
-                            for (&key, state) in &mut states {
+                            states.for_each(|key, state| {
                                 logic.on_rules_changed(
                                     &rules,
                                     state,
-                                    key,
+                                    key.into(),
                                     epochs.start(from),
                                     &mut events,
                                 );
-                            }
+                            });
                         }
                         run_epoch(
                             &logic,
@@ -446,6 +458,64 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
     }
 }
 
+/// Keys below this are kept in [`KeyStates`]' dense table; a catalog never
+/// has as many points, units, consoles or gateways.
+const DENSE_KEYS: u32 = 1 << 24;
+
+/// One worker's states of a rule, by key. Keys are catalog indices, so the
+/// states are a vector, with each key's place in it in a second vector by
+/// key: 4 bytes per key of the catalog besides the state itself (a hash
+/// map cost about twice the state, in load factor and hashes). A key past
+/// [`DENSE_KEYS`] is kept in a map aside rather than grow the vector by
+/// key to it.
+struct KeyStates<S> {
+    /// By key: 1 + the key's place in `states`; 0: no state here.
+    place: Vec<u32>,
+    states: Vec<S>,
+    far: BTreeMap<u32, S>,
+}
+
+impl<S> Default for KeyStates<S> {
+    fn default() -> Self {
+        KeyStates {
+            place: Vec::new(),
+            states: Vec::new(),
+            far: BTreeMap::new(),
+        }
+    }
+}
+
+impl<S: Default> KeyStates<S> {
+    /// The key's state, created empty on first use.
+    fn get_or_default(&mut self, key: u32) -> &mut S {
+        if key >= DENSE_KEYS {
+            return self.far.entry(key).or_default();
+        }
+        let k = key as usize;
+        if k >= self.place.len() {
+            self.place.resize(k + 1, 0);
+        }
+        if self.place[k] == 0 {
+            self.states.push(S::default());
+            // Fewer states than keys below DENSE_KEYS: fits.
+            self.place[k] = self.states.len() as u32;
+        }
+        &mut self.states[self.place[k] as usize - 1]
+    }
+
+    /// Every key with state, in key order.
+    fn for_each(&mut self, mut f: impl FnMut(u32, &mut S)) {
+        for (key, &at) in self.place.iter().enumerate() {
+            if at != 0 {
+                f(key as u32, &mut self.states[at as usize - 1]);
+            }
+        }
+        for (&key, state) in &mut self.far {
+            f(key, state);
+        }
+    }
+}
+
 /// Runs one complete epoch: each key's records in time order, with its
 /// timers due before the epoch's end fired in their place (a timer fires
 /// before a record of the same millisecond).
@@ -454,7 +524,7 @@ fn run_epoch<L: KeyedLogic>(
     rules: &RuleSet,
     epoch_end: i64,
     records: &mut [L::Input],
-    states: &mut HashMap<<L::Input as Timed>::Key, L::State>,
+    states: &mut KeyStates<L::State>,
     timers: &mut BTreeSet<(i64, <L::Input as Timed>::Key)>,
     events: &mut Vec<RuleEvent>,
 ) {
@@ -481,7 +551,7 @@ fn run_epoch<L: KeyedLogic>(
             (None, None) => break,
         };
         let mut mine = due.remove(&point).unwrap_or_default();
-        let state = states.entry(point).or_default();
+        let state = states.get_or_default(point.into());
         loop {
             let next_record = records.get(i).filter(|r| r.key() == point);
             let next_due = mine.first().copied();
@@ -619,5 +689,24 @@ impl<'scope, T: Clone + 'static> EachEvent<'scope, T> for Stream<'scope, u64, Ve
                 }
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_are_kept_by_key_dense_or_far() {
+        let mut states: KeyStates<u32> = KeyStates::default();
+        *states.get_or_default(7) += 1;
+        *states.get_or_default(u32::MAX) += 5;
+        *states.get_or_default(7) += 1;
+        *states.get_or_default(2) += 3;
+        // The far key does not stretch the dense table to it.
+        assert_eq!(states.place.len(), 8);
+        let mut seen = Vec::new();
+        states.for_each(|k, s| seen.push((k, *s)));
+        assert_eq!(seen, [(2, 3), (7, 2), (u32::MAX, 5)]);
     }
 }

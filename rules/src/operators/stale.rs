@@ -61,13 +61,29 @@ use crate::rule_set::RuleSet;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Stale;
 
-/// Per-point state.
-#[derive(Debug, Default)]
+/// Per-point state (32 bytes: every point holds one).
+#[derive(Debug)]
 pub struct StaleState {
-    last_ts: Option<i64>,
+    /// The time of the latest reading or expectation marker; [`NEVER`]:
+    /// none yet.
+    last_ts: i64,
     last_value: f64,
     deadline: Deadline,
     active: bool,
+}
+
+/// See [`StaleState::last_ts`].
+const NEVER: i64 = i64::MIN;
+
+impl Default for StaleState {
+    fn default() -> Self {
+        StaleState {
+            last_ts: NEVER,
+            last_value: 0.0,
+            deadline: Deadline::default(),
+            active: false,
+        }
+    }
 }
 
 impl StaleState {
@@ -116,16 +132,16 @@ impl KeyedLogic for Stale {
         if r.quality == Quality::Expected {
             // Expected from here: the deadline counts from the later of the
             // marker and the last reading; nothing else changes.
-            if st.last_ts.is_none() {
+            if st.last_ts == NEVER {
                 st.last_value = f64::NAN;
             }
-            let since = st.last_ts.map_or(r.ts_ms, |t| t.max(r.ts_ms));
-            st.last_ts = Some(since);
+            let since = st.last_ts.max(r.ts_ms);
+            st.last_ts = since;
             st.deadline.arm(since + after, timers);
             return;
         }
         st.change(false, rules, r.point, r.ts_ms, r.value, after, out);
-        st.last_ts = Some(st.last_ts.map_or(r.ts_ms, |t| t.max(r.ts_ms)));
+        st.last_ts = st.last_ts.max(r.ts_ms);
         st.last_value = r.value;
         st.deadline.arm(r.ts_ms + after, timers);
     }
@@ -139,10 +155,13 @@ impl KeyedLogic for Stale {
         timers: &mut Scheduled,
         out: &mut Vec<RuleEvent>,
     ) {
-        let (Some(after), Some(last)) = (rules.point(point).and_then(|p| p.stale_ms), st.last_ts)
-        else {
+        let Some(after) = rules.point(point).and_then(|p| p.stale_ms) else {
             return;
         };
+        let last = st.last_ts;
+        if last == NEVER {
+            return;
+        }
         if st.deadline.fired(due_ms, last + after, timers) {
             let value = st.last_value;
             st.change(true, rules, point, due_ms, value, after, out);

@@ -128,6 +128,110 @@ pub struct PointRules {
     pub latch: bool,
 }
 
+/// Every point's rule parameters, by [`PointIdx`], each distinct set held
+/// once. A park's points mostly share their kind's defaults and a few sets
+/// of limits (every combustible gas detector alarms at the same %LEL), so
+/// a point costs 4 bytes here, not the 200 of its own [`PointRules`]; a
+/// point with parameters of its own (a learned deviation model) still has
+/// them whole.
+#[derive(Debug, Clone, Default)]
+pub struct PointRulesTable {
+    /// The distinct parameter sets.
+    sets: Vec<PointRules>,
+    /// By point: its set in `sets`.
+    of: Vec<u32>,
+}
+
+impl PointRulesTable {
+    /// A point's parameters.
+    pub fn get(&self, point: usize) -> Option<&PointRules> {
+        let &set = self.of.get(point)?;
+        self.sets.get(set as usize)
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.of.len()
+    }
+
+    /// True when there are no points.
+    pub fn is_empty(&self) -> bool {
+        self.of.is_empty()
+    }
+
+    /// Number of distinct parameter sets.
+    pub fn distinct(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// Every point's parameters, by point.
+    pub fn iter(&self) -> impl Iterator<Item = &PointRules> {
+        self.of.iter().map(|&set| &self.sets[set as usize])
+    }
+}
+
+impl FromIterator<PointRules> for PointRulesTable {
+    fn from_iter<I: IntoIterator<Item = PointRules>>(points: I) -> Self {
+        let mut table = PointRulesTable::default();
+        // Sets by a hash of their cheap fields; equal sets share a bucket,
+        // and within one `==` decides.
+        let mut buckets: std::collections::HashMap<u64, Vec<u32>> = Default::default();
+        for rules in points {
+            let bucket = buckets.entry(rules.fingerprint()).or_default();
+            let set = match bucket.iter().find(|&&s| table.sets[s as usize] == rules) {
+                Some(&s) => s,
+                None => {
+                    let s = u32::try_from(table.sets.len())
+                        .expect("fewer parameter sets than points, and points are u32");
+                    let mut rules = rules;
+                    rules.limits.shrink_to_fit();
+                    table.sets.push(rules);
+                    bucket.push(s);
+                    s
+                }
+            };
+            table.of.push(set);
+        }
+        // Held for as long as the model runs: no spare capacity.
+        table.sets.shrink_to_fit();
+        table.of.shrink_to_fit();
+        table
+    }
+}
+
+impl PointRules {
+    /// A hash of the fields that tell parameter sets apart (equal sets
+    /// have equal fingerprints; `NaN`s and `-0.0` only cost sharing).
+    fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let f = |x: f64| x.to_bits();
+        (f(self.range.0), f(self.range.1), f(self.deadband)).hash(&mut h);
+        for l in &self.limits {
+            (l.kind.tag(), f(l.value), l.priority as u8).hash(&mut h);
+        }
+        (
+            self.on_delay_ms,
+            self.off_delay_ms,
+            self.stale_ms,
+            self.latch,
+        )
+            .hash(&mut h);
+        self.flatline.map(|r| (r.after_ms, f(r.band))).hash(&mut h);
+        self.roc
+            .map(|r| (f(r.limit_per_s), r.window_ms))
+            .hash(&mut h);
+        self.predict
+            .map(|r| (r.horizon_ms, r.window_ms))
+            .hash(&mut h);
+        self.deviation
+            .as_ref()
+            .map(|d| (f(d.robust.centre), f(d.robust.spread)))
+            .hash(&mut h);
+        h.finish()
+    }
+}
+
 /// Validated deviation parameters: the point's learned model and the
 /// pre-alarm's persistence and priority.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -349,7 +453,7 @@ pub struct SiteModel {
     pub catalog: Arc<Catalog>,
     /// Rule parameters, indexed by [`PointIdx`]; shared with the engine's
     /// [`crate::rule_set::RuleSet`].
-    pub rules: Arc<Vec<PointRules>>,
+    pub rules: Arc<PointRulesTable>,
     /// Unit rules, indexed by [`UnitIdx`] (the catalog's unit numbering).
     pub units: Vec<UnitRules>,
     /// The gateways allowed to report the points; shared with ingest and
@@ -386,7 +490,9 @@ pub fn default_priority(point: PointKind, kind: AlarmKind) -> Priority {
 impl SiteModel {
     /// Rule parameters of a point.
     pub fn point_rules(&self, idx: PointIdx) -> &PointRules {
-        &self.rules[idx as usize]
+        self.rules
+            .get(idx as usize)
+            .expect("a point of the catalog has rules")
     }
 
     /// Number of points.
@@ -439,6 +545,7 @@ impl SiteModel {
         for (p, r) in self.rules.iter().enumerate() {
             rules[to_merged(p as PointIdx) as usize] = r.clone();
         }
+        let rules: PointRulesTable = rules.into_iter().collect();
         let mut units = vec![UnitRules::default(); merged.unit_count()];
         for (u, r) in self.units.iter().enumerate() {
             let id = &self.catalog.unit(u as UnitIdx).id;
@@ -467,5 +574,38 @@ impl SiteModel {
         self.units = units;
         self.catalog = Arc::new(merged);
         (added, removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_with_equal_parameters_share_one_set() {
+        let limit = |value| Limit {
+            kind: AlarmKind::High,
+            value,
+            priority: Priority::Medium,
+        };
+        let with = |value, stale_ms| PointRules {
+            limits: vec![limit(value)],
+            stale_ms,
+            ..PointRules::inert()
+        };
+        let points = [
+            with(18.0, Some(60_000)),
+            with(18.0, Some(60_000)),
+            with(19.0, Some(60_000)),
+            with(18.0, None),
+            with(18.0, Some(60_000)),
+        ];
+        let table: PointRulesTable = points.iter().cloned().collect();
+        assert_eq!((table.len(), table.distinct()), (5, 3));
+        for (p, rules) in points.iter().enumerate() {
+            assert_eq!(table.get(p), Some(rules));
+        }
+        assert!(table.iter().eq(points.iter()));
+        assert_eq!(table.get(5), None);
     }
 }

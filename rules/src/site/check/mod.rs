@@ -304,11 +304,6 @@ impl SiteModel {
                 units[u as usize] = r;
             }
         }
-        // Held for as long as the model runs: no spare capacity.
-        for r in &mut rules {
-            r.limits.shrink_to_fit();
-        }
-        rules.shrink_to_fit();
         Ok(SiteModel {
             park_id: spec.park.id.get_ref().clone(),
             park_name: spec.park.name.clone(),
@@ -316,7 +311,7 @@ impl SiteModel {
             models,
             enterprises,
             catalog: Arc::new(catalog),
-            rules: Arc::new(rules),
+            rules: Arc::new(rules.into_iter().collect()),
             units,
             registry: Arc::new(registry),
         })
