@@ -179,14 +179,14 @@ fn describe_alarm_system(r: &AlarmRecord, id: &str) -> Text {
 }
 
 /// The message of a condition change on a point.
-fn describe_point(r: &AlarmRecord, m: &hazardwatch_proto::PointMeta) -> Text {
+fn describe_point(r: &AlarmRecord, m: hazardwatch_proto::PointView<'_>) -> Text {
     let raised = r.transition == Transition::Raised;
     let text = |key| {
         Text::new(key)
-            .with("id", &m.id)
+            .with("id", m.id)
             .with("what", kind_word(m.kind))
             .with("tag", r.kind.tag())
-            .with("unit", &m.eng_unit)
+            .with("unit", m.eng_unit)
             .with("value", num(r.value))
     };
     match (raised, r.kind) {

@@ -1,7 +1,11 @@
 //! The catalog: every point the site model knows, with its dense index.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +94,39 @@ impl PointMeta {
     }
 }
 
+/// A point as the catalog describes it: [`PointMeta`]'s fields, borrowed
+/// from the catalog's compact tables (its id from one string of all ids,
+/// its place from its unit's description).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PointView<'a> {
+    /// Point id, unique in the park, e.g. `T101.LT`.
+    pub id: &'a str,
+    /// Owning enterprise id.
+    pub enterprise: &'a str,
+    /// Hazard source id.
+    pub hazard_source: &'a str,
+    /// Unit id.
+    pub unit: &'a str,
+    /// What is measured.
+    pub kind: PointKind,
+    /// Engineering unit.
+    pub eng_unit: &'a str,
+}
+
+impl PointView<'_> {
+    /// An owned copy, to insert into another catalog.
+    pub fn to_meta(&self) -> PointMeta {
+        PointMeta::new(
+            self.id,
+            self.enterprise,
+            self.hazard_source,
+            self.unit,
+            self.kind,
+            self.eng_unit,
+        )
+    }
+}
+
 /// A unit (tank, tank farm, process unit): the source of voting and
 /// correlation alarms.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,10 +147,29 @@ pub struct UnitMeta {
 /// Indices are assigned in insertion order and never reused, so a reading's
 /// [`PointIdx`] stays meaningful for the catalog's whole life. Units and
 /// consoles (one per enterprise) are numbered as their first point arrives.
+///
+/// A point costs its id's bytes and about 25 more: ids are held in one
+/// string, the rest in a column per field, and the name index holds point
+/// indices only (a million points, each with its own strings and hash
+/// entry, cost about 150 bytes each and scattered the heap).
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    points: Vec<PointMeta>,
-    by_name: HashMap<Arc<str>, PointIdx>,
+    /// Every point's id, one after another.
+    names: String,
+    /// By point: where its id ends in `names` (it starts where the one
+    /// before it ends).
+    name_ends: Vec<u32>,
+    /// By point: what it measures.
+    kinds: Vec<PointKind>,
+    /// By point: its engineering unit, in `eng_units`.
+    eng_unit_of: Vec<u32>,
+    /// The engineering units named, each once.
+    eng_units: Vec<Arc<str>>,
+    eng_unit_by_name: HashMap<Arc<str>, u32>,
+    /// Live points by id: their indices, found by hashing the id in
+    /// `names` (with `hasher`: keyed, as ids come from gateways).
+    by_name: HashTable<PointIdx>,
+    hasher: RandomState,
     /// Rank of each point in name order, for sorting archive files by point.
     name_rank: Vec<u32>,
     /// Unit of each point.
@@ -132,14 +188,16 @@ pub struct Catalog {
     /// (their archived readings and alarms keep their names), no longer
     /// looked up, and given their old index back if they return.
     retired: HashMap<Arc<str>, PointIdx>,
-    /// The enterprise, hazard source, unit and engineering-unit strings,
-    /// each held once and shared by every point that names it.
+    /// The enterprise, hazard source and unit strings, each held once and
+    /// shared by every unit that names it.
     strings: HashSet<Arc<str>>,
 }
 
 impl Catalog {
     /// Adds a point and returns its index; an existing name keeps its index
-    /// and has its description replaced.
+    /// and has its description replaced. A unit is in one enterprise and
+    /// hazard source (the site model's ids are unique in the park): the
+    /// latest point that names it places it for all its points.
     pub fn insert(&mut self, meta: PointMeta) -> PointIdx {
         let idx = self.put(meta);
         self.rebuild_ranks();
@@ -151,8 +209,16 @@ impl Catalog {
         for meta in metas {
             self.put(meta);
         }
-        self.points.shrink_to_fit();
+        // Held for as long as the model runs: no spare capacity.
+        self.names.shrink_to_fit();
+        self.name_ends.shrink_to_fit();
+        self.kinds.shrink_to_fit();
+        self.eng_unit_of.shrink_to_fit();
         self.point_unit.shrink_to_fit();
+        let hasher = &self.hasher;
+        let (names, ends) = (&self.names, &self.name_ends);
+        self.by_name
+            .shrink_to_fit(|&p| hasher.hash_one(name_of(names, ends, p)));
         self.rebuild_ranks();
     }
 
@@ -167,24 +233,57 @@ impl Catalog {
         }
     }
 
+    /// The live point named `name`.
+    fn find(&self, name: &str) -> Option<PointIdx> {
+        let (names, ends) = (&self.names, &self.name_ends);
+        self.by_name
+            .find(self.hasher.hash_one(name), |&p| {
+                name_of(names, ends, p) == name
+            })
+            .copied()
+    }
+
+    /// Makes point `idx` findable by its id.
+    fn index_name(&mut self, idx: PointIdx) {
+        let hasher = &self.hasher;
+        let (names, ends) = (&self.names, &self.name_ends);
+        let hash = hasher.hash_one(name_of(names, ends, idx));
+        self.by_name
+            .insert_unique(hash, idx, |&p| hasher.hash_one(name_of(names, ends, p)));
+    }
+
     fn put(&mut self, mut meta: PointMeta) -> PointIdx {
         meta.enterprise = self.intern(&meta.enterprise);
         meta.hazard_source = self.intern(&meta.hazard_source);
         meta.unit = self.intern(&meta.unit);
-        meta.eng_unit = self.intern(&meta.eng_unit);
         let unit = self.unit_for(&meta);
+        let eng_unit = match self.eng_unit_by_name.get(&meta.eng_unit) {
+            Some(&e) => e,
+            None => {
+                let e = u32::try_from(self.eng_units.len()).expect("fewer than 2^32 units");
+                self.eng_units.push(meta.eng_unit.clone());
+                self.eng_unit_by_name.insert(meta.eng_unit.clone(), e);
+                e
+            }
+        };
         if let Some(idx) = self.retired.remove(&meta.id) {
-            self.by_name.insert(meta.id.clone(), idx);
+            self.index_name(idx);
         }
-        if let Some(&idx) = self.by_name.get(&meta.id) {
-            self.points[idx as usize] = meta;
-            self.point_unit[idx as usize] = unit;
+        if let Some(idx) = self.find(&meta.id) {
+            let i = idx as usize;
+            self.kinds[i] = meta.kind;
+            self.eng_unit_of[i] = eng_unit;
+            self.point_unit[i] = unit;
             return idx;
         }
-        let idx = PointIdx::try_from(self.points.len()).expect("fewer than 2^32 points");
-        self.by_name.insert(meta.id.clone(), idx);
-        self.points.push(meta);
+        let idx = PointIdx::try_from(self.name_ends.len()).expect("fewer than 2^32 points");
+        self.names.push_str(&meta.id);
+        self.name_ends
+            .push(u32::try_from(self.names.len()).expect("point ids of fewer than 4 GiB in all"));
+        self.kinds.push(meta.kind);
+        self.eng_unit_of.push(eng_unit);
         self.point_unit.push(unit);
+        self.index_name(idx);
         idx
     }
 
@@ -221,13 +320,9 @@ impl Catalog {
     }
 
     fn rebuild_ranks(&mut self) {
-        let mut order: Vec<PointIdx> = (0..self.points.len() as PointIdx).collect();
-        order.sort_by(|a, b| {
-            self.points[*a as usize]
-                .id
-                .cmp(&self.points[*b as usize].id)
-        });
-        self.name_rank = vec![0; self.points.len()];
+        let mut order: Vec<PointIdx> = (0..self.len() as PointIdx).collect();
+        order.sort_by_key(|&p| self.name(p));
+        self.name_rank = vec![0; self.len()];
         for (rank, idx) in order.into_iter().enumerate() {
             self.name_rank[idx as usize] = rank as u32;
         }
@@ -236,31 +331,55 @@ impl Catalog {
     /// Retires a point (see [`Catalog`]'s `retired`): [`Catalog::lookup`] no
     /// longer finds it, [`Catalog::meta`] still describes it.
     pub fn retire(&mut self, name: &str) {
-        if let Some((id, idx)) = self.by_name.remove_entry(name) {
-            self.retired.insert(id, idx);
+        let (names, ends) = (&self.names, &self.name_ends);
+        let found = self.by_name.find_entry(self.hasher.hash_one(name), |&p| {
+            name_of(names, ends, p) == name
+        });
+        if let Ok(entry) = found {
+            let (idx, _) = entry.remove();
+            self.retired.insert(Arc::from(name), idx);
         }
     }
 
     /// True when the point is in the site model (not retired).
     pub fn is_live(&self, idx: PointIdx) -> bool {
-        self.get(idx)
-            .is_some_and(|m| self.by_name.contains_key(&m.id))
+        (idx as usize) < self.len() && self.find(self.name(idx)) == Some(idx)
     }
 
     /// The index of a point name, if the point is known.
     pub fn lookup(&self, name: &str) -> Option<PointIdx> {
-        self.by_name.get(name).copied()
+        self.find(name)
+    }
+
+    /// A point's id. Panics on an index this catalog did not hand out.
+    fn name(&self, idx: PointIdx) -> &str {
+        name_of(&self.names, &self.name_ends, idx)
     }
 
     /// The description of a point. Panics on an index this catalog did not
     /// hand out, which is a bug, never bad input.
-    pub fn meta(&self, idx: PointIdx) -> &PointMeta {
-        &self.points[idx as usize]
+    pub fn meta(&self, idx: PointIdx) -> PointView<'_> {
+        let i = idx as usize;
+        let unit = &self.units[self.point_unit[i] as usize];
+        PointView {
+            id: self.name(idx),
+            enterprise: &unit.enterprise,
+            hazard_source: &unit.hazard_source,
+            unit: &unit.id,
+            kind: self.kinds[i],
+            eng_unit: &self.eng_units[self.eng_unit_of[i] as usize],
+        }
+    }
+
+    /// The shared id of a point's enterprise, if the index is known.
+    pub fn enterprise_of(&self, idx: PointIdx) -> Option<&Arc<str>> {
+        let unit = self.point_unit.get(idx as usize)?;
+        Some(&self.units[*unit as usize].enterprise)
     }
 
     /// The description of a point, if the index is known.
-    pub fn get(&self, idx: PointIdx) -> Option<&PointMeta> {
-        self.points.get(idx as usize)
+    pub fn get(&self, idx: PointIdx) -> Option<PointView<'_>> {
+        ((idx as usize) < self.len()).then(|| self.meta(idx))
     }
 
     /// Rank of the point's name among all names (0 = first in byte order).
@@ -270,12 +389,12 @@ impl Catalog {
 
     /// Number of points.
     pub fn len(&self) -> usize {
-        self.points.len()
+        self.name_ends.len()
     }
 
     /// True when no point is known.
     pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
+        self.name_ends.is_empty()
     }
 
     /// The unit a point belongs to.
@@ -337,7 +456,7 @@ impl Catalog {
     /// The id of an alarm source: the point, unit or enterprise id.
     pub fn source_id(&self, source: AlarmSource) -> &str {
         match source {
-            AlarmSource::Point(p) => &self.meta(p).id,
+            AlarmSource::Point(p) => self.name(p),
             AlarmSource::Unit(u) => &self.unit(u).id,
             AlarmSource::Console(c) => &self.consoles[c as usize],
             AlarmSource::Gateway(g) => &self.gateways[g as usize].0,
@@ -350,7 +469,7 @@ impl Catalog {
         match source {
             AlarmSource::Point(p) => {
                 let m = self.meta(p);
-                [&m.enterprise, &m.hazard_source, &m.unit, &m.id]
+                [m.enterprise, m.hazard_source, m.unit, m.id]
             }
             AlarmSource::Unit(u) => {
                 let m = self.unit(u);
@@ -373,10 +492,14 @@ impl Catalog {
     }
 
     /// All points with their indices, in index order.
-    pub fn iter(&self) -> impl Iterator<Item = (PointIdx, &PointMeta)> {
-        self.points
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (i as PointIdx, m))
+    pub fn iter(&self) -> impl Iterator<Item = (PointIdx, PointView<'_>)> {
+        (0..self.len() as PointIdx).map(|p| (p, self.meta(p)))
     }
+}
+
+/// Point `idx`'s id in `names` (see [`Catalog`]).
+fn name_of<'a>(names: &'a str, ends: &[u32], idx: PointIdx) -> &'a str {
+    let i = idx as usize;
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    &names[start..ends[i] as usize]
 }

@@ -22,7 +22,7 @@
 //! let idx = catalog.insert(PointMeta::new("T101.LT", "E01", "E01-HS1", "T101", PointKind::Level, "m"));
 //! assert_eq!(catalog.lookup("T101.LT"), Some(idx));
 //! let r = Reading { point: idx, ts_ms: 1_732_262_400_123, value: 12.34, quality: Quality::Good };
-//! assert_eq!(catalog.meta(r.point).enterprise.as_ref(), "E01");
+//! assert_eq!(catalog.meta(r.point).enterprise, "E01");
 //! ```
 
 pub mod alarm;
@@ -32,7 +32,7 @@ pub mod reading;
 pub mod registry;
 
 pub use alarm::{AlarmKind, AlarmSource, Priority, RuleEvent};
-pub use catalog::{Catalog, PointKind, PointMeta, UnitMeta};
+pub use catalog::{Catalog, PointKind, PointMeta, PointView, UnitMeta};
 pub use reading::{ConsoleIdx, PointIdx, Quality, Reading, UnitIdx};
 pub use registry::{Credential, GatewayIdx, GatewayInfo, NO_GATEWAY, Registry};
 

@@ -172,7 +172,7 @@ fn a_unit_in_overhaul_is_evaluated_and_recorded_but_suppressed() {
         .iter()
         .filter(|e| {
             e.point()
-                .is_some_and(|p| m.catalog.meta(p).unit.as_ref() == "T1")
+                .is_some_and(|p| m.catalog.meta(p).unit == "T1")
                 || e.source == AlarmSource::Unit(m.catalog.unit_lookup("T1").unwrap())
         })
         .collect();

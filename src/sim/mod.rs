@@ -264,7 +264,7 @@ impl Simulator {
                 LOAD_SHARE * spread * (top - bottom)
             };
             points.push(SimPoint {
-                name: meta.id.clone(),
+                name: meta.id.into(),
                 set_point,
                 dev: 0.0,
                 sigma: if gas { 0.002 } else { 0.001 } * span,

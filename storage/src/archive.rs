@@ -292,13 +292,13 @@ impl ArchiveWriter {
     /// as late. Nothing is written until the next checkpoint.
     pub fn append(&mut self, readings: &[Reading], ingest_ms: i64, late: &[bool]) {
         for (i, r) in readings.iter().enumerate() {
-            let Some(meta) = self.catalog.get(r.point) else {
+            let Some(enterprise) = self.catalog.enterprise_of(r.point) else {
                 // Readings are validated against this catalog before they get
                 // here; an unknown index is a wiring bug, not bad input.
                 debug_assert!(false, "reading of unknown point index {}", r.point);
                 continue;
             };
-            let key = (r.ts_ms.div_euclid(DAY_MS), meta.enterprise.clone());
+            let key = (r.ts_ms.div_euclid(DAY_MS), enterprise.clone());
             let buf = match self.buffers.get_mut(&key) {
                 Some(b) => b,
                 None => self.buffers.entry(key).or_default(),

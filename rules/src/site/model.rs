@@ -529,7 +529,7 @@ impl SiteModel {
             .filter(|(_, m)| running.lookup(&m.id).is_none())
             .map(|(_, m)| m.id.to_string())
             .collect();
-        merged.extend(self.catalog.iter().map(|(_, m)| m.clone()));
+        merged.extend(self.catalog.iter().map(|(_, m)| m.to_meta()));
         // Gateways keep their alarm-source index too; removed ones stay
         // named (their alarms end with the rules that no longer have them).
         for (id, enterprise) in self.catalog.gateways() {

@@ -10,8 +10,9 @@ const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
 fn writer(dir: &Path, config: ArchiveConfig) -> (ArchiveWriter, Progress) {
     let mut c = Catalog::default();
-    for (id, e) in [("A.LT", "E1"), ("B.LT", "E1"), ("C.LT", "E2")] {
-        c.insert(PointMeta::new(id, e, "HS", "U", PointKind::Level, "m"));
+    // A unit belongs to one enterprise.
+    for (id, e, u) in [("A.LT", "E1", "U1"), ("B.LT", "E1", "U1"), ("C.LT", "E2", "U2")] {
+        c.insert(PointMeta::new(id, e, "HS", u, PointKind::Level, "m"));
     }
     ArchiveWriter::open(dir, Arc::new(c), config).unwrap()
 }
