@@ -171,8 +171,7 @@ fn a_unit_in_overhaul_is_evaluated_and_recorded_but_suppressed() {
     let t1: Vec<&RuleEvent> = events
         .iter()
         .filter(|e| {
-            e.point()
-                .is_some_and(|p| m.catalog.meta(p).unit == "T1")
+            e.point().is_some_and(|p| m.catalog.meta(p).unit == "T1")
                 || e.source == AlarmSource::Unit(m.catalog.unit_lookup("T1").unwrap())
         })
         .collect();

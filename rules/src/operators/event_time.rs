@@ -493,9 +493,12 @@ impl<S: Default> KeyStates<S> {
         }
         let k = key as usize;
         if k >= self.place.len() {
+            grow_by_an_eighth(&mut self.place, k + 1);
             self.place.resize(k + 1, 0);
         }
         if self.place[k] == 0 {
+            let len = self.states.len() + 1;
+            grow_by_an_eighth(&mut self.states, len);
             self.states.push(S::default());
             // Fewer states than keys below DENSE_KEYS: fits.
             self.place[k] = self.states.len() as u32;
@@ -513,6 +516,16 @@ impl<S: Default> KeyStates<S> {
         for (&key, state) in &mut self.far {
             f(key, state);
         }
+    }
+}
+
+/// Makes room for `len` elements, growing by an eighth rather than
+/// doubling: the tables of states are the largest part of a point's
+/// memory, and doubling leaves up to half of them unused.
+fn grow_by_an_eighth<T>(v: &mut Vec<T>, len: usize) {
+    if len > v.capacity() {
+        let want = len.max(v.capacity() + v.capacity() / 8).max(64);
+        v.reserve_exact(want - v.len());
     }
 }
 

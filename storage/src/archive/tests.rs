@@ -11,7 +11,11 @@ const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 fn writer(dir: &Path, config: ArchiveConfig) -> (ArchiveWriter, Progress) {
     let mut c = Catalog::default();
     // A unit belongs to one enterprise.
-    for (id, e, u) in [("A.LT", "E1", "U1"), ("B.LT", "E1", "U1"), ("C.LT", "E2", "U2")] {
+    for (id, e, u) in [
+        ("A.LT", "E1", "U1"),
+        ("B.LT", "E1", "U1"),
+        ("C.LT", "E2", "U2"),
+    ] {
         c.insert(PointMeta::new(id, e, "HS", u, PointKind::Level, "m"));
     }
     ArchiveWriter::open(dir, Arc::new(c), config).unwrap()
