@@ -384,7 +384,7 @@ pub async fn start_with(config: Config, env: Environment) -> anyhow::Result<Runn
         "alarm table restored from the journal"
     );
     let grpc_stop = CancellationToken::new();
-    let latest = Arc::new(Latest::default());
+    let latest = Arc::new(Latest::for_points(catalog.len()));
     let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded::<Snapshot>(SNAPSHOT_QUEUE);
     let (catalog_tx, catalog_rx) = watch::channel(catalog.clone());
     let (registry_tx, registry_rx) = watch::channel(site.registry.clone());

@@ -88,6 +88,14 @@ pub struct Latest {
 }
 
 impl Latest {
+    /// A table sized for `points` points (it grows for points added by a
+    /// reload), without the spare capacity of growing reading by reading.
+    pub fn for_points(points: usize) -> Latest {
+        Latest {
+            by_point: RwLock::new(vec![None; points]),
+        }
+    }
+
     /// Takes a batch's readings (one lock per batch).
     pub fn update(&self, readings: &[Reading]) {
         let mut v = self.by_point.write().unwrap_or_else(|p| p.into_inner());
@@ -185,7 +193,7 @@ impl Iterator for Answer {
             .rows
             .by_ref()
             .take(PAGE)
-            .map(|r| reading(&self.catalog.meta(r.point).id, r.ts_ms, r.value, r.quality))
+            .map(|r| reading(self.catalog.meta(r.point).id, r.ts_ms, r.value, r.quality))
             .collect();
         (!page.is_empty()).then_some(page)
     }
@@ -234,7 +242,7 @@ impl Telemetry {
             .map(|name| {
                 catalog
                     .lookup(name)
-                    .filter(|&p| caller.scope.allows(&catalog.meta(p).enterprise))
+                    .filter(|&p| caller.scope.allows(catalog.meta(p).enterprise))
                     .map(|p| (p, catalog.meta(p).enterprise.to_string()))
                     .ok_or_else(|| QueryError::NoPoint(name.clone()))
             })

@@ -136,7 +136,7 @@ fn describe(r: &AlarmRecord, catalog: &Catalog) -> Text {
                 .contributors
                 .iter()
                 .flatten()
-                .map(|&p| &*catalog.meta(p).id)
+                .map(|&p| catalog.meta(p).id)
                 .collect();
             named("multivariate_raised")
                 .with("value", format!("{:.1}", r.value))

@@ -492,11 +492,11 @@ impl ArchiveWriter {
         });
         let metas = || order.iter().map(|&i| cat.meta(buf.point[i as usize]));
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(metas().map(|m| &*m.id))),
+            Arc::new(StringArray::from_iter_values(metas().map(|m| m.id))),
             Arc::new(StringArray::from_iter_values(
-                metas().map(|m| &*m.hazard_source),
+                metas().map(|m| m.hazard_source),
             )),
-            Arc::new(StringArray::from_iter_values(metas().map(|m| &*m.unit))),
+            Arc::new(StringArray::from_iter_values(metas().map(|m| m.unit))),
             Arc::new(StringArray::from_iter_values(
                 metas().map(|m| m.kind.as_str()),
             )),

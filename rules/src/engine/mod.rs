@@ -47,7 +47,7 @@ use crate::operators::event_time::{
 use crate::operators::unit_state::mark_suppressed;
 use crate::operators::{
     Chattering, Correlation, Deviation, Fault, Flatline, Flood, GatewayOffline, Multivariate,
-    Predict, RateOfChange, Stale, Threshold, Voting,
+    Predict, Rare, RateOfChange, Stale, Threshold, Voting,
 };
 use crate::rule_set::{RuleBook, RuleSet};
 use crate::site::SiteModel;
@@ -414,7 +414,20 @@ impl Engine {
                     Threshold,
                     (
                         Fault,
-                        (Stale, (Flatline, (RateOfChange, (Predict, Deviation)))),
+                        (
+                            Stale,
+                            Rare {
+                                logic: (Flatline, (RateOfChange, (Predict, Deviation))),
+                                configured: |rules, point| {
+                                    rules.point(point).is_some_and(|r| {
+                                        r.flatline.is_some()
+                                            || r.roc.is_some()
+                                            || r.predict.is_some()
+                                            || r.deviation.is_some()
+                                    })
+                                },
+                            },
+                        ),
                     ),
                 );
                 let gateway_events =
@@ -530,7 +543,6 @@ impl Engine {
                 let _ = tx.send((local, std::thread::current()));
             }
             let mut cap = Some(cap);
-            let mut run: Vec<Reading> = Vec::new();
             loop {
                 loop {
                     match rx.try_recv() {
@@ -545,9 +557,11 @@ impl Engine {
                                     .iter()
                                     .position(|r| epochs.of(r.ts_ms) != e)
                                     .map_or(batch.len(), |k| i + k);
-                                run.extend_from_slice(&batch[i..j]);
                                 let at = c.delayed(&e.max(*c.time()));
-                                handle.activate().session(&at).give_iterator(run.drain(..));
+                                handle
+                                    .activate()
+                                    .session(&at)
+                                    .give_iterator(batch[i..j].iter().copied());
                                 i = j;
                             }
                         }
@@ -749,7 +763,10 @@ type PointLogic = (
     Threshold,
     (
         Fault,
-        (Stale, (Flatline, (RateOfChange, (Predict, Deviation)))),
+        (
+            Stale,
+            Rare<(Flatline, (RateOfChange, (Predict, Deviation)))>,
+        ),
     ),
 );
 
@@ -762,9 +779,9 @@ mod tests {
     fn a_points_rule_state_is_small() {
         // Held for every point on its worker: the largest part of a point's
         // memory (the limits' 48 bytes, the stale rule's 32, the fault
-        // rule's flag, a pointer for each rule few points configure).
+        // rule's flag, a pointer for the rules few points configure).
         let size = std::mem::size_of::<<PointLogic as KeyedLogic>::State>();
-        assert!(size <= 120, "{size} bytes");
+        assert!(size <= 96, "{size} bytes");
     }
 
     #[test]

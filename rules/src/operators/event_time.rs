@@ -355,8 +355,7 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
             "PerKey",
             move |initial, _info| {
                 let mut stash: BTreeMap<u64, (Capability<u64>, Vec<D>)> = BTreeMap::new();
-                // Pending timers as (due, key).
-                let mut timers: BTreeSet<(i64, D::Key)> = BTreeSet::new();
+                let mut timers: Timers<D::Key> = Timers::new(epochs);
                 // A capability at the input frontier (as of the last
                 // activation): timers and rule changes need no record to
                 // send their events at the epoch they belong to.
@@ -387,7 +386,7 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
                     };
                     loop {
                         let next_data = stash.keys().next().copied();
-                        let next_timer = timers.first().map(|(due, _)| epochs.of(*due));
+                        let next_timer = timers.next_epoch();
                         let next_rules = book.next_edition(edition_from);
                         let Some(epoch) = [next_data, next_timer, next_rules].into_iter().flatten().min()
                         else {
@@ -519,6 +518,53 @@ impl<S: Default> KeyStates<S> {
     }
 }
 
+/// One worker's pending timers of a rule, as (due, key) by the epoch they
+/// fall in: most keys have one pending (the stale deadline), and in a
+/// vector per epoch one costs its 16 bytes, in a B-tree set about twice
+/// that. A timer set twice fires once (the epoch's timers are gathered by
+/// key and time).
+struct Timers<K> {
+    epochs: Epochs,
+    by_epoch: BTreeMap<u64, Vec<(i64, K)>>,
+}
+
+impl<K> Timers<K> {
+    fn new(epochs: Epochs) -> Self {
+        Timers {
+            epochs,
+            by_epoch: BTreeMap::new(),
+        }
+    }
+
+    fn insert(&mut self, due_ms: i64, key: K) {
+        self.by_epoch
+            .entry(self.epochs.of(due_ms))
+            .or_default()
+            .push((due_ms, key));
+    }
+
+    /// The first epoch with a timer pending.
+    fn next_epoch(&self) -> Option<u64> {
+        self.by_epoch.keys().next().copied()
+    }
+
+    /// Takes every timer of the epochs that begin before `epoch_end`.
+    fn take_before(&mut self, epoch_end: i64, mut f: impl FnMut(i64, K)) {
+        while let Some(entry) = self.by_epoch.first_entry() {
+            if self.epochs.start(*entry.key()) >= epoch_end {
+                break;
+            }
+            for (due, key) in entry.remove() {
+                f(due, key);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.by_epoch.clear();
+    }
+}
+
 /// Makes room for `len` elements, growing by an eighth rather than
 /// doubling: the tables of states are the largest part of a point's
 /// memory, and doubling leaves up to half of them unused.
@@ -538,19 +584,15 @@ fn run_epoch<L: KeyedLogic>(
     epoch_end: i64,
     records: &mut [L::Input],
     states: &mut KeyStates<L::State>,
-    timers: &mut BTreeSet<(i64, <L::Input as Timed>::Key)>,
+    timers: &mut Timers<<L::Input as Timed>::Key>,
     events: &mut Vec<RuleEvent>,
 ) {
     Timed::sort(records);
     // Timers due in this epoch, per key.
     let mut due: BTreeMap<<L::Input as Timed>::Key, BTreeSet<i64>> = BTreeMap::new();
-    while let Some(&(t, p)) = timers.first() {
-        if t >= epoch_end {
-            break;
-        }
-        timers.pop_first();
+    timers.take_before(epoch_end, |t, p| {
         due.entry(p).or_default().insert(t);
-    }
+    });
     let mut scheduled = Scheduled::default();
     let mut i = 0;
     while i < records.len() || !due.is_empty() {
@@ -587,7 +629,7 @@ fn run_epoch<L: KeyedLogic>(
                 if t < epoch_end {
                     mine.insert(t);
                 } else {
-                    timers.insert((t, point));
+                    timers.insert(t, point);
                 }
             }
         }
@@ -650,6 +692,75 @@ where
     fn on_restore(&self, state: &mut Self::State, kind: AlarmKind) {
         self.0.on_restore(&mut state.0, kind);
         self.1.on_restore(&mut state.1, kind);
+    }
+}
+
+/// Rules that few keys configure (flatline, rate of change, predicted
+/// limits, deviation), run with one pointer of state per key: their states
+/// are allocated for a key when a record finds any of them `configured`
+/// for it, or a condition of the key is restored. A key without them costs
+/// 8 bytes, not a pointer per rule.
+pub struct Rare<L> {
+    /// The rules.
+    pub logic: L,
+    /// True when the rules in force configure any of them for the key.
+    pub configured: fn(&RuleSet, u32) -> bool,
+}
+
+impl<L> KeyedLogic for Rare<L>
+where
+    L: KeyedLogic,
+{
+    type Input = L::Input;
+    type State = Option<Box<L::State>>;
+
+    fn on_input(
+        &self,
+        rules: &RuleSet,
+        state: &mut Self::State,
+        input: &Self::Input,
+        timers: &mut Scheduled,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        if state.is_none() && !(self.configured)(rules, input.key().into()) {
+            return;
+        }
+        let state = state.get_or_insert_with(Box::default);
+        self.logic.on_input(rules, state, input, timers, out);
+    }
+
+    fn on_timer(
+        &self,
+        rules: &RuleSet,
+        state: &mut Self::State,
+        key: <Self::Input as Timed>::Key,
+        due_ms: i64,
+        timers: &mut Scheduled,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        if let Some(state) = state {
+            self.logic.on_timer(rules, state, key, due_ms, timers, out);
+        }
+    }
+
+    fn on_rules_changed(
+        &self,
+        rules: &RuleSet,
+        state: &mut Self::State,
+        key: <Self::Input as Timed>::Key,
+        ts_ms: i64,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        if let Some(state) = state {
+            self.logic.on_rules_changed(rules, state, key, ts_ms, out);
+        }
+    }
+
+    fn on_restore(&self, state: &mut Self::State, kind: AlarmKind) {
+        // Conditions active at a restart are few: each key with one gets
+        // the states, whether or not the condition is theirs.
+        let state = state.get_or_insert_with(Box::default);
+        self.logic.on_restore(state, kind);
     }
 }
 

@@ -25,7 +25,9 @@ pub mod voting;
 pub use chattering::Chattering;
 pub use correlation::Correlation;
 pub use deviation::Deviation;
-pub use event_time::{EachEvent, EndOfInput, Epochs, KeyedLogic, PerKey, Routed, Scheduled, Timed};
+pub use event_time::{
+    EachEvent, EndOfInput, Epochs, KeyedLogic, PerKey, Rare, Routed, Scheduled, Timed,
+};
 pub use fault::Fault;
 pub use flatline::Flatline;
 pub use flood::Flood;

@@ -517,7 +517,7 @@ impl SiteModel {
         let mut merged = running.clone();
         let removed: Vec<String> = running
             .iter()
-            .filter(|(i, m)| running.is_live(*i) && self.catalog.lookup(&m.id).is_none())
+            .filter(|(i, m)| running.is_live(*i) && self.catalog.lookup(m.id).is_none())
             .map(|(_, m)| m.id.to_string())
             .collect();
         for name in &removed {
@@ -526,7 +526,7 @@ impl SiteModel {
         let added: Vec<String> = self
             .catalog
             .iter()
-            .filter(|(_, m)| running.lookup(&m.id).is_none())
+            .filter(|(_, m)| running.lookup(m.id).is_none())
             .map(|(_, m)| m.id.to_string())
             .collect();
         merged.extend(self.catalog.iter().map(|(_, m)| m.to_meta()));
