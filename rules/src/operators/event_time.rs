@@ -137,6 +137,11 @@ pub trait Timed: timely::ExchangeData {
     /// Sorts records by key, then event time, then a tie-break that makes
     /// the order total.
     fn sort(records: &mut [Self]);
+    /// The keys `rules` give records of are below this (0: not known), to
+    /// size the tables of states once.
+    fn key_space(_rules: &RuleSet) -> usize {
+        0
+    }
 }
 
 impl Timed for Reading {
@@ -152,6 +157,9 @@ impl Timed for Reading {
     }
     fn sort(records: &mut [Self]) {
         records.sort_unstable_by_key(Reading::order_key);
+    }
+    fn key_space(rules: &RuleSet) -> usize {
+        rules.points.len()
     }
 }
 
@@ -345,6 +353,11 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
         let pact = Exchange::new(|r: &D| D::route_key(r.key()));
         let (index, peers) = (self.scope().index(), self.scope().peers());
         let mut states: KeyStates<L::State> = KeyStates::default();
+        let space = D::key_space(&book.at(0)).min(DENSE_KEYS as usize) as u32;
+        let mine = (0..space)
+            .filter(|&k| worker_of(D::route_key(k.into()), peers) == index)
+            .count();
+        states.reserve(space as usize, mine);
         for &(key, kind) in restore {
             if worker_of(D::route_key(key), peers) == index {
                 logic.on_restore(states.get_or_default(key.into()), kind);
@@ -503,6 +516,12 @@ impl<S: Default> KeyStates<S> {
             self.place[k] = self.states.len() as u32;
         }
         &mut self.states[self.place[k] as usize - 1]
+    }
+
+    /// Makes room for keys below `space`, `states` of them here.
+    fn reserve(&mut self, space: usize, states: usize) {
+        self.place.reserve_exact(space);
+        self.states.reserve_exact(states);
     }
 
     /// Every key with state, in key order.
