@@ -220,7 +220,7 @@ pub fn bench_park_text(points: usize, no_delays: bool) -> String {
 }
 
 /// [`bench_park_text`] for park id `park`, its points' HH limits in
-/// `limit_sets` variants (19.000, 19.001, ... m in turn), so that they
+/// `limit_sets` variants (in turn, from 19 m up to 19.9 m), so that they
 /// share that many distinct parameter sets.
 pub fn bench_park_named(park: &str, points: usize, no_delays: bool, limit_sets: usize) -> String {
     let mut text = format!("[park]\nid = \"{park}\"\n");
@@ -231,7 +231,8 @@ pub fn bench_park_named(park: &str, points: usize, no_delays: bool, limit_sets: 
         "[[enterprise]]\nid = \"E\"\n[[enterprise.hazard_source]]\nid = \"HS\"\ngrade = 2\n[[enterprise.hazard_source.unit]]\nid = \"U\"\n",
     );
     for p in 0..points {
-        let hh = 19.0 + (p % limit_sets.max(1)) as f64 / 1000.0;
+        let sets = limit_sets.max(1);
+        let hh = 19.0 + 0.9 * (p % sets) as f64 / sets as f64;
         text.push_str(&format!(
             "[[enterprise.hazard_source.unit.point]]\nid = \"P{p}\"\nkind = \"level\"\neng_unit = \"m\"\nrange = [0.0, 20.0]\nl = 2.0\nh = 18.0\nhh = {hh:?}\n"
         ));

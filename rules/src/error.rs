@@ -42,6 +42,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// More problems than are listed, counted.
+    #[error("{path}: and {count} more problems like those above")]
+    More {
+        /// The file.
+        path: PathBuf,
+        /// Problems not listed.
+        count: usize,
+    },
     /// A service setting (`[engine]`) is out of its range.
     #[error("{field}: {message}")]
     Setting {

@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
     // Baseline: the same rows, unsorted, default parquet writer settings.
     let dir = tempfile::tempdir()?;
     let t = Instant::now();
-    let names: Vec<&str> = (0..points).map(|p| &*catalog.meta(p as u32).id).collect();
+    let names: Vec<&str> = (0..points).map(|p| catalog.meta(p as u32).id).collect();
     let base_batch = RecordBatch::try_from_iter([
         (
             "point",

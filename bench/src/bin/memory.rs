@@ -1,15 +1,17 @@
 //! Scale of state: resident memory per monitored point. Each size runs in a
 //! child process of its own: the full service starts with N points (every
 //! point with H, HH and L limits, fault and stale rules; a distinct set of
-//! limits per [`POINTS_PER_LIMIT_SET`] points) on an external
+//! limits per [`POINTS_PER_LIMIT_SET`] points, or as many as
+//! `--points-per-limit-set N` says: 1 gives every point its own) on an external
 //! mosquitto, every point reports about once over MQTT, the archive seals,
 //! the rules judge, and the child reports its resident set (which also
 //! holds what the allocator kept from parsing the configuration). Per point
 //! is the difference to a 1,000-point service, divided by the difference in
 //! points.
 //!
-//! `cargo run --release -p hazardwatch-bench --bin memory [SIZES...]`
-//! (default 10000 100000 1000000)
+//! `cargo run --release -p hazardwatch-bench --bin memory
+//! [--points-per-limit-set N] [SIZES...]` (default 1000; 10000 100000
+//! 1000000)
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -17,13 +19,14 @@ use std::time::{Duration, Instant};
 use hazardwatch_bench::load::{self, Format, Load};
 use hazardwatch_bench::{Setup, baseline, header, row, rss, start_service};
 
-/// Points per distinct set of limits: a park's points share a few (every
-/// tank of a type, every gas detector of a gas), and a province's million
-/// points a thousand.
+/// Points per distinct set of limits, by default: a park's points share a
+/// few (every tank of a type, every gas detector of a gas), and a
+/// province's million points a thousand.
 const POINTS_PER_LIMIT_SET: usize = 1_000;
 
-/// The child: one service of `points` points; prints its resident bytes.
-fn child(points: usize) -> anyhow::Result<()> {
+/// The child: one service of `points` points, a set of limits per
+/// `per_set` of them; prints its resident bytes.
+fn child(points: usize, per_set: usize) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -42,7 +45,7 @@ fn child(points: usize) -> anyhow::Result<()> {
             broker: Some(broker.port),
             lateness_ms: lateness.as_millis() as u64,
             roll_secs: 1,
-            limit_sets: points.div_ceil(POINTS_PER_LIMIT_SET),
+            limit_sets: points.div_ceil(per_set),
             ..Setup::default()
         })
         .await?;
@@ -78,10 +81,10 @@ fn child(points: usize) -> anyhow::Result<()> {
     })
 }
 
-fn measure(points: usize) -> anyhow::Result<u64> {
+fn measure(points: usize, per_set: usize) -> anyhow::Result<u64> {
     let exe = std::env::current_exe()?;
     let out = std::process::Command::new(exe)
-        .args(["--child", &points.to_string()])
+        .args(["--child", &points.to_string(), &per_set.to_string()])
         .output()?;
     anyhow::ensure!(
         out.status.success(),
@@ -95,27 +98,42 @@ fn measure(points: usize) -> anyhow::Result<u64> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let number = |a: Option<&String>, what: &str| -> anyhow::Result<usize> {
+        let a = a.ok_or_else(|| anyhow::anyhow!("{what}: a number is missing"))?;
+        a.parse()
+            .map_err(|e| anyhow::anyhow!("{what}: `{a}` is not a number: {e}"))
+    };
     if args.first().map(String::as_str) == Some("--child") {
-        let n = args
-            .get(1)
-            .ok_or_else(|| anyhow::anyhow!("--child N"))?
-            .parse()?;
-        return child(n);
+        let n = number(args.get(1), "--child")?;
+        let per_set = number(args.get(2), "--child N")?;
+        return child(n, per_set.max(1));
+    }
+    let mut per_set = POINTS_PER_LIMIT_SET;
+    if args.first().map(String::as_str) == Some("--points-per-limit-set") {
+        per_set = number(args.get(1), "--points-per-limit-set")?.max(1);
+        args.drain(..2);
     }
     let sizes: Vec<usize> = if args.is_empty() {
         vec![10_000, 100_000, 1_000_000]
     } else {
-        args.iter().map(|a| a.parse()).collect::<Result<_, _>>()?
+        args.iter()
+            .map(|a| number(Some(a), "a size"))
+            .collect::<anyhow::Result<_>>()?
     };
     let base_points = 1_000;
     if let Some(n) = sizes.iter().find(|&&n| n <= base_points) {
         anyhow::bail!("size {n}: each size must be above the {base_points}-point baseline");
     }
+    let flag = if per_set == POINTS_PER_LIMIT_SET {
+        String::new()
+    } else {
+        format!("--points-per-limit-set {per_set} ")
+    };
     header(
         "scale of state: resident memory per monitored point (full service)",
         &format!(
-            "cargo run --release -p hazardwatch-bench --bin memory {}",
+            "cargo run --release -p hazardwatch-bench --bin memory {flag}{}",
             sizes
                 .iter()
                 .map(|s| s.to_string())
@@ -123,18 +141,18 @@ fn main() -> anyhow::Result<()> {
                 .join(" ")
         ),
     );
-    let base = measure(base_points)?;
+    let base = measure(base_points, per_set)?;
     baseline(
         &format!("service with {base_points} points, resident"),
         &format!("{:.1} MiB", base as f64 / (1 << 20) as f64),
     );
     for n in sizes {
-        let r = measure(n)?;
+        let r = measure(n, per_set)?;
         let per = (r.saturating_sub(base)) as f64 / (n - base_points) as f64;
         row(
             &format!(
                 "{n} points ({} sets of limits): resident, and per point above the baseline",
-                n.div_ceil(POINTS_PER_LIMIT_SET)
+                n.div_ceil(per_set)
             ),
             &format!(
                 "{:.1} MiB, {per:.0} bytes/point",

@@ -170,3 +170,29 @@ hh = 12.0
     };
     Config::from_source(&src).unwrap();
 }
+
+#[test]
+fn a_file_with_many_problems_lists_the_first_hundred_and_counts_the_rest() {
+    let mut text = String::from(
+        "[park]\nid = \"P\"\n[[enterprise]]\nid = \"E\"\n[[enterprise.hazard_source]]\nid = \"HS\"\ngrade = 2\n[[enterprise.hazard_source.unit]]\nid = \"U\"\n",
+    );
+    for p in 0..250 {
+        text.push_str(&format!(
+            "[[enterprise.hazard_source.unit.point]]\nid = \"P{p}\"\nkind = \"level\"\neng_unit = \"m\"\nrange = [0.0, 20.0]\nhh = 25.0\n"
+        ));
+    }
+    let e = error_of(&text);
+    assert_eq!(
+        e.matches("outside the instrument range").count(),
+        100,
+        "{e}"
+    );
+    assert!(
+        e.contains("point P99: hh") && !e.contains("point P100: hh"),
+        "{e}"
+    );
+    assert!(
+        e.ends_with("park.toml: and 150 more problems like those above"),
+        "{e}"
+    );
+}

@@ -33,9 +33,17 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
+/// Problems of one file listed in full; past them, only counted (each
+/// names its line, which is found by reading the file up to it: a million
+/// of them would take hours, and be no help).
+const LISTED_ERRORS: usize = 100;
+
 struct Checker<'a> {
     src: &'a Source,
+    /// The first [`LISTED_ERRORS`] problems.
     errors: Vec<Error>,
+    /// Problems past those.
+    more: usize,
     ids: HashSet<String>,
     /// Whether the park's map positions are geographic, set by the first.
     geo_map: Option<bool>,
@@ -128,7 +136,11 @@ impl Checker<'_> {
     }
 
     fn err(&mut self, span: Range<usize>, field: String, message: String) {
-        self.errors.push(self.src.invalid(span, field, message));
+        if self.errors.len() < LISTED_ERRORS {
+            self.errors.push(self.src.invalid(span, field, message));
+        } else {
+            self.more += 1;
+        }
     }
 
     /// Checks an id's spelling and park-wide uniqueness (`what` says which
@@ -182,6 +194,7 @@ impl SiteModel {
         let mut c = Checker {
             src,
             errors: Vec::new(),
+            more: 0,
             ids: HashSet::new(),
             geo_map: None,
         };
@@ -288,6 +301,12 @@ impl SiteModel {
         c.deviations(spec, models.as_deref(), &mut rules);
         c.multivariates(spec, models.as_deref(), &metas, &mut unit_rules);
         let registry = c.registry(spec, &names, metas.len());
+        if c.more > 0 {
+            c.errors.push(Error::More {
+                path: src.path.clone(),
+                count: c.more,
+            });
+        }
         if !c.errors.is_empty() {
             return Err(Invalid(c.errors));
         }
