@@ -503,3 +503,80 @@ fn name_of<'a>(names: &'a str, ends: &[u32], idx: PointIdx) -> &'a str {
     let start = if i == 0 { 0 } else { ends[i - 1] as usize };
     &names[start..ends[i] as usize]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(id: &str, unit: &str, kind: PointKind, eng_unit: &str) -> PointMeta {
+        PointMeta::new(id, "E1", "HS1", unit, kind, eng_unit)
+    }
+
+    #[test]
+    fn points_are_found_by_id_and_described_from_their_columns_and_unit() {
+        let mut c = Catalog::default();
+        c.extend([
+            point("T2.LT", "T2", PointKind::Level, "m"),
+            point("T1.TE", "T1", PointKind::Temperature, "degC"),
+            point("T1.LT", "T1", PointKind::Level, "m"),
+        ]);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.lookup("T1.TE"), Some(1));
+        assert_eq!(c.lookup("T1"), None);
+        assert_eq!(c.lookup(""), None);
+        let m = c.meta(1);
+        assert_eq!(
+            (
+                m.id,
+                m.enterprise,
+                m.hazard_source,
+                m.unit,
+                m.kind,
+                m.eng_unit
+            ),
+            ("T1.TE", "E1", "HS1", "T1", PointKind::Temperature, "degC")
+        );
+        assert_eq!(c.get(3), None);
+        // Ranks in byte order of the ids.
+        assert_eq!([c.name_rank(0), c.name_rank(1), c.name_rank(2)], [2, 1, 0]);
+        assert_eq!(c.unit_of(0), 0);
+        assert_eq!(c.unit_of(2), c.unit_of(1));
+        assert_eq!(
+            c.source_place(AlarmSource::Point(2)),
+            ["E1", "HS1", "T1", "T1.LT"]
+        );
+        // A known id keeps its index and takes the new description.
+        assert_eq!(
+            c.insert(point("T1.TE", "T1", PointKind::Pressure, "kPa")),
+            1
+        );
+        assert_eq!(
+            (c.meta(1).kind, c.meta(1).eng_unit),
+            (PointKind::Pressure, "kPa")
+        );
+        assert_eq!(
+            c.meta(0).to_meta(),
+            point("T2.LT", "T2", PointKind::Level, "m")
+        );
+    }
+
+    #[test]
+    fn a_retired_point_is_described_but_not_found_and_returns_with_its_index() {
+        let mut c = Catalog::default();
+        for i in 0..1000 {
+            c.insert(point(&format!("P{i}"), "U", PointKind::Level, "m"));
+        }
+        c.retire("P500");
+        assert_eq!(c.lookup("P500"), None);
+        assert!(!c.is_live(500) && c.is_live(501));
+        assert_eq!(c.meta(500).id, "P500");
+        assert_eq!(c.source_lookup("P500"), Some(AlarmSource::Point(500)));
+        assert_eq!(c.insert(point("P1000", "U", PointKind::Level, "m")), 1000);
+        assert_eq!(c.insert(point("P500", "U", PointKind::Level, "m")), 500);
+        assert!(c.is_live(500));
+        assert!((0..1001).all(|i| c.lookup(&format!("P{i}")) == Some(i)));
+        // A copy finds the same points (its hash keys came with it).
+        let copy = c.clone();
+        assert_eq!(copy.lookup("P999"), Some(999));
+    }
+}
