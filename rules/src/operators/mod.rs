@@ -18,6 +18,7 @@ pub mod predict;
 pub mod rate_of_change;
 pub mod slope;
 pub mod stale;
+mod tables;
 pub mod threshold;
 pub mod unit_state;
 pub mod voting;

@@ -54,7 +54,7 @@
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Quality, Reading, RuleEvent};
 
-use crate::operators::event_time::{Deadline, KeyedLogic, Scheduled, withdraw};
+use crate::operators::event_time::{Deadline, KeyedLogic, NO_TIME, Scheduled, withdraw};
 use crate::rule_set::RuleSet;
 
 /// The stale rule over every point with `stale_s` above 0.
@@ -64,7 +64,7 @@ pub struct Stale;
 /// Per-point state (32 bytes: every point holds one).
 #[derive(Debug)]
 pub struct StaleState {
-    /// The time of the latest reading or expectation marker; [`NEVER`]:
+    /// The time of the latest reading or expectation marker; [`NO_TIME`]:
     /// none yet.
     last_ts: i64,
     last_value: f64,
@@ -72,13 +72,10 @@ pub struct StaleState {
     active: bool,
 }
 
-/// See [`StaleState::last_ts`].
-const NEVER: i64 = i64::MIN;
-
 impl Default for StaleState {
     fn default() -> Self {
         StaleState {
-            last_ts: NEVER,
+            last_ts: NO_TIME,
             last_value: 0.0,
             deadline: Deadline::default(),
             active: false,
@@ -132,7 +129,7 @@ impl KeyedLogic for Stale {
         if r.quality == Quality::Expected {
             // Expected from here: the deadline counts from the later of the
             // marker and the last reading; nothing else changes.
-            if st.last_ts == NEVER {
+            if st.last_ts == NO_TIME {
                 st.last_value = f64::NAN;
             }
             let since = st.last_ts.max(r.ts_ms);
@@ -159,7 +156,7 @@ impl KeyedLogic for Stale {
             return;
         };
         let last = st.last_ts;
-        if last == NEVER {
+        if last == NO_TIME {
             return;
         }
         if st.deadline.fired(due_ms, last + after, timers) {

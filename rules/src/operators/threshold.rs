@@ -56,7 +56,7 @@
 
 use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Reading, RuleEvent};
 
-use crate::operators::event_time::{KeyedLogic, Scheduled, withdraw};
+use crate::operators::event_time::{KeyedLogic, NO_TIME, Scheduled, withdraw};
 use crate::rule_set::RuleSet;
 use crate::site::{Limit, PointRules};
 
@@ -72,7 +72,7 @@ pub struct Threshold;
 pub struct ThresholdState {
     /// By limit slot: event time since which the condition to change
     /// (raise when inactive, clear when active) has held without a break;
-    /// [`NOT_PENDING`]: it does not hold.
+    /// [`NO_TIME`]: it does not hold.
     pending_since: [i64; 4],
     /// By limit slot, bit `1 << slot`: the alarm is active.
     active: u8,
@@ -80,13 +80,10 @@ pub struct ThresholdState {
     last_value: f64,
 }
 
-/// No change pending (no reading is stamped at the start of time).
-const NOT_PENDING: i64 = i64::MIN;
-
 impl Default for ThresholdState {
     fn default() -> Self {
         ThresholdState {
-            pending_since: [NOT_PENDING; 4],
+            pending_since: [NO_TIME; 4],
             active: 0,
             last_value: 0.0,
         }
@@ -107,7 +104,7 @@ impl ThresholdState {
     }
 
     fn pending_since(&self, slot: usize) -> Option<i64> {
-        Some(self.pending_since[slot]).filter(|&t| t != NOT_PENDING)
+        Some(self.pending_since[slot]).filter(|&t| t != NO_TIME)
     }
 }
 
@@ -194,7 +191,7 @@ impl KeyedLogic for Threshold {
                 beyond(limit, r.value)
             };
             if !wants_change {
-                state.pending_since[i] = NOT_PENDING;
+                state.pending_since[i] = NO_TIME;
                 continue;
             }
             let delay = if active {
@@ -204,7 +201,7 @@ impl KeyedLogic for Threshold {
             };
             if delay == 0 {
                 state.set_active(i, !active);
-                state.pending_since[i] = NOT_PENDING;
+                state.pending_since[i] = NO_TIME;
                 out.push(event(r.point, rules, limit, !active, r.ts_ms, r.value));
             } else if state.pending_since(i).is_none() {
                 state.pending_since[i] = r.ts_ms;
@@ -238,7 +235,7 @@ impl KeyedLogic for Threshold {
                 .is_some_and(|since| since + delay == due_ms)
             {
                 state.set_active(i, !active);
-                state.pending_since[i] = NOT_PENDING;
+                state.pending_since[i] = NO_TIME;
                 out.push(event(
                     point,
                     rules,
@@ -276,7 +273,7 @@ impl KeyedLogic for Threshold {
             );
             state.set_active(i, active);
             if !configured {
-                state.pending_since[i] = NOT_PENDING;
+                state.pending_since[i] = NO_TIME;
             }
         }
     }
