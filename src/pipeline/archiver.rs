@@ -134,20 +134,35 @@ pub fn archive_loop(
     // A checkpoint that failed and the rows buffered then, retried every
     // CHECKPOINT_RETRY while no more came (see `exact_retry`).
     let mut failed: Option<(u64, usize)> = None;
+    // Snapshot queries are answered once the messages queued when they came
+    // are taken: a query sees every reading the feeder passed on before it
+    // was asked (read your writes), and a busy queue delays it by no more
+    // than what was queued then.
+    let mut waiting: Vec<Snapshot> = Vec::new();
+    let mut owed = 0usize;
     loop {
+        if owed == 0 {
+            for q in waiting.drain(..) {
+                let taken = telemetry::take(&writer, &q);
+                // The caller may have gone; nothing to do then.
+                let _ = q.reply.send(taken);
+            }
+        }
         let msg = crossbeam_channel::select! {
             recv(rx.channel()) -> msg => match msg {
                 Ok(msg) => {
                     rx.taken(&msg);
+                    owed = owed.saturating_sub(1);
                     msg
                 }
                 Err(_) => break,
             },
             recv(snapshots) -> q => {
                 if let Ok(q) = q {
-                    let taken = telemetry::take(&writer, &q);
-                    // The caller may have gone; nothing to do then.
-                    let _ = q.reply.send(taken);
+                    // Covers what the waiting ones were owed: those are
+                    // still queued, ahead of what came since.
+                    owed = rx.channel().len();
+                    waiting.push(q);
                 }
                 continue;
             },
@@ -218,7 +233,101 @@ pub fn archive_loop(
 
 #[cfg(test)]
 mod tests {
-    use super::exact_retry;
+    #![allow(clippy::unwrap_used)]
+
+    use hazardwatch_alarms::{AlarmHub, EscalationPolicy, RiskModel};
+    use hazardwatch_proto::clock::SettableClock;
+    use hazardwatch_proto::{Quality, Reading};
+    use hazardwatch_rules::{SiteModel, Source};
+    use hazardwatch_storage::{AlarmJournal, ArchiveConfig, ArchiveWriter};
+
+    use super::{ArchiveMsg, Counters, Trim, archive_loop, exact_retry};
+    use crate::pipeline::archive_queue::archive_queue;
+    use crate::telemetry::Snapshot;
+
+    /// Rows queued before a query are in its snapshot, whichever of the two
+    /// queues the archive thread looks at first (it picks at random among
+    /// those ready, so one round passes by luck half the time).
+    #[test]
+    fn a_query_sees_every_row_queued_before_it_was_asked() {
+        let t0 = 1_800_000_000_000;
+        let site = SiteModel::parse(&Source {
+            path: "park.toml".into(),
+            text: crate::pipeline::test_park::PARK.into(),
+        })
+        .unwrap();
+        let point = site.catalog.lookup("T101.LT").unwrap();
+        for round in 0..16 {
+            let dir = tempfile::tempdir().unwrap();
+            let (writer, _) = ArchiveWriter::open(
+                &dir.path().join("archive"),
+                site.catalog.clone(),
+                ArchiveConfig::default(),
+            )
+            .unwrap();
+            let journal = AlarmJournal::open(&dir.path().join("alarms.redb")).unwrap();
+            let (hub, _) = AlarmHub::open(
+                site.catalog.clone(),
+                journal,
+                EscalationPolicy::default(),
+                RiskModel::default(),
+                t0,
+            )
+            .unwrap();
+            let (tx, rx) = archive_queue(1_000);
+            for i in 0..10 {
+                let reading = Reading {
+                    point,
+                    ts_ms: t0 + i,
+                    value: i as f64,
+                    quality: Quality::Good,
+                };
+                let rows = ArchiveMsg::Rows {
+                    readings: vec![reading],
+                    received_ms: t0 + i,
+                    late: vec![false],
+                };
+                tx.send(rows).unwrap();
+            }
+            let (snapshots, snapshot_rx) = crossbeam_channel::bounded(1);
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            snapshots
+                .send(Snapshot {
+                    points: [point].into(),
+                    enterprises: vec!["E01".into()],
+                    from_ms: t0,
+                    to_ms: t0 + 1_000,
+                    reply,
+                })
+                .unwrap();
+            let archiver = std::thread::spawn(move || {
+                let trim = Trim {
+                    wal_dir: dir.path().join("wal"),
+                    keep_ids: 0,
+                    journal_keep_ms: None,
+                };
+                let clock = SettableClock::new(t0);
+                archive_loop(
+                    rx,
+                    snapshot_rx,
+                    writer,
+                    &hub,
+                    &trim,
+                    &Counters::default(),
+                    &clock,
+                )
+            });
+            let taken = answer.blocking_recv().unwrap().unwrap();
+            let values: Vec<f64> = taken.buffered.iter().map(|r| r.value).collect();
+            assert_eq!(
+                values,
+                (0..10).map(f64::from).collect::<Vec<_>>(),
+                "round {round}"
+            );
+            drop((tx, snapshots));
+            archiver.join().unwrap().unwrap();
+        }
+    }
 
     #[test]
     fn a_failed_checkpoint_is_retried_only_while_nothing_was_buffered_since() {

@@ -142,9 +142,7 @@ pub fn feeder_loop(
                 }
                 latest.update(&b.readings);
                 let n_late = late.iter().filter(|&&l| l).count() as u64;
-                counters
-                    .readings_in
-                    .fetch_add(b.readings.len() as u64, Ordering::Relaxed);
+                let n = b.readings.len() as u64;
                 if n_late > 0 {
                     counters.readings_late.fetch_add(n_late, Ordering::Relaxed);
                     metrics::counter!("hazardwatch_readings_late_total").increment(n_late);
@@ -158,6 +156,9 @@ pub fn feeder_loop(
                 if archive_tx.send(rows).is_err() {
                     anyhow::bail!("archive thread stopped");
                 }
+                // Counted once the archive thread has them: a telemetry
+                // query asked after this sees them.
+                counters.readings_in.fetch_add(n, Ordering::Relaxed);
             }
             FeedMsg::Reload(site) => {
                 engine.input().reload(&site);
@@ -236,26 +237,6 @@ mod tests {
 
     use super::*;
 
-    const PARK: &str = r#"
-park = { id = "P" }
-[[enterprise]]
-id = "E01"
-[[enterprise.hazard_source]]
-id = "HS1"
-grade = 2
-[[enterprise.hazard_source.unit]]
-id = "T101"
-[[enterprise.hazard_source.unit.point]]
-id = "T101.LT"
-kind = "level"
-eng_unit = "m"
-range = [0.0, 20.0]
-h = 18.0
-on_delay_s = 0
-off_delay_s = 0
-stale_s = 0
-"#;
-
     /// The feeder on its own thread with a settable clock, an archiver
     /// that keeps what it is sent, and the engine's events collected.
     struct Harness {
@@ -271,7 +252,7 @@ stale_s = 0
     fn harness(clock: Arc<SettableClock>) -> Harness {
         let src = Source {
             path: "park.toml".into(),
-            text: PARK.into(),
+            text: super::super::test_park::PARK.into(),
         };
         let site = SiteModel::parse(&src).unwrap();
         let config = EngineConfig {
