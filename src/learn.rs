@@ -109,19 +109,15 @@ pub fn learn(
     let mut cells: HashMap<(PointIdx, i64), (f64, u32)> = HashMap::new();
     let mut readings = 0u64;
     for part in &plan.parts {
-        let mut last: (String, Option<PointIdx>) = (String::new(), None);
-        reader::read_part(part, range, |point, ts_ms, value, quality, _late| {
-            if quality != Quality::Good || !value.is_finite() {
+        let point = |name: &str| site.catalog.lookup(name);
+        reader::read_part(part, range, point, |r| {
+            if r.quality != Quality::Good || !r.value.is_finite() {
                 return;
             }
-            if last.0 != point || last.0.is_empty() {
-                last.0.clear();
-                last.0.push_str(point);
-                last.1 = site.catalog.lookup(point);
-            }
-            let Some(p) = last.1 else { return };
-            let cell = cells.entry((p, ts_ms.div_euclid(grid_ms))).or_default();
-            cell.0 += value;
+            let cell = cells
+                .entry((r.key, r.ts_ms.div_euclid(grid_ms)))
+                .or_default();
+            cell.0 += r.value;
             cell.1 += 1;
             readings += 1;
         })?;

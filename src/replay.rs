@@ -65,8 +65,6 @@ struct Run {
     engine: Engine,
     events: Collector,
     catalog: Arc<Catalog>,
-    batch: Vec<Reading>,
-    unknown: u64,
 }
 
 impl Run {
@@ -77,8 +75,6 @@ impl Run {
             engine,
             events,
             catalog: model.catalog.clone(),
-            batch: Vec::new(),
-            unknown: 0,
         })
     }
 }
@@ -125,57 +121,42 @@ pub fn replay_all(
         runs.push(Run::start(other, &config)?);
     }
 
-    // Sorted runs of rows not yet handed over: (ts, point, value, quality).
-    let mut pending: Vec<std::collections::VecDeque<Row>> = Vec::new();
+    // Readings read and not yet handed over, by window of event time: for
+    // each window (its index on the grid of WINDOW_MS), a batch per
+    // configuration. Row groups come in order of their earliest time, so a
+    // window is complete once every row group starting before its end is
+    // read; it is handed over then, and the watermark moved to its end.
+    let mut windows: Windows = Windows::new(runs.len());
     let mut next_part = 0;
     let mut readings = 0u64;
     let mut late = 0u64;
+    let mut unknown = vec![0u64; runs.len()];
     let mut span: Option<(i64, i64)> = None;
-    let mut window_end = plan
-        .parts
+    let window_of = |ts_ms: i64| ts_ms.div_euclid(WINDOW_MS);
+    // The next window with readings or a row group that may hold some;
+    // empty time between is skipped.
+    while let Some(w) = windows
         .first()
-        .map(|p| p.ts_min.saturating_add(WINDOW_MS));
-    while let Some(end) = window_end {
-        // Every row group that may hold rows before the window's end.
+        .into_iter()
+        .chain(plan.parts.get(next_part).map(|p| window_of(p.ts_min)))
+        .min()
+    {
+        let end = (w.saturating_add(1)).saturating_mul(WINDOW_MS);
         while let Some(part) = plan.parts.get(next_part)
             && part.ts_min < end
         {
-            // The row count comes from the file's footer: trust it only so far.
-            let mut rows = Vec::with_capacity(part.rows.min(1 << 20) as usize);
-            // Files are sorted by point: look each name up once per run of it.
-            let mut last = (String::new(), [UNKNOWN; 2]);
-            reader::read_part(part, range, |point, ts_ms, value, quality, was_late| {
-                if point != last.0 || last.0.is_empty() {
-                    last.0.clear();
-                    last.0.push_str(point);
-                    for (slot, run) in last.1.iter_mut().zip(&runs) {
-                        *slot = run.catalog.lookup(point).unwrap_or(UNKNOWN);
-                    }
+            // Each point id is looked up once per row group.
+            let points = |name: &str| {
+                let mut points = [UNKNOWN; 2];
+                for (slot, run) in points.iter_mut().zip(&runs) {
+                    *slot = run.catalog.lookup(name).unwrap_or(UNKNOWN);
                 }
-                rows.push(Row {
-                    ts_ms,
-                    points: last.1,
-                    value,
-                    quality,
-                    late: was_late,
-                });
-            })?;
-            bar.inc(part.rows);
-            rows.sort_by_key(|r| r.ts_ms);
-            pending.push(rows.into());
-            next_part += 1;
-        }
-        for run in &mut runs {
-            run.batch.clear();
-        }
-        for rows in &mut pending {
-            while let Some(r) = rows.front()
-                && r.ts_ms < end
-            {
-                let Some(r) = rows.pop_front() else { break };
+                Some(points)
+            };
+            reader::read_part(part, range, points, |r| {
                 if r.late {
                     late += 1;
-                    continue;
+                    return;
                 }
                 if !r.quality.is_marker() {
                     readings += 1;
@@ -183,11 +164,12 @@ pub fn replay_all(
                 span = Some(span.map_or((r.ts_ms, r.ts_ms), |(a, b)| {
                     (a.min(r.ts_ms), b.max(r.ts_ms))
                 }));
-                for (run, &point) in runs.iter_mut().zip(&r.points) {
+                let batches = windows.of(window_of(r.ts_ms));
+                for ((batch, &point), unknown) in batches.iter_mut().zip(&r.key).zip(&mut unknown) {
                     if point == UNKNOWN {
-                        run.unknown += 1;
+                        *unknown += 1;
                     } else {
-                        run.batch.push(Reading {
+                        batch.push(Reading {
                             point,
                             ts_ms: r.ts_ms,
                             value: r.value,
@@ -195,32 +177,25 @@ pub fn replay_all(
                         });
                     }
                 }
-            }
+            })?;
+            bar.inc(part.rows);
+            next_part += 1;
         }
-        pending.retain(|rows| !rows.is_empty());
+        let batches = windows.take(w);
         let mut flags = Vec::new();
-        for run in &mut runs {
+        for (run, batch) in runs.iter_mut().zip(&batches) {
             let input = run.engine.input();
-            input.send(&run.batch, &mut flags);
+            input.send(batch, &mut flags);
             input.advance_to(end);
         }
-        // Rows left and row groups to come all start at or after `end`:
-        // the next window starts at the first of them, skipping empty time.
-        window_end = pending
-            .iter()
-            .filter_map(|rows| rows.front().map(|r| r.ts_ms))
-            .chain(plan.parts.get(next_part).map(|p| p.ts_min))
-            .min()
-            .map(|next| next.max(end).saturating_add(WINDOW_MS));
+        windows.recycle(batches);
     }
     // The end of the range (or just past the last reading) is complete.
     let last = range.to_ms.or(span.map(|(_, b)| b + 1)).unwrap_or(0);
     let mut outs = Vec::new();
-    let mut unknown = 0;
     for mut run in runs {
         run.engine.input().advance_to(last);
         run.engine.finish()?;
-        unknown = unknown.max(run.unknown);
         outs.push(run.events.take());
     }
     bar.finish_and_clear();
@@ -229,7 +204,7 @@ pub fn replay_all(
     Ok(Replayed {
         readings,
         late,
-        unknown_points: unknown,
+        unknown_points: unknown.into_iter().max().unwrap_or(0),
         events,
         compared,
         span_ms: span,
@@ -241,13 +216,70 @@ pub fn replay_all(
 /// A point the configuration does not have.
 const UNKNOWN: PointIdx = PointIdx::MAX;
 
-/// A row read back, its point in each configuration's catalog.
-struct Row {
-    ts_ms: i64,
-    points: [PointIdx; 2],
-    value: f64,
-    quality: hazardwatch_proto::Quality,
-    late: bool,
+/// Readings not yet handed over, by window of event time, a batch per
+/// configuration; the batches handed over are kept for the next windows.
+struct Windows {
+    /// By window index, ascending; few at a time (those the row groups
+    /// read so far reach into).
+    open: Vec<(i64, Vec<Vec<Reading>>)>,
+    /// The open window a row last went to.
+    last: usize,
+    spare: Vec<Vec<Vec<Reading>>>,
+    configurations: usize,
+}
+
+impl Windows {
+    fn new(configurations: usize) -> Windows {
+        Windows {
+            open: Vec::new(),
+            last: 0,
+            spare: Vec::new(),
+            configurations,
+        }
+    }
+
+    /// The first open window.
+    fn first(&self) -> Option<i64> {
+        self.open.first().map(|(w, _)| *w)
+    }
+
+    /// The batches of window `w`, opened if it is not.
+    fn of(&mut self, w: i64) -> &mut Vec<Vec<Reading>> {
+        // Rows come in runs of a point, each in time order: mostly the
+        // window of the row before.
+        if self.open.get(self.last).is_none_or(|(at, _)| *at != w) {
+            self.last = match self.open.binary_search_by_key(&w, |(at, _)| *at) {
+                Ok(i) => i,
+                Err(i) => {
+                    let batches = self
+                        .spare
+                        .pop()
+                        .unwrap_or_else(|| vec![Vec::new(); self.configurations]);
+                    self.open.insert(i, (w, batches));
+                    i
+                }
+            };
+        }
+        &mut self.open[self.last].1
+    }
+
+    /// Closes window `w`: its batches (empty ones if it had none).
+    fn take(&mut self, w: i64) -> Vec<Vec<Reading>> {
+        self.last = 0;
+        match self.open.binary_search_by_key(&w, |(at, _)| *at) {
+            Ok(i) => self.open.remove(i).1,
+            Err(_) => self
+                .spare
+                .pop()
+                .unwrap_or_else(|| vec![Vec::new(); self.configurations]),
+        }
+    }
+
+    /// Keeps `batches`, emptied, for a window to come.
+    fn recycle(&mut self, mut batches: Vec<Vec<Reading>>) {
+        batches.iter_mut().for_each(Vec::clear);
+        self.spare.push(batches);
+    }
 }
 
 /// The event's alarm id, as on the gRPC feed.

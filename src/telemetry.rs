@@ -338,19 +338,18 @@ impl Telemetry {
             let mut out = taken.buffered;
             for (part, file) in reader::plan_opened(taken.files, &range)? {
                 let mut too_many = false;
-                reader::read_part_of(file, &part, &range, |name, ts_ms, value, quality, _| {
-                    if let Some(&point) = wanted.get(name) {
-                        if out.len() >= MAX_QUERY_READINGS {
-                            too_many = true;
-                            return;
-                        }
-                        out.push(Reading {
-                            point,
-                            ts_ms,
-                            value,
-                            quality,
-                        });
+                let point = |name: &str| wanted.get(name).copied();
+                reader::read_part_of(file, &part, &range, point, |r| {
+                    if out.len() >= MAX_QUERY_READINGS {
+                        too_many = true;
+                        return;
                     }
+                    out.push(Reading {
+                        point: r.key,
+                        ts_ms: r.ts_ms,
+                        value: r.value,
+                        quality: r.quality,
+                    });
                 })?;
                 if too_many {
                     return Err(QueryError::TooMany);

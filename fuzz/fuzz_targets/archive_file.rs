@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(plan) => plan
             .parts
             .iter()
-            .all(|p| reader::read_part(p, &range, |_, _, _, _, _| rows_read += 1).is_ok()),
+            .all(|p| reader::read_part(p, &range, reader::all_points, |_| rows_read += 1).is_ok()),
         Err(e) => {
             assert!(e.to_string().contains("part-0001.parquet"), "{e}");
             // Not a Parquet file: compaction reads the same footer first.
@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
                 let mut after = 0u64;
                 if let Ok(plan) = reader::plan(root.path(), &range) {
                     for p in &plan.parts {
-                        let _ = reader::read_part(p, &range, |_, _, _, _, _| after += 1);
+                        let _ = reader::read_part(p, &range, reader::all_points, |_| after += 1);
                     }
                 }
                 assert_eq!(after, rows_read * COMPACT_FANIN as u64);

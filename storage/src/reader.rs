@@ -4,18 +4,22 @@
 //! [`plan`] prunes in two steps: partitions by their directory names (event
 //! date, enterprise), then row groups by the statistics in each file's
 //! footer (event time, and point id when a point pattern has a literal
-//! prefix). [`read_row_group`] then decodes one row group's needed columns
+//! prefix). [`read_part`] then decodes one row group's needed columns
 //! and keeps the rows in range.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, TimestampMillisecondType};
+use arrow_array::types::{Float64Type, Int32Type, TimestampMillisecondType};
+use arrow_array::{Array, ArrayRef, DictionaryArray, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
 use hazardwatch_proto::Quality;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 
@@ -324,28 +328,58 @@ fn plan_file(file: &File, path: &Path, range: &Range, plan: &mut Plan) -> Result
     Ok(())
 }
 
-/// The rows of one planned row group that are in `range`, calling `f` for
-/// each with (point id, event time, value, quality, late); no allocation
-/// per row.
-pub fn read_part(
+/// The key for [`read_part`] callers that need only the point id: every
+/// point, keyed by nothing.
+pub fn all_points(_: &str) -> Option<()> {
+    Some(())
+}
+
+/// A row read back by [`read_part`].
+#[derive(Debug, Clone, Copy)]
+pub struct KeyedRow<'a, K> {
+    /// The point id.
+    pub point: &'a str,
+    /// What the caller's `key` made of the point id.
+    pub key: K,
+    /// Event time, Unix ms.
+    pub ts_ms: i64,
+    /// The value.
+    pub value: f64,
+    /// Its quality.
+    pub quality: Quality,
+    /// Archived as late (not judged live).
+    pub late: bool,
+}
+
+/// The rows of one planned row group that are in `range` and whose point
+/// `key` maps to `Some`, calling `f` for each; no allocation per row.
+///
+/// The point and quality columns are decoded as the dictionaries the
+/// archive writes them in: `key` is called once per distinct point id of a
+/// dictionary (a row group's, usually) rather than once per row, and no
+/// string is compared or copied per row. Callers map point ids to their
+/// own indices there, once.
+pub fn read_part<K: Copy>(
     part: &Part,
     range: &Range,
-    f: impl FnMut(&str, i64, f64, Quality, bool),
+    key: impl FnMut(&str) -> Option<K>,
+    f: impl FnMut(KeyedRow<'_, K>),
 ) -> Result<()> {
     let file = File::open(&part.path).map_err(io(&part.path))?;
-    read_part_of(file, part, range, f)
+    read_part_of(file, part, range, key, f)
 }
 
 /// [`read_part`] from `file`, opened already (a file opened before it was
 /// compacted away can still be read).
-pub fn read_part_of(
+pub fn read_part_of<K: Copy>(
     file: File,
     part: &Part,
     range: &Range,
-    mut f: impl FnMut(&str, i64, f64, Quality, bool),
+    mut key: impl FnMut(&str) -> Option<K>,
+    mut f: impl FnMut(KeyedRow<'_, K>),
 ) -> Result<()> {
     let path = &part.path;
-    let builder = open_checked(&file, path)?;
+    let builder = open_dictionaries(&file, path, &["point", "quality"])?;
     let schema = builder.schema().clone();
     let wanted = ["point", "ts", "value", "quality", "late"];
     let mut roots = Vec::new();
@@ -353,13 +387,16 @@ pub fn read_part_of(
         roots.push(schema.index_of(name).map_err(Error::Arrow)?);
     }
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder
+    let mut reader = builder
         .with_row_groups(vec![part.row_group])
         .with_projection(mask)
         .with_batch_size(64 * 1024)
         .build()
         .map_err(parquet(path))?;
-    let mut reader = reader;
+    // The dictionaries last resolved, and what they resolved to: a row
+    // group's batches share its dictionary, so this is done once a group.
+    let mut points: Option<(ArrayRef, Vec<Option<K>>)> = None;
+    let mut qualities: Option<(ArrayRef, Vec<Option<Quality>>)> = None;
     while let Some(batch) = next_batch(&mut reader, path)? {
         let col = |name: &str| {
             batch.column_by_name(name).ok_or_else(|| Error::Archive {
@@ -367,38 +404,136 @@ pub fn read_part_of(
                 message: format!("column {name} missing"),
             })
         };
-        let point = col("point")?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| bad_type(path, "point"))?;
+        let (point_keys, point_names) = dictionary(col("point")?, path, "point")?;
         let ts = col("ts")?
             .as_primitive_opt::<TimestampMillisecondType>()
             .ok_or_else(|| bad_type(path, "ts"))?;
         let value = col("value")?
             .as_primitive_opt::<Float64Type>()
             .ok_or_else(|| bad_type(path, "value"))?;
-        let quality = col("quality")?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| bad_type(path, "quality"))?;
+        let (quality_keys, quality_names) = dictionary(col("quality")?, path, "quality")?;
         let late = col("late")?
             .as_boolean_opt()
             .ok_or_else(|| bad_type(path, "late"))?;
+        if point_keys.null_count() > 0 || quality_keys.null_count() > 0 {
+            return Err(Error::Archive {
+                path: path.clone(),
+                message: "a row has no point or no quality".into(),
+            });
+        }
+        let keys = resolved(&mut points, point_keys.values(), point_names, |name| {
+            if range.has_point(name) {
+                key(name)
+            } else {
+                None
+            }
+        });
+        let quals = resolved(
+            &mut qualities,
+            quality_keys.values(),
+            quality_names,
+            archived_quality,
+        );
+        let point_of = point_keys.keys();
+        let quality_of = quality_keys.keys();
         for i in 0..batch.num_rows() {
             let t = ts.value(i);
             if !range.has_time(t) {
                 continue;
             }
-            let p = point.value(i);
-            if !range.has_point(p) {
+            // Keys out of their dictionary are refused by the decoder; a
+            // stray one would be skipped like an unwanted point.
+            let p = point_of.value(i) as usize;
+            let Some(&Some(k)) = keys.get(p) else {
                 continue;
-            }
-            let q = archived_quality(quality.value(i)).ok_or_else(|| Error::Archive {
-                path: path.clone(),
-                message: format!("row {i}: quality `{}` unknown", quality.value(i)),
-            })?;
-            f(p, t, value.value(i), q, late.value(i));
+            };
+            let q = quality_of.value(i) as usize;
+            let Some(&Some(quality)) = quals.get(q) else {
+                let shown = (q < quality_names.len()).then(|| quality_names.value(q));
+                let shown = shown.unwrap_or("?");
+                return Err(Error::Archive {
+                    path: path.clone(),
+                    message: format!("row {i}: quality `{shown}` unknown"),
+                });
+            };
+            f(KeyedRow {
+                point: point_names.value(p),
+                key: k,
+                ts_ms: t,
+                value: value.value(i),
+                quality,
+                late: late.value(i),
+            });
         }
     }
     Ok(())
+}
+
+/// A dictionary column of strings: its keys and its values.
+fn dictionary<'a>(
+    col: &'a ArrayRef,
+    path: &Path,
+    name: &str,
+) -> Result<(&'a DictionaryArray<Int32Type>, &'a StringArray)> {
+    let keys = col
+        .as_dictionary_opt::<Int32Type>()
+        .ok_or_else(|| bad_type(path, name))?;
+    let values = keys
+        .values()
+        .as_string_opt::<i32>()
+        .ok_or_else(|| bad_type(path, name))?;
+    Ok((keys, values))
+}
+
+/// What `resolve` makes of each of `names`, from `memo` if that was made
+/// of the same dictionary.
+fn resolved<'m, T: Copy>(
+    memo: &'m mut Option<(ArrayRef, Vec<Option<T>>)>,
+    values: &ArrayRef,
+    names: &StringArray,
+    mut resolve: impl FnMut(&str) -> Option<T>,
+) -> &'m [Option<T>] {
+    let same = memo
+        .as_ref()
+        .is_some_and(|(seen, _)| std::sync::Arc::ptr_eq(seen, values));
+    if !same {
+        let out = names.iter().map(|n| n.and_then(&mut resolve)).collect();
+        *memo = Some((values.clone(), out));
+    }
+    memo.as_ref().map_or(&[], |(_, out)| out.as_slice())
+}
+
+/// A reader of `file` that decodes the string columns `names` as
+/// dictionaries, [`open_checked`] otherwise.
+fn open_dictionaries(
+    file: &File,
+    path: &Path,
+    names: &[&str],
+) -> Result<ParquetRecordBatchReaderBuilder<Budgeted>> {
+    let checked = open_checked(file, path)?;
+    let schema = checked.schema();
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let f = f.as_ref().clone();
+            if names.contains(&f.name().as_str()) && f.data_type() == &DataType::Utf8 {
+                f.with_data_type(dictionary.clone())
+            } else {
+                f
+            }
+        })
+        .collect();
+    let options = ArrowReaderOptions::new().with_schema(std::sync::Arc::new(
+        Schema::new_with_metadata(fields, schema.metadata().clone()),
+    ));
+    let metadata =
+        ArrowReaderMetadata::try_new(checked.metadata().clone(), options).map_err(parquet(path))?;
+    let input = file.try_clone().and_then(Budgeted::new).map_err(io(path))?;
+    Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(
+        input, metadata,
+    ))
 }
 
 /// A Parquet file from another system (`hazardwatch import`), read batch

@@ -47,7 +47,7 @@ fn files_found_by_fuzzing_are_refused_with_a_reason() {
         let read = reader::plan(root.path(), &range).and_then(|plan| {
             plan.parts
                 .iter()
-                .try_for_each(|p| reader::read_part(p, &range, |_, _, _, _, _| {}))
+                .try_for_each(|p| reader::read_part(p, &range, reader::all_points, |_| {}))
         });
         let err = read.expect_err(name).to_string();
         assert!(

@@ -4,6 +4,7 @@
 
 use super::maintenance::merge_group;
 use super::*;
+use crate::reader;
 use hazardwatch_proto::{PointKind, PointMeta};
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -263,4 +264,71 @@ fn retention_deletes_whole_days_past_it() {
         ["date=2026-01-02", "date=2026-01-03", "date=2026-01-04"]
     );
     assert!(txn::subdirs(&dir.path().join("alarms")).unwrap().is_empty());
+}
+
+/// `read_part` asks for each point's key once per row group, not once per
+/// row, skips the points keyed `None`, and reads a file whose string
+/// columns are not dictionary encoded (another writer's) the same way.
+#[test]
+fn rows_read_back_are_keyed_once_per_point_with_or_without_dictionary_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, _) = writer(dir.path(), ArchiveConfig::default());
+    let rows: Vec<Reading> = (0..300)
+        .map(|i| reading(i as PointIdx % 2, T0 + i))
+        .collect();
+    w.append(&rows, T0, &[]);
+    w.checkpoint(1, &[]).unwrap();
+    let read = |root: &Path| {
+        let range = reader::Range::default();
+        let plan = reader::plan(root, &range).unwrap();
+        assert_eq!(plan.parts.len(), 1);
+        let (mut asked, mut got) = (Vec::new(), Vec::new());
+        let key = |name: &str| {
+            asked.push(name.to_owned());
+            (name == "A.LT").then_some(7u8)
+        };
+        reader::read_part(&plan.parts[0], &range, key, |r| {
+            got.push((
+                r.point.to_owned(),
+                r.key,
+                r.ts_ms,
+                r.value,
+                r.quality,
+                r.late,
+            ));
+        })
+        .unwrap();
+        asked.sort();
+        (asked, got)
+    };
+    let (asked, got) = read(dir.path());
+    assert_eq!(asked, ["A.LT", "B.LT"]);
+    let want: Vec<_> = (0..300)
+        .step_by(2)
+        .map(|i| {
+            (
+                "A.LT".to_owned(),
+                7u8,
+                T0 + i,
+                (T0 + i) as f64 / 1000.0,
+                Quality::Good,
+                false,
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+
+    // The same rows, every column plain encoded.
+    let file = parquet_files(&txn::partition_dirs(dir.path()).unwrap()[0])
+        .unwrap()
+        .remove(0);
+    let batches = read_all(&file).unwrap();
+    let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let plain = WriterProperties::builder()
+        .set_dictionary_enabled(false)
+        .build();
+    write_parquet(&file, &batch, &plain).unwrap();
+    let (asked, got_plain) = read(dir.path());
+    assert_eq!(asked, ["A.LT", "B.LT"]);
+    assert_eq!(got_plain, want);
 }

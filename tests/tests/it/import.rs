@@ -46,9 +46,14 @@ fn archived(root: &Path) -> Vec<Row> {
     let plan = reader::plan(root, &range).unwrap();
     let mut rows = Vec::new();
     for part in &plan.parts {
-        reader::read_part(part, &range, |p, ts, v, q, late| {
-            assert!(!late, "imported readings are not late");
-            rows.push((p.to_owned(), ts, v, q.as_str().to_owned()));
+        reader::read_part(part, &range, reader::all_points, |r| {
+            assert!(!r.late, "imported readings are not late");
+            rows.push((
+                r.point.to_owned(),
+                r.ts_ms,
+                r.value,
+                r.quality.as_str().to_owned(),
+            ));
         })
         .unwrap();
     }

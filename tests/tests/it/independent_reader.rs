@@ -207,13 +207,15 @@ async fn the_archive_reader_reads_parquet_as_pyarrow_compresses_it() {
         let plan = reader::plan(root, &Range::default()).unwrap();
         let mut out = Vec::new();
         for part in &plan.parts {
-            reader::read_part(
-                part,
-                &Range::default(),
-                |point, ts, value, quality, late| {
-                    out.push((point.to_owned(), ts, value.to_bits(), quality, late));
-                },
-            )
+            reader::read_part(part, &Range::default(), reader::all_points, |r| {
+                out.push((
+                    r.point.to_owned(),
+                    r.ts_ms,
+                    r.value.to_bits(),
+                    r.quality,
+                    r.late,
+                ));
+            })
             .unwrap();
         }
         out.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
