@@ -42,7 +42,7 @@ use crate::error::{Error, Result};
 
 mod resume;
 use crate::operators::event_time::{
-    EachEvent, EndOfInput, Epochs, PerKey, Routed, point_hash, worker_of,
+    EachEvent, EndOfInput, Epochs, GroupRoom, PerKey, Routed, point_hash, worker_of,
 };
 use crate::operators::unit_state::mark_suppressed;
 use crate::operators::{
@@ -57,6 +57,16 @@ pub use resume::Resume;
 /// memory at about `WORKER_QUEUE_BATCHES` x batch size per worker; a full
 /// queue blocks the feeder, which stops acknowledging MQTT.
 pub const WORKER_QUEUE_BATCHES: usize = 64;
+
+/// The most readings in one message to a worker: a larger send (a replay's
+/// minute) goes in several, so the queue holds at most this many times
+/// [`WORKER_QUEUE_BATCHES`] readings per worker.
+pub const WORKER_BATCH_MAX: usize = 16 * 1024;
+
+/// A worker stops taking messages and runs its dataflow once it has given
+/// it this many readings, so what waits inside the dataflow stays bounded
+/// too.
+const WORKER_TAKE_MAX: usize = 4 * WORKER_BATCH_MAX;
 
 /// How long an idle worker parks before looking at its queue again (the
 /// feeder also unparks it after every message).
@@ -543,13 +553,16 @@ impl Engine {
                 let _ = tx.send((local, std::thread::current()));
             }
             let mut cap = Some(cap);
+            let mut room = GroupRoom::default();
             loop {
-                loop {
+                let mut taken = 0;
+                while taken < WORKER_TAKE_MAX {
                     match rx.try_recv() {
                         Ok(WorkerMsg::Readings(mut batch)) => {
                             let Some(c) = cap.as_ref() else { continue };
+                            taken += batch.len();
                             // Send runs of one epoch under one capability.
-                            batch.sort_unstable_by_key(|r| r.ts_ms);
+                            epochs.group(&mut batch, &mut room);
                             let mut i = 0;
                             while i < batch.len() {
                                 let e = epochs.of(batch[i].ts_ms);
@@ -697,8 +710,12 @@ impl EngineInput {
                 // The same choice as the exchange after the input, which then
                 // moves nothing; in a cluster, a point of another process's
                 // goes to a worker here, and the exchange takes it there.
-                let owner = worker_of(point_hash(r.point), self.peers);
-                self.per_worker[owner % local].push(*r);
+                let owner = worker_of(point_hash(r.point), self.peers) % local;
+                self.per_worker[owner].push(*r);
+                if self.per_worker[owner].len() >= WORKER_BATCH_MAX {
+                    let batch = std::mem::take(&mut self.per_worker[owner]);
+                    self.deliver(owner, WorkerMsg::Readings(batch));
+                }
             }
         }
         for w in 0..local {
