@@ -64,6 +64,9 @@ impl Epochs {
         let (Some(&lo), Some(&hi)) = (epochs.iter().min(), epochs.iter().max()) else {
             return;
         };
+        if lo == hi {
+            return;
+        }
         if hi - lo >= GROUP_SPAN {
             records.sort_by_key(|r| self.of(r.ts_ms()));
             return;
