@@ -182,16 +182,27 @@ pub fn replay_all(
             next_part += 1;
         }
         let batches = windows.take(w);
+        // Event time moves to the window's end, but never past the range
+        // or the last reading read: what comes after the archive's last
+        // reading is not known (a point is not stale because its archive
+        // ends), so the replay ends in the same place whatever its windows.
+        let until = range
+            .to_ms
+            .or(span.map(|(_, b)| b.saturating_add(1)))
+            .map_or(end, |cap| end.min(cap));
         let mut flags = Vec::new();
         for (run, batch) in runs.iter_mut().zip(&batches) {
             let input = run.engine.input();
             input.send(batch, &mut flags);
-            input.advance_to(end);
+            input.advance_to(until);
         }
         windows.recycle(batches);
     }
     // The end of the range (or just past the last reading) is complete.
-    let last = range.to_ms.or(span.map(|(_, b)| b + 1)).unwrap_or(0);
+    let last = range
+        .to_ms
+        .or(span.map(|(_, b)| b.saturating_add(1)))
+        .unwrap_or(0);
     let mut outs = Vec::new();
     for mut run in runs {
         run.engine.input().advance_to(last);
@@ -613,4 +624,76 @@ pub fn command(a: ReplayCommand) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use hazardwatch_proto::Quality;
+    use hazardwatch_rules::Source;
+    use hazardwatch_storage::ArchiveWriter;
+
+    use super::*;
+
+    /// H at 18 m, cleared 5 s after the level is back below it.
+    const PARK: &str = r#"
+park = { id = "P" }
+[[enterprise]]
+id = "E01"
+[[enterprise.hazard_source]]
+id = "HS1"
+grade = 2
+[[enterprise.hazard_source.unit]]
+id = "T101"
+[[enterprise.hazard_source.unit.point]]
+id = "T101.LT"
+kind = "level"
+eng_unit = "m"
+range = [0.0, 20.0]
+h = 18.0
+on_delay_s = 0
+off_delay_s = 5
+stale_s = 0
+"#;
+
+    /// A replay ends at the archive's last reading, wherever its windows
+    /// (minutes) end: a clear an off-delay would make after it is not
+    /// known, and is not made.
+    #[test]
+    fn a_replay_ends_at_the_last_reading_wherever_the_minute_ends() {
+        let site = SiteModel::parse(&Source {
+            path: "park.toml".into(),
+            text: PARK.into(),
+        })
+        .unwrap();
+        let point = site.catalog.lookup("T101.LT").unwrap();
+        let minute = 1_800_000_000_000i64 / WINDOW_MS * WINDOW_MS;
+        for last in [minute - 2_000, minute + 20_000] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut writer, _) =
+                ArchiveWriter::open(dir.path(), site.catalog.clone(), ArchiveConfig::default())
+                    .unwrap();
+            let reading = |ts_ms, value| Reading {
+                point,
+                ts_ms,
+                value,
+                quality: Quality::Good,
+            };
+            writer.append(
+                &[reading(last - 8_000, 19.0), reading(last, 10.0)],
+                last,
+                &[],
+            );
+            writer.checkpoint(1, &[]).unwrap();
+            let engine = EngineConfig {
+                workers: 1,
+                ..EngineConfig::default()
+            };
+            let out = replay(dir.path(), &Range::default(), &site, None, &engine, false).unwrap();
+            let changes: Vec<(bool, i64)> =
+                out.events.iter().map(|e| (e.active, e.ts_ms)).collect();
+            assert_eq!(changes, [(true, last - 8_000)], "last reading at {last}");
+        }
+    }
 }
