@@ -214,11 +214,6 @@ pub fn backfill_loop(
                 span,
                 received_ms,
             }) => {
-                counters
-                    .readings_not_judged
-                    .fetch_add(readings as u64, Ordering::Relaxed);
-                metrics::counter!("hazardwatch_readings_not_judged_total")
-                    .increment(readings as u64);
                 let why = Rejection {
                     kind: RejectKind::BeyondHorizon,
                     reason: format!(
@@ -229,6 +224,13 @@ pub fn backfill_loop(
                 if let Err(e) = not_judged.record("(backfill)", b"", &[why]) {
                     tracing::error!(error = %e, readings, "cannot record readings not judged");
                 }
+                // Counted once recorded: whoever sees the count finds the
+                // record.
+                counters
+                    .readings_not_judged
+                    .fetch_add(readings as u64, Ordering::Relaxed);
+                metrics::counter!("hazardwatch_readings_not_judged_total")
+                    .increment(readings as u64);
             }
             Err(RecvTimeoutError::Timeout) => {
                 if !pending.is_empty() {
