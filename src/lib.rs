@@ -62,6 +62,8 @@ pub mod service;
 pub mod shutdown;
 pub mod sim;
 pub mod telemetry;
+#[cfg(test)]
+mod test_park;
 
 /// The process's allocator: mimalloc, not the system's. Under the soak's
 /// load (`bench/src/bin/soak.rs`) glibc's per-thread arenas kept what the

@@ -631,42 +631,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use hazardwatch_proto::Quality;
-    use hazardwatch_rules::Source;
+
     use hazardwatch_storage::ArchiveWriter;
 
     use super::*;
-
-    /// H at 18 m, cleared 5 s after the level is back below it.
-    const PARK: &str = r#"
-park = { id = "P" }
-[[enterprise]]
-id = "E01"
-[[enterprise.hazard_source]]
-id = "HS1"
-grade = 2
-[[enterprise.hazard_source.unit]]
-id = "T101"
-[[enterprise.hazard_source.unit.point]]
-id = "T101.LT"
-kind = "level"
-eng_unit = "m"
-range = [0.0, 20.0]
-h = 18.0
-on_delay_s = 0
-off_delay_s = 5
-stale_s = 0
-"#;
 
     /// A replay ends at the archive's last reading, wherever its windows
     /// (minutes) end: a clear an off-delay would make after it is not
     /// known, and is not made.
     #[test]
     fn a_replay_ends_at_the_last_reading_wherever_the_minute_ends() {
-        let site = SiteModel::parse(&Source {
-            path: "park.toml".into(),
-            text: PARK.into(),
-        })
-        .unwrap();
+        // H at 18 m, cleared 5 s after the level is back below it.
+        let site = crate::test_park::site(&[("off_delay_s", "5")]);
         let point = site.catalog.lookup("T101.LT").unwrap();
         let minute = 1_800_000_000_000i64 / WINDOW_MS * WINDOW_MS;
         for last in [minute - 2_000, minute + 20_000] {

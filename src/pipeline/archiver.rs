@@ -238,7 +238,7 @@ mod tests {
     use hazardwatch_alarms::{AlarmHub, EscalationPolicy, RiskModel};
     use hazardwatch_proto::clock::SettableClock;
     use hazardwatch_proto::{Quality, Reading};
-    use hazardwatch_rules::{SiteModel, Source};
+
     use hazardwatch_storage::{AlarmJournal, ArchiveConfig, ArchiveWriter};
 
     use super::{ArchiveMsg, Counters, Trim, archive_loop, exact_retry};
@@ -251,11 +251,7 @@ mod tests {
     #[test]
     fn a_query_sees_every_row_queued_before_it_was_asked() {
         let t0 = 1_800_000_000_000;
-        let site = SiteModel::parse(&Source {
-            path: "park.toml".into(),
-            text: crate::pipeline::test_park::PARK.into(),
-        })
-        .unwrap();
+        let site = crate::test_park::site(&[]);
         let point = site.catalog.lookup("T101.LT").unwrap();
         for round in 0..16 {
             let dir = tempfile::tempdir().unwrap();

@@ -253,34 +253,10 @@ mod tests {
 
     use super::*;
     use hazardwatch_proto::Quality;
-    use hazardwatch_rules::Source;
 
     #[test]
     fn an_episode_ends_its_open_conditions_at_its_last_reading() {
-        let text = r#"
-park = { id = "P" }
-[[enterprise]]
-id = "E"
-[[enterprise.hazard_source]]
-id = "HS"
-grade = 2
-[[enterprise.hazard_source.unit]]
-id = "T1"
-[[enterprise.hazard_source.unit.point]]
-id = "T1.LT"
-kind = "level"
-eng_unit = "m"
-range = [0.0, 20.0]
-h = 18.0
-on_delay_s = 0
-off_delay_s = 0
-stale_s = 5
-"#;
-        let site = hazardwatch_rules::SiteModel::parse(&Source {
-            path: "t.toml".into(),
-            text: text.into(),
-        })
-        .unwrap();
+        let site = crate::test_park::site(&[("stale_s", "5")]);
         let at = |s: i64, v: f64| Reading {
             point: 0,
             ts_ms: s * 1000,

@@ -233,7 +233,7 @@ mod tests {
     use hazardwatch_ingest::IngestBatch;
     use hazardwatch_proto::clock::SettableClock;
     use hazardwatch_proto::{Quality, Reading};
-    use hazardwatch_rules::{Collector, EngineConfig, SiteModel, Source};
+    use hazardwatch_rules::{Collector, EngineConfig};
 
     use super::*;
 
@@ -250,11 +250,7 @@ mod tests {
     }
 
     fn harness(clock: Arc<SettableClock>) -> Harness {
-        let src = Source {
-            path: "park.toml".into(),
-            text: super::super::test_park::PARK.into(),
-        };
-        let site = SiteModel::parse(&src).unwrap();
+        let site = crate::test_park::site(&[]);
         let config = EngineConfig {
             workers: 1,
             lateness_ms: 2_000,

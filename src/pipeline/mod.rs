@@ -39,31 +39,6 @@ pub mod feeder;
 pub mod wal_stage;
 pub mod watermark;
 
-#[cfg(test)]
-pub(crate) mod test_park {
-    //! One enterprise, one level point with H at 18 m and no delays.
-
-    pub(crate) const PARK: &str = r#"
-park = { id = "P" }
-[[enterprise]]
-id = "E01"
-[[enterprise.hazard_source]]
-id = "HS1"
-grade = 2
-[[enterprise.hazard_source.unit]]
-id = "T101"
-[[enterprise.hazard_source.unit.point]]
-id = "T101.LT"
-kind = "level"
-eng_unit = "m"
-range = [0.0, 20.0]
-h = 18.0
-on_delay_s = 0
-off_delay_s = 0
-stale_s = 0
-"#;
-}
-
 /// Deliveries between ingest and the write-ahead stage.
 pub const INGEST_QUEUE: usize = 256;
 /// Messages into the feeder thread.
