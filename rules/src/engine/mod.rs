@@ -42,8 +42,9 @@ use crate::error::{Error, Result};
 
 mod resume;
 use crate::operators::event_time::{
-    EachEvent, EndOfInput, Epochs, GroupRoom, PerKey, Routed, point_hash, worker_of,
+    EachEvent, EndOfInput, Epochs, PerKey, Routed, point_hash, worker_of,
 };
+use crate::operators::ordering::GroupRoom;
 use crate::operators::unit_state::mark_suppressed;
 use crate::operators::{
     Chattering, Correlation, Deviation, Fault, Flatline, Flood, GatewayOffline, Multivariate,

@@ -49,69 +49,7 @@ impl Epochs {
     pub fn end(&self, epoch: u64) -> i64 {
         (epoch as i64 + 1) * self.epoch_ms
     }
-
-    /// Reorders `records` by epoch, keeping their order within an epoch,
-    /// in linear time when they span fewer than [`GROUP_SPAN`] epochs (a
-    /// live batch spans one or two, a replayed point's run about a
-    /// minute's); `room` is working room kept between calls.
-    pub fn group<T: Timed + Copy>(&self, records: &mut Vec<T>, room: &mut GroupRoom<T>) {
-        if records.is_sorted_by_key(|r| r.ts_ms()) {
-            return;
-        }
-        let GroupRoom { epochs, next, out } = room;
-        epochs.clear();
-        epochs.extend(records.iter().map(|r| self.of(r.ts_ms())));
-        let (Some(&lo), Some(&hi)) = (epochs.iter().min(), epochs.iter().max()) else {
-            return;
-        };
-        if lo == hi {
-            return;
-        }
-        if hi - lo >= GROUP_SPAN {
-            records.sort_by_key(|r| self.of(r.ts_ms()));
-            return;
-        }
-        // Where each epoch's records start, then a stable scatter.
-        next.clear();
-        next.resize((hi - lo) as usize + 1, 0);
-        for &e in epochs.iter() {
-            next[(e - lo) as usize] += 1;
-        }
-        let mut at = 0;
-        for n in next.iter_mut() {
-            (*n, at) = (at, at + *n);
-        }
-        out.clear();
-        out.extend_from_slice(records);
-        for (r, &e) in records.iter().zip(epochs.iter()) {
-            let slot = &mut next[(e - lo) as usize];
-            out[*slot] = *r;
-            *slot += 1;
-        }
-        std::mem::swap(records, out);
-    }
 }
-
-/// Working room for [`Epochs::group`], kept between calls.
-#[derive(Debug)]
-pub struct GroupRoom<T> {
-    epochs: Vec<u64>,
-    next: Vec<usize>,
-    out: Vec<T>,
-}
-
-impl<T> Default for GroupRoom<T> {
-    fn default() -> Self {
-        GroupRoom {
-            epochs: Vec::new(),
-            next: Vec::new(),
-            out: Vec::new(),
-        }
-    }
-}
-
-/// Records spanning this many epochs or more are grouped by a sort.
-pub const GROUP_SPAN: u64 = 1 << 16;
 
 /// Set by the worker just before it closes its input, to the last epoch the
 /// input reached: timers beyond it must not fire, because the end of the
@@ -222,59 +160,10 @@ impl Timed for Reading {
         point_hash(key)
     }
     fn sort(records: &mut [Self]) {
-        sort_by_dense_key(records, |r| r.point, Reading::order_key);
+        super::ordering::sort_by_dense_key(records, |r| r.point, Reading::order_key);
     }
     fn key_space(rules: &RuleSet) -> usize {
         rules.points.len()
-    }
-}
-
-/// Sorts `records` by `order`, whose first part is `key`: when the keys
-/// are dense (an epoch's readings: most of a worker's points, once or a
-/// few times each), by counting them into place and then ordering each
-/// key's few records, which takes a few passes instead of a comparison
-/// sort's n log n.
-fn sort_by_dense_key<T: Copy, O: Ord>(
-    records: &mut [T],
-    key: impl Fn(&T) -> u32,
-    order: impl Fn(&T) -> O + Copy,
-) {
-    const SMALL: usize = 64;
-    if records.len() <= SMALL || records.is_sorted_by_key(order) {
-        records.sort_unstable_by_key(order);
-        return;
-    }
-    let (lo, hi) = records.iter().fold((u32::MAX, 0), |(lo, hi), r| {
-        let k = key(r);
-        (lo.min(k), hi.max(k))
-    });
-    let span = (hi - lo) as usize + 1;
-    if span > 4 * records.len() {
-        records.sort_unstable_by_key(order);
-        return;
-    }
-    // Each key's first place, then each record to its key's next place.
-    let mut next = vec![0usize; span];
-    for r in records.iter() {
-        next[(key(r) - lo) as usize] += 1;
-    }
-    let mut at = 0;
-    for n in &mut next {
-        (*n, at) = (at, at + *n);
-    }
-    let came = records.to_vec();
-    for r in &came {
-        let slot = &mut next[(key(r) - lo) as usize];
-        records[*slot] = *r;
-        *slot += 1;
-    }
-    // `next` holds each key's end now: order the keys with several.
-    let mut start = 0;
-    for &end in &next {
-        if end - start > 1 {
-            records[start..end].sort_unstable_by_key(order);
-        }
-        start = end;
     }
 }
 
@@ -823,103 +712,5 @@ impl<'scope, T: Clone + 'static> EachEvent<'scope, T> for Stream<'scope, u64, Ve
                 }
             },
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use hazardwatch_proto::{Quality, Reading};
-
-    use super::Epochs;
-
-    fn reading(point: u32, ts_ms: i64) -> Reading {
-        Reading {
-            point,
-            ts_ms,
-            value: 0.0,
-            quality: Quality::Good,
-        }
-    }
-
-    /// Grouped by epoch, each epoch's records in the order they came; the
-    /// same by a scatter (few epochs) and by a sort (very many).
-    #[test]
-    fn records_are_grouped_by_epoch_keeping_their_order_within_one() {
-        let epochs = Epochs { epoch_ms: 1000 };
-        // Two points' runs in time order, as a replayed file holds them.
-        let mut records: Vec<Reading> = (0..2u32)
-            .flat_map(|p| (0..5).map(move |s| reading(p, 10_000 + s * 700)))
-            .collect();
-        let mut want = records.clone();
-        want.sort_by_key(|r| epochs.of(r.ts_ms));
-        let mut room = super::GroupRoom::default();
-        epochs.group(&mut records, &mut room);
-        assert_eq!(records, want);
-        let order: Vec<(u32, i64)> = records.iter().map(|r| (r.point, r.ts_ms)).collect();
-        assert_eq!(
-            order,
-            [
-                (0, 10_000),
-                (0, 10_700),
-                (1, 10_000),
-                (1, 10_700),
-                (0, 11_400),
-                (1, 11_400),
-                (0, 12_100),
-                (0, 12_800),
-                (1, 12_100),
-                (1, 12_800),
-            ]
-        );
-        // Far apart: past the scatter's span, the same order by a sort.
-        let far = 1000 * super::GROUP_SPAN as i64;
-        let mut records = vec![
-            reading(0, far + 5),
-            reading(1, 5),
-            reading(2, far),
-            reading(3, 7),
-        ];
-        epochs.group(&mut records, &mut room);
-        let points: Vec<u32> = records.iter().map(|r| r.point).collect();
-        assert_eq!(points, [1, 3, 0, 2]);
-        // One epoch, or none: untouched.
-        let mut one = vec![reading(1, 5), reading(0, 3)];
-        epochs.group(&mut one, &mut room);
-        assert_eq!(one, [reading(1, 5), reading(0, 3)]);
-        epochs.group(&mut Vec::<Reading>::new(), &mut room);
-    }
-
-    /// Readings sort into the same order by counting as by comparing,
-    /// whether their points are dense, sparse, repeated or few.
-    #[test]
-    fn readings_sort_by_point_then_time_then_value_however_their_points_spread() {
-        use super::Timed;
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for (n, points) in [
-            (10, 5),
-            (200, 150),
-            (1000, 1000),
-            (1000, 30),
-            (300, 1_000_000),
-        ] {
-            let mut records: Vec<Reading> = (0..n)
-                .map(|_| Reading {
-                    point: 7 + (next() % points) as u32,
-                    ts_ms: (next() % 3) as i64,
-                    value: (next() % 4) as f64,
-                    quality: Quality::Good,
-                })
-                .collect();
-            let mut want = records.clone();
-            want.sort_by_key(Reading::order_key);
-            Reading::sort(&mut records);
-            assert_eq!(records, want, "{n} readings of up to {points} points");
-        }
     }
 }

@@ -13,6 +13,7 @@ pub mod flatline;
 pub mod flood;
 pub mod gateway;
 pub mod multivariate;
+pub(crate) mod ordering;
 pub mod persistence;
 pub mod predict;
 pub mod rate_of_change;
