@@ -415,7 +415,11 @@ pub fn read_part_of<K: Copy>(
         let late = col("late")?
             .as_boolean_opt()
             .ok_or_else(|| bad_type(path, "late"))?;
-        if point_keys.null_count() > 0 || quality_keys.null_count() > 0 {
+        if point_keys.null_count() > 0
+            || quality_keys.null_count() > 0
+            || point_names.null_count() > 0
+            || quality_names.null_count() > 0
+        {
             return Err(Error::Archive {
                 path: path.clone(),
                 message: "a row has no point or no quality".into(),
@@ -441,11 +445,19 @@ pub fn read_part_of<K: Copy>(
             if !range.has_time(t) {
                 continue;
             }
-            // Keys out of their dictionary are refused by the decoder; a
-            // stray one would be skipped like an unwanted point.
             let p = point_of.value(i) as usize;
-            let Some(&Some(k)) = keys.get(p) else {
-                continue;
+            let k = match keys.get(p) {
+                Some(&Some(k)) => k,
+                // Out of the range, or not wanted.
+                Some(None) => continue,
+                // The decoder refuses keys past their dictionary; should
+                // one come through, it is an error, not a row skipped.
+                None => {
+                    return Err(Error::Archive {
+                        path: path.clone(),
+                        message: format!("row {i}: point key {p} outside its dictionary"),
+                    });
+                }
             };
             let q = quality_of.value(i) as usize;
             let Some(&Some(quality)) = quals.get(q) else {

@@ -332,3 +332,39 @@ fn rows_read_back_are_keyed_once_per_point_with_or_without_dictionary_pages() {
     assert_eq!(asked, ["A.LT", "B.LT"]);
     assert_eq!(got_plain, want);
 }
+
+/// A readings file from elsewhere whose point column has a null: reading
+/// it is an error naming the file, not rows dropped without a word.
+#[test]
+fn a_row_without_a_point_is_an_error_not_a_row_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, _) = writer(dir.path(), ArchiveConfig::default());
+    let rows: Vec<Reading> = (0..10).map(|i| reading(0, T0 + i)).collect();
+    w.append(&rows, T0, &[]);
+    w.checkpoint(1, &[]).unwrap();
+    let file = parquet_files(&txn::partition_dirs(dir.path()).unwrap()[0])
+        .unwrap()
+        .remove(0);
+    let batches = read_all(&file).unwrap();
+    let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let schema = batch.schema();
+    let at = schema.index_of("point").unwrap();
+    let points: StringArray = (0..batch.num_rows())
+        .map(|i| (i != 3).then_some("A.LT"))
+        .collect();
+    let mut fields: Vec<arrow_schema::Field> =
+        schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[at] = fields[at].clone().with_nullable(true);
+    let mut columns = batch.columns().to_vec();
+    columns[at] = Arc::new(points);
+    let holed = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).unwrap();
+    write_parquet(&file, &holed, &WriterProperties::builder().build()).unwrap();
+    let range = reader::Range::default();
+    let plan = reader::plan(dir.path(), &range).unwrap();
+    let mut read = 0;
+    let err = reader::read_part(&plan.parts[0], &range, reader::all_points, |_| read += 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no point") && err.contains("part-"), "{err}");
+    assert_eq!(read, 0);
+}
