@@ -14,6 +14,8 @@
 //! - [`clock`]: the [`clock::Clock`] every crate asks for "now" (the wall
 //!   clock in production, a settable one in tests). It lives here because
 //!   every crate shares it and it has no implementation to speak of.
+//! - [`order`]: ordering records by dense keys (points, epochs) in linear
+//!   time, for the rule engine and the archive.
 //!
 //! ```
 //! use hazardwatch_proto::{Catalog, PointKind, PointMeta, Quality, Reading};
@@ -28,6 +30,7 @@
 pub mod alarm;
 pub mod catalog;
 pub mod clock;
+pub mod order;
 pub mod reading;
 pub mod registry;
 

@@ -16,13 +16,15 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt64Type};
 use arrow_array::{
     ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
     UInt32Array, UInt64Array,
 };
-use hazardwatch_proto::{Catalog, PointIdx, Quality, Reading, pb};
+use arrow_schema::SchemaRef;
+use hazardwatch_proto::{Catalog, PointIdx, PointView, Quality, Reading, order, pb};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -130,7 +132,74 @@ impl Buffer {
     fn len(&self) -> usize {
         self.point.len()
     }
+
+    /// Empties the buffer and keeps its room for the next checkpoint's
+    /// readings, so that a steady stream is not copied into fresh pages
+    /// as its vectors grow again.
+    fn clear(&mut self) {
+        self.point.clear();
+        self.ts.clear();
+        self.ingest_ts.clear();
+        self.value.clear();
+        self.quality.clear();
+        self.late.clear();
+    }
 }
+
+/// The buffers of the partitions written to since the last checkpoint but
+/// one, with an index by key and the last one used (a gateway's batch is of
+/// one enterprise, and nearly always of one day).
+#[derive(Debug, Default)]
+struct Partitions {
+    buffers: Vec<(PartitionKey, Buffer)>,
+    index: HashMap<PartitionKey, usize>,
+    last: usize,
+}
+
+impl Partitions {
+    /// The buffer of (`day`, `enterprise`), made if new.
+    fn buffer(&mut self, day: i64, enterprise: &Arc<str>) -> &mut Buffer {
+        let hit = self.buffers.get(self.last).is_some_and(|((d, e), _)| {
+            *d == day && (Arc::ptr_eq(e, enterprise) || **e == **enterprise)
+        });
+        if !hit {
+            let key = (day, enterprise.clone());
+            self.last = match self.index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    self.buffers.push((key.clone(), Buffer::default()));
+                    self.index.insert(key, self.buffers.len() - 1);
+                    self.buffers.len() - 1
+                }
+            };
+        }
+        &mut self.buffers[self.last].1
+    }
+
+    /// After a checkpoint sealed every buffer with rows: empties those and
+    /// drops the ones that had none (no reading since the checkpoint before),
+    /// so that a past day's or an idle enterprise's room is given back.
+    fn sealed(&mut self) {
+        self.buffers.retain_mut(|(_, b)| {
+            let used = b.len() > 0;
+            b.clear();
+            used
+        });
+        self.index = self
+            .buffers
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (k.clone(), i))
+            .collect();
+        self.last = 0;
+    }
+}
+
+/// Rows of a partition are laid out as Arrow arrays this many at a time
+/// when it is sealed: the arrays stay small enough to be reused by the
+/// allocator instead of faulting fresh pages in, and a partition of any
+/// size seals in bounded memory.
+const SEAL_CHUNK: usize = 64 * 1024;
 
 /// Partition key: event day (days since 1970-01-01, UTC) and enterprise.
 type PartitionKey = (i64, Arc<str>);
@@ -182,14 +251,26 @@ pub fn day_of_dir(name: &str) -> Option<i64> {
 }
 
 /// Writes `batch` to `path` and syncs it.
-fn write_parquet(path: &Path, batch: &RecordBatch, props: &WriterProperties) -> Result<u64> {
+/// Writes `batches` of `schema` as one Parquet file at `path`, synced.
+/// Returns its rows and its size in bytes.
+fn write_parquet(
+    path: &Path,
+    schema: SchemaRef,
+    props: &WriterProperties,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+) -> Result<(usize, u64)> {
     let file = File::create(path).map_err(io(path))?;
     let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(props.clone())).map_err(parquet(path))?;
-    writer.write(batch).map_err(parquet(path))?;
+        ArrowWriter::try_new(file, schema, Some(props.clone())).map_err(parquet(path))?;
+    let mut rows = 0;
+    for batch in batches {
+        let batch = batch?;
+        rows += batch.num_rows();
+        writer.write(&batch).map_err(parquet(path))?;
+    }
     let file = writer.into_inner().map_err(parquet(path))?;
     file.sync_all().map_err(io(path))?;
-    Ok(file.metadata().map_err(io(path))?.len())
+    Ok((rows, file.metadata().map_err(io(path))?.len()))
 }
 
 /// The archive's writer settings (zstd at `config.zstd_level`, page
@@ -214,7 +295,8 @@ fn writer_properties(
 /// its size in bytes.
 pub fn export_parquet(path: &Path, batch: &RecordBatch, config: &ArchiveConfig) -> Result<u64> {
     let props = writer_properties(config, Vec::new())?.build();
-    write_parquet(path, batch, &props)
+    let (_, bytes) = write_parquet(path, batch.schema(), &props, [Ok(batch.clone())])?;
+    Ok(bytes)
 }
 
 /// Buffers readings per partition and seals them into Parquet files at
@@ -225,7 +307,7 @@ pub struct ArchiveWriter {
     config: ArchiveConfig,
     readings_props: WriterProperties,
     alarms_props: WriterProperties,
-    buffers: HashMap<PartitionKey, Buffer>,
+    partitions: Partitions,
     progress: Progress,
     /// Distinguishes files sealed in one millisecond by one process.
     file_seq: u64,
@@ -264,7 +346,7 @@ impl ArchiveWriter {
                 config,
                 readings_props,
                 alarms_props,
-                buffers: HashMap::new(),
+                partitions: Partitions::default(),
                 progress,
                 file_seq: 0,
             },
@@ -298,11 +380,9 @@ impl ArchiveWriter {
                 debug_assert!(false, "reading of unknown point index {}", r.point);
                 continue;
             };
-            let key = (r.ts_ms.div_euclid(DAY_MS), enterprise.clone());
-            let buf = match self.buffers.get_mut(&key) {
-                Some(b) => b,
-                None => self.buffers.entry(key).or_default(),
-            };
+            let buf = self
+                .partitions
+                .buffer(r.ts_ms.div_euclid(DAY_MS), enterprise);
             buf.point.push(r.point);
             buf.ts.push(r.ts_ms);
             buf.ingest_ts.push(ingest_ms);
@@ -321,7 +401,7 @@ impl ArchiveWriter {
         to_ms: i64,
     ) -> Vec<Reading> {
         let mut out = Vec::new();
-        for b in self.buffers.values() {
+        for (_, b) in &self.partitions.buffers {
             for i in 0..b.len() {
                 if points.contains(&b.point[i]) && (from_ms..to_ms).contains(&b.ts[i]) {
                     out.push(Reading {
@@ -338,7 +418,7 @@ impl ArchiveWriter {
 
     /// Readings buffered and not yet sealed.
     pub fn buffered_rows(&self) -> usize {
-        self.buffers.values().map(Buffer::len).sum()
+        self.partitions.buffers.iter().map(|(_, b)| b.len()).sum()
     }
 
     /// Seals every buffered partition and the alarm `events` (those
@@ -351,13 +431,14 @@ impl ArchiveWriter {
         wal_segment: u64,
         events: &[pb::AlarmEvent],
     ) -> Result<Vec<SealedFile>> {
-        let mut keys: Vec<PartitionKey> = self
-            .buffers
-            .iter()
-            .filter(|(_, b)| b.len() > 0)
-            .map(|(k, _)| k.clone())
+        let mut keys: Vec<usize> = (0..self.partitions.buffers.len())
+            .filter(|&i| self.partitions.buffers[i].1.len() > 0)
             .collect();
-        keys.sort();
+        keys.sort_by(|&a, &b| {
+            self.partitions.buffers[a]
+                .0
+                .cmp(&self.partitions.buffers[b].0)
+        });
         let mut staged = Vec::new();
         let committed = self
             .stage_checkpoint(&keys, events, &mut staged)
@@ -372,9 +453,7 @@ impl ArchiveWriter {
         match committed {
             Ok(progress) => {
                 self.progress = progress;
-                for k in &keys {
-                    self.buffers.remove(k);
-                }
+                self.partitions.sealed();
                 Ok(staged)
             }
             Err(e) => {
@@ -388,15 +467,19 @@ impl ArchiveWriter {
     /// sequence number they hold.
     fn stage_checkpoint(
         &mut self,
-        keys: &[PartitionKey],
+        keys: &[usize],
         events: &[pb::AlarmEvent],
         staged: &mut Vec<SealedFile>,
     ) -> Result<u64> {
-        for key in keys {
-            let batch = self.sorted_batch(&self.buffers[key])?;
-            let (day, enterprise) = key;
-            let file = self.stage(Dataset::Readings, *day, enterprise, &batch)?;
-            staged.push(file);
+        for &i in keys {
+            let (day, enterprise) = self.partitions.buffers[i].0.clone();
+            let path = self.new_path(Dataset::Readings, day, &enterprise)?;
+            let buf = &self.partitions.buffers[i].1;
+            let order = seal_order(&self.catalog, buf);
+            let batches = order
+                .chunks(SEAL_CHUNK)
+                .map(|rows| readings_batch(&self.catalog, buf, rows));
+            staged.push(self.write_staged(Dataset::Readings, path, readings_schema(), batches)?);
         }
         let after = self.progress.alarms_seq;
         let mut alarms_seq = after;
@@ -416,7 +499,7 @@ impl ArchiveWriter {
         for ((day, enterprise), mut events) in by_partition {
             events.sort_by_key(|e| e.seq);
             let batch = alarm_batch(&events)?;
-            staged.push(self.stage(Dataset::Alarms, day, enterprise, &batch)?);
+            staged.push(self.stage(Dataset::Alarms, day, enterprise, batch)?);
         }
         Ok(alarms_seq)
     }
@@ -428,8 +511,14 @@ impl ArchiveWriter {
         dataset: Dataset,
         day: i64,
         enterprise: &str,
-        batch: &RecordBatch,
+        batch: RecordBatch,
     ) -> Result<SealedFile> {
+        let path = self.new_path(dataset, day, enterprise)?;
+        self.write_staged(dataset, path, batch.schema(), [Ok(batch)])
+    }
+
+    /// The path of a new file of a partition (its directory made).
+    fn new_path(&mut self, dataset: Dataset, day: i64, enterprise: &str) -> Result<PathBuf> {
         let dir = self
             .root
             .join(dataset.dir())
@@ -437,21 +526,31 @@ impl ArchiveWriter {
             .join(format!("enterprise={enterprise}"));
         txn::create_dir_durably(&dir)?;
         self.file_seq += 1;
-        let path = dir.join(format!(
+        Ok(dir.join(format!(
             "part-{}-{}-{:06}.parquet",
             chrono::Utc::now().timestamp_millis(),
             std::process::id(),
             self.file_seq
-        ));
+        )))
+    }
+
+    /// Writes `batches` aside of `path`, where the file goes at the commit.
+    fn write_staged(
+        &self,
+        dataset: Dataset,
+        path: PathBuf,
+        schema: SchemaRef,
+        batches: impl IntoIterator<Item = Result<RecordBatch>>,
+    ) -> Result<SealedFile> {
         let props = match dataset {
             Dataset::Readings => &self.readings_props,
             Dataset::Alarms => &self.alarms_props,
         };
-        let bytes = write_parquet(&txn::aside(&path), batch, props)?;
+        let (rows, bytes) = write_parquet(&txn::aside(&path), schema, props, batches)?;
         Ok(SealedFile {
             dataset,
             path,
-            rows: batch.num_rows(),
+            rows,
             bytes,
         })
     }
@@ -477,53 +576,71 @@ impl ArchiveWriter {
         };
         txn::commit(&self.root, &txn)
     }
+}
 
-    /// The buffer as one Arrow batch sorted by (point name, event time).
-    fn sorted_batch(&self, buf: &Buffer) -> Result<RecordBatch> {
-        let cat = &self.catalog;
-        let mut order: Vec<u32> = (0..buf.len() as u32).collect();
-        order.sort_by_key(|&i| {
-            let i = i as usize;
-            (
-                cat.name_rank(buf.point[i]),
-                buf.ts[i],
-                buf.value[i].to_bits(),
-            )
-        });
-        let metas = || order.iter().map(|&i| cat.meta(buf.point[i as usize]));
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(metas().map(|m| m.id))),
-            Arc::new(StringArray::from_iter_values(
-                metas().map(|m| m.hazard_source),
-            )),
-            Arc::new(StringArray::from_iter_values(metas().map(|m| m.unit))),
-            Arc::new(StringArray::from_iter_values(
-                metas().map(|m| m.kind.as_str()),
-            )),
-            Arc::new(
-                TimestampMillisecondArray::from_iter_values(
-                    order.iter().map(|&i| buf.ts[i as usize]),
-                )
-                .with_timezone("UTC"),
-            ),
-            Arc::new(
-                TimestampMillisecondArray::from_iter_values(
-                    order.iter().map(|&i| buf.ingest_ts[i as usize]),
-                )
-                .with_timezone("UTC"),
-            ),
-            Arc::new(Float64Array::from_iter_values(
-                order.iter().map(|&i| buf.value[i as usize]),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                order.iter().map(|&i| buf.quality[i as usize].as_str()),
-            )),
-            Arc::new(BooleanArray::from_iter(
-                order.iter().map(|&i| Some(buf.late[i as usize])),
-            )),
-        ];
-        Ok(RecordBatch::try_new(readings_schema(), columns)?)
+/// The order in which a buffer's rows are sealed: by point name, event
+/// time and value, rows equal in all three in the order they came. A
+/// buffer holds each point's readings nearly in time order, so this is a
+/// count by the point's rank among the names and a check of each point's
+/// run.
+fn seal_order(cat: &Catalog, buf: &Buffer) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..buf.len() as u32).collect();
+    let rank = |&i: &u32| cat.name_rank(buf.point[i as usize]);
+    order::sort_by_dense_key(&mut order, rank, |&i| {
+        let row = i as usize;
+        (rank(&i), buf.ts[row], buf.value[row].to_bits(), i)
+    });
+    order
+}
+
+/// The rows of `buf` at `rows` (in the order of [`seal_order`]) as a batch
+/// of the readings schema. A point's rows are together, so its description
+/// is looked up once per run, not per row.
+fn readings_batch(cat: &Catalog, buf: &Buffer, rows: &[u32]) -> Result<RecordBatch> {
+    let mut runs: Vec<(PointView<'_>, usize)> = Vec::new();
+    let mut at = 0;
+    while let Some(&first) = rows.get(at) {
+        let point = buf.point[first as usize];
+        let n = rows[at..]
+            .iter()
+            .take_while(|&&i| buf.point[i as usize] == point)
+            .count();
+        runs.push((cat.meta(point), n));
+        at += n;
     }
+    let text = |f: for<'a> fn(&PointView<'a>) -> &'a str| -> ArrayRef {
+        let bytes = runs.iter().map(|(m, n)| f(m).len() * n).sum();
+        let mut column = StringBuilder::with_capacity(rows.len(), bytes);
+        for (m, n) in &runs {
+            let s = f(m);
+            for _ in 0..*n {
+                column.append_value(s);
+            }
+        }
+        Arc::new(column.finish())
+    };
+    let column = |f: fn(&Buffer, usize) -> i64| {
+        TimestampMillisecondArray::from_iter_values(rows.iter().map(|&i| f(buf, i as usize)))
+            .with_timezone("UTC")
+    };
+    let columns: Vec<ArrayRef> = vec![
+        text(|m| m.id),
+        text(|m| m.hazard_source),
+        text(|m| m.unit),
+        text(|m| m.kind.as_str()),
+        Arc::new(column(|b, i| b.ts[i])),
+        Arc::new(column(|b, i| b.ingest_ts[i])),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|&i| buf.value[i as usize]),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|&i| buf.quality[i as usize].as_str()),
+        )),
+        Arc::new(BooleanArray::from_iter(
+            rows.iter().map(|&i| Some(buf.late[i as usize])),
+        )),
+    ];
+    Ok(RecordBatch::try_new(readings_schema(), columns)?)
 }
 
 /// Deletes files written aside for a change that did not commit.

@@ -160,7 +160,7 @@ impl Timed for Reading {
         point_hash(key)
     }
     fn sort(records: &mut [Self]) {
-        super::ordering::sort_by_dense_key(records, |r| r.point, Reading::order_key);
+        hazardwatch_proto::order::sort_by_dense_key(records, |r| r.point, Reading::order_key);
     }
     fn key_space(rules: &RuleSet) -> usize {
         rules.points.len()

@@ -1,6 +1,9 @@
 //! Putting records in the order the event-time mechanics need, in linear
 //! time where the keys allow: a batch grouped by epoch before it enters the
-//! dataflow, an epoch's readings sorted by point before they are judged.
+//! dataflow (an epoch's readings are sorted by point before they are judged
+//! with [`hazardwatch_proto::order::sort_by_dense_key`]).
+
+use hazardwatch_proto::order::scatter;
 
 use super::event_time::{Epochs, Timed};
 
@@ -53,78 +56,11 @@ impl<T> Default for GroupRoom<T> {
 /// Records spanning this many epochs or more are grouped by a sort.
 pub(crate) const GROUP_SPAN: u64 = 1 << 16;
 
-/// Copies `records` into `out` in order of their `bucket` (of the record
-/// and its place; each below `span`), keeping their order within a bucket
-/// (a counting sort's scatter); `next` ends holding each bucket's end in
-/// `out`.
-fn scatter<T: Copy>(
-    records: &[T],
-    bucket: impl Fn(usize, &T) -> usize,
-    span: usize,
-    next: &mut Vec<usize>,
-    out: &mut Vec<T>,
-) {
-    next.clear();
-    next.resize(span, 0);
-    for (i, r) in records.iter().enumerate() {
-        next[bucket(i, r)] += 1;
-    }
-    let mut at = 0;
-    for n in next.iter_mut() {
-        (*n, at) = (at, at + *n);
-    }
-    out.clear();
-    out.extend_from_slice(records);
-    for (i, r) in records.iter().enumerate() {
-        let b = bucket(i, r);
-        out[next[b]] = *r;
-        next[b] += 1;
-    }
-}
-
-/// Sorts `records` by `order`, whose first part is `key`: when the keys
-/// are dense (an epoch's readings: most of a worker's points, once or a
-/// few times each), by counting them into place and then ordering each
-/// key's few records, which takes a few passes instead of a comparison
-/// sort's n log n.
-pub(crate) fn sort_by_dense_key<T: Copy, O: Ord>(
-    records: &mut [T],
-    key: impl Fn(&T) -> u32,
-    order: impl Fn(&T) -> O + Copy,
-) {
-    const SMALL: usize = 64;
-    if records.len() <= SMALL || records.is_sorted_by_key(order) {
-        records.sort_unstable_by_key(order);
-        return;
-    }
-    let (lo, hi) = records.iter().fold((u32::MAX, 0), |(lo, hi), r| {
-        let k = key(r);
-        (lo.min(k), hi.max(k))
-    });
-    let span = (hi - lo) as usize + 1;
-    if span > 4 * records.len() {
-        records.sort_unstable_by_key(order);
-        return;
-    }
-    let (mut next, mut out) = (Vec::new(), Vec::new());
-    let bucket = |_: usize, r: &T| (key(r) - lo) as usize;
-    scatter(records, bucket, span, &mut next, &mut out);
-    records.copy_from_slice(&out);
-    // `next` holds each key's end now: order the keys with several.
-    let mut start = 0;
-    for &end in &next {
-        if end - start > 1 {
-            records[start..end].sort_unstable_by_key(order);
-        }
-        start = end;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use hazardwatch_proto::{Quality, Reading};
 
-    use super::super::event_time::{Epochs, Timed};
+    use super::super::event_time::Epochs;
     use super::GroupRoom;
 
     fn reading(point: u32, ts_ms: i64) -> Reading {
@@ -182,38 +118,5 @@ mod tests {
         epochs.group(&mut one, &mut room);
         assert_eq!(one, [reading(1, 5), reading(0, 3)]);
         epochs.group(&mut Vec::<Reading>::new(), &mut room);
-    }
-
-    /// Readings sort into the same order by counting as by comparing,
-    /// whether their points are dense, sparse, repeated or few.
-    #[test]
-    fn readings_sort_by_point_then_time_then_value_however_their_points_spread() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for (n, points) in [
-            (10, 5),
-            (200, 150),
-            (1000, 1000),
-            (1000, 30),
-            (300, 1_000_000),
-        ] {
-            let mut records: Vec<Reading> = (0..n)
-                .map(|_| Reading {
-                    point: 7 + (next() % points) as u32,
-                    ts_ms: (next() % 3) as i64,
-                    value: (next() % 4) as f64,
-                    quality: Quality::Good,
-                })
-                .collect();
-            let mut want = records.clone();
-            want.sort_by_key(Reading::order_key);
-            Reading::sort(&mut records);
-            assert_eq!(records, want, "{n} readings of up to {points} points");
-        }
     }
 }

@@ -75,7 +75,7 @@ impl ArchiveWriter {
             path: dir.to_owned(),
             message: "not a date=/enterprise= partition directory".into(),
         })?;
-        let file = self.stage(dataset, day, &enterprise, &sorted)?;
+        let file = self.stage(dataset, day, &enterprise, sorted)?;
         let committed = self.commit(self.progress, std::slice::from_ref(&file), files);
         if let Err(e) = committed {
             unstage(std::slice::from_ref(&file));

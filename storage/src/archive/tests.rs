@@ -140,6 +140,78 @@ fn a_failed_checkpoint_changes_nothing_and_the_next_one_archives_everything_once
     assert_eq!(w.progress().wal_segment, 4);
 }
 
+/// A partition larger than a sealing chunk, its points interleaved, one
+/// point's readings out of time order and some rows equal in point, time
+/// and value: sealed in (point, time, value) order, equal rows in the order
+/// they came, as a stable sort would leave them.
+#[test]
+fn a_partition_seals_sorted_across_chunks_with_equal_rows_in_arrival_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, _) = writer(dir.path(), ArchiveConfig::default());
+    let n = 2 * SEAL_CHUNK as i64 + 100;
+    let mut want: Vec<(&str, i64, f64, i64)> = Vec::new();
+    for (ingest, round) in [(T0, 0..n), (T0 + 7, 0..50)] {
+        let mut batch = Vec::new();
+        for i in round {
+            // B.LT comes backwards in time; A.LT forwards, its values
+            // repeating every ten readings.
+            let b = reading(1, T0 + 3 * (n - i));
+            let a = Reading {
+                value: (i % 10) as f64,
+                ..reading(0, T0 + i / 2)
+            };
+            for r in [b, a] {
+                let name = if r.point == 0 { "A.LT" } else { "B.LT" };
+                want.push((name, r.ts_ms, r.value, ingest));
+                batch.push(r);
+            }
+        }
+        w.append(&batch, ingest, &[]);
+    }
+    want.sort_by(|x, y| (x.0, x.1, x.2.to_bits()).cmp(&(y.0, y.1, y.2.to_bits())));
+    let sealed = w.checkpoint(2, &[]).unwrap();
+    assert_eq!(sealed.len(), 1);
+    assert_eq!(sealed[0].rows, want.len());
+    let mut got = Vec::new();
+    for b in read_all(&sealed[0].path).unwrap() {
+        let point = b.column(0).as_string::<i32>();
+        let ts = b.column(4).as_primitive::<TimestampMillisecondType>();
+        let ingest = b.column(5).as_primitive::<TimestampMillisecondType>();
+        let value = b.column(6).as_primitive::<Float64Type>();
+        let unit = b.column(2).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            assert_eq!(unit.value(i), "U1");
+            got.push((
+                point.value(i).to_owned(),
+                ts.value(i),
+                value.value(i),
+                ingest.value(i),
+            ));
+        }
+    }
+    let want: Vec<_> = want
+        .into_iter()
+        .map(|(p, t, v, g)| (p.to_owned(), t, v, g))
+        .collect();
+    assert!(got == want, "sealed rows out of order");
+    // The partition's room is kept for the next checkpoint, and given back
+    // at one without its readings.
+    fn room(w: &ArchiveWriter) -> Vec<(&str, usize)> {
+        let p = &w.partitions.buffers;
+        p.iter()
+            .map(|((_, e), b)| (&**e, b.point.capacity()))
+            .collect()
+    }
+    assert!(matches!(room(&w)[..], [("E1", c)] if c >= sealed[0].rows));
+    w.append(&[reading(2, T0)], T0, &[]);
+    w.checkpoint(3, &[]).unwrap();
+    assert!(matches!(room(&w)[..], [("E2", _)]));
+    assert_eq!(
+        count(&rows_in(dir.path(), Dataset::Readings)),
+        sealed[0].rows + 1
+    );
+}
+
 #[test]
 fn compaction_merges_eight_small_files_of_a_tier_into_one_sorted_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -327,7 +399,7 @@ fn rows_read_back_are_keyed_once_per_point_with_or_without_dictionary_pages() {
     let plain = WriterProperties::builder()
         .set_dictionary_enabled(false)
         .build();
-    write_parquet(&file, &batch, &plain).unwrap();
+    write_parquet(&file, batch.schema(), &plain, [Ok(batch.clone())]).unwrap();
     let (asked, got_plain) = read(dir.path());
     assert_eq!(asked, ["A.LT", "B.LT"]);
     assert_eq!(got_plain, want);
@@ -358,7 +430,13 @@ fn a_row_without_a_point_is_an_error_not_a_row_skipped() {
     let mut columns = batch.columns().to_vec();
     columns[at] = Arc::new(points);
     let holed = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).unwrap();
-    write_parquet(&file, &holed, &WriterProperties::builder().build()).unwrap();
+    write_parquet(
+        &file,
+        holed.schema(),
+        &WriterProperties::builder().build(),
+        [Ok(holed)],
+    )
+    .unwrap();
     let range = reader::Range::default();
     let plan = reader::plan(dir.path(), &range).unwrap();
     let mut read = 0;
