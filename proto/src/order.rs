@@ -36,8 +36,9 @@ pub fn scatter<T: Copy>(
 /// few times each; a partition's rows: every point of an enterprise, many
 /// times each), by counting them into place and then ordering each key's
 /// records where they are not in order already, which takes a few passes
-/// instead of a comparison sort's n log n. Not stable: records equal by
-/// `order` may swap, so `order` should tell apart what must not.
+/// instead of a comparison sort's n log n. Stable: records equal by
+/// `order` keep their order. A key's records nearly in order (a point's
+/// readings as they came) are put in order by merging their runs.
 pub fn sort_by_dense_key<T: Copy, O: Ord>(
     records: &mut [T],
     key: impl Fn(&T) -> u32,
@@ -45,7 +46,7 @@ pub fn sort_by_dense_key<T: Copy, O: Ord>(
 ) {
     const SMALL: usize = 64;
     if records.len() <= SMALL || records.is_sorted_by_key(order) {
-        records.sort_unstable_by_key(order);
+        records.sort_by_key(order);
         return;
     }
     let (lo, hi) = records.iter().fold((u32::MAX, 0), |(lo, hi), r| {
@@ -54,7 +55,7 @@ pub fn sort_by_dense_key<T: Copy, O: Ord>(
     });
     let span = (hi - lo) as usize + 1;
     if span > 4 * records.len() {
-        records.sort_unstable_by_key(order);
+        records.sort_by_key(order);
         return;
     }
     let (mut next, mut out) = (Vec::new(), Vec::new());
@@ -66,7 +67,7 @@ pub fn sort_by_dense_key<T: Copy, O: Ord>(
     for &end in &next {
         let run = &mut records[start..end];
         if run.len() > 1 && !run.is_sorted_by_key(order) {
-            run.sort_unstable_by_key(order);
+            run.sort_by_key(order);
         }
         start = end;
     }
@@ -76,9 +77,11 @@ pub fn sort_by_dense_key<T: Copy, O: Ord>(
 mod tests {
     use super::sort_by_dense_key;
 
-    /// The same order by counting as by comparing, whether the keys are
-    /// dense, sparse, repeated or few, and whether each key's records come
-    /// in order (a partition's rows) or not (an epoch's readings).
+    /// The same order by counting as by a stable comparison sort (records
+    /// equal in key and time keep their order: the third field tells), whether
+    /// the keys are dense, sparse, repeated or few, and whether each key's
+    /// records come in order (a partition's rows) or not (an epoch's
+    /// readings).
     #[test]
     fn records_sort_by_key_then_order_however_their_keys_spread() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -106,8 +109,8 @@ mod tests {
                     })
                     .collect();
                 let mut want = records.clone();
-                want.sort();
-                sort_by_dense_key(&mut records, |r| r.0, |r| *r);
+                want.sort_by_key(|r| (r.0, r.1));
+                sort_by_dense_key(&mut records, |r| r.0, |r| (r.0, r.1));
                 assert_eq!(records, want, "{n} records of up to {keys} keys");
             }
         }

@@ -581,14 +581,14 @@ impl ArchiveWriter {
 /// The order in which a buffer's rows are sealed: by point name, event
 /// time and value, rows equal in all three in the order they came. A
 /// buffer holds each point's readings nearly in time order, so this is a
-/// count by the point's rank among the names and a check of each point's
-/// run.
+/// count by the point's rank among the names and a check (or a merge of
+/// the runs) of each point's readings.
 fn seal_order(cat: &Catalog, buf: &Buffer) -> Vec<u32> {
     let mut order: Vec<u32> = (0..buf.len() as u32).collect();
     let rank = |&i: &u32| cat.name_rank(buf.point[i as usize]);
     order::sort_by_dense_key(&mut order, rank, |&i| {
         let row = i as usize;
-        (rank(&i), buf.ts[row], buf.value[row].to_bits(), i)
+        (rank(&i), buf.ts[row], buf.value[row].to_bits())
     });
     order
 }
