@@ -160,6 +160,10 @@ pub struct Wal {
 }
 
 const HEADER: usize = 8;
+
+/// Records of one append are written to the file this many bytes at a
+/// time at most (or all at once when fewer).
+const WRITE_BYTES: usize = 1 << 20;
 /// [`Wal::named`] of a point not named in the current segment.
 const UNNAMED: u32 = u32::MAX;
 const READING: usize = 4 + 8 + 8 + 1;
@@ -549,28 +553,41 @@ impl Wal {
         result.map(|()| self.segment)
     }
 
+    /// Writes the entries' records with one write per [`WRITE_BYTES`] of
+    /// them (a group commit is one write, not one per message), then syncs.
     fn write_entries(&mut self, entries: &[Entry<'_>], catalog: &Catalog) -> Result<()> {
         let path = segment_path(&self.dir, self.segment);
         let start = self.bytes;
+        self.buf.clear();
         for e in entries {
             self.encode(e, catalog);
-            self.io
-                .write(&mut self.file, &self.buf)
-                .map_err(io(&path))?;
-            self.bytes += self.buf.len() as u64;
+            if self.buf.len() >= WRITE_BYTES {
+                self.write_buf(&path)?;
+            }
         }
+        self.write_buf(&path)?;
         if self.bytes > start {
             self.io.sync(&self.file).map_err(io(&path))?;
         }
         Ok(())
     }
 
-    /// One record into `self.buf`: written in place, then its length and
-    /// checksum filled in.
+    /// Writes the records encoded in `self.buf` and empties it.
+    fn write_buf(&mut self, path: &Path) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.io.write(&mut self.file, &self.buf).map_err(io(path))?;
+            self.bytes += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// One record appended to `self.buf`: written in place, then its length
+    /// and checksum filled in.
     fn encode(&mut self, entry: &Entry<'_>, catalog: &Catalog) {
         let readings = entry.readings;
         let buf = &mut self.buf;
-        buf.clear();
+        let at = buf.len();
         buf.reserve(HEADER + 40 + readings.len() * READING);
         buf.extend_from_slice(&[0; HEADER]);
         buf.extend_from_slice(&entry.message.to_le_bytes());
@@ -604,10 +621,10 @@ impl Wal {
             buf.extend_from_slice(&r.value.to_le_bytes());
             buf.push(quality_code(r.quality));
         }
-        let payload_len = (buf.len() - HEADER) as u32;
-        let crc = crc32fast::hash(&buf[HEADER..]);
-        buf[..4].copy_from_slice(&payload_len.to_le_bytes());
-        buf[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+        let payload_len = (buf.len() - at - HEADER) as u32;
+        let crc = crc32fast::hash(&buf[at + HEADER..]);
+        buf[at..at + 4].copy_from_slice(&payload_len.to_le_bytes());
+        buf[at + 4..at + HEADER].copy_from_slice(&crc.to_le_bytes());
     }
 
     /// Closes the current segment and starts the next; returns its number.

@@ -223,18 +223,58 @@ fn damage_in_an_older_segment_stops_recovery_and_keeps_the_file() {
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "kept as it was");
 }
 
+/// A disk that counts the log's writes and syncs.
+#[derive(Default)]
+struct Counting {
+    writes: std::sync::atomic::AtomicUsize,
+    syncs: std::sync::atomic::AtomicUsize,
+}
+
+impl WalIo for Counting {
+    fn write(&self, file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        file.write_all(bytes)
+    }
+    fn sync(&self, file: &File) -> std::io::Result<()> {
+        self.syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        file.sync_data()
+    }
+}
+
 #[test]
-fn a_group_commit_is_one_sync_for_many_batches() {
+fn a_group_commit_is_one_sync_and_one_write_per_megabyte_for_many_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let c = catalog(20);
-    let (mut wal, _) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+    let c = catalog(200);
+    let disk = Arc::new(Counting::default());
+    let (mut wal, _) = Wal::open_with(dir.path(), WalConfig::default(), disk.clone()).unwrap();
+    let counts = || {
+        let n = |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::SeqCst);
+        (n(&disk.writes), n(&disk.syncs))
+    };
     let a = batch(0..10, 1);
     let b = batch(10..20, 2);
     wal.append(&[entry(1, &a), entry(2, &b)], &c).unwrap();
+    assert_eq!(counts(), (1, 1));
+    // 300 messages of 200 readings: more than a megabyte in one group.
+    let big: Vec<Vec<Reading>> = (0..300).map(|m| batch(0..200, 10 + m)).collect();
+    let entries: Vec<Entry<'_>> = big
+        .iter()
+        .enumerate()
+        .map(|(m, b)| entry(10 + m as i64, b))
+        .collect();
+    wal.append(&entries, &c).unwrap();
+    assert_eq!(counts(), (3, 2));
     drop(wal);
     let (_, back) = Wal::open(dir.path(), WalConfig::default()).unwrap();
-    assert_eq!(back.len(), 2);
+    assert_eq!(back.len(), 2 + 300);
     assert_eq!(back[1].readings[0].point, "P10");
+    for (m, got) in back[2..].iter().enumerate() {
+        assert_eq!(got.received_ms, 10 + m as i64);
+        assert_eq!(got.readings.len(), 200);
+        assert_eq!(got.readings[199].point, "P199");
+        assert_eq!(got.readings[199].ts_ms, 10 + m as i64);
+    }
 }
 
 #[test]
