@@ -250,7 +250,6 @@ pub fn day_of_dir(name: &str) -> Option<i64> {
     )
 }
 
-/// Writes `batch` to `path` and syncs it.
 /// Writes `batches` of `schema` as one Parquet file at `path`, synced.
 /// Returns its rows and its size in bytes.
 fn write_parquet(
