@@ -133,6 +133,10 @@ pub fn replay_all(
     let mut unknown = vec![0u64; runs.len()];
     let mut span: Option<(i64, i64)> = None;
     let window_of = |ts_ms: i64| ts_ms.div_euclid(WINDOW_MS);
+    // Where what is known ends: the range's end, or just past the last
+    // reading read.
+    let known_end =
+        |span: Option<(i64, i64)>| range.to_ms.or(span.map(|(_, b)| b.saturating_add(1)));
     // The next window with readings or a row group that may hold some;
     // empty time between is skipped.
     while let Some(w) = windows
@@ -186,10 +190,7 @@ pub fn replay_all(
         // or the last reading read: what comes after the archive's last
         // reading is not known (a point is not stale because its archive
         // ends), so the replay ends in the same place whatever its windows.
-        let until = range
-            .to_ms
-            .or(span.map(|(_, b)| b.saturating_add(1)))
-            .map_or(end, |cap| end.min(cap));
+        let until = known_end(span).map_or(end, |cap| end.min(cap));
         let mut flags = Vec::new();
         for (run, batch) in runs.iter_mut().zip(&batches) {
             let input = run.engine.input();
@@ -199,10 +200,7 @@ pub fn replay_all(
         windows.recycle(batches);
     }
     // The end of the range (or just past the last reading) is complete.
-    let last = range
-        .to_ms
-        .or(span.map(|(_, b)| b.saturating_add(1)))
-        .unwrap_or(0);
+    let last = known_end(span).unwrap_or(0);
     let mut outs = Vec::new();
     for mut run in runs {
         run.engine.input().advance_to(last);

@@ -45,7 +45,10 @@ pub fn sort_by_dense_key<T: Copy, O: Ord>(
     order: impl Fn(&T) -> O + Copy,
 ) {
     const SMALL: usize = 64;
-    if records.len() <= SMALL || records.is_sorted_by_key(order) {
+    if records.is_sorted_by_key(order) {
+        return;
+    }
+    if records.len() <= SMALL {
         records.sort_by_key(order);
         return;
     }
