@@ -11,12 +11,11 @@
 //! tier become one of the next), and [`ArchiveWriter::expire`] deletes whole
 //! days past the retention.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt64Type};
 use arrow_array::{
@@ -24,7 +23,7 @@ use arrow_array::{
     UInt32Array, UInt64Array,
 };
 use arrow_schema::SchemaRef;
-use hazardwatch_proto::{Catalog, PointIdx, PointView, Quality, Reading, order, pb};
+use hazardwatch_proto::{Catalog, PointIdx, Reading, pb};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -35,6 +34,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result, io, parquet};
 use crate::schema::{alarms_schema, readings_schema};
 use crate::txn::{self, Progress, Txn};
+use buffers::{Partitions, SEAL_CHUNK, readings_batch, seal_order};
 
 /// `[archive]` settings.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -116,93 +116,6 @@ pub struct SealedFile {
     /// Its size on disk.
     pub bytes: u64,
 }
-
-/// One partition's unsealed readings, column by column.
-#[derive(Debug, Default)]
-struct Buffer {
-    point: Vec<PointIdx>,
-    ts: Vec<i64>,
-    ingest_ts: Vec<i64>,
-    value: Vec<f64>,
-    quality: Vec<Quality>,
-    late: Vec<bool>,
-}
-
-impl Buffer {
-    fn len(&self) -> usize {
-        self.point.len()
-    }
-
-    /// Empties the buffer and keeps its room for the next checkpoint's
-    /// readings, so that a steady stream is not copied into fresh pages
-    /// as its vectors grow again.
-    fn clear(&mut self) {
-        self.point.clear();
-        self.ts.clear();
-        self.ingest_ts.clear();
-        self.value.clear();
-        self.quality.clear();
-        self.late.clear();
-    }
-}
-
-/// The buffers of the partitions written to since the last checkpoint but
-/// one, with an index by key and the last one used (a gateway's batch is of
-/// one enterprise, and nearly always of one day).
-#[derive(Debug, Default)]
-struct Partitions {
-    buffers: Vec<(PartitionKey, Buffer)>,
-    index: HashMap<PartitionKey, usize>,
-    last: usize,
-}
-
-impl Partitions {
-    /// The buffer of (`day`, `enterprise`), made if new.
-    fn buffer(&mut self, day: i64, enterprise: &Arc<str>) -> &mut Buffer {
-        let hit = self.buffers.get(self.last).is_some_and(|((d, e), _)| {
-            *d == day && (Arc::ptr_eq(e, enterprise) || **e == **enterprise)
-        });
-        if !hit {
-            let key = (day, enterprise.clone());
-            self.last = match self.index.get(&key) {
-                Some(&i) => i,
-                None => {
-                    self.buffers.push((key.clone(), Buffer::default()));
-                    self.index.insert(key, self.buffers.len() - 1);
-                    self.buffers.len() - 1
-                }
-            };
-        }
-        &mut self.buffers[self.last].1
-    }
-
-    /// After a checkpoint sealed every buffer with rows: empties those and
-    /// drops the ones that had none (no reading since the checkpoint before),
-    /// so that a past day's or an idle enterprise's room is given back.
-    fn sealed(&mut self) {
-        self.buffers.retain_mut(|(_, b)| {
-            let used = b.len() > 0;
-            b.clear();
-            used
-        });
-        self.index = self
-            .buffers
-            .iter()
-            .enumerate()
-            .map(|(i, (k, _))| (k.clone(), i))
-            .collect();
-        self.last = 0;
-    }
-}
-
-/// Rows of a partition are laid out as Arrow arrays this many at a time
-/// when it is sealed: the arrays stay small enough to be reused by the
-/// allocator instead of faulting fresh pages in, and a partition of any
-/// size seals in bounded memory.
-const SEAL_CHUNK: usize = 64 * 1024;
-
-/// Partition key: event day (days since 1970-01-01, UTC) and enterprise.
-type PartitionKey = (i64, Arc<str>);
 
 /// One day, ms.
 pub(crate) const DAY_MS: i64 = 86_400_000;
@@ -577,71 +490,6 @@ impl ArchiveWriter {
     }
 }
 
-/// The order in which a buffer's rows are sealed: by point name, event
-/// time and value, rows equal in all three in the order they came. A
-/// buffer holds each point's readings nearly in time order, so this is a
-/// count by the point's rank among the names and a check (or a merge of
-/// the runs) of each point's readings.
-fn seal_order(cat: &Catalog, buf: &Buffer) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..buf.len() as u32).collect();
-    let rank = |&i: &u32| cat.name_rank(buf.point[i as usize]);
-    order::sort_by_dense_key(&mut order, rank, |&i| {
-        let row = i as usize;
-        (rank(&i), buf.ts[row], buf.value[row].to_bits())
-    });
-    order
-}
-
-/// The rows of `buf` at `rows` (in the order of [`seal_order`]) as a batch
-/// of the readings schema. A point's rows are together, so its description
-/// is looked up once per run, not per row.
-fn readings_batch(cat: &Catalog, buf: &Buffer, rows: &[u32]) -> Result<RecordBatch> {
-    let mut runs: Vec<(PointView<'_>, usize)> = Vec::new();
-    let mut at = 0;
-    while let Some(&first) = rows.get(at) {
-        let point = buf.point[first as usize];
-        let n = rows[at..]
-            .iter()
-            .take_while(|&&i| buf.point[i as usize] == point)
-            .count();
-        runs.push((cat.meta(point), n));
-        at += n;
-    }
-    let text = |f: for<'a> fn(&PointView<'a>) -> &'a str| -> ArrayRef {
-        let bytes = runs.iter().map(|(m, n)| f(m).len() * n).sum();
-        let mut column = StringBuilder::with_capacity(rows.len(), bytes);
-        for (m, n) in &runs {
-            let s = f(m);
-            for _ in 0..*n {
-                column.append_value(s);
-            }
-        }
-        Arc::new(column.finish())
-    };
-    let column = |f: fn(&Buffer, usize) -> i64| {
-        TimestampMillisecondArray::from_iter_values(rows.iter().map(|&i| f(buf, i as usize)))
-            .with_timezone("UTC")
-    };
-    let columns: Vec<ArrayRef> = vec![
-        text(|m| m.id),
-        text(|m| m.hazard_source),
-        text(|m| m.unit),
-        text(|m| m.kind.as_str()),
-        Arc::new(column(|b, i| b.ts[i])),
-        Arc::new(column(|b, i| b.ingest_ts[i])),
-        Arc::new(Float64Array::from_iter_values(
-            rows.iter().map(|&i| buf.value[i as usize]),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|&i| buf.quality[i as usize].as_str()),
-        )),
-        Arc::new(BooleanArray::from_iter(
-            rows.iter().map(|&i| Some(buf.late[i as usize])),
-        )),
-    ];
-    Ok(RecordBatch::try_new(readings_schema(), columns)?)
-}
-
 /// Deletes files written aside for a change that did not commit.
 fn unstage(staged: &[SealedFile]) {
     for f in staged {
@@ -790,6 +638,7 @@ fn alarm_batch(events: &[&pb::AlarmEvent]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(alarms_schema(), columns)?)
 }
 
+mod buffers;
 mod maintenance;
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use super::maintenance::merge_group;
 use super::*;
 use crate::reader;
-use hazardwatch_proto::{PointKind, PointMeta};
+use hazardwatch_proto::{PointKind, PointMeta, Quality};
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
