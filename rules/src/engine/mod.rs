@@ -396,6 +396,10 @@ impl Engine {
             epochs,
         };
         let gathered_from = replay_from.clone();
+        // Every worker is in this process: `EngineInput::send` gives each
+        // reading to the worker its point belongs to, so the points' rules
+        // take them where they are.
+        let in_place = config.cluster.len() <= 1;
         let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
             let local = index - first;
@@ -449,13 +453,23 @@ impl Engine {
                         Some(end.clone()),
                         &restore[3],
                     );
-                let point_events = readings.clone().per_key(
-                    epochs,
-                    point_rules,
-                    book.clone(),
-                    Some(end.clone()),
-                    &restore[0],
-                );
+                let point_events = if in_place {
+                    readings.clone().per_key_in_place(
+                        epochs,
+                        point_rules,
+                        book.clone(),
+                        Some(end.clone()),
+                        &restore[0],
+                    )
+                } else {
+                    readings.clone().per_key(
+                        epochs,
+                        point_rules,
+                        book.clone(),
+                        Some(end.clone()),
+                        &restore[0],
+                    )
+                };
                 let unit_events = point_events
                     .clone()
                     .each_event("ToUnit", book.clone(), |rules, e| {
@@ -554,29 +568,20 @@ impl Engine {
                 let _ = tx.send((local, std::thread::current()));
             }
             let mut cap = Some(cap);
-            let mut room = GroupRoom::default();
+            let (mut room, mut runs) = (GroupRoom::default(), Vec::new());
             loop {
                 let mut taken = 0;
                 while taken < WORKER_TAKE_MAX {
                     match rx.try_recv() {
-                        Ok(WorkerMsg::Readings(mut batch)) => {
+                        Ok(WorkerMsg::Readings(batch)) => {
                             let Some(c) = cap.as_ref() else { continue };
                             taken += batch.len();
-                            // Send runs of one epoch under one capability.
-                            epochs.group(&mut batch, &mut room);
-                            let mut i = 0;
-                            while i < batch.len() {
-                                let e = epochs.of(batch[i].ts_ms);
-                                let j = batch[i..]
-                                    .iter()
-                                    .position(|r| epochs.of(r.ts_ms) != e)
-                                    .map_or(batch.len(), |k| i + k);
+                            // Each epoch's run under its capability, as a
+                            // container: not copied again.
+                            epochs.split(batch, &mut room, &mut runs);
+                            for (e, mut run) in runs.drain(..) {
                                 let at = c.delayed(&e.max(*c.time()));
-                                handle
-                                    .activate()
-                                    .session(&at)
-                                    .give_iterator(batch[i..j].iter().copied());
-                                i = j;
+                                handle.activate().session(&at).give_container(&mut run);
                             }
                         }
                         Ok(WorkerMsg::Advance(e)) => {
@@ -693,7 +698,19 @@ impl EngineInput {
 
     /// True when a reading is too late for the rules: its epoch is complete.
     pub fn is_late(&self, r: &Reading) -> bool {
-        self.epochs.of(r.ts_ms) < self.epochs.of(self.watermark_ms)
+        Self::late_before(r, self.open_from())
+    }
+
+    /// The first millisecond of the watermark's epoch, the first one still
+    /// open.
+    fn open_from(&self) -> i64 {
+        self.epochs.start(self.epochs.of(self.watermark_ms))
+    }
+
+    /// Whether `r` falls in an epoch before the one starting at
+    /// `open_from` (times before 1970 are in epoch 0).
+    fn late_before(r: &Reading, open_from: i64) -> bool {
+        r.ts_ms.max(0) < open_from
     }
 
     /// Sends the readings that are not late to their workers and sets
@@ -701,22 +718,33 @@ impl EngineInput {
     /// queue is full.
     pub fn send(&mut self, readings: &[Reading], late: &mut Vec<bool>) {
         late.clear();
+        late.reserve(readings.len());
         let local = self.senders.len();
+        // `is_late` for every reading, without a division per reading.
+        let open_from = self.open_from();
         for r in readings {
-            let is_late = self.is_late(r);
+            let is_late = Self::late_before(r, open_from);
             late.push(is_late);
             if is_late {
                 self.late_total += 1;
+                continue;
+            }
+            // The same choice as the exchange after the input, which then
+            // moves nothing; in a cluster, a point of another process's goes
+            // to a worker here, and the exchange takes it there.
+            let owner = if local == 1 {
+                0
             } else {
-                // The same choice as the exchange after the input, which then
-                // moves nothing; in a cluster, a point of another process's
-                // goes to a worker here, and the exchange takes it there.
-                let owner = worker_of(point_hash(r.point), self.peers) % local;
-                self.per_worker[owner].push(*r);
-                if self.per_worker[owner].len() >= WORKER_BATCH_MAX {
-                    let batch = std::mem::take(&mut self.per_worker[owner]);
-                    self.deliver(owner, WorkerMsg::Readings(batch));
-                }
+                worker_of(point_hash(r.point), self.peers) % local
+            };
+            let batch = &mut self.per_worker[owner];
+            if batch.capacity() == 0 {
+                batch.reserve(readings.len().min(WORKER_BATCH_MAX));
+            }
+            batch.push(*r);
+            if batch.len() >= WORKER_BATCH_MAX {
+                let batch = std::mem::take(batch);
+                self.deliver(owner, WorkerMsg::Readings(batch));
             }
         }
         for w in 0..local {

@@ -21,7 +21,7 @@ use hazardwatch_proto::{AlarmKind, AlarmSource, PointIdx, Priority, Reading, Rul
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
@@ -343,6 +343,19 @@ pub trait PerKey<'scope, D: Timed> {
         end: Option<EndOfInput>,
         restore: &[(D::Key, AlarmKind)],
     ) -> Stream<'scope, u64, Vec<RuleEvent>>;
+
+    /// [`PerKey::per_key`] over records that are already at the worker
+    /// their key's exchange would send them to (the engine's input routes
+    /// readings so, when every worker is in this process): the same
+    /// result, without the exchange's copy of every record.
+    fn per_key_in_place<L: KeyedLogic<Input = D>>(
+        self,
+        epochs: Epochs,
+        logic: L,
+        book: RuleBook,
+        end: Option<EndOfInput>,
+        restore: &[(D::Key, AlarmKind)],
+    ) -> Stream<'scope, u64, Vec<RuleEvent>>;
 }
 
 impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
@@ -355,19 +368,50 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
         restore: &[(D::Key, AlarmKind)],
     ) -> Stream<'scope, u64, Vec<RuleEvent>> {
         let pact = Exchange::new(|r: &D| D::route_key(r.key()));
-        let (index, peers) = (self.scope().index(), self.scope().peers());
-        let mut states: KeyStates<L::State> = KeyStates::default();
-        let space = D::key_space(&book.at(0)).min(DENSE_KEYS as usize) as u32;
-        let mine = (0..space)
-            .filter(|&k| worker_of(D::route_key(k.into()), peers) == index)
-            .count();
-        states.reserve(space as usize, mine);
-        for &(key, kind) in restore {
-            if worker_of(D::route_key(key), peers) == index {
-                logic.on_restore(states.get_or_default(key.into()), kind);
-            }
+        keyed(self, pact, epochs, logic, book, end, restore)
+    }
+
+    fn per_key_in_place<L: KeyedLogic<Input = D>>(
+        self,
+        epochs: Epochs,
+        logic: L,
+        book: RuleBook,
+        end: Option<EndOfInput>,
+        restore: &[(D::Key, AlarmKind)],
+    ) -> Stream<'scope, u64, Vec<RuleEvent>> {
+        keyed(self, Pipeline, epochs, logic, book, end, restore)
+    }
+}
+
+/// [`PerKey::per_key`] with the records brought to their key's worker by
+/// `pact`.
+fn keyed<'scope, D, L, P>(
+    stream: Stream<'scope, u64, Vec<D>>,
+    pact: P,
+    epochs: Epochs,
+    logic: L,
+    book: RuleBook,
+    end: Option<EndOfInput>,
+    restore: &[(D::Key, AlarmKind)],
+) -> Stream<'scope, u64, Vec<RuleEvent>>
+where
+    D: Timed,
+    L: KeyedLogic<Input = D>,
+    P: ParallelizationContract<u64, Vec<D>>,
+{
+    let (index, peers) = (stream.scope().index(), stream.scope().peers());
+    let mut states: KeyStates<L::State> = KeyStates::default();
+    let space = D::key_space(&book.at(0)).min(DENSE_KEYS as usize) as u32;
+    let mine = (0..space)
+        .filter(|&k| worker_of(D::route_key(k.into()), peers) == index)
+        .count();
+    states.reserve(space as usize, mine);
+    for &(key, kind) in restore {
+        if worker_of(D::route_key(key), peers) == index {
+            logic.on_restore(states.get_or_default(key.into()), kind);
         }
-        self.unary_frontier::<CapacityContainerBuilder<Vec<RuleEvent>>, _, _, _>(
+    }
+    stream.unary_frontier::<CapacityContainerBuilder<Vec<RuleEvent>>, _, _, _>(
             pact,
             "PerKey",
             move |initial, _info| {
@@ -393,7 +437,13 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
                             }
                         };
                         for batch in data {
-                            slot.1.append(batch);
+                            if slot.1.is_empty() {
+                                // The first container of an epoch is taken
+                                // as it is.
+                                std::mem::swap(&mut slot.1, batch);
+                            } else {
+                                slot.1.append(batch);
+                            }
                         }
                     });
                     let limit = if frontier.is_empty() {
@@ -471,7 +521,6 @@ impl<'scope, D: Timed> PerKey<'scope, D> for Stream<'scope, u64, Vec<D>> {
                 }
             },
         )
-    }
 }
 
 /// Runs one complete epoch: each key's records in time order, with its

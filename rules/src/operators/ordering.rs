@@ -1,56 +1,75 @@
 //! Putting records in the order the event-time mechanics need, in linear
-//! time where the keys allow: a batch grouped by epoch before it enters the
-//! dataflow (an epoch's readings are sorted by point before they are judged
-//! with [`hazardwatch_proto::order::sort_by_dense_key`]).
-
-use hazardwatch_proto::order::scatter;
+//! time where the keys allow: a batch cut into runs of one epoch before it
+//! enters the dataflow (an epoch's readings are sorted by point before they
+//! are judged with [`hazardwatch_proto::order::sort_by_dense_key`]).
 
 use super::event_time::{Epochs, Timed};
 
 impl Epochs {
-    /// Reorders `records` by epoch, keeping their order within an epoch,
-    /// in linear time when they span fewer than [`GROUP_SPAN`] epochs (a
-    /// live batch spans one or two, a replayed point's run about a
-    /// minute's); `room` is working room kept between calls.
-    pub fn group<T: Timed + Copy>(&self, records: &mut Vec<T>, room: &mut GroupRoom<T>) {
-        if records.is_sorted_by_key(|r| r.ts_ms()) {
-            return;
-        }
-        let GroupRoom { epochs, next, out } = room;
-        epochs.clear();
-        epochs.extend(records.iter().map(|r| self.of(r.ts_ms())));
-        let (Some(&lo), Some(&hi)) = (epochs.iter().min(), epochs.iter().max()) else {
+    /// Cuts `records` into runs of one epoch each, into `runs` (emptied
+    /// first) in order of epoch, keeping the records' order within an
+    /// epoch. A batch of one epoch (a live batch mostly is) becomes the run
+    /// as it is; otherwise each record is copied once, into its epoch's run
+    /// (a replayed batch spans about a minute of epochs). Records spanning
+    /// [`GROUP_SPAN`] epochs or more are put in order by a sort first.
+    /// `room` is working room kept between calls.
+    pub fn split<T: Timed + Copy>(
+        &self,
+        mut records: Vec<T>,
+        room: &mut GroupRoom,
+        runs: &mut Vec<(u64, Vec<T>)>,
+    ) {
+        runs.clear();
+        let Some(first) = records.first() else {
             return;
         };
-        if lo == hi {
+        let e0 = self.of(first.ts_ms());
+        let (from, to) = (self.start(e0), self.end(e0));
+        if records
+            .iter()
+            .all(|r| (from..to).contains(&r.ts_ms().max(0)))
+        {
+            runs.push((e0, records));
             return;
         }
+        let GroupRoom { epochs, counts } = room;
+        epochs.clear();
+        epochs.extend(records.iter().map(|r| self.of(r.ts_ms())));
+        let (lo, hi) = epochs
+            .iter()
+            .fold((u64::MAX, 0), |(lo, hi), &e| (lo.min(e), hi.max(e)));
         if hi - lo >= GROUP_SPAN {
             records.sort_by_key(|r| self.of(r.ts_ms()));
+            let mut rest = records.as_slice();
+            while let Some(r) = rest.first() {
+                let e = self.of(r.ts_ms());
+                let n = rest
+                    .iter()
+                    .position(|r| self.of(r.ts_ms()) != e)
+                    .unwrap_or(rest.len());
+                runs.push((e, rest[..n].to_vec()));
+                rest = &rest[n..];
+            }
             return;
         }
-        let bucket = |i: usize, _: &T| (epochs[i] - lo) as usize;
-        scatter(records, bucket, (hi - lo) as usize + 1, next, out);
-        std::mem::swap(records, out);
-    }
-}
-
-/// Working room for [`Epochs::group`], kept between calls.
-#[derive(Debug)]
-pub struct GroupRoom<T> {
-    epochs: Vec<u64>,
-    next: Vec<usize>,
-    out: Vec<T>,
-}
-
-impl<T> Default for GroupRoom<T> {
-    fn default() -> Self {
-        GroupRoom {
-            epochs: Vec::new(),
-            next: Vec::new(),
-            out: Vec::new(),
+        counts.clear();
+        counts.resize((hi - lo) as usize + 1, 0);
+        for &e in epochs.iter() {
+            counts[(e - lo) as usize] += 1;
         }
+        let mut by_epoch: Vec<Vec<T>> = counts.iter().map(|&n| Vec::with_capacity(n)).collect();
+        for (r, &e) in records.iter().zip(epochs.iter()) {
+            by_epoch[(e - lo) as usize].push(*r);
+        }
+        runs.extend((lo..).zip(by_epoch).filter(|(_, run)| !run.is_empty()));
     }
+}
+
+/// Working room for [`Epochs::split`], kept between calls.
+#[derive(Debug, Default)]
+pub struct GroupRoom {
+    epochs: Vec<u64>,
+    counts: Vec<usize>,
 }
 
 /// Records spanning this many epochs or more are grouped by a sort.
@@ -72,51 +91,55 @@ mod tests {
         }
     }
 
-    /// Grouped by epoch, each epoch's records in the order they came; the
-    /// same by a scatter (few epochs) and by a sort (very many).
+    /// Cuts `records` into runs and returns (epoch, points) of each run.
+    fn split(epochs: Epochs, records: Vec<Reading>) -> Vec<(u64, Vec<u32>)> {
+        let (mut room, mut runs) = (GroupRoom::default(), Vec::new());
+        epochs.split(records, &mut room, &mut runs);
+        runs.into_iter()
+            .map(|(e, run)| {
+                assert!(run.iter().all(|r| epochs.of(r.ts_ms) == e), "{e}: {run:?}");
+                (e, run.iter().map(|r| r.point).collect())
+            })
+            .collect()
+    }
+
+    /// Cut into runs of one epoch, in order of epoch, each epoch's records
+    /// in the order they came; the same by counting (few epochs) and by a
+    /// sort (very many).
     #[test]
-    fn records_are_grouped_by_epoch_keeping_their_order_within_one() {
+    fn records_are_cut_into_epochs_keeping_their_order_within_one() {
         let epochs = Epochs { epoch_ms: 1000 };
-        // Two points' runs in time order, as a replayed file holds them.
-        let mut records: Vec<Reading> = (0..2u32)
+        // Three points' runs in time order, as a replayed file holds them.
+        let records: Vec<Reading> = [2u32, 0, 1]
+            .into_iter()
             .flat_map(|p| (0..5).map(move |s| reading(p, 10_000 + s * 700)))
             .collect();
-        let mut want = records.clone();
-        want.sort_by_key(|r| epochs.of(r.ts_ms));
-        let mut room = GroupRoom::default();
-        epochs.group(&mut records, &mut room);
-        assert_eq!(records, want);
-        let order: Vec<(u32, i64)> = records.iter().map(|r| (r.point, r.ts_ms)).collect();
         assert_eq!(
-            order,
+            split(epochs, records),
             [
-                (0, 10_000),
-                (0, 10_700),
-                (1, 10_000),
-                (1, 10_700),
-                (0, 11_400),
-                (1, 11_400),
-                (0, 12_100),
-                (0, 12_800),
-                (1, 12_100),
-                (1, 12_800),
+                (10, vec![2, 2, 0, 0, 1, 1]),
+                (11, vec![2, 0, 1]),
+                (12, vec![2, 2, 0, 0, 1, 1]),
             ]
         );
-        // Far apart: past the scatter's span, the same order by a sort.
+        // Far apart: past the counting's span, the same order by a sort.
         let far = 1000 * super::GROUP_SPAN as i64;
-        let mut records = vec![
+        let records = vec![
             reading(0, far + 5),
             reading(1, 5),
             reading(2, far),
             reading(3, 7),
         ];
-        epochs.group(&mut records, &mut room);
-        let points: Vec<u32> = records.iter().map(|r| r.point).collect();
-        assert_eq!(points, [1, 3, 0, 2]);
-        // One epoch, or none: untouched.
-        let mut one = vec![reading(1, 5), reading(0, 3)];
-        epochs.group(&mut one, &mut room);
-        assert_eq!(one, [reading(1, 5), reading(0, 3)]);
-        epochs.group(&mut Vec::<Reading>::new(), &mut room);
+        assert_eq!(
+            split(epochs, records),
+            [(0, vec![1, 3]), (super::GROUP_SPAN, vec![0, 2])]
+        );
+        // One epoch, out of time order within it, or before 1970 (epoch
+        // 0): one run, as it came.
+        assert_eq!(
+            split(epochs, vec![reading(1, 5), reading(0, 3), reading(4, -7)]),
+            [(0, vec![1, 0, 4])]
+        );
+        assert!(split(epochs, Vec::new()).is_empty());
     }
 }
