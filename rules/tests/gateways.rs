@@ -126,10 +126,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
-    fn the_same_alarms_whatever_the_batches_their_order_and_the_workers(
+    fn the_same_alarms_whatever_the_batches_their_order_the_workers_and_the_epochs(
         order in Just((0..SCENARIO_LEN).collect::<Vec<_>>()).prop_shuffle(),
         cuts in prop::collection::vec(1..SCENARIO_LEN, 0..6),
         workers in prop_oneof![Just(1usize), Just(2), Just(4)],
+        epoch_ms in prop_oneof![Just(10u64), Just(100), Just(1000)],
     ) {
         let m = model();
         let all = scenario(&m);
@@ -145,7 +146,7 @@ proptest! {
             batches.push(shuffled[from..c].to_vec());
             from = c;
         }
-        let got = offline(&m, &common::run(&m, workers, 1000, &batches, 100_000));
+        let got = offline(&m, &common::run(&m, workers, epoch_ms, &batches, 100_000));
         prop_assert_eq!(got, want);
     }
 }

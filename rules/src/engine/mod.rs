@@ -240,8 +240,8 @@ impl EngineConfig {
 enum WorkerMsg {
     Readings(Vec<Reading>),
     Advance(u64),
-    /// The input ends; the epoch is the last one the input reached.
-    Finish(u64),
+    /// The input ends at this watermark (Unix ms).
+    Finish(i64),
 }
 
 /// Where the engine delivers events: called on worker 0 once per completed
@@ -279,7 +279,8 @@ impl Collector {
 }
 
 /// Runs the rules of `model` over a finite history, to event time
-/// `end_ms`, and returns every event in the order the engine delivers them.
+/// `end_ms` (readings and timers before it; nothing at or after it is
+/// known), and returns every event in the order the engine delivers them.
 /// The batches may hold readings in any order (the rules still see each
 /// point's readings in event-time order); they are fed in turn with the
 /// watermark held back, so none is late. For what-if runs over a short
@@ -599,7 +600,7 @@ impl Engine {
                         Err(TryRecvError::Disconnected) => {
                             // The feeder went away without finishing: end at
                             // what the input had reached.
-                            end.set(cap.as_ref().map(|c| *c.time()));
+                            end.set(cap.as_ref().map(|c| epochs.end(*c.time())));
                             cap = None;
                             break;
                         }
@@ -789,9 +790,8 @@ impl EngineInput {
     }
 
     fn finish(&mut self) {
-        let last = self.epochs.of(self.watermark_ms);
         for w in 0..self.senders.len() {
-            self.deliver(w, WorkerMsg::Finish(last));
+            self.deliver(w, WorkerMsg::Finish(self.watermark_ms));
         }
     }
 

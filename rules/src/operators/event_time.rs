@@ -51,10 +51,13 @@ impl Epochs {
     }
 }
 
-/// Set by the worker just before it closes its input, to the last epoch the
-/// input reached: timers beyond it must not fire, because the end of the
-/// input is the end of what is known, not a silence of the sensors.
-pub type EndOfInput = Rc<Cell<Option<u64>>>;
+/// Set by the worker just before it closes its input, to the event time
+/// (Unix ms) before which the input is complete, its last watermark:
+/// nothing at or beyond it is judged, neither records nor timers, because
+/// the end of the input is the end of what is known, not a silence of the
+/// sensors. Exact to the millisecond, so that where the input ends does
+/// not depend on the epochs' length.
+pub type EndOfInput = Rc<Cell<Option<i64>>>;
 
 /// Timers a rule asks for while handling one point.
 #[derive(Debug, Default)]
@@ -462,7 +465,7 @@ where
                         if frontier.less_equal(&epoch) {
                             break;
                         }
-                        if limit.is_some_and(|l| epoch > l) {
+                        if limit.is_some_and(|l| epoch > epochs.of(l)) {
                             // Input closed: nothing beyond its last epoch is
                             // known. Records stamped beyond it (a gateway
                             // clock ahead of the watermark) are not judged,
@@ -495,10 +498,20 @@ where
                                 );
                             });
                         }
+                        // The epoch the input ends in is judged up to
+                        // where it ends.
+                        let last = limit.filter(|&l| epoch == epochs.of(l));
+                        let until = match last {
+                            Some(l) => {
+                                records.retain(|r| r.ts_ms() < l);
+                                l.min(epochs.end(epoch))
+                            }
+                            None => epochs.end(epoch),
+                        };
                         run_epoch(
                             &logic,
                             &rules,
-                            epochs.end(epoch),
+                            until,
                             &mut records,
                             &mut states,
                             &mut timers,
@@ -508,6 +521,12 @@ where
                             events.sort_by_key(RuleEvent::order_key);
                             output.session(&cap).give_container(&mut events);
                             events.clear();
+                        }
+                        if last.is_some() {
+                            // Whatever is left is beyond the end.
+                            timers.clear();
+                            stash.clear();
+                            break;
                         }
                     }
                     match frontier.frontier().iter().min() {
@@ -524,8 +543,9 @@ where
 }
 
 /// Runs one complete epoch: each key's records in time order, with its
-/// timers due before the epoch's end fired in their place (a timer fires
-/// before a record of the same millisecond).
+/// timers due before `epoch_end` (the epoch's end, or where the input
+/// ended in it) fired in their place (a timer fires before a record of the
+/// same millisecond).
 fn run_epoch<L: KeyedLogic>(
     logic: &L,
     rules: &RuleSet,
@@ -538,8 +558,12 @@ fn run_epoch<L: KeyedLogic>(
     Timed::sort(records);
     // Timers due in this epoch, per key.
     let mut due: BTreeMap<<L::Input as Timed>::Key, BTreeSet<i64>> = BTreeMap::new();
+    // (Timers of the input's last epoch at or after its end are beyond
+    // what is known: they do not fire.)
     timers.take_before(epoch_end, |t, p| {
-        due.entry(p).or_default().insert(t);
+        if t < epoch_end {
+            due.entry(p).or_default().insert(t);
+        }
     });
     let mut scheduled = Scheduled::default();
     let mut i = 0;

@@ -35,7 +35,7 @@
 //!     at(2, 19.0, Quality::Bad),  // the gateway flags the value bad
 //!     at(3, 10.0, Quality::Good),
 //! ];
-//! let events = evaluate(&model, &EngineConfig::default(), [readings], 3_000)?;
+//! let events = evaluate(&model, &EngineConfig::default(), [readings], 4_000)?;
 //! let seen: Vec<_> = events.iter().map(|e| (e.kind.tag(), e.active, e.ts_ms / 1000)).collect();
 //! // A fault, and no H alarm: neither 25 m nor the bad 19 m is a level.
 //! assert_eq!(seen, [("FAULT", true, 1), ("FAULT", false, 3)]);

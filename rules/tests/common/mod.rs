@@ -59,12 +59,12 @@ pub(crate) fn run(
 }
 
 /// A determinism case: readings as (point slot, time, value), an arrival
-/// order and a worker count.
-pub(crate) type ArrivalCase = (Vec<(u8, i64, f64)>, Vec<usize>, usize);
+/// order, a worker count and an epoch length (ms).
+pub(crate) type ArrivalCase = (Vec<(u8, i64, f64)>, Vec<usize>, usize, u64);
 
 /// A determinism case: up to `max` readings as (point slot, time, value)
-/// drawn from `reading`, an arrival order (a shuffle of them) and a worker
-/// count of 1, 2 or 4.
+/// drawn from `reading`, an arrival order (a shuffle of them), a worker
+/// count of 1, 2 or 4 and epochs of 10, 100 or 1,000 ms.
 #[allow(dead_code)]
 pub(crate) fn arrival_case(
     reading: impl Strategy<Value = (u8, i64, f64)>,
@@ -76,19 +76,21 @@ pub(crate) fn arrival_case(
             Just(rs),
             Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
             prop_oneof![Just(1usize), Just(2), Just(4)],
+            prop_oneof![Just(10u64), Just(100), Just(1000)],
         )
     })
 }
 
 /// The events of a case's readings (slots mapped to `points`, values
-/// rounded to whole `1/per_unit` steps as an instrument reports them) at
-/// `epoch_ms`: first sorted on one worker, the reference; then in the
-/// case's arrival order, in batches of `chunk`, on its worker count.
+/// rounded to whole `1/per_unit` steps as an instrument reports them), to
+/// `end_ms`: first sorted on one worker with epochs of `epoch_ms`, the
+/// reference; then in the case's arrival order, in batches of `chunk`, on
+/// its worker count and with its epochs.
 #[allow(dead_code)]
 pub(crate) fn reference_and_shuffled(
     model: &SiteModel,
     points: &[PointIdx],
-    (rs, order, workers): &ArrivalCase,
+    (rs, order, workers, epoch): &ArrivalCase,
     per_unit: f64,
     epoch_ms: u64,
     chunk: usize,
@@ -108,7 +110,7 @@ pub(crate) fn reference_and_shuffled(
     let reference = run(model, 1, epoch_ms, &[sorted], end_ms);
     let shuffled: Vec<Reading> = order.iter().map(|&i| readings[i]).collect();
     let batches: Vec<Vec<Reading>> = shuffled.chunks(chunk).map(<[Reading]>::to_vec).collect();
-    (reference, run(model, *workers, epoch_ms, &batches, end_ms))
+    (reference, run(model, *workers, *epoch, &batches, end_ms))
 }
 
 /// `n` loopback addresses free a moment ago, for a cluster's processes.
