@@ -120,6 +120,15 @@ pub fn replay_all(
         // on the readings (the engine's proptests); an epoch's fixed cost
         // does, and live epochs are short for latency. A second at least.
         epoch_ms: config.epoch_ms.max(REPLAY_EPOCH_MS),
+        // Reading the archive keeps a core busy: when the configuration
+        // leaves the workers to the machine (0), one per core but that one.
+        workers: match config.workers {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .saturating_sub(1)
+                .max(1),
+            w => w,
+        },
         // A replay runs in this process alone.
         cluster: Vec::new(),
         process: 0,
@@ -131,11 +140,13 @@ pub fn replay_all(
     }
 
     // Readings read and not yet handed over, by window of event time: for
-    // each window (its index on the grid of WINDOW_MS), a batch per
-    // configuration. Row groups come in order of their earliest time, so a
-    // window is complete once every row group starting before its end is
-    // read; it is handed over then, and the watermark moved to its end.
-    let mut windows: Windows = Windows::new(runs.len());
+    // each window (its index on the grid of WINDOW_MS), per epoch of the
+    // engine's, a batch per configuration. Row groups come in order of
+    // their earliest time, so a window is complete once every row group
+    // starting before its end is read; it is handed over then, an epoch
+    // at a time (the engine takes a batch of one epoch as it is), and the
+    // watermark moved to its end.
+    let mut windows: Windows = Windows::new(runs.len(), config.epoch_ms);
     let mut next_part = 0;
     let mut readings = 0u64;
     let mut late = 0u64;
@@ -177,7 +188,7 @@ pub fn replay_all(
                 span = Some(span.map_or((r.ts_ms, r.ts_ms), |(a, b)| {
                     (a.min(r.ts_ms), b.max(r.ts_ms))
                 }));
-                let batches = windows.of(window_of(r.ts_ms));
+                let batches = windows.of(window_of(r.ts_ms), r.ts_ms);
                 for ((batch, &point), unknown) in batches.iter_mut().zip(&r.key).zip(&mut unknown) {
                     if point == UNKNOWN {
                         *unknown += 1;
@@ -194,19 +205,22 @@ pub fn replay_all(
             bar.inc(part.rows);
             next_part += 1;
         }
-        let batches = windows.take(w);
+        let epochs = windows.take(w);
         // Event time moves to the window's end, but never past the range
         // or the last reading read: what comes after the archive's last
         // reading is not known (a point is not stale because its archive
         // ends), so the replay ends in the same place whatever its windows.
         let until = known_end(span).map_or(end, |cap| end.min(cap));
         let mut flags = Vec::new();
-        for (run, batch) in runs.iter_mut().zip(&batches) {
-            let input = run.engine.input();
-            input.send(batch, &mut flags);
-            input.advance_to(until);
+        for batches in &epochs {
+            for (run, batch) in runs.iter_mut().zip(batches) {
+                run.engine.input().send(batch, &mut flags);
+            }
         }
-        windows.recycle(batches);
+        for run in &mut runs {
+            run.engine.input().advance_to(until);
+        }
+        windows.recycle(epochs);
     }
     // The end of the range (or just past the last reading) is complete.
     let last = known_end(span).unwrap_or(0);
@@ -234,25 +248,32 @@ pub fn replay_all(
 /// A point the configuration does not have.
 const UNKNOWN: PointIdx = PointIdx::MAX;
 
-/// Readings not yet handed over, by window of event time, a batch per
-/// configuration; the batches handed over are kept for the next windows.
+/// A window's readings: per epoch of the engine's from the window's first
+/// (a few: a window is a minute, a replay's epochs a second at least), a
+/// batch per configuration.
+type ByEpoch = Vec<Vec<Vec<Reading>>>;
+
+/// Readings not yet handed over, by window of event time; the batches
+/// handed over are kept for the next windows.
 struct Windows {
     /// By window index, ascending; few at a time (those the row groups
     /// read so far reach into).
-    open: Vec<(i64, Vec<Vec<Reading>>)>,
+    open: Vec<(i64, ByEpoch)>,
     /// The open window a row last went to.
     last: usize,
-    spare: Vec<Vec<Vec<Reading>>>,
+    spare: Vec<ByEpoch>,
     configurations: usize,
+    epoch_ms: i64,
 }
 
 impl Windows {
-    fn new(configurations: usize) -> Windows {
+    fn new(configurations: usize, epoch_ms: u64) -> Windows {
         Windows {
             open: Vec::new(),
             last: 0,
             spare: Vec::new(),
             configurations,
+            epoch_ms: epoch_ms.max(1) as i64,
         }
     }
 
@@ -261,42 +282,44 @@ impl Windows {
         self.open.first().map(|(w, _)| *w)
     }
 
-    /// The batches of window `w`, opened if it is not.
-    fn of(&mut self, w: i64) -> &mut Vec<Vec<Reading>> {
+    /// The batches of the epoch `ts_ms` falls in, in window `w` (opened if
+    /// it is not).
+    fn of(&mut self, w: i64, ts_ms: i64) -> &mut Vec<Vec<Reading>> {
         // Rows come in runs of a point, each in time order: mostly the
         // window of the row before.
         if self.open.get(self.last).is_none_or(|(at, _)| *at != w) {
             self.last = match self.open.binary_search_by_key(&w, |(at, _)| *at) {
                 Ok(i) => i,
                 Err(i) => {
-                    let batches = self
-                        .spare
-                        .pop()
-                        .unwrap_or_else(|| vec![Vec::new(); self.configurations]);
-                    self.open.insert(i, (w, batches));
+                    self.open
+                        .insert(i, (w, self.spare.pop().unwrap_or_default()));
                     i
                 }
             };
         }
-        &mut self.open[self.last].1
+        // The engine's epochs (`Epochs::of`: before 1970, epoch 0).
+        let epoch_of = |ts: i64| ts.max(0) / self.epoch_ms;
+        let slot = (epoch_of(ts_ms) - epoch_of(w.saturating_mul(WINDOW_MS))) as usize;
+        let by_epoch = &mut self.open[self.last].1;
+        if by_epoch.len() <= slot {
+            by_epoch.resize_with(slot + 1, || vec![Vec::new(); self.configurations]);
+        }
+        &mut by_epoch[slot]
     }
 
-    /// Closes window `w`: its batches (empty ones if it had none).
-    fn take(&mut self, w: i64) -> Vec<Vec<Reading>> {
+    /// Closes window `w`: its batches, by epoch (none if it had none).
+    fn take(&mut self, w: i64) -> ByEpoch {
         self.last = 0;
         match self.open.binary_search_by_key(&w, |(at, _)| *at) {
             Ok(i) => self.open.remove(i).1,
-            Err(_) => self
-                .spare
-                .pop()
-                .unwrap_or_else(|| vec![Vec::new(); self.configurations]),
+            Err(_) => self.spare.pop().unwrap_or_default(),
         }
     }
 
-    /// Keeps `batches`, emptied, for a window to come.
-    fn recycle(&mut self, mut batches: Vec<Vec<Reading>>) {
-        batches.iter_mut().for_each(Vec::clear);
-        self.spare.push(batches);
+    /// Keeps `by_epoch`'s batches, emptied, for a window to come.
+    fn recycle(&mut self, mut by_epoch: ByEpoch) {
+        by_epoch.iter_mut().flatten().for_each(Vec::clear);
+        self.spare.push(by_epoch);
     }
 }
 
@@ -570,7 +593,8 @@ pub struct ReplayCommand {
     /// difference, and the EEMUA 191 rate before and after.
     #[arg(long)]
     pub compare: Option<PathBuf>,
-    /// Timely worker threads (default: the configuration's).
+    /// Timely worker threads (default: the configuration's; when that is
+    /// 0, one per core but one, the core that reads the archive).
     #[arg(long)]
     pub workers: Option<usize>,
 }
