@@ -31,11 +31,6 @@ use crate::config::Config;
 /// Event time handed to the engine per step.
 const WINDOW_MS: i64 = 60_000;
 
-/// The shortest epoch a replay runs with, ms. At most a second: the gateway
-/// rule's beats assume a batch spans less than its shortest silence
-/// (`offline_after_s` >= 1).
-const REPLAY_EPOCH_MS: u64 = 1000;
-
 /// What a replay did.
 #[derive(Debug)]
 pub struct Replayed {
@@ -116,10 +111,7 @@ pub fn replay_all(
     let config = EngineConfig {
         // The replay moves the watermark itself, after the readings.
         lateness_ms: 0,
-        // What the rules give does not depend on the epochs' length, only
-        // on the readings (the engine's proptests); an epoch's fixed cost
-        // does, and live epochs are short for latency. A second at least.
-        epoch_ms: config.epoch_ms.max(REPLAY_EPOCH_MS),
+        epoch_ms: config.history_epoch_ms(),
         // Reading the archive keeps a core busy: when the configuration
         // leaves the workers to the machine (0), one per core but that one.
         workers: match config.workers {

@@ -131,6 +131,12 @@ pub fn judge(
         lateness_ms: 0,
         ..EngineConfig::default()
     };
+    // An episode is a finite history: judged in epochs of a second at
+    // least, with the same results and less cost.
+    let config = EngineConfig {
+        epoch_ms: config.history_epoch_ms(),
+        ..config
+    };
     let mut events: Vec<RuleEvent> = evaluate(site, &config, [readings.as_slice()], last_ts + 1)?
         .into_iter()
         .filter(|e| !live_only(e.kind))

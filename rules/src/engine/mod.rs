@@ -69,6 +69,9 @@ pub const WORKER_BATCH_MAX: usize = 16 * 1024;
 /// too.
 const WORKER_TAKE_MAX: usize = 4 * WORKER_BATCH_MAX;
 
+/// The shortest epoch [`EngineConfig::history_epoch_ms`] gives, ms.
+const HISTORY_EPOCH_MS: u64 = 1000;
+
 /// How long an idle worker parks before looking at its queue again (the
 /// feeder also unparks it after every message).
 const IDLE_PARK: Duration = Duration::from_millis(100);
@@ -225,6 +228,17 @@ impl EngineConfig {
         } else {
             timely::Config::process(workers)
         }
+    }
+
+    /// The epochs to judge a finite history with (a replay, a backfilled
+    /// episode), ms: the configured ones, but a second at least. What the
+    /// rules give does not depend on the epochs' length, only on the
+    /// readings (the proptests of `rules/tests`); an epoch's fixed cost
+    /// does, and live epochs are short for latency. At most a second: the
+    /// gateway rule's beats assume a batch spans less than its shortest
+    /// silence (`offline_after_s` >= 1).
+    pub fn history_epoch_ms(&self) -> u64 {
+        self.epoch_ms.max(HISTORY_EPOCH_MS)
     }
 
     /// Worker count with 0 resolved to the number of cores.
