@@ -22,6 +22,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use hazardwatch_proto::{Catalog, PointIdx, Reading, RuleEvent};
+use hazardwatch_rules::operators::Epochs;
 use hazardwatch_rules::{Collector, Engine, EngineConfig, SiteModel};
 use hazardwatch_storage::ArchiveConfig;
 use hazardwatch_storage::reader::{self, Plan, Range};
@@ -115,10 +116,7 @@ pub fn replay_all(
         // Reading the archive keeps a core busy: when the configuration
         // leaves the workers to the machine (0), one per core but that one.
         workers: match config.workers {
-            0 => std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .saturating_sub(1)
-                .max(1),
+            0 => config.worker_count().saturating_sub(1).max(1),
             w => w,
         },
         // A replay runs in this process alone.
@@ -138,13 +136,17 @@ pub fn replay_all(
     // starting before its end is read; it is handed over then, an epoch
     // at a time (the engine takes a batch of one epoch as it is), and the
     // watermark moved to its end.
-    let mut windows: Windows = Windows::new(runs.len(), config.epoch_ms);
+    let mut windows = Windows::new(
+        runs.len(),
+        Epochs {
+            epoch_ms: config.epoch_ms as i64,
+        },
+    );
     let mut next_part = 0;
     let mut readings = 0u64;
     let mut late = 0u64;
     let mut unknown = vec![0u64; runs.len()];
     let mut span: Option<(i64, i64)> = None;
-    let window_of = |ts_ms: i64| ts_ms.div_euclid(WINDOW_MS);
     // Where what is known ends: the range's end, or just past the last
     // reading read.
     let known_end =
@@ -180,7 +182,7 @@ pub fn replay_all(
                 span = Some(span.map_or((r.ts_ms, r.ts_ms), |(a, b)| {
                     (a.min(r.ts_ms), b.max(r.ts_ms))
                 }));
-                let batches = windows.of(window_of(r.ts_ms), r.ts_ms);
+                let batches = windows.of(r.ts_ms);
                 for ((batch, &point), unknown) in batches.iter_mut().zip(&r.key).zip(&mut unknown) {
                     if point == UNKNOWN {
                         *unknown += 1;
@@ -255,17 +257,23 @@ struct Windows {
     last: usize,
     spare: Vec<ByEpoch>,
     configurations: usize,
-    epoch_ms: i64,
+    /// The engine's.
+    epochs: Epochs,
+}
+
+/// The window (on the grid of [`WINDOW_MS`]) an event time falls in.
+fn window_of(ts_ms: i64) -> i64 {
+    ts_ms.div_euclid(WINDOW_MS)
 }
 
 impl Windows {
-    fn new(configurations: usize, epoch_ms: u64) -> Windows {
+    fn new(configurations: usize, epochs: Epochs) -> Windows {
         Windows {
             open: Vec::new(),
             last: 0,
             spare: Vec::new(),
             configurations,
-            epoch_ms: epoch_ms.max(1) as i64,
+            epochs,
         }
     }
 
@@ -274,9 +282,10 @@ impl Windows {
         self.open.first().map(|(w, _)| *w)
     }
 
-    /// The batches of the epoch `ts_ms` falls in, in window `w` (opened if
-    /// it is not).
-    fn of(&mut self, w: i64, ts_ms: i64) -> &mut Vec<Vec<Reading>> {
+    /// The batches of the epoch `ts_ms` falls in (its window opened if it
+    /// is not).
+    fn of(&mut self, ts_ms: i64) -> &mut Vec<Vec<Reading>> {
+        let w = window_of(ts_ms);
         // Rows come in runs of a point, each in time order: mostly the
         // window of the row before.
         if self.open.get(self.last).is_none_or(|(at, _)| *at != w) {
@@ -289,9 +298,8 @@ impl Windows {
                 }
             };
         }
-        // The engine's epochs (`Epochs::of`: before 1970, epoch 0).
-        let epoch_of = |ts: i64| ts.max(0) / self.epoch_ms;
-        let slot = (epoch_of(ts_ms) - epoch_of(w.saturating_mul(WINDOW_MS))) as usize;
+        let first = self.epochs.of(w.saturating_mul(WINDOW_MS));
+        let slot = (self.epochs.of(ts_ms) - first) as usize;
         let by_epoch = &mut self.open[self.last].1;
         if by_epoch.len() <= slot {
             by_epoch.resize_with(slot + 1, || vec![Vec::new(); self.configurations]);
