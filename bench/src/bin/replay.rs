@@ -41,18 +41,14 @@ fn main() -> anyhow::Result<()> {
     let (mut writer, _) = ArchiveWriter::open(dir.path(), model.catalog.clone(), config)?;
     for (minute, chunk) in park_seconds(points, seconds, ts0).chunks(60).enumerate() {
         for b in chunk {
-            if phased {
-                let b: Vec<Reading> = b
-                    .iter()
-                    .map(|r| Reading {
-                        ts_ms: r.ts_ms + phase_ms(r.point),
-                        ..*r
-                    })
-                    .collect();
-                writer.append(&b, ts0, &[]);
-            } else {
-                writer.append(b, ts0, &[]);
-            }
+            let b: Vec<Reading> = b
+                .iter()
+                .map(|r| Reading {
+                    ts_ms: r.ts_ms + if phased { phase_ms(r.point) } else { 0 },
+                    ..*r
+                })
+                .collect();
+            writer.append(&b, ts0, &[]);
         }
         writer.checkpoint(minute as u64 + 1, &[])?;
     }
