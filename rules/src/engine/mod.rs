@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 use hazardwatch_proto::{Reading, RuleEvent};
-use serde::Deserialize;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::core::{Concatenate, UnorderedInput};
@@ -40,11 +39,11 @@ use timely::dataflow::operators::generic::Operator;
 
 use crate::error::{Error, Result};
 
+mod config;
 mod resume;
-use crate::operators::event_time::{
-    EachEvent, EndOfInput, Epochs, PerKey, Routed, point_hash, worker_of,
-};
-use crate::operators::ordering::GroupRoom;
+use crate::operators::event_time::{EachEvent, EndOfInput, Epochs, Routed, point_hash, worker_of};
+use crate::operators::ordering::SplitRoom;
+use crate::operators::per_key::{PerKey, Routing};
 use crate::operators::unit_state::mark_suppressed;
 use crate::operators::{
     Chattering, Correlation, Deviation, Fault, Flatline, Flood, GatewayOffline, Multivariate,
@@ -52,6 +51,7 @@ use crate::operators::{
 };
 use crate::rule_set::{RuleBook, RuleSet};
 use crate::site::SiteModel;
+pub use config::{EngineConfig, WatermarkPolicy};
 pub use resume::Resume;
 
 /// Messages waiting for one worker. Each carries a batch, so this bounds
@@ -69,187 +69,9 @@ pub const WORKER_BATCH_MAX: usize = 16 * 1024;
 /// too.
 const WORKER_TAKE_MAX: usize = 4 * WORKER_BATCH_MAX;
 
-/// The shortest epoch [`EngineConfig::history_epoch_ms`] gives, ms.
-const HISTORY_EPOCH_MS: u64 = 1000;
-
 /// How long an idle worker parks before looking at its queue again (the
 /// feeder also unparks it after every message).
 const IDLE_PARK: Duration = Duration::from_millis(100);
-
-/// `[engine]` settings.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct EngineConfig {
-    /// Timely worker threads; 0 means one per core.
-    pub workers: usize,
-    /// Length of one timely epoch in ms of event time. Coarse epochs keep
-    /// progress tracking cheap; the exact time stays inside each reading.
-    pub epoch_ms: u64,
-    /// How late (behind the newest time known) a reading may arrive and still
-    /// be judged by the rules, in ms.
-    pub lateness_ms: u64,
-    /// How live event time advances within the lateness (see
-    /// [`WatermarkPolicy`]).
-    pub watermark: WatermarkPolicy,
-    /// The processes of a cluster, `host:port` each, in the order of their
-    /// index (empty: this process alone). Every process runs `workers`
-    /// workers; readings are exchanged between them by point, and the
-    /// events gathered by worker 0 of process 0.
-    pub cluster: Vec<String>,
-    /// This process's index in `cluster`.
-    pub process: usize,
-    /// Set when `cluster` names addresses off loopback: the links between
-    /// the processes are timely's, plain TCP with neither TLS nor
-    /// authentication, so they belong on a network of their own (a
-    /// private VLAN, or a WireGuard or IPsec tunnel). Setting this says
-    /// that they are.
-    pub cluster_private_network: bool,
-}
-
-/// `engine.watermark`: how live event time advances. Either way it is never
-/// held further behind the clock than `lateness_ms`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WatermarkPolicy {
-    /// As far as the gateways' learned disorder and delay allow: a reading
-    /// is judged as soon as every gateway has sent what could precede it
-    /// (the service's `pipeline::watermark`).
-    #[default]
-    Learned,
-    /// The clock less the lateness: every reading waits the full bound.
-    Fixed,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            workers: 0,
-            epoch_ms: 10,
-            lateness_ms: 2_000,
-            watermark: WatermarkPolicy::default(),
-            cluster: Vec::new(),
-            process: 0,
-            cluster_private_network: false,
-        }
-    }
-}
-
-impl EngineConfig {
-    /// Checks the settings, naming the field that is wrong.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |field, message| Err(Error::Setting { field, message });
-        if self.workers > 256 {
-            return bad(
-                "engine.workers",
-                format!("{} is more than 256", self.workers),
-            );
-        }
-        if !(1..=60_000).contains(&self.epoch_ms) {
-            return bad(
-                "engine.epoch_ms",
-                format!("{} must be from 1 to 60000", self.epoch_ms),
-            );
-        }
-        if self.lateness_ms > 86_400_000 {
-            return bad(
-                "engine.lateness_ms",
-                format!("{} is more than a day", self.lateness_ms),
-            );
-        }
-        if self.cluster.len() > 64 {
-            return bad(
-                "engine.cluster",
-                format!("{} processes: at most 64", self.cluster.len()),
-            );
-        }
-        if let Some(a) = self.cluster.iter().find(|a| {
-            a.rsplit_once(':')
-                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-        }) {
-            return bad("engine.cluster", format!("`{a}` is not host:port"));
-        }
-        if self.cluster.len() > 1 && self.workers == 0 {
-            // Timely needs as many workers in every process; "one per
-            // core" may differ between hosts.
-            return bad(
-                "engine.workers",
-                "0 (one per core) in a cluster: give every process the same number".to_owned(),
-            );
-        }
-        if !self.cluster_private_network
-            && let Some(a) = self.cluster.iter().find(|a| {
-                let host = a.rsplit_once(':').map_or("", |(h, _)| h);
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                !(host == "localhost"
-                    || host
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback()))
-            })
-        {
-            return bad(
-                "engine.cluster",
-                format!(
-                    "`{a}` is not loopback: the links between the processes have neither TLS nor \
-                     authentication; put them on a private network or tunnel and set \
-                     engine.cluster_private_network = true"
-                ),
-            );
-        }
-        if self.process >= self.cluster.len().max(1) {
-            return bad(
-                "engine.process",
-                format!(
-                    "{} is not the index of one of the {} processes",
-                    self.process,
-                    self.cluster.len().max(1)
-                ),
-            );
-        }
-        Ok(())
-    }
-
-    /// Timely's configuration: one thread, threads in this process, or
-    /// this process's part of a cluster.
-    fn timely(&self) -> timely::Config {
-        let workers = self.worker_count();
-        if self.cluster.len() > 1 {
-            timely::Config {
-                communication: timely::CommunicationConfig::Cluster {
-                    threads: workers,
-                    process: self.process,
-                    addresses: self.cluster.clone(),
-                    report: false,
-                    zerocopy: false,
-                },
-                worker: timely::WorkerConfig::default(),
-            }
-        } else if workers == 1 {
-            timely::Config::thread()
-        } else {
-            timely::Config::process(workers)
-        }
-    }
-
-    /// The epochs to judge a finite history with (a replay, a backfilled
-    /// episode), ms: the configured ones, but a second at least. What the
-    /// rules give does not depend on the epochs' length, only on the
-    /// readings (the proptests of `rules/tests`); an epoch's fixed cost
-    /// does, and live epochs are short for latency. At most a second: the
-    /// gateway rule's beats assume a batch spans less than its shortest
-    /// silence (`offline_after_s` >= 1).
-    pub fn history_epoch_ms(&self) -> u64 {
-        self.epoch_ms.max(HISTORY_EPOCH_MS)
-    }
-
-    /// Worker count with 0 resolved to the number of cores.
-    pub fn worker_count(&self) -> usize {
-        if self.workers == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            self.workers
-        }
-    }
-}
 
 enum WorkerMsg {
     Readings(Vec<Reading>),
@@ -414,7 +236,11 @@ impl Engine {
         // Every worker is in this process: `EngineInput::send` gives each
         // reading to the worker its point belongs to, so the points' rules
         // take them where they are.
-        let in_place = config.cluster.len() <= 1;
+        let points_routing = if config.cluster.len() <= 1 {
+            Routing::InPlace
+        } else {
+            Routing::ByKey
+        };
         let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
             let local = index - first;
@@ -462,29 +288,21 @@ impl Engine {
                 );
                 let gateway_events =
                     crate::operators::gateway::beats(readings.clone(), book.clone()).per_key(
+                        Routing::ByKey,
                         epochs,
                         GatewayOffline,
                         book.clone(),
                         Some(end.clone()),
                         &restore[3],
                     );
-                let point_events = if in_place {
-                    readings.clone().per_key_in_place(
-                        epochs,
-                        point_rules,
-                        book.clone(),
-                        Some(end.clone()),
-                        &restore[0],
-                    )
-                } else {
-                    readings.clone().per_key(
-                        epochs,
-                        point_rules,
-                        book.clone(),
-                        Some(end.clone()),
-                        &restore[0],
-                    )
-                };
+                let point_events = readings.clone().per_key(
+                    points_routing,
+                    epochs,
+                    point_rules,
+                    book.clone(),
+                    Some(end.clone()),
+                    &restore[0],
+                );
                 let unit_events = point_events
                     .clone()
                     .each_event("ToUnit", book.clone(), |rules, e| {
@@ -496,6 +314,7 @@ impl Engine {
                         })
                     })
                     .per_key(
+                        Routing::ByKey,
                         epochs,
                         (Voting, Correlation),
                         book.clone(),
@@ -510,6 +329,7 @@ impl Engine {
                         crate::operators::multivariate::routed,
                     )
                     .per_key(
+                        Routing::ByKey,
                         epochs,
                         Multivariate,
                         book.clone(),
@@ -532,6 +352,7 @@ impl Engine {
                         })
                     })
                     .per_key(
+                        Routing::ByKey,
                         epochs,
                         (Flood, Chattering),
                         book.clone(),
@@ -583,7 +404,7 @@ impl Engine {
                 let _ = tx.send((local, std::thread::current()));
             }
             let mut cap = Some(cap);
-            let (mut room, mut runs) = (GroupRoom::default(), Vec::new());
+            let (mut room, mut runs) = (SplitRoom::default(), Vec::new());
             loop {
                 let mut taken = 0;
                 while taken < WORKER_TAKE_MAX {
@@ -747,11 +568,7 @@ impl EngineInput {
             // The same choice as the exchange after the input, which then
             // moves nothing; in a cluster, a point of another process's goes
             // to a worker here, and the exchange takes it there.
-            let owner = if local == 1 {
-                0
-            } else {
-                worker_of(point_hash(r.point), self.peers) % local
-            };
+            let owner = worker_of(point_hash(r.point), self.peers) % local;
             let batch = &mut self.per_worker[owner];
             if batch.capacity() == 0 {
                 batch.reserve(readings.len().min(WORKER_BATCH_MAX));

@@ -11,12 +11,12 @@ impl Epochs {
     /// epoch. A batch of one epoch (a live batch mostly is) becomes the run
     /// as it is; otherwise each record is copied once, into its epoch's run
     /// (a replayed batch spans about a minute of epochs). Records spanning
-    /// [`GROUP_SPAN`] epochs or more are put in order by a sort first.
+    /// [`SPLIT_SPAN`] epochs or more are put in order by a sort first.
     /// `room` is working room kept between calls.
     pub fn split<T: Timed + Copy>(
         &self,
         mut records: Vec<T>,
-        room: &mut GroupRoom,
+        room: &mut SplitRoom,
         runs: &mut Vec<(u64, Vec<T>)>,
     ) {
         runs.clear();
@@ -32,13 +32,13 @@ impl Epochs {
             runs.push((e0, records));
             return;
         }
-        let GroupRoom { epochs, counts } = room;
+        let SplitRoom { epochs, counts } = room;
         epochs.clear();
         epochs.extend(records.iter().map(|r| self.of(r.ts_ms())));
         let (lo, hi) = epochs
             .iter()
             .fold((u64::MAX, 0), |(lo, hi), &e| (lo.min(e), hi.max(e)));
-        if hi - lo >= GROUP_SPAN {
+        if hi - lo >= SPLIT_SPAN {
             records.sort_by_key(|r| self.of(r.ts_ms()));
             let mut rest = records.as_slice();
             while let Some(r) = rest.first() {
@@ -67,20 +67,20 @@ impl Epochs {
 
 /// Working room for [`Epochs::split`], kept between calls.
 #[derive(Debug, Default)]
-pub struct GroupRoom {
+pub struct SplitRoom {
     epochs: Vec<u64>,
     counts: Vec<usize>,
 }
 
-/// Records spanning this many epochs or more are grouped by a sort.
-pub(crate) const GROUP_SPAN: u64 = 1 << 16;
+/// Records spanning this many epochs or more are cut after a sort.
+pub(crate) const SPLIT_SPAN: u64 = 1 << 16;
 
 #[cfg(test)]
 mod tests {
     use hazardwatch_proto::{Quality, Reading};
 
     use super::super::event_time::Epochs;
-    use super::GroupRoom;
+    use super::SplitRoom;
 
     fn reading(point: u32, ts_ms: i64) -> Reading {
         Reading {
@@ -93,7 +93,7 @@ mod tests {
 
     /// Cuts `records` into runs and returns (epoch, points) of each run.
     fn split(epochs: Epochs, records: Vec<Reading>) -> Vec<(u64, Vec<u32>)> {
-        let (mut room, mut runs) = (GroupRoom::default(), Vec::new());
+        let (mut room, mut runs) = (SplitRoom::default(), Vec::new());
         epochs.split(records, &mut room, &mut runs);
         runs.into_iter()
             .map(|(e, run)| {
@@ -123,7 +123,7 @@ mod tests {
             ]
         );
         // Far apart: past the counting's span, the same order by a sort.
-        let far = 1000 * super::GROUP_SPAN as i64;
+        let far = 1000 * super::SPLIT_SPAN as i64;
         let records = vec![
             reading(0, far + 5),
             reading(1, 5),
@@ -132,7 +132,7 @@ mod tests {
         ];
         assert_eq!(
             split(epochs, records),
-            [(0, vec![1, 3]), (super::GROUP_SPAN, vec![0, 2])]
+            [(0, vec![1, 3]), (super::SPLIT_SPAN, vec![0, 2])]
         );
         // One epoch, out of time order within it, or before 1970 (epoch
         // 0): one run, as it came.
